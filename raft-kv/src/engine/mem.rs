@@ -1,0 +1,305 @@
+//! [`MemEngine`]: an in-memory engine that models what a crash loses.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::{Cf, Engine, ReadView, WriteBatch, WriteOp};
+use crate::Result;
+
+type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// The column families of one store state.
+#[derive(Debug, Clone, Default)]
+struct Trees([Tree; 3]);
+
+impl Trees {
+    fn cf(&self, cf: Cf) -> &Tree {
+        &self.0[cf as usize]
+    }
+
+    fn apply(&mut self, batch: &WriteBatch) {
+        for op in batch.ops() {
+            match op {
+                WriteOp::Put { cf, key, value } => {
+                    self.0[*cf as usize].insert(key.clone(), value.clone());
+                }
+                WriteOp::Delete { cf, key } => {
+                    self.0[*cf as usize].remove(key);
+                }
+                WriteOp::DeleteRange { cf, start, end } => {
+                    let tree = &mut self.0[*cf as usize];
+                    if start < end {
+                        let doomed: Vec<Vec<u8>> = tree
+                            .range::<[u8], _>((Bound::Included(&start[..]), Bound::Excluded(&end[..])))
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        for k in doomed {
+                            tree.remove(&k);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn scan(&self, cf: Cf, start: &[u8], end: Option<&[u8]>, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) {
+        let upper = match end {
+            Some(e) => Bound::Excluded(e),
+            None => Bound::Unbounded,
+        };
+        if let Some(e) = end {
+            if e <= start {
+                return;
+            }
+        }
+        for (k, v) in self.cf(cf).range::<[u8], _>((Bound::Included(start), upper)) {
+            if !visit(k, v) {
+                break;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// What reads see: every write so far.
+    visible: Trees,
+    /// What survives a crash: every write up to the last synced one.
+    durable: Trees,
+    /// Writes since the last synced one, oldest first.
+    unsynced: Vec<WriteBatch>,
+}
+
+/// An in-memory [`Engine`] for the simulator and for tests.
+///
+/// It keeps synced and unsynced writes apart: [`MemEngine::crash`] drops every
+/// write made since the last synced one, as a power loss would with RocksDB
+/// (whose write-ahead log is shared by all column families, so a synced write
+/// also makes earlier unsynced writes durable — modelled here the same way).
+///
+/// ```
+/// use raft_kv::engine::{Cf, Engine, MemEngine, ReadView, WriteBatch};
+/// let engine = MemEngine::new();
+/// let mut b = WriteBatch::new();
+/// b.put(Cf::Kv, b"durable".to_vec(), b"1".to_vec());
+/// engine.write(b, true).unwrap();
+/// let mut b = WriteBatch::new();
+/// b.put(Cf::Kv, b"volatile".to_vec(), b"2".to_vec());
+/// engine.write(b, false).unwrap();
+/// engine.crash();
+/// assert!(engine.get(Cf::Kv, b"durable").unwrap().is_some());
+/// assert!(engine.get(Cf::Kv, b"volatile").unwrap().is_none());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemEngine {
+    state: Arc<Mutex<State>>,
+}
+
+impl MemEngine {
+    /// An empty engine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Simulates a crash or power loss: every write not yet made durable by
+    /// a synced write is lost.
+    pub fn crash(&self) {
+        self.crash_keeping(0);
+    }
+
+    /// Simulates a crash in which the first `keep` unsynced batches happened
+    /// to reach the disk before power was lost (a write-ahead log persists a
+    /// prefix of its writes, never a hole).
+    pub fn crash_keeping(&self, keep: usize) {
+        let mut st = self.state.lock();
+        let keep = keep.min(st.unsynced.len());
+        let kept: Vec<WriteBatch> = st.unsynced.drain(..keep).collect();
+        for b in &kept {
+            st.durable.apply(b);
+        }
+        st.unsynced.clear();
+        st.visible = st.durable.clone();
+    }
+
+    /// Number of batches that a crash would lose right now.
+    pub fn unsynced_batches(&self) -> usize {
+        self.state.lock().unsynced.len()
+    }
+}
+
+impl ReadView for MemEngine {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.state.lock().visible.cf(cf).get(key).cloned())
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        // Copy out the range first so the visitor may call back into the engine.
+        let mut items = Vec::new();
+        self.state.lock().visible.scan(cf, start, end, &mut |k, v| {
+            items.push((k.to_vec(), v.to_vec()));
+            true
+        });
+        for (k, v) in items {
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A frozen copy of a [`MemEngine`]'s visible state.
+#[derive(Debug, Clone)]
+pub struct MemSnapshot {
+    trees: Arc<Trees>,
+}
+
+impl ReadView for MemSnapshot {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.trees.cf(cf).get(key).cloned())
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        self.trees.scan(cf, start, end, visit);
+        Ok(())
+    }
+}
+
+impl Engine for MemEngine {
+    type Snapshot = MemSnapshot;
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let mut st = self.state.lock();
+        st.visible.apply(&batch);
+        st.unsynced.push(batch);
+        if sync {
+            let pending = std::mem::take(&mut st.unsynced);
+            for b in &pending {
+                st.durable.apply(b);
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> MemSnapshot {
+        MemSnapshot { trees: Arc::new(self.state.lock().visible.clone()) }
+    }
+
+    fn size_bytes(&self) -> u64 {
+        let st = self.state.lock();
+        st.visible.0.iter().flat_map(|t| t.iter()).map(|(k, v)| (k.len() + v.len()) as u64).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(e: &MemEngine, k: &[u8], sync: bool) {
+        let mut b = WriteBatch::new();
+        b.put(Cf::Kv, k.to_vec(), b"v".to_vec());
+        e.write(b, sync).unwrap();
+    }
+
+    fn keys(e: &impl ReadView) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        e.scan(Cf::Kv, b"", None, &mut |k, _| {
+            out.push(k.to_vec());
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn crash_drops_only_unsynced_writes() {
+        let e = MemEngine::new();
+        put(&e, b"a", true);
+        put(&e, b"b", false);
+        assert_eq!(keys(&e), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(e.unsynced_batches(), 1);
+        e.crash();
+        assert_eq!(keys(&e), vec![b"a".to_vec()]);
+        assert_eq!(e.unsynced_batches(), 0);
+    }
+
+    #[test]
+    fn synced_write_makes_earlier_unsynced_writes_durable() {
+        let e = MemEngine::new();
+        put(&e, b"a", false);
+        put(&e, b"b", false);
+        put(&e, b"c", true);
+        put(&e, b"d", false);
+        e.crash();
+        assert_eq!(keys(&e), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    }
+
+    #[test]
+    fn crash_keeping_persists_a_prefix_of_unsynced_batches() {
+        let e = MemEngine::new();
+        put(&e, b"a", false);
+        put(&e, b"b", false);
+        put(&e, b"c", false);
+        e.crash_keeping(2);
+        assert_eq!(keys(&e), vec![b"a".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn crash_undoes_unsynced_deletes() {
+        let e = MemEngine::new();
+        put(&e, b"a", true);
+        let mut b = WriteBatch::new();
+        b.delete_range(Cf::Kv, b"a".to_vec(), b"z".to_vec());
+        e.write(b, false).unwrap();
+        assert!(keys(&e).is_empty());
+        e.crash();
+        assert_eq!(keys(&e), vec![b"a".to_vec()]);
+    }
+
+    #[test]
+    fn snapshot_is_frozen() {
+        let e = MemEngine::new();
+        put(&e, b"a", false);
+        let snap = e.snapshot();
+        put(&e, b"b", false);
+        assert_eq!(keys(&snap), vec![b"a".to_vec()]);
+        assert_eq!(keys(&e).len(), 2);
+    }
+
+    #[test]
+    fn scan_respects_bounds_and_early_stop() {
+        let e = MemEngine::new();
+        for k in [b"a", b"b", b"c", b"d"] {
+            put(&e, k, false);
+        }
+        let mut seen = Vec::new();
+        e.scan(Cf::Kv, b"b", Some(b"d"), &mut |k, _| {
+            seen.push(k.to_vec());
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, vec![b"b".to_vec(), b"c".to_vec()]);
+        let mut n = 0;
+        e.scan(Cf::Kv, b"", None, &mut |_, _| {
+            n += 1;
+            n < 2
+        })
+        .unwrap();
+        assert_eq!(n, 2);
+    }
+}

@@ -1,0 +1,32 @@
+//! Keys of the `Meta` and `Raft` column families, in one place so no two
+//! modules collide.
+
+/// Meta: the index of the last applied raft entry (u64 BE).
+pub const APPLIED_INDEX: &[u8] = b"applied_index";
+/// Meta: the term of the last applied raft entry (u64 BE).
+pub const APPLIED_TERM: &[u8] = b"applied_term";
+/// Meta: the conf state as of the applied index (raft protobuf).
+pub const CONF_STATE: &[u8] = b"conf_state";
+/// Meta: the MVCC current revision (i64 BE).
+pub const REVISION: &[u8] = b"mvcc_revision";
+/// Meta: the MVCC compact revision (i64 BE).
+pub const COMPACT_REVISION: &[u8] = b"mvcc_compact_revision";
+
+/// Raft: the hard state (raft protobuf).
+pub const HARD_STATE: &[u8] = b"h";
+/// Raft: the index and term of the last entry removed by log compaction
+/// (two u64 BE).
+pub const TRUNCATED: &[u8] = b"t";
+/// Raft: how many times this member's engine has been opened (u64 BE); keeps
+/// request ids unique across restarts.
+pub const BOOT_COUNT: &[u8] = b"b";
+/// Raft: prefix of log entries; the key is this byte and the index (u64 BE).
+pub const ENTRY_PREFIX: u8 = b'e';
+
+/// The key of the log entry at `index`.
+pub fn entry_key(index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = ENTRY_PREFIX;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}

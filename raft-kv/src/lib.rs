@@ -1,0 +1,56 @@
+//! raft-kv: an embeddable, replicated, durable, linearizable key-value store
+//! with etcd's data model.
+//!
+//! A program starts one [`Node`] per member, each on its own [`engine`]
+//! (RocksDB in production) and [`Transport`]; the members elect a leader with
+//! raft (tikv's raft-rs) and apply the same commands in the same order.
+//!
+//! ```
+//! use raft_kv::{engine::RocksEngine, Config, Node, RangeRequest};
+//!
+//! let dir = tempfile::tempdir()?;
+//! // A single-member cluster; see the README for three members.
+//! let node = Node::builder(Config::new(1).peers(vec![1]))
+//!     .engine(RocksEngine::open(dir.path())?)
+//!     .start()?;
+//! node.wait_leader(std::time::Duration::from_secs(10))?;
+//! node.put("/app/a", "1")?;
+//! node.put("/app/b", "2")?;
+//! let r = node.range(RangeRequest::prefix("/app/"))?;
+//! assert_eq!(r.kvs.len(), 2);
+//! assert_eq!(r.kvs[1].value, "2");
+//! node.shutdown();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Layers, bottom up: [`engine`] (the storage seam), [`raftlog`] (raft's
+//! storage on an engine), [`mvcc`] (the state machine), [`peer`] (the sans-IO
+//! raft member), [`node`] (the production driver thread) and [`transport`].
+
+pub mod api;
+pub mod command;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod keys;
+pub mod mvcc;
+pub mod node;
+pub mod peer;
+pub mod raftlog;
+pub mod snapshot;
+pub mod transport;
+
+pub use api::*;
+pub use command::{Op, Response};
+pub use config::Config;
+pub use engine::{Engine, MemEngine, RocksEngine};
+pub use error::{Error, Result};
+pub use node::{Callback, Node, NodeBuilder};
+pub use peer::{Completion, Peer, Role, Status};
+pub use raft::eraftpb::Message as RaftMessage;
+pub use transport::{Mailbox, NoTransport, Transport};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctest;

@@ -1,0 +1,350 @@
+//! [`Node`]: the production driver of a [`Peer`].
+//!
+//! One thread per member owns the `Peer`. Each loop it takes everything in its
+//! inbox (client requests and raft messages, up to `max_batch`), ticks when the
+//! interval has passed, and runs one [`Peer::handle_ready`]: so many
+//! concurrent proposals share one Ready, one synced write and one network
+//! write per peer (group commit). Finished requests are completed through
+//! their callbacks on the node thread.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+use raft::eraftpb::Message;
+
+use crate::api::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, KeyValue, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use crate::command::{Op, Response};
+use crate::engine::Engine;
+use crate::peer::{Peer, Status};
+use crate::transport::{Mailbox, Transport};
+use crate::{Config, Error, Result};
+
+/// A callback that receives a request's outcome (on the node thread: keep
+/// it short, e.g. send on a channel).
+pub type Callback = Box<dyn FnOnce(Result<Response>) + Send>;
+
+/// What a node thread receives.
+pub(crate) enum Input {
+    Raft(Message),
+    Propose(Op, Callback),
+    Read(RangeRequest, Callback),
+    Status(Box<dyn FnOnce(Status) + Send>),
+    Campaign,
+    TransferLeader(u64),
+    Shutdown,
+}
+
+/// Builds and starts a [`Node`]: `Node::builder(cfg).engine(e).transport(t).start()`.
+pub struct NodeBuilder<E> {
+    cfg: Config,
+    engine: E,
+    transport: Option<Box<dyn Transport>>,
+    tx: Sender<Input>,
+    rx: Receiver<Input>,
+}
+
+impl<E> NodeBuilder<E> {
+    /// The storage engine to run on.
+    pub fn engine<E2: Engine>(self, engine: E2) -> NodeBuilder<E2> {
+        NodeBuilder { cfg: self.cfg, engine, transport: self.transport, tx: self.tx, rx: self.rx }
+    }
+
+    /// The transport to the other members.
+    pub fn transport(mut self, transport: impl Transport) -> Self {
+        self.transport = Some(Box::new(transport));
+        self
+    }
+
+    /// The node's inbox, for a transport to deliver into; available before
+    /// the node starts so the transport can be wired first.
+    pub fn mailbox(&self) -> Mailbox {
+        Mailbox { tx: self.tx.clone() }
+    }
+}
+
+impl<E: Engine> NodeBuilder<E> {
+    /// Opens the member on its engine and starts its thread.
+    pub fn start(self) -> Result<Node> {
+        let peer: Peer<E, Callback> = Peer::open(self.cfg.clone(), self.engine)?;
+        let mut transport = self.transport.unwrap_or_else(|| Box::new(crate::transport::NoTransport));
+        let (cfg, rx) = (self.cfg.clone(), self.rx);
+        let thread = std::thread::Builder::new()
+            .name(format!("raft-kv-node-{}", cfg.id))
+            .spawn(move || run(peer, cfg, rx, transport.as_mut()))
+            .map_err(|e| Error::Storage(format!("cannot spawn node thread: {e}")))?;
+        Ok(Node {
+            shared: Arc::new(Shared {
+                id: self.cfg.id,
+                timeout: self.cfg.tick_interval * (self.cfg.request_timeout_ticks as u32 + 2),
+                tx: self.tx,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+}
+
+struct Shared {
+    id: u64,
+    timeout: Duration,
+    tx: Sender<Input>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn stop(&self) {
+        let _ = self.tx.send(Input::Shutdown);
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running member: a handle to its thread. Cheap to clone, `Send + Sync`;
+/// the member stops when [`Node::shutdown`] is called or the last handle is
+/// dropped.
+///
+/// Writes go through raft and return once committed by a quorum that
+/// persisted them and applied on this member. Reads are linearizable unless
+/// the request asks for `serializable`.
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.shared.id).finish()
+    }
+}
+
+impl Node {
+    /// Starts building member `cfg.id`.
+    pub fn builder(cfg: Config) -> NodeBuilder<()> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        NodeBuilder { cfg, engine: (), transport: None, tx, rx }
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    fn submit(&self, input: Input) -> Result<()> {
+        self.shared.tx.send(input).map_err(|_| Error::Stopped)
+    }
+
+    /// Proposes `op`; `done` receives the outcome.
+    pub fn propose_with(&self, op: Op, done: Callback) {
+        if let Err(crossbeam_channel::SendError(Input::Propose(_, done))) =
+            self.shared.tx.send(Input::Propose(op, done))
+        {
+            done(Err(Error::Stopped));
+        }
+    }
+
+    /// Reads a range; `done` receives the outcome.
+    pub fn range_with(&self, req: RangeRequest, done: Callback) {
+        if let Err(crossbeam_channel::SendError(Input::Read(_, done))) = self.shared.tx.send(Input::Read(req, done)) {
+            done(Err(Error::Stopped));
+        }
+    }
+
+    fn wait(&self, f: impl FnOnce(Callback)) -> Result<Response> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        f(Box::new(move |res| {
+            let _ = tx.send(res);
+        }));
+        match rx.recv_timeout(self.shared.timeout) {
+            Ok(res) => res,
+            Err(RecvTimeoutError::Timeout) => Err(Error::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Stopped),
+        }
+    }
+
+    /// Proposes `op` and waits for its outcome.
+    pub fn propose(&self, op: Op) -> Result<Response> {
+        self.wait(|cb| self.propose_with(op, cb))
+    }
+
+    /// Writes `value` at `key`.
+    pub fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<PutResponse> {
+        self.put_request(PutRequest::new(key, value))
+    }
+
+    /// Runs a put request.
+    pub fn put_request(&self, req: PutRequest) -> Result<PutResponse> {
+        match self.propose(Op::Put(req))? {
+            Response::Put(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reads a range.
+    pub fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        match self.wait(|cb| self.range_with(req, cb))? {
+            Response::Range(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reads one key (linearizably).
+    pub fn get(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>> {
+        Ok(self.range(RangeRequest::key(key))?.kvs.into_iter().next())
+    }
+
+    /// Deletes a key or a range.
+    pub fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        match self.propose(Op::DeleteRange(req))? {
+            Response::DeleteRange(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs a transaction.
+    pub fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        match self.propose(Op::Txn(req))? {
+            Response::Txn(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Drops history below `revision`.
+    pub fn compact(&self, revision: i64) -> Result<CompactionResponse> {
+        match self.propose(Op::Compact(CompactionRequest { revision, physical: false }))? {
+            Response::Compact(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The member's status.
+    pub fn status(&self) -> Result<Status> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.submit(Input::Status(Box::new(move |s| {
+            let _ = tx.send(s);
+        })))?;
+        rx.recv_timeout(self.shared.timeout).map_err(|e| match e {
+            RecvTimeoutError::Timeout => Error::Timeout,
+            RecvTimeoutError::Disconnected => Error::Stopped,
+        })
+    }
+
+    /// Waits until this member knows a leader, for at most `timeout`;
+    /// returns the leader's id.
+    pub fn wait_leader(&self, timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let leader = self.status()?.leader;
+            if leader != 0 {
+                return Ok(leader);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Makes this member campaign for leadership now.
+    pub fn campaign(&self) -> Result<()> {
+        self.submit(Input::Campaign)
+    }
+
+    /// Asks the leader (this member must be it) to hand leadership to `to`.
+    pub fn transfer_leader(&self, to: u64) -> Result<()> {
+        self.submit(Input::TransferLeader(to))
+    }
+
+    /// Stops the member and waits for its thread; pending requests fail with
+    /// [`Error::Stopped`]. Other handles then get `Stopped` too.
+    pub fn shutdown(&self) {
+        self.shared.stop();
+    }
+}
+
+fn unexpected(r: Response) -> Error {
+    Error::Corruption(format!("unexpected response kind: {r:?}"))
+}
+
+/// The node thread.
+fn run<E: Engine>(mut peer: Peer<E, Callback>, cfg: Config, rx: Receiver<Input>, transport: &mut dyn Transport) {
+    let mut next_tick = Instant::now() + cfg.tick_interval;
+    let mut stop = false;
+    while !stop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(input) => stop |= handle(&mut peer, input),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => stop = true,
+        }
+        // Group commit: take whatever else is waiting into the same Ready.
+        for _ in 0..cfg.max_batch {
+            match rx.try_recv() {
+                Ok(input) => stop |= handle(&mut peer, input),
+                Err(_) => break,
+            }
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            peer.tick();
+            next_tick += cfg.tick_interval;
+            if next_tick < now {
+                next_tick = now + cfg.tick_interval;
+            }
+        }
+        if peer.has_ready() {
+            match peer.handle_ready(&mut |msgs| transport.send(msgs)) {
+                Ok(done) => done.into_iter().for_each(|(cb, res)| cb(res)),
+                Err(e) => {
+                    tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
+                    stop = true;
+                }
+            }
+        }
+    }
+    for (cb, res) in peer.fail_all() {
+        cb(res);
+    }
+    // Fail whatever is still queued.
+    while let Ok(input) = rx.try_recv() {
+        match input {
+            Input::Propose(_, cb) | Input::Read(_, cb) => cb(Err(Error::Stopped)),
+            _ => {}
+        }
+    }
+    tracing::info!(id = cfg.id, "member stopped");
+}
+
+/// Handles one input; returns true on shutdown.
+fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input) -> bool {
+    match input {
+        Input::Raft(msg) => {
+            if let Err(e) = peer.step(msg) {
+                tracing::debug!(id = peer.id(), error = %e, "dropped raft message");
+            }
+        }
+        Input::Propose(op, cb) => peer.propose(op, cb),
+        Input::Read(req, cb) => peer.read(req, cb),
+        Input::Status(cb) => cb(peer.status()),
+        Input::Campaign => {
+            if let Err(e) = peer.campaign() {
+                tracing::warn!(id = peer.id(), error = %e, "campaign failed");
+            }
+        }
+        Input::TransferLeader(to) => peer.transfer_leader(to),
+        Input::Shutdown => return true,
+    }
+    false
+}

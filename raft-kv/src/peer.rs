@@ -1,0 +1,609 @@
+//! [`Peer`]: the sans-IO consensus member.
+//!
+//! A `Peer` owns the raft-rs [`RawNode`], the raft log ([`RaftLog`]) and the
+//! state machine ([`Mvcc`]) over one [`Engine`]. It has no threads, clock or
+//! sockets: a driver calls [`Peer::tick`] on its own schedule, feeds inbound
+//! raft messages to [`Peer::step`], submits requests with [`Peer::propose`] and
+//! [`Peer::read`], and calls [`Peer::handle_ready`], which hands outbound
+//! messages to the driver's `send` closure (the leader's appends *before* its
+//! own fsync, as raft allows), persists the Ready with one synced write batch,
+//! applies committed entries in one unsynced batch, and returns the finished
+//! requests. The production [`crate::Node`] and the simulator are two such
+//! drivers.
+//!
+//! Requests carry a caller-chosen token `T` (a callback, a client id...) that
+//! comes back with the result.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft::{RawNode, SnapshotStatus, StateRole, INVALID_ID};
+use raft_proto::ConfChangeI;
+
+use crate::api::{RangeRequest, RequestOp, TxnRequest};
+use crate::command::{Command, Op, Response};
+use crate::engine::{Cf, Engine, WriteBatch};
+use crate::mvcc::Mvcc;
+use crate::raftlog::{decode_u64, RaftLog};
+use crate::{keys, snapshot, Config, Error, Result};
+
+/// A finished request: the caller's token and the outcome.
+pub type Completion<T> = (T, Result<Response>);
+
+/// A point-in-time summary of a member (what etcd's `Status` reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// This member's id.
+    pub id: u64,
+    /// The leader this member knows of (0: none).
+    pub leader: u64,
+    /// Current raft term.
+    pub term: u64,
+    /// This member's raft role.
+    pub role: Role,
+    /// Highest log index known committed.
+    pub commit_index: u64,
+    /// Highest log index applied to the state machine.
+    pub applied_index: u64,
+    /// First index still in the raft log (older entries were compacted).
+    pub first_index: u64,
+    /// Last index in the raft log.
+    pub last_index: u64,
+    /// Current MVCC revision.
+    pub revision: i64,
+    /// MVCC compact revision.
+    pub compact_revision: i64,
+    /// Approximate engine size in bytes.
+    pub db_size: u64,
+    /// Voters of the current configuration.
+    pub voters: Vec<u64>,
+    /// Learners of the current configuration.
+    pub learners: Vec<u64>,
+}
+
+/// A member's raft role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Follows a leader.
+    Follower,
+    /// Campaigning.
+    Candidate,
+    /// Pre-campaigning (pre-vote).
+    PreCandidate,
+    /// The leader.
+    Leader,
+}
+
+impl From<StateRole> for Role {
+    fn from(r: StateRole) -> Self {
+        match r {
+            StateRole::Follower => Role::Follower,
+            StateRole::Candidate => Role::Candidate,
+            StateRole::PreCandidate => Role::PreCandidate,
+            StateRole::Leader => Role::Leader,
+        }
+    }
+}
+
+struct Pending<T> {
+    token: T,
+    deadline: u64,
+}
+
+/// Linearizable reads that share one ReadIndex round.
+struct ReadBatch<T> {
+    deadline: u64,
+    reads: Vec<(RangeRequest, T)>,
+}
+
+/// The sans-IO raft member. See the module docs.
+pub struct Peer<E: Engine, T> {
+    cfg: Config,
+    raw: RawNode<RaftLog<E>>,
+    mvcc: Mvcc<E>,
+    engine: E,
+    /// Ticks since start: the peer's only notion of time.
+    now: u64,
+    request_prefix: u64,
+    next_request: u64,
+    /// Proposals waiting to apply, by request id.
+    proposals: BTreeMap<u64, Pending<T>>,
+    /// Log index → request id of proposals this member appended as leader,
+    /// to detect ones overwritten by a later leader.
+    by_index: BTreeMap<u64, u64>,
+    /// Reads not yet sent for a ReadIndex.
+    queued_reads: Vec<(RangeRequest, T)>,
+    /// Read batches waiting for their ReadIndex, by context.
+    inflight_reads: BTreeMap<u64, ReadBatch<T>>,
+    /// Read batches with a read index, waiting for apply to reach it.
+    ready_reads: VecDeque<(u64, ReadBatch<T>)>,
+    next_read_ctx: u64,
+    applied_index: u64,
+    applied_term: u64,
+    compacted_at: u64,
+    completions: Vec<Completion<T>>,
+    leader_changes: u64,
+    last_leader: u64,
+}
+
+fn raft_logger(id: u64) -> slog::Logger {
+    slog::Logger::root(tracing_slog::TracingSlogDrain, slog::o!("raft_id" => id))
+}
+
+impl<E: Engine, T> Peer<E, T> {
+    /// Opens member `cfg.id` on `engine`, recovering whatever state it holds.
+    /// On an empty engine with `cfg.peers` set, bootstraps a new cluster of
+    /// those voters.
+    pub fn open(cfg: Config, engine: E) -> Result<Self> {
+        if cfg.id == 0 {
+            return Err(Error::invalid("member id must not be 0"));
+        }
+        let mut wb = WriteBatch::new();
+        let fresh =
+            engine.get(Cf::Meta, keys::CONF_STATE)?.is_none() && engine.get(Cf::Raft, keys::HARD_STATE)?.is_none();
+        if fresh && !cfg.peers.is_empty() {
+            let cs = raft::eraftpb::ConfState { voters: cfg.peers.clone(), ..Default::default() };
+            wb.put(Cf::Meta, keys::CONF_STATE.to_vec(), cs.write_to_bytes()?);
+        }
+        let boots = engine.get(Cf::Raft, keys::BOOT_COUNT)?.map(|v| decode_u64(&v)).transpose()?.unwrap_or(0) + 1;
+        wb.put(Cf::Raft, keys::BOOT_COUNT.to_vec(), boots.to_be_bytes().to_vec());
+        engine.write(wb, true)?;
+
+        let log = RaftLog::open(engine.clone(), cfg.log_cache_entries)?;
+        let mvcc = Mvcc::open(engine.clone())?;
+        let (applied_index, applied_term) = snapshot::applied(&engine)?;
+        let rcfg = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            applied: applied_index,
+            max_size_per_msg: cfg.max_size_per_msg,
+            max_inflight_msgs: cfg.max_inflight_msgs,
+            check_quorum: cfg.check_quorum,
+            pre_vote: cfg.pre_vote,
+            ..Default::default()
+        };
+        let compacted_at = log.first() - 1;
+        let raw = RawNode::new(&rcfg, log, &raft_logger(cfg.id))?;
+        Ok(Peer {
+            request_prefix: ((cfg.id & 0xffff) << 48) | ((boots & 0xffff) << 32),
+            cfg,
+            raw,
+            mvcc,
+            engine,
+            now: 0,
+            next_request: 0,
+            proposals: BTreeMap::new(),
+            by_index: BTreeMap::new(),
+            queued_reads: Vec::new(),
+            inflight_reads: BTreeMap::new(),
+            ready_reads: VecDeque::new(),
+            next_read_ctx: 0,
+            applied_index,
+            applied_term,
+            compacted_at,
+            completions: Vec::new(),
+            leader_changes: 0,
+            last_leader: INVALID_ID,
+        })
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> u64 {
+        self.cfg.id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The leader this member knows of, if any.
+    pub fn leader(&self) -> Option<u64> {
+        Some(self.raw.raft.leader_id).filter(|l| *l != INVALID_ID)
+    }
+
+    /// True when this member is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// How many times this member has seen the leader change.
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes
+    }
+
+    /// The state machine (for local, serializable reads and checks).
+    pub fn mvcc(&self) -> &Mvcc<E> {
+        &self.mvcc
+    }
+
+    /// A summary of the member's state.
+    pub fn status(&self) -> Status {
+        let cs = self.raw.store().conf_state();
+        Status {
+            id: self.cfg.id,
+            leader: self.raw.raft.leader_id,
+            term: self.raw.raft.term,
+            role: self.raw.raft.state.into(),
+            commit_index: self.raw.raft.raft_log.committed,
+            applied_index: self.applied_index,
+            first_index: self.raw.store().first(),
+            last_index: self.raw.raft.raft_log.last_index(),
+            revision: self.mvcc.revision(),
+            compact_revision: self.mvcc.compact_revision(),
+            db_size: self.engine.size_bytes(),
+            voters: cs.voters.clone(),
+            learners: cs.learners.clone(),
+        }
+    }
+
+    /// Advances the peer's clock by one tick: elections, heartbeats and
+    /// request timeouts.
+    pub fn tick(&mut self) {
+        self.now += 1;
+        self.raw.tick();
+        self.expire_requests();
+    }
+
+    /// Starts an election now (tests and leader hand-off).
+    pub fn campaign(&mut self) -> Result<()> {
+        Ok(self.raw.campaign()?)
+    }
+
+    /// Asks the leader to hand leadership to `to`.
+    pub fn transfer_leader(&mut self, to: u64) {
+        self.raw.transfer_leader(to);
+    }
+
+    /// Feeds an inbound raft message. Messages from unknown or removed peers
+    /// and messages not meant for this member are ignored by raft itself.
+    pub fn step(&mut self, msg: Message) -> Result<()> {
+        if msg.to != self.cfg.id {
+            return Err(Error::invalid(format!("message for member {} delivered to {}", msg.to, self.cfg.id)));
+        }
+        if raft::raw_node::is_local_msg(msg.get_msg_type()) {
+            return Err(Error::invalid("local raft message received from the network"));
+        }
+        match self.raw.step(msg) {
+            Ok(()) | Err(raft::Error::StepPeerNotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn validate(&self, op: &Op) -> Result<()> {
+        Mvcc::<E>::validate(op)?;
+        if let Op::Txn(txn) = op {
+            check_txn_ops(txn, self.cfg.max_txn_ops)?;
+        }
+        Ok(())
+    }
+
+    /// Proposes a write. The outcome comes back from a later
+    /// [`Peer::handle_ready`] with `token`, once the entry is committed by a
+    /// quorum that persisted it and applied here.
+    pub fn propose(&mut self, op: Op, token: T) {
+        match self.try_propose(op) {
+            Ok(id) => {
+                self.proposals.insert(id, Pending { token, deadline: self.now + self.cfg.request_timeout_ticks });
+            }
+            Err(e) => self.completions.push((token, Err(e))),
+        }
+    }
+
+    /// Proposes `op`, returning its request id.
+    fn try_propose(&mut self, op: Op) -> Result<u64> {
+        self.validate(&op)?;
+        if self.raw.raft.leader_id == INVALID_ID {
+            return Err(Error::NotLeader { leader: None });
+        }
+        self.next_request = (self.next_request + 1) & 0xffff_ffff;
+        let id = self.request_prefix | self.next_request;
+        let data = Command::new(id, op).encode_to_vec();
+        if data.len() > self.cfg.max_request_bytes {
+            return Err(Error::invalid(format!(
+                "request is {} bytes, more than the limit of {}",
+                data.len(),
+                self.cfg.max_request_bytes
+            )));
+        }
+        self.raw.propose(Vec::new(), data)?;
+        if self.is_leader() {
+            self.by_index.insert(self.raw.raft.raft_log.last_index(), id);
+        }
+        Ok(id)
+    }
+
+    /// Reads a range. A serializable request is served at once from local
+    /// state; otherwise the read joins the next ReadIndex round and is served
+    /// once this member has applied up to the read index (linearizable).
+    pub fn read(&mut self, req: RangeRequest, token: T) {
+        if req.serializable {
+            let res = self.mvcc.range(&req).map(Response::Range);
+            self.completions.push((token, res));
+        } else if let Err(e) = Mvcc::<E>::validate(&Op::Txn(TxnRequest::new().and_then(req.clone()))) {
+            self.completions.push((token, Err(e)));
+        } else {
+            self.queued_reads.push((req, token));
+        }
+    }
+
+    /// True when [`Peer::handle_ready`] has work to do.
+    pub fn has_ready(&self) -> bool {
+        !self.completions.is_empty() || !self.queued_reads.is_empty() || self.raw.has_ready()
+    }
+
+    /// Runs one round of raft I/O: sends messages through `send`, persists
+    /// new log entries and hard state with one synced write, applies committed
+    /// entries in one unsynced write, and returns every request finished since
+    /// the last call.
+    pub fn handle_ready(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<Vec<Completion<T>>> {
+        self.flush_reads();
+        if self.raw.has_ready() {
+            self.process_ready(send)?;
+        }
+        Ok(std::mem::take(&mut self.completions))
+    }
+
+    fn flush_reads(&mut self) {
+        if self.queued_reads.is_empty() {
+            return;
+        }
+        if self.raw.raft.leader_id == INVALID_ID {
+            let leader = None;
+            for (_, token) in self.queued_reads.drain(..) {
+                self.completions.push((token, Err(Error::NotLeader { leader })));
+            }
+            return;
+        }
+        self.next_read_ctx += 1;
+        let ctx = self.next_read_ctx;
+        let batch = ReadBatch {
+            deadline: self.now + self.cfg.request_timeout_ticks,
+            reads: std::mem::take(&mut self.queued_reads),
+        };
+        self.inflight_reads.insert(ctx, batch);
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+    }
+
+    fn process_ready(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<()> {
+        let mut rd = self.raw.ready();
+        if let Some(ss) = rd.ss() {
+            if ss.leader_id != self.last_leader {
+                self.last_leader = ss.leader_id;
+                if ss.leader_id != INVALID_ID {
+                    self.leader_changes += 1;
+                }
+            }
+        }
+        if !rd.messages().is_empty() {
+            self.send(rd.take_messages(), send);
+        }
+
+        // Persist: one synced batch with the snapshot (if any), new entries
+        // and the hard state.
+        let mut wb = WriteBatch::new();
+        let snap = rd.snapshot().clone();
+        let installing = !snap.is_empty();
+        if installing {
+            snapshot::stage_restore(&self.engine, &snap, &mut wb)?;
+            self.raw.mut_store().apply_snapshot_meta(snap.get_metadata(), &mut wb)?;
+        }
+        self.raw.mut_store().append(rd.entries(), &mut wb)?;
+        if let Some(hs) = rd.hs() {
+            self.raw.mut_store().set_hard_state(hs.clone(), &mut wb)?;
+        }
+        if !wb.is_empty() {
+            self.engine.write(wb, true)?;
+        }
+        if installing {
+            self.mvcc = Mvcc::open(self.engine.clone())?;
+            let meta = snap.get_metadata();
+            self.applied_index = meta.index;
+            self.applied_term = meta.term;
+            self.compacted_at = meta.index;
+            self.by_index = self.by_index.split_off(&(meta.index + 1));
+        }
+        for rs in rd.take_read_states() {
+            let ctx = rs.request_ctx.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            if let Some(batch) = self.inflight_reads.remove(&ctx) {
+                self.ready_reads.push_back((rs.index, batch));
+            }
+        }
+
+        let committed = rd.take_committed_entries();
+        self.apply(committed, WriteBatch::new())?;
+        if !rd.persisted_messages().is_empty() {
+            self.send(rd.take_persisted_messages(), send);
+        }
+
+        let mut light = self.raw.advance(rd);
+        // A commit index learned while persisting needs no sync (it can be
+        // recovered from the quorum); it rides with the apply batch.
+        let mut extra = WriteBatch::new();
+        if let Some(commit) = light.commit_index() {
+            let mut hs = self.raw.store().hard_state().clone();
+            hs.commit = commit;
+            self.raw.mut_store().set_hard_state(hs, &mut extra)?;
+        }
+        if !light.messages().is_empty() {
+            self.send(light.take_messages(), send);
+        }
+        self.apply(light.take_committed_entries(), extra)?;
+        self.raw.advance_apply_to(self.applied_index);
+        self.serve_reads();
+        self.maybe_compact_log()
+    }
+
+    fn send(&mut self, msgs: Vec<Message>, send: &mut dyn FnMut(Vec<Message>)) {
+        // A snapshot handed to the transport is reported as delivered: if it
+        // was lost, the follower rejects the next append and the leader
+        // sends a new snapshot.
+        let snapshots: Vec<u64> =
+            msgs.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).map(|m| m.to).collect();
+        send(msgs);
+        for to in snapshots {
+            self.raw.report_snapshot(to, SnapshotStatus::Finish);
+        }
+    }
+
+    /// Applies committed entries: one unsynced batch with the state-machine
+    /// changes, the new applied index and `extra`.
+    fn apply(&mut self, entries: Vec<Entry>, mut extra: WriteBatch) -> Result<()> {
+        let Some(last) = entries.last() else {
+            return if extra.is_empty() { Ok(()) } else { self.engine.write(extra, false) };
+        };
+        let (last_index, last_term) = (last.index, last.term);
+        for entry in entries {
+            if entry.index <= self.applied_index {
+                continue;
+            }
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => self.apply_normal(&entry),
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(&entry.data)?;
+                    self.apply_conf_change(cc.into_v2(), &mut extra)?;
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc = ConfChangeV2::parse_from_bytes(&entry.data)?;
+                    self.apply_conf_change(cc, &mut extra)?;
+                }
+            }
+        }
+        self.applied_index = last_index;
+        self.applied_term = last_term;
+        extra.put(Cf::Meta, keys::APPLIED_INDEX.to_vec(), last_index.to_be_bytes().to_vec());
+        extra.put(Cf::Meta, keys::APPLIED_TERM.to_vec(), last_term.to_be_bytes().to_vec());
+        self.mvcc.commit(extra)
+    }
+
+    fn apply_normal(&mut self, entry: &Entry) {
+        // A proposal this member appended at this index as leader but that a
+        // later leader replaced was never committed: fail it.
+        let overwritten = self.by_index.remove(&entry.index);
+        if entry.data.is_empty() {
+            self.fail_overwritten(overwritten, None);
+            return;
+        }
+        let cmd = match Command::decode(&entry.data) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                // Every member sees the same bytes and skips them alike.
+                tracing::error!(index = entry.index, error = %e, "skipping undecodable log entry");
+                self.fail_overwritten(overwritten, None);
+                return;
+            }
+        };
+        self.fail_overwritten(overwritten, Some(cmd.id));
+        let result = match &cmd.op {
+            Some(op) => self.mvcc.apply(op),
+            None => Err(Error::invalid("empty command")),
+        };
+        if let Some(p) = self.proposals.remove(&cmd.id) {
+            self.completions.push((p.token, result));
+        }
+    }
+
+    fn fail_overwritten(&mut self, expected: Option<u64>, applied: Option<u64>) {
+        if let Some(id) = expected.filter(|id| Some(*id) != applied) {
+            if let Some(p) = self.proposals.remove(&id) {
+                self.completions.push((p.token, Err(Error::ProposalDropped)));
+            }
+        }
+    }
+
+    fn apply_conf_change(&mut self, cc: ConfChangeV2, extra: &mut WriteBatch) -> Result<()> {
+        match self.raw.apply_conf_change(&cc) {
+            Ok(cs) => self.raw.mut_store().set_conf_state(cs, extra),
+            Err(e) => {
+                // Raft refuses an invalid change the same way on every member.
+                tracing::warn!(error = %e, "conf change refused");
+                Ok(())
+            }
+        }
+    }
+
+    fn serve_reads(&mut self) {
+        while self.ready_reads.front().is_some_and(|(idx, _)| *idx <= self.applied_index) {
+            let Some((_, batch)) = self.ready_reads.pop_front() else { break };
+            for (req, token) in batch.reads {
+                let res = self.mvcc.range(&req).map(Response::Range);
+                self.completions.push((token, res));
+            }
+        }
+    }
+
+    fn expire_requests(&mut self) {
+        let now = self.now;
+        let expired: Vec<u64> = self.proposals.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| *id).collect();
+        for id in expired {
+            if let Some(p) = self.proposals.remove(&id) {
+                self.completions.push((p.token, Err(Error::Timeout)));
+            }
+        }
+        self.by_index.retain(|_, id| self.proposals.contains_key(id));
+        let expired: Vec<u64> =
+            self.inflight_reads.iter().filter(|(_, b)| b.deadline <= now).map(|(ctx, _)| *ctx).collect();
+        for ctx in expired {
+            if let Some(batch) = self.inflight_reads.remove(&ctx) {
+                self.completions.extend(batch.reads.into_iter().map(|(_, t)| (t, Err(Error::Timeout))));
+            }
+        }
+        while self.ready_reads.front().is_some_and(|(_, b)| b.deadline <= now) {
+            if let Some((_, batch)) = self.ready_reads.pop_front() {
+                self.completions.extend(batch.reads.into_iter().map(|(_, t)| (t, Err(Error::Timeout))));
+            }
+        }
+    }
+
+    /// Compacts the raft log when enough entries were applied since the last
+    /// compaction. The write is synced, which also makes every earlier
+    /// (unsynced) apply batch durable before the entries go.
+    fn maybe_compact_log(&mut self) -> Result<()> {
+        if self.applied_index < self.compacted_at + self.cfg.snapshot_entries + self.cfg.log_keep_entries {
+            return Ok(());
+        }
+        let to = self.applied_index - self.cfg.log_keep_entries;
+        let mut wb = WriteBatch::new();
+        self.raw.mut_store().compact(to, &mut wb)?;
+        self.engine.write(wb, true)?;
+        self.compacted_at = to;
+        tracing::debug!(id = self.cfg.id, to, "raft log compacted");
+        Ok(())
+    }
+
+    /// Fails every pending request with [`Error::Stopped`] (on shutdown).
+    pub fn fail_all(&mut self) -> Vec<Completion<T>> {
+        let mut out = std::mem::take(&mut self.completions);
+        out.extend(std::mem::take(&mut self.proposals).into_values().map(|p| (p.token, Err(Error::Stopped))));
+        out.extend(self.queued_reads.drain(..).map(|(_, t)| (t, Err(Error::Stopped))));
+        for (_, b) in std::mem::take(&mut self.inflight_reads) {
+            out.extend(b.reads.into_iter().map(|(_, t)| (t, Err(Error::Stopped))));
+        }
+        for (_, b) in std::mem::take(&mut self.ready_reads) {
+            out.extend(b.reads.into_iter().map(|(_, t)| (t, Err(Error::Stopped))));
+        }
+        self.by_index.clear();
+        out
+    }
+}
+
+/// Counts the operations of every branch (nested transactions included)
+/// against the limit.
+fn check_txn_ops(txn: &TxnRequest, max: usize) -> Result<()> {
+    for branch in [&txn.success, &txn.failure] {
+        if branch.len() > max {
+            return Err(Error::invalid(format!("too many operations in txn request ({} > {max})", branch.len())));
+        }
+        for op in branch.iter() {
+            if let RequestOp { request: Some(crate::api::request_op::Request::Txn(inner)) } = op {
+                check_txn_ops(inner, max)?;
+            }
+        }
+    }
+    if txn.compare.len() > max {
+        return Err(Error::invalid(format!("too many compares in txn request ({} > {max})", txn.compare.len())));
+    }
+    Ok(())
+}

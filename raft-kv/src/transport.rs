@@ -1,0 +1,48 @@
+//! The seam between a node and its network.
+//!
+//! Outbound, a node hands batches of raft messages to its [`Transport`].
+//! Inbound, a transport delivers what it receives into the node's
+//! [`Mailbox`].
+
+use crossbeam_channel::Sender;
+use raft::eraftpb::Message;
+
+use crate::node::Input;
+
+/// Carries raft messages from one member to the others.
+///
+/// `send` must not block the node's thread for long: a transport queues,
+/// coalesces and drops (when a peer is down or its queue is full) as it sees
+/// fit. Raft tolerates lost, duplicated and reordered messages.
+pub trait Transport: Send + 'static {
+    /// Sends `msgs`; each carries its destination in `to`.
+    fn send(&mut self, msgs: Vec<Message>);
+}
+
+/// A transport that drops everything: for a single-member cluster.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoTransport;
+
+impl Transport for NoTransport {
+    fn send(&mut self, _msgs: Vec<Message>) {}
+}
+
+/// The inbound side of a node: transports deliver received raft messages
+/// here. Cheap to clone.
+#[derive(Clone)]
+pub struct Mailbox {
+    pub(crate) tx: Sender<Input>,
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox").finish_non_exhaustive()
+    }
+}
+
+impl Mailbox {
+    /// Delivers one message. Returns false when the node has stopped.
+    pub fn deliver(&self, msg: Message) -> bool {
+        self.tx.send(Input::Raft(msg)).is_ok()
+    }
+}
