@@ -49,6 +49,12 @@ pub struct Config {
     /// Most commands the driver takes from its inbox per loop (one Ready).
     /// Default 4 096.
     pub max_batch: usize,
+    /// **Breaks linearizability — never set outside tests.** Serves
+    /// linearizable reads from local state without a ReadIndex round, so a
+    /// deposed leader or a lagging follower returns stale data. It exists so
+    /// the simulator can prove its linearizability checker catches the bug.
+    /// Default off.
+    pub unsafe_local_reads: bool,
 }
 
 impl Config {
@@ -71,6 +77,7 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             max_batch: 4_096,
+            unsafe_local_reads: false,
         }
     }
 
