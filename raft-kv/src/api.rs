@@ -538,3 +538,120 @@ pub struct CompactionResponse {
     #[prost(int64, tag = "1")]
     pub revision: i64,
 }
+
+/// What happened to a key (etcd's `mvccpb.Event.EventType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum EventType {
+    /// The key was written.
+    Put = 0,
+    /// The key was deleted.
+    Delete = 1,
+}
+
+/// One change to one key, as watchers see it (etcd's `mvccpb.Event`).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Event {
+    /// Put or delete.
+    #[prost(enumeration = "EventType", tag = "1")]
+    pub r#type: i32,
+    /// The key after the change. For a delete: the key, with `mod_revision`
+    /// set to the delete's revision and everything else zero.
+    #[prost(message, optional, tag = "2")]
+    pub kv: Option<KeyValue>,
+    /// The key before the change, if it existed (watchers get it only when
+    /// they ask for `prev_kv`).
+    #[prost(message, optional, tag = "3")]
+    pub prev_kv: Option<KeyValue>,
+}
+
+impl Event {
+    /// The event's revision.
+    pub fn revision(&self) -> i64 {
+        self.kv.as_ref().map_or(0, |kv| kv.mod_revision)
+    }
+
+    /// The changed key.
+    pub fn key(&self) -> &[u8] {
+        self.kv.as_ref().map_or(&[][..], |kv| &kv.key[..])
+    }
+
+    /// True for a delete.
+    pub fn is_delete(&self) -> bool {
+        self.r#type == EventType::Delete as i32
+    }
+}
+
+/// Create a lease (etcd's `LeaseGrantRequest`).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct LeaseGrantRequest {
+    /// Time to live in seconds.
+    #[prost(int64, tag = "1")]
+    pub ttl: i64,
+    /// The lease id; 0 lets the member choose one.
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+}
+
+/// The granted lease.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct LeaseGrantResponse {
+    /// The lease id.
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+    /// The granted time to live in seconds (at least the minimum TTL).
+    #[prost(int64, tag = "3")]
+    pub ttl: i64,
+}
+
+/// Revoke a lease, deleting its keys (etcd's `LeaseRevokeRequest`).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct LeaseRevokeRequest {
+    /// The lease id.
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+}
+
+/// The result of a revoke.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct LeaseRevokeResponse {
+    /// The store revision after the attached keys were deleted.
+    #[prost(int64, tag = "1")]
+    pub revision: i64,
+}
+
+/// Renew a lease (etcd's `LeaseKeepAliveRequest`).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct LeaseKeepAliveRequest {
+    /// The lease id.
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+}
+
+/// The renewed lease.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct LeaseKeepAliveResponse {
+    /// The lease id.
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+    /// The new time to live in seconds.
+    #[prost(int64, tag = "3")]
+    pub ttl: i64,
+}
+
+/// A lease's remaining life (etcd's `LeaseTimeToLiveResponse`).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct LeaseTimeToLiveResponse {
+    /// The lease id.
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+    /// Remaining seconds; -1 when the lease does not exist (expired or revoked).
+    #[prost(int64, tag = "3")]
+    pub ttl: i64,
+    /// The TTL the lease was granted with.
+    #[prost(int64, tag = "4")]
+    pub granted_ttl: i64,
+    /// The attached keys, when asked for.
+    #[prost(bytes = "bytes", repeated, tag = "5")]
+    pub keys: Vec<Bytes>,
+}

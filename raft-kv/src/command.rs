@@ -7,8 +7,9 @@
 use prost::Message as _;
 
 use crate::api::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    PutRequest, PutResponse, RangeResponse, TxnRequest, TxnResponse,
 };
 use crate::{Error, Result};
 
@@ -25,7 +26,7 @@ pub struct Command {
     #[prost(uint64, tag = "2")]
     pub id: u64,
     /// The operation.
-    #[prost(oneof = "Op", tags = "3, 4, 5, 6")]
+    #[prost(oneof = "Op", tags = "3, 4, 5, 6, 7, 8, 9")]
     pub op: Option<Op>,
 }
 
@@ -44,6 +45,15 @@ pub enum Op {
     /// Drop old history.
     #[prost(message, tag = "6")]
     Compact(CompactionRequest),
+    /// Create a lease (the id is always set by the proposer).
+    #[prost(message, tag = "7")]
+    LeaseGrant(LeaseGrantRequest),
+    /// Revoke a lease and delete its keys.
+    #[prost(message, tag = "8")]
+    LeaseRevoke(LeaseRevokeRequest),
+    /// Renew a lease.
+    #[prost(message, tag = "9")]
+    LeaseKeepAlive(LeaseKeepAliveRequest),
 }
 
 impl Command {
@@ -85,6 +95,12 @@ pub enum Response {
     Txn(TxnResponse),
     /// Of a compaction.
     Compact(CompactionResponse),
+    /// Of a lease grant.
+    LeaseGrant(LeaseGrantResponse),
+    /// Of a lease revoke.
+    LeaseRevoke(LeaseRevokeResponse),
+    /// Of a lease keep-alive.
+    LeaseKeepAlive(LeaseKeepAliveResponse),
 }
 
 #[cfg(test)]

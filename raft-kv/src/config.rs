@@ -55,6 +55,9 @@ pub struct Config {
     /// the simulator can prove its linearizability checker catches the bug.
     /// Default off.
     pub unsafe_local_reads: bool,
+    /// Undelivered messages (one per revision) a watcher may hold before it
+    /// is cancelled as too slow. Default 4 096.
+    pub watch_buffer: usize,
 }
 
 impl Config {
@@ -78,6 +81,7 @@ impl Config {
             check_quorum: true,
             max_batch: 4_096,
             unsafe_local_reads: false,
+            watch_buffer: 4_096,
         }
     }
 

@@ -43,6 +43,9 @@ pub enum Error {
     /// may not have been applied.
     #[error("request timed out; its outcome is unknown")]
     Timeout,
+    /// The lease does not exist (never granted, expired or revoked).
+    #[error("requested lease not found")]
+    LeaseNotFound,
     /// The node has been shut down.
     #[error("node stopped")]
     Stopped,

@@ -33,12 +33,14 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod keys;
+pub mod lease;
 pub mod mvcc;
 pub mod node;
 pub mod peer;
 pub mod raftlog;
 pub mod snapshot;
 pub mod transport;
+pub mod watch;
 
 pub use api::*;
 pub use command::{Op, Response};
@@ -49,6 +51,7 @@ pub use node::{Callback, Node, NodeBuilder};
 pub use peer::{Completion, Peer, Role, Status};
 pub use raft::eraftpb::Message as RaftMessage;
 pub use transport::{Mailbox, NoTransport, Transport};
+pub use watch::{WatchMessage, WatchRequest, Watcher};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

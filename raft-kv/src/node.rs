@@ -17,13 +17,15 @@ use parking_lot::Mutex;
 use raft::eraftpb::Message;
 
 use crate::api::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, KeyValue, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, KeyValue, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use crate::command::{Op, Response};
 use crate::engine::Engine;
 use crate::peer::{Peer, Status};
 use crate::transport::{Mailbox, Transport};
+use crate::watch::{WatchRequest, Watcher};
 use crate::{Config, Error, Result};
 
 /// A callback that receives a request's outcome (on the node thread: keep
@@ -35,10 +37,56 @@ pub(crate) enum Input {
     Raft(Message),
     Propose(Op, Callback),
     Read(RangeRequest, Callback),
-    Status(Box<dyn FnOnce(Status) + Send>),
-    Campaign,
-    TransferLeader(u64),
+    /// Runs a closure on the member (status, watches, lease queries...).
+    Local(LocalFn),
     Shutdown,
+}
+
+/// A closure run on the node thread against its member.
+pub(crate) type LocalFn = Box<dyn FnOnce(&mut dyn Local) + Send>;
+
+/// What a node thread does on the member for local requests: the part of
+/// [`Peer`]'s API that needs no consensus round.
+pub(crate) trait Local {
+    fn status(&self) -> Status;
+    fn campaign(&mut self) -> Result<()>;
+    fn transfer_leader(&mut self, to: u64);
+    fn watch(&mut self, req: WatchRequest) -> Result<Watcher>;
+    fn cancel_watch(&mut self, id: u64);
+    fn watch_progress(&mut self, id: u64);
+    fn lease_time_to_live(&self, id: i64, keys: bool) -> LeaseTimeToLiveResponse;
+    fn leases(&self) -> Vec<i64>;
+    fn hash(&self, revision: i64) -> Result<u64>;
+}
+
+impl<E: Engine> Local for Peer<E, Callback> {
+    fn status(&self) -> Status {
+        Peer::status(self)
+    }
+    fn campaign(&mut self) -> Result<()> {
+        Peer::campaign(self)
+    }
+    fn transfer_leader(&mut self, to: u64) {
+        Peer::transfer_leader(self, to)
+    }
+    fn watch(&mut self, req: WatchRequest) -> Result<Watcher> {
+        Peer::watch(self, req)
+    }
+    fn cancel_watch(&mut self, id: u64) {
+        Peer::cancel_watch(self, id)
+    }
+    fn watch_progress(&mut self, id: u64) {
+        Peer::watch_progress(self, id)
+    }
+    fn lease_time_to_live(&self, id: i64, keys: bool) -> LeaseTimeToLiveResponse {
+        Peer::lease_time_to_live(self, id, keys)
+    }
+    fn leases(&self) -> Vec<i64> {
+        Peer::leases(self)
+    }
+    fn hash(&self, revision: i64) -> Result<u64> {
+        self.mvcc().hash(revision)
+    }
 }
 
 /// Builds and starts a [`Node`]: `Node::builder(cfg).engine(e).transport(t).start()`.
@@ -229,16 +277,76 @@ impl Node {
         }
     }
 
-    /// The member's status.
-    pub fn status(&self) -> Result<Status> {
+    /// Runs `f` on the member's thread and returns its result.
+    fn local<R: Send + 'static>(&self, f: impl FnOnce(&mut dyn Local) -> R + Send + 'static) -> Result<R> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.submit(Input::Status(Box::new(move |s| {
-            let _ = tx.send(s);
+        self.submit(Input::Local(Box::new(move |peer| {
+            let _ = tx.send(f(peer));
         })))?;
         rx.recv_timeout(self.shared.timeout).map_err(|e| match e {
             RecvTimeoutError::Timeout => Error::Timeout,
             RecvTimeoutError::Disconnected => Error::Stopped,
         })
+    }
+
+    /// The member's status.
+    pub fn status(&self) -> Result<Status> {
+        self.local(|p| p.status())
+    }
+
+    /// A hash of the key-value history up to `revision` (0: current), equal
+    /// on members that applied the same entries (etcd's HashKV).
+    pub fn hash(&self, revision: i64) -> Result<u64> {
+        self.local(move |p| p.hash(revision))?
+    }
+
+    /// Watches keys; see [`crate::watch`]. Works on any member.
+    pub fn watch(&self, req: WatchRequest) -> Result<Watcher> {
+        self.local(move |p| p.watch(req))?
+    }
+
+    /// Cancels watch `id` (its watcher receives a `Canceled`).
+    pub fn cancel_watch(&self, id: u64) -> Result<()> {
+        self.local(move |p| p.cancel_watch(id))
+    }
+
+    /// Asks for a progress notification on watch `id`.
+    pub fn watch_progress(&self, id: u64) -> Result<()> {
+        self.local(move |p| p.watch_progress(id))
+    }
+
+    /// Grants a lease of `ttl` seconds (`id` 0: the member picks one).
+    pub fn lease_grant(&self, ttl: i64, id: i64) -> Result<LeaseGrantResponse> {
+        match self.propose(Op::LeaseGrant(LeaseGrantRequest { ttl, id }))? {
+            Response::LeaseGrant(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Revokes a lease, deleting its keys.
+    pub fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
+        match self.propose(Op::LeaseRevoke(LeaseRevokeRequest { id }))? {
+            Response::LeaseRevoke(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Renews a lease to its full TTL.
+    pub fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
+        match self.propose(Op::LeaseKeepAlive(LeaseKeepAliveRequest { id }))? {
+            Response::LeaseKeepAlive(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A lease's remaining life (`ttl == -1`: no such lease).
+    pub fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
+        self.local(move |p| p.lease_time_to_live(id, keys))
+    }
+
+    /// Every lease id.
+    pub fn leases(&self) -> Result<Vec<i64>> {
+        self.local(|p| p.leases())
     }
 
     /// Waits until this member knows a leader, for at most `timeout`;
@@ -259,12 +367,12 @@ impl Node {
 
     /// Makes this member campaign for leadership now.
     pub fn campaign(&self) -> Result<()> {
-        self.submit(Input::Campaign)
+        self.local(|p| p.campaign())?
     }
 
     /// Asks the leader (this member must be it) to hand leadership to `to`.
     pub fn transfer_leader(&self, to: u64) -> Result<()> {
-        self.submit(Input::TransferLeader(to))
+        self.local(move |p| p.transfer_leader(to))
     }
 
     /// Stops the member and waits for its thread; pending requests fail with
@@ -337,13 +445,7 @@ fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input) -> bool {
         }
         Input::Propose(op, cb) => peer.propose(op, cb),
         Input::Read(req, cb) => peer.read(req, cb),
-        Input::Status(cb) => cb(peer.status()),
-        Input::Campaign => {
-            if let Err(e) = peer.campaign() {
-                tracing::warn!(id = peer.id(), error = %e, "campaign failed");
-            }
-        }
-        Input::TransferLeader(to) => peer.transfer_leader(to),
+        Input::Local(f) => f(peer),
         Input::Shutdown => return true,
     }
     false

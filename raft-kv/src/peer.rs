@@ -21,11 +21,16 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, Message
 use raft::{RawNode, SnapshotStatus, StateRole, INVALID_ID};
 use raft_proto::ConfChangeI;
 
-use crate::api::{RangeRequest, RequestOp, TxnRequest};
+use crate::api::{
+    DeleteRangeRequest, Event, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseRevokeResponse,
+    LeaseTimeToLiveResponse, RangeRequest, RequestOp, TxnRequest,
+};
 use crate::command::{Command, Op, Response};
 use crate::engine::{Cf, Engine, WriteBatch};
+use crate::lease::Lessor;
 use crate::mvcc::Mvcc;
 use crate::raftlog::{decode_u64, RaftLog};
+use crate::watch::{WatchHub, WatchRequest, Watcher};
 use crate::{keys, snapshot, Config, Error, Result};
 
 /// A finished request: the caller's token and the outcome.
@@ -125,6 +130,11 @@ pub struct Peer<E: Engine, T> {
     completions: Vec<Completion<T>>,
     leader_changes: u64,
     last_leader: u64,
+    lessor: Lessor,
+    watches: WatchHub,
+    /// Events applied in the current batch, dispatched to watchers once the
+    /// batch is committed.
+    applied_events: Vec<Event>,
 }
 
 fn raft_logger(id: u64) -> slog::Logger {
@@ -165,6 +175,8 @@ impl<E: Engine, T> Peer<E, T> {
             ..Default::default()
         };
         let compacted_at = log.first() - 1;
+        let lessor = Lessor::open(&engine, mvcc.leased_keys(), 0, cfg.tick_interval)?;
+        let watches = WatchHub::new(cfg.watch_buffer);
         let raw = RawNode::new(&rcfg, log, &raft_logger(cfg.id))?;
         Ok(Peer {
             request_prefix: ((cfg.id & 0xffff) << 48) | ((boots & 0xffff) << 32),
@@ -186,6 +198,9 @@ impl<E: Engine, T> Peer<E, T> {
             completions: Vec::new(),
             leader_changes: 0,
             last_leader: INVALID_ID,
+            lessor,
+            watches,
+            applied_events: Vec::new(),
         })
     }
 
@@ -245,6 +260,57 @@ impl<E: Engine, T> Peer<E, T> {
         self.now += 1;
         self.raw.tick();
         self.expire_requests();
+        if self.is_leader() {
+            let retry = self.cfg.election_ticks as u64 * 2;
+            for id in self.lessor.expired(self.now, retry) {
+                self.propose_internal(Op::LeaseRevoke(crate::api::LeaseRevokeRequest { id }));
+            }
+        }
+    }
+
+    /// Proposes an operation of the member's own (lease expiry); nobody
+    /// waits for it.
+    fn propose_internal(&mut self, op: Op) {
+        if let Err(e) = self.try_propose(op) {
+            tracing::debug!(id = self.cfg.id, error = %e, "internal proposal failed");
+        }
+    }
+
+    /// The shortest lease TTL granted, in seconds: one and a half election
+    /// timeouts, so a lease survives a leader election (etcd's rule).
+    pub fn min_lease_ttl(&self) -> i64 {
+        let ms = self.cfg.tick_interval.as_millis() * self.cfg.election_ticks as u128 * 3 / 2;
+        ms.div_ceil(1000).max(1) as i64
+    }
+
+    /// Lease `id`'s remaining life as this member sees it (exact on the
+    /// leader; followers reset the clock at each grant and keep-alive).
+    pub fn lease_time_to_live(&self, id: i64, keys: bool) -> LeaseTimeToLiveResponse {
+        self.lessor.time_to_live(id, self.now, keys)
+    }
+
+    /// Ids of every lease.
+    pub fn leases(&self) -> Vec<i64> {
+        self.lessor.ids()
+    }
+
+    /// Starts a watch. History from a past start revision is queued at once;
+    /// live events follow as entries apply.
+    pub fn watch(&mut self, req: WatchRequest) -> Result<Watcher> {
+        let w = self.watches.create(req, &self.mvcc)?;
+        self.mvcc.set_prev_values(self.watches.wants_prev_values());
+        Ok(w)
+    }
+
+    /// Cancels watch `id`.
+    pub fn cancel_watch(&mut self, id: u64) {
+        self.watches.cancel(id);
+        self.mvcc.set_prev_values(self.watches.wants_prev_values());
+    }
+
+    /// Sends watch `id` a progress notification at the current revision.
+    pub fn watch_progress(&mut self, id: u64) {
+        self.watches.progress(id, self.mvcc.revision());
     }
 
     /// Starts an election now (tests and leader hand-off).
@@ -300,6 +366,13 @@ impl<E: Engine, T> Peer<E, T> {
         }
         self.next_request = (self.next_request + 1) & 0xffff_ffff;
         let id = self.request_prefix | self.next_request;
+        let mut op = op;
+        if let Op::LeaseGrant(g) = &mut op {
+            if g.id == 0 {
+                g.id = (id & i64::MAX as u64) as i64;
+            }
+            g.ttl = g.ttl.max(self.min_lease_ttl());
+        }
         let data = Command::new(id, op).encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(Error::invalid(format!(
@@ -370,6 +443,9 @@ impl<E: Engine, T> Peer<E, T> {
     fn process_ready(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<()> {
         let mut rd = self.raw.ready();
         if let Some(ss) = rd.ss() {
+            if ss.raft_state == StateRole::Leader {
+                self.lessor.extend_all(self.now);
+            }
             if ss.leader_id != self.last_leader {
                 self.last_leader = ss.leader_id;
                 if ss.leader_id != INVALID_ID {
@@ -395,10 +471,14 @@ impl<E: Engine, T> Peer<E, T> {
             self.raw.mut_store().set_hard_state(hs.clone(), &mut wb)?;
         }
         if !wb.is_empty() {
-            self.engine.write(wb, true)?;
+            // A Ready that only moves the commit index needs no fsync.
+            self.engine.write(wb, rd.must_sync() || installing)?;
         }
         if installing {
             self.mvcc = Mvcc::open(self.engine.clone())?;
+            self.mvcc.set_prev_values(self.watches.wants_prev_values());
+            self.lessor = Lessor::open(&self.engine, self.mvcc.leased_keys(), self.now, self.cfg.tick_interval)?;
+            self.watches.resync(&self.mvcc);
             let meta = snap.get_metadata();
             self.applied_index = meta.index;
             self.applied_term = meta.term;
@@ -460,7 +540,7 @@ impl<E: Engine, T> Peer<E, T> {
                 continue;
             }
             match entry.get_entry_type() {
-                EntryType::EntryNormal => self.apply_normal(&entry),
+                EntryType::EntryNormal => self.apply_normal(&entry, &mut extra),
                 EntryType::EntryConfChange => {
                     let cc = ConfChange::parse_from_bytes(&entry.data)?;
                     self.apply_conf_change(cc.into_v2(), &mut extra)?;
@@ -475,10 +555,13 @@ impl<E: Engine, T> Peer<E, T> {
         self.applied_term = last_term;
         extra.put(Cf::Meta, keys::APPLIED_INDEX.to_vec(), last_index.to_be_bytes().to_vec());
         extra.put(Cf::Meta, keys::APPLIED_TERM.to_vec(), last_term.to_be_bytes().to_vec());
-        self.mvcc.commit(extra)
+        self.mvcc.commit(extra)?;
+        let events = std::mem::take(&mut self.applied_events);
+        self.watches.dispatch(&events);
+        Ok(())
     }
 
-    fn apply_normal(&mut self, entry: &Entry) {
+    fn apply_normal(&mut self, entry: &Entry, extra: &mut WriteBatch) {
         // A proposal this member appended at this index as leader but that a
         // later leader replaced was never committed: fail it.
         let overwritten = self.by_index.remove(&entry.index);
@@ -497,11 +580,73 @@ impl<E: Engine, T> Peer<E, T> {
         };
         self.fail_overwritten(overwritten, Some(cmd.id));
         let result = match &cmd.op {
-            Some(op) => self.mvcc.apply(op),
+            Some(op) => self.apply_op(op, extra),
             None => Err(Error::invalid("empty command")),
         };
         if let Some(p) = self.proposals.remove(&cmd.id) {
             self.completions.push((p.token, result));
+        }
+    }
+
+    /// Applies one operation; its events feed the lessor at once (a later
+    /// entry of the same batch may revoke a lease the key was just put with).
+    fn apply_op(&mut self, op: &Op, extra: &mut WriteBatch) -> Result<Response> {
+        let result = match op {
+            Op::LeaseGrant(g) => self
+                .lessor
+                .grant(g.id, g.ttl, self.now, extra)
+                .map(|()| Response::LeaseGrant(LeaseGrantResponse { id: g.id, ttl: g.ttl })),
+            Op::LeaseKeepAlive(k) => self
+                .lessor
+                .renew(k.id, self.now)
+                .map(|ttl| Response::LeaseKeepAlive(LeaseKeepAliveResponse { id: k.id, ttl })),
+            Op::LeaseRevoke(r) => self.revoke(r.id, extra),
+            kv_op => {
+                self.check_leases(kv_op)?;
+                self.mvcc.apply(kv_op)
+            }
+        };
+        let events = self.mvcc.take_events();
+        self.lessor.on_events(&events);
+        self.applied_events.extend(events);
+        result
+    }
+
+    /// Deletes a lease's keys (at one revision) and the lease.
+    fn revoke(&mut self, id: i64, extra: &mut WriteBatch) -> Result<Response> {
+        let keys = self.lessor.keys(id)?;
+        if !keys.is_empty() {
+            let txn = keys.into_iter().fold(TxnRequest::new(), |t, k| t.and_then(DeleteRangeRequest::key(k)));
+            self.mvcc.apply(&Op::Txn(txn))?;
+        }
+        self.lessor.remove(id, extra)?;
+        Ok(Response::LeaseRevoke(LeaseRevokeResponse { revision: self.mvcc.revision() }))
+    }
+
+    /// Refuses puts that name a lease that does not exist.
+    fn check_leases(&self, op: &Op) -> Result<()> {
+        fn walk(lessor: &Lessor, ops: &[RequestOp]) -> Result<()> {
+            for op in ops {
+                match &op.request {
+                    Some(crate::api::request_op::Request::Put(p)) if p.lease != 0 && !lessor.contains(p.lease) => {
+                        return Err(Error::LeaseNotFound)
+                    }
+                    Some(crate::api::request_op::Request::Txn(t)) => {
+                        walk(lessor, &t.success)?;
+                        walk(lessor, &t.failure)?;
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        match op {
+            Op::Put(p) if p.lease != 0 && !self.lessor.contains(p.lease) => Err(Error::LeaseNotFound),
+            Op::Txn(t) => {
+                walk(&self.lessor, &t.success)?;
+                walk(&self.lessor, &t.failure)
+            }
+            _ => Ok(()),
         }
     }
 

@@ -26,13 +26,15 @@ pub enum Cf {
     /// The MVCC key-value history.
     Kv,
     /// State-machine metadata written with each apply batch (applied index,
-    /// revision, compact revision, conf state), plus node metadata.
+    /// revision, compact revision, conf state, members).
     Meta,
+    /// Leases: id → granted TTL.
+    Lease,
 }
 
 impl Cf {
     /// Every column family, in a fixed order.
-    pub const ALL: [Cf; 3] = [Cf::Raft, Cf::Kv, Cf::Meta];
+    pub const ALL: [Cf; 4] = [Cf::Raft, Cf::Kv, Cf::Meta, Cf::Lease];
 
     /// The column family's name on disk.
     pub fn name(self) -> &'static str {
@@ -40,12 +42,13 @@ impl Cf {
             Cf::Raft => "raft",
             Cf::Kv => "kv",
             Cf::Meta => "meta",
+            Cf::Lease => "lease",
         }
     }
 
     /// The column families holding the replicated state machine (what a raft
     /// snapshot carries).
-    pub const STATE_MACHINE: [Cf; 2] = [Cf::Kv, Cf::Meta];
+    pub const STATE_MACHINE: [Cf; 3] = [Cf::Kv, Cf::Meta, Cf::Lease];
 }
 
 /// One operation of a [`WriteBatch`].

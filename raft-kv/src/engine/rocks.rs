@@ -58,7 +58,7 @@ impl RocksEngine {
                     o.set_write_buffer_size(64 << 20);
                 }
                 Cf::Kv => o.set_write_buffer_size(64 << 20),
-                Cf::Meta => o.set_write_buffer_size(4 << 20),
+                Cf::Meta | Cf::Lease => o.set_write_buffer_size(4 << 20),
             }
             ColumnFamilyDescriptor::new(cf.name(), o)
         });

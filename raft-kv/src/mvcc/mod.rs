@@ -28,6 +28,7 @@ use crate::api::{
     CompareTarget, DeleteRangeRequest, DeleteRangeResponse, KeyValue, PutRequest, PutResponse, RangeRequest,
     RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse,
 };
+use crate::api::{Event, EventType};
 use crate::command::{Op, Response};
 use crate::engine::{Cf, Engine, ReadView, WriteBatch};
 use crate::keys;
@@ -98,7 +99,7 @@ impl Exec {
 
 /// A user-key range `[start, end)`; `end == None` means unbounded.
 #[derive(Debug, Clone)]
-struct KeyRange {
+pub(crate) struct KeyRange {
     start: Vec<u8>,
     end: Option<Vec<u8>>,
 }
@@ -106,7 +107,7 @@ struct KeyRange {
 impl KeyRange {
     /// The range of a request's `key` and `range_end` (etcd's rules: no end
     /// is the single key, `"\0"` is every key `>= key`).
-    fn new(key: &[u8], range_end: &[u8]) -> Self {
+    pub(crate) fn new(key: &[u8], range_end: &[u8]) -> Self {
         let end = match range_end {
             [] => {
                 // The smallest key after `key` is `key ‖ 0x00`.
@@ -125,7 +126,7 @@ impl KeyRange {
         self.end.as_deref().is_some_and(|end| end <= &self.start[..])
     }
 
-    fn contains(&self, key: &[u8]) -> bool {
+    pub(crate) fn contains(&self, key: &[u8]) -> bool {
         key >= &self.start[..] && self.end.as_deref().is_none_or(|end| key < end)
     }
 
@@ -163,6 +164,10 @@ pub struct Mvcc<E: Engine> {
     committed_compact_revision: i64,
     /// Changes made by the operation being applied, newest last.
     undo: Vec<Undo>,
+    /// Events of applied operations not yet taken by [`Mvcc::take_events`].
+    events: Vec<Event>,
+    /// Whether events carry the previous value (costs a read per write).
+    prev_values: bool,
 }
 
 impl<E: Engine> std::fmt::Debug for Mvcc<E> {
@@ -224,6 +229,8 @@ impl<E: Engine> Mvcc<E> {
             committed_revision: revision,
             committed_compact_revision: compact_revision,
             undo: Vec::new(),
+            events: Vec::new(),
+            prev_values: false,
         })
     }
 
@@ -257,14 +264,77 @@ impl<E: Engine> Mvcc<E> {
     pub fn apply(&mut self, op: &Op) -> Result<Response> {
         Self::validate(op)?;
         let saved = (self.revision, self.compact_revision);
+        let saved_events = self.events.len();
         self.undo.clear();
         let result = self.apply_op(op);
         if result.is_err() {
             self.rollback();
+            self.events.truncate(saved_events);
             (self.revision, self.compact_revision) = saved;
         }
         self.undo.clear();
         result
+    }
+
+    /// The events of every operation applied since the last call, in
+    /// revision order (writes of one transaction in the order applied).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Whether events' `prev_kv` carry values (a read per write) or only the
+    /// previous metadata (key, revisions, version, lease).
+    pub fn set_prev_values(&mut self, on: bool) {
+        self.prev_values = on;
+    }
+
+    /// Every event on keys of `[key, range_end)` (etcd range rules) with
+    /// revision `>= from`, oldest first, each with its previous key-value.
+    /// `from` must not be below the compact revision.
+    pub fn history(&self, key: &[u8], range_end: &[u8], from: i64) -> Result<Vec<Event>> {
+        if from < self.compact_revision {
+            return Err(Error::Compacted { requested: from, compact_revision: self.compact_revision });
+        }
+        let range = KeyRange::new(key, range_end);
+        let mut events = Vec::new();
+        if range.is_empty() {
+            return Ok(events);
+        }
+        let (start, end) = range.encoded();
+        // Versions come newest first per key: an event's previous version is
+        // the next record of the same key.
+        let mut pending: Option<(Vec<u8>, Event)> = None;
+        self.scan_history(&start, end.as_deref(), &mut |k, v| {
+            let (user, rev) = decode_key(k)?;
+            let rec = Record::decode(v)?;
+            let kv = KeyValue {
+                key: Bytes::copy_from_slice(&user),
+                create_revision: rec.create_revision,
+                mod_revision: rev,
+                version: rec.version,
+                value: Bytes::from(rec.value),
+                lease: rec.lease,
+            };
+            if let Some((pkey, mut ev)) = pending.take() {
+                if pkey == user && !rec.tombstone {
+                    ev.prev_kv = Some(kv.clone());
+                }
+                events.push(ev);
+            }
+            if rev >= from {
+                let ev = if rec.tombstone {
+                    let kv = KeyValue { key: kv.key, mod_revision: rev, ..Default::default() };
+                    Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None }
+                } else {
+                    Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None }
+                };
+                pending = Some((user, ev));
+            }
+            Ok(true)
+        })?;
+        events.extend(pending.map(|(_, ev)| ev));
+        events.sort_by_key(|e| e.revision());
+        Ok(events)
     }
 
     /// Writes all staged writes plus `extra` (the caller's applied-index
@@ -325,7 +395,14 @@ impl<E: Engine> Mvcc<E> {
             Op::DeleteRange(req) => validate_delete(req),
             Op::Txn(req) => validate_txn(req, 0),
             Op::Compact(req) => validate_compact(req),
+            // Not key-value operations: checked by their own modules.
+            _ => Ok(()),
         }
+    }
+
+    /// Every live key that has a lease, with its lease.
+    pub fn leased_keys(&self) -> Vec<(Bytes, i64)> {
+        self.index.iter().filter(|(_, m)| m.lease != 0).map(|(k, m)| (k.clone(), m.lease)).collect()
     }
 
     // ---- applying -------------------------------------------------------
@@ -352,6 +429,9 @@ impl<E: Engine> Mvcc<E> {
                 Response::Txn(resp)
             }
             Op::Compact(req) => Response::Compact(self.compact(req)?),
+            Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::LeaseKeepAlive(_) => {
+                return Err(Error::invalid("not a key-value operation"))
+            }
         };
         Ok(response)
     }
@@ -369,7 +449,7 @@ impl<E: Engine> Mvcc<E> {
             return Err(Error::invalid("key not found"));
         }
         let prev_kv = match prev {
-            Some(meta) if req.prev_kv || req.ignore_value => Some(self.load_kv(&req.key, meta)?),
+            Some(meta) if req.prev_kv || req.ignore_value || self.prev_values => Some(self.load_kv(&req.key, meta)?),
             _ => None,
         };
         let value = match (&prev_kv, req.ignore_value) {
@@ -395,23 +475,27 @@ impl<E: Engine> Mvcc<E> {
         self.stage(encode_key(&req.key, exec.rev), Some(record.encode()));
         self.set_index(req.key.clone(), Some(meta));
         exec.changed = true;
+        let mut kv = meta.to_kv(&req.key);
+        kv.value = Bytes::from(record.value);
+        let event_prev = prev_kv.clone().or_else(|| prev.map(|p| p.to_kv(&req.key)));
+        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: event_prev });
         Ok(PutResponse { revision: exec.rev, prev_kv: prev_kv.filter(|_| req.prev_kv) })
     }
 
     fn delete_range(&mut self, req: &DeleteRangeRequest, exec: &mut Exec) -> Result<DeleteRangeResponse> {
         let doomed = self.live_keys(&KeyRange::new(&req.key, &req.range_end));
-        let mut prev_kvs = Vec::new();
-        if req.prev_kv {
-            prev_kvs.reserve(doomed.len());
-            for (key, meta) in &doomed {
-                prev_kvs.push(self.load_kv(key, *meta)?);
-            }
+        let mut prevs = Vec::with_capacity(doomed.len());
+        for (key, meta) in &doomed {
+            prevs.push(if req.prev_kv || self.prev_values { self.load_kv(key, *meta)? } else { meta.to_kv(key) });
         }
         let tombstone = Record::tombstone().encode();
-        for (key, _) in &doomed {
+        for ((key, _), prev) in doomed.iter().zip(&prevs) {
             self.stage(encode_key(key, exec.rev), Some(tombstone.clone()));
             self.set_index(key.clone(), None);
+            let kv = KeyValue { key: key.clone(), mod_revision: exec.rev, ..Default::default() };
+            self.events.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: Some(prev.clone()) });
         }
+        let prev_kvs = if req.prev_kv { prevs } else { Vec::new() };
         exec.changed |= !doomed.is_empty();
         Ok(DeleteRangeResponse { revision: exec.visible(), deleted: doomed.len() as i64, prev_kvs })
     }

@@ -1,0 +1,240 @@
+//! Leases: time-limited ownership of keys.
+//!
+//! Lease records (id → granted TTL) are replicated state in [`Cf::Lease`];
+//! grant, revoke and keep-alive are log entries, so every member agrees on
+//! which leases exist and which keys they hold. *Time* is not replicated:
+//! each member's [`Lessor`] tracks expiry in its own ticks, and only the
+//! leader acts on it, by proposing a revoke — so all members delete a
+//! lease's keys at the same revision. A member that becomes leader (or
+//! restarts) gives every lease its full TTL again rather than expiring
+//! everything at once, as etcd does: a lease may outlive its TTL across a
+//! leader change, never expire early.
+//!
+//! Keep-alives travel through the log too (any member can take one), which
+//! costs an entry per renewal but needs no leader-forwarding RPC.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::api::{Event, LeaseTimeToLiveResponse};
+use crate::engine::{Cf, ReadView, WriteBatch};
+use crate::{Error, Result};
+
+struct Lease {
+    /// Granted TTL in seconds.
+    ttl: i64,
+    /// Tick at which the lease expires (this member's clock).
+    expiry: u64,
+    /// Attached live keys.
+    keys: BTreeSet<Bytes>,
+    /// Tick of the last revoke proposed for expiry, if any.
+    revoking_since: Option<u64>,
+}
+
+/// The leases of one member. See the module docs.
+pub struct Lessor {
+    leases: BTreeMap<i64, Lease>,
+    tick: Duration,
+}
+
+fn lease_key(id: i64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+impl Lessor {
+    /// Loads the leases stored in `view`, attaching `leased_keys`; every
+    /// lease gets its full TTL from tick `now`.
+    pub fn open(view: &impl ReadView, leased_keys: Vec<(Bytes, i64)>, now: u64, tick: Duration) -> Result<Self> {
+        let mut lessor = Lessor { leases: BTreeMap::new(), tick };
+        let mut bad = None;
+        view.scan(Cf::Lease, b"", None, &mut |k, v| match (<[u8; 8]>::try_from(k), <[u8; 8]>::try_from(v)) {
+            (Ok(k), Ok(v)) => {
+                let ttl = i64::from_be_bytes(v);
+                let expiry = now + lessor.ticks(ttl);
+                lessor
+                    .leases
+                    .insert(i64::from_be_bytes(k), Lease { ttl, expiry, keys: BTreeSet::new(), revoking_since: None });
+                true
+            }
+            _ => {
+                bad = Some(k.to_vec());
+                false
+            }
+        })?;
+        if let Some(k) = bad {
+            return Err(Error::Corruption(format!("lease record {k:02x?}")));
+        }
+        for (key, id) in leased_keys {
+            if let Some(l) = lessor.leases.get_mut(&id) {
+                l.keys.insert(key);
+            }
+        }
+        Ok(lessor)
+    }
+
+    /// Ticks in `ttl` seconds (rounded up).
+    fn ticks(&self, ttl: i64) -> u64 {
+        let ms = self.tick.as_millis().max(1) as u64;
+        (ttl.max(0) as u64 * 1000).div_ceil(ms)
+    }
+
+    /// True when lease `id` exists.
+    pub fn contains(&self, id: i64) -> bool {
+        self.leases.contains_key(&id)
+    }
+
+    /// Ids of every lease.
+    pub fn ids(&self) -> Vec<i64> {
+        self.leases.keys().copied().collect()
+    }
+
+    /// Applies a grant: stores the lease and starts its clock.
+    pub fn grant(&mut self, id: i64, ttl: i64, now: u64, wb: &mut WriteBatch) -> Result<()> {
+        if id <= 0 {
+            return Err(Error::invalid("lease id must be positive"));
+        }
+        if ttl <= 0 {
+            return Err(Error::invalid("lease TTL must be positive"));
+        }
+        if self.leases.contains_key(&id) {
+            return Err(Error::invalid("lease already exists"));
+        }
+        wb.put(Cf::Lease, lease_key(id).to_vec(), ttl.to_be_bytes().to_vec());
+        let expiry = now + self.ticks(ttl);
+        self.leases.insert(id, Lease { ttl, expiry, keys: BTreeSet::new(), revoking_since: None });
+        Ok(())
+    }
+
+    /// The keys attached to lease `id`, for its revoke.
+    pub fn keys(&self, id: i64) -> Result<Vec<Bytes>> {
+        self.leases.get(&id).map(|l| l.keys.iter().cloned().collect()).ok_or_else(not_found)
+    }
+
+    /// Applies the removal of lease `id` (its keys were deleted by the caller).
+    pub fn remove(&mut self, id: i64, wb: &mut WriteBatch) -> Result<()> {
+        self.leases.remove(&id).ok_or_else(not_found)?;
+        wb.delete(Cf::Lease, lease_key(id).to_vec());
+        Ok(())
+    }
+
+    /// Applies a keep-alive: the lease gets its full TTL again from `now`.
+    /// Returns the TTL.
+    pub fn renew(&mut self, id: i64, now: u64) -> Result<i64> {
+        let ticks = self.leases.get(&id).map(|l| self.ticks(l.ttl)).ok_or_else(not_found)?;
+        let l = self.leases.get_mut(&id).ok_or_else(not_found)?;
+        l.expiry = now + ticks;
+        l.revoking_since = None;
+        Ok(l.ttl)
+    }
+
+    /// Gives every lease its full TTL from `now` (on becoming leader).
+    pub fn extend_all(&mut self, now: u64) {
+        let tick = self.tick;
+        for l in self.leases.values_mut() {
+            l.expiry = now + Lessor { leases: BTreeMap::new(), tick }.ticks(l.ttl);
+            l.revoking_since = None;
+        }
+    }
+
+    /// Leases expired at `now` that need a revoke proposed: not proposed yet,
+    /// or proposed more than `retry` ticks ago without effect.
+    pub fn expired(&mut self, now: u64, retry: u64) -> Vec<i64> {
+        let mut out = Vec::new();
+        for (id, l) in self.leases.iter_mut() {
+            let due = l.expiry <= now;
+            let stale = l.revoking_since.is_none_or(|t| now >= t + retry);
+            if due && stale {
+                l.revoking_since = Some(now);
+                out.push(*id);
+            }
+        }
+        out
+    }
+
+    /// Tracks key attachment from applied events.
+    pub fn on_events(&mut self, events: &[Event]) {
+        for ev in events {
+            let Some(kv) = &ev.kv else { continue };
+            let prev_lease = ev.prev_kv.as_ref().map_or(0, |p| p.lease);
+            let new_lease = if ev.is_delete() { 0 } else { kv.lease };
+            if prev_lease != 0 && prev_lease != new_lease {
+                if let Some(l) = self.leases.get_mut(&prev_lease) {
+                    l.keys.remove(&kv.key);
+                }
+            }
+            if new_lease != 0 {
+                if let Some(l) = self.leases.get_mut(&new_lease) {
+                    l.keys.insert(kv.key.clone());
+                }
+            }
+        }
+    }
+
+    /// Lease `id`'s remaining time to live as this member sees it.
+    pub fn time_to_live(&self, id: i64, now: u64, with_keys: bool) -> LeaseTimeToLiveResponse {
+        match self.leases.get(&id) {
+            None => LeaseTimeToLiveResponse { id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
+            Some(l) => {
+                let left_ms = l.expiry.saturating_sub(now) as u128 * self.tick.as_millis();
+                LeaseTimeToLiveResponse {
+                    id,
+                    ttl: left_ms.div_ceil(1000) as i64,
+                    granted_ttl: l.ttl,
+                    keys: if with_keys { l.keys.iter().cloned().collect() } else { Vec::new() },
+                }
+            }
+        }
+    }
+}
+
+fn not_found() -> Error {
+    Error::LeaseNotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{EventType, KeyValue};
+    use crate::engine::{Engine, MemEngine};
+
+    fn put_event(key: &str, lease: i64, prev_lease: Option<i64>) -> Event {
+        let kv = KeyValue { key: Bytes::from(key.to_string()), lease, ..Default::default() };
+        let prev_kv =
+            prev_lease.map(|l| KeyValue { key: Bytes::from(key.to_string()), lease: l, ..Default::default() });
+        Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv }
+    }
+
+    #[test]
+    fn grant_attach_expire_and_reload() {
+        let engine = MemEngine::new();
+        let tick = Duration::from_millis(100);
+        let mut l = Lessor::open(&engine, vec![], 0, tick).unwrap();
+        let mut wb = WriteBatch::new();
+        l.grant(7, 2, 0, &mut wb).unwrap();
+        assert!(l.grant(7, 2, 0, &mut wb).is_err());
+        assert!(l.grant(8, 0, 0, &mut wb).is_err());
+        engine.write(wb, true).unwrap();
+        l.on_events(&[put_event("a", 7, None), put_event("b", 7, None)]);
+        l.on_events(&[put_event("b", 0, Some(7))]);
+        assert_eq!(l.keys(7).unwrap(), vec![Bytes::from("a")]);
+        assert!(l.expired(19, 10).is_empty());
+        assert_eq!(l.expired(20, 10), vec![7]);
+        assert!(l.expired(25, 10).is_empty(), "revoke already proposed");
+        assert_eq!(l.expired(30, 10), vec![7], "retried after `retry` ticks");
+        assert_eq!(l.time_to_live(7, 5, true).ttl, 2);
+        assert_eq!(l.time_to_live(9, 5, true).ttl, -1);
+        l.renew(7, 30).unwrap();
+        assert!(l.expired(40, 10).is_empty());
+
+        let reloaded = Lessor::open(&engine, vec![(Bytes::from("a"), 7)], 100, tick).unwrap();
+        assert_eq!(reloaded.ids(), vec![7]);
+        assert_eq!(reloaded.keys(7).unwrap(), vec![Bytes::from("a")]);
+        assert_eq!(reloaded.time_to_live(7, 100, false).ttl, 2, "full TTL after reload");
+        let mut wb = WriteBatch::new();
+        let mut reloaded = reloaded;
+        reloaded.remove(7, &mut wb).unwrap();
+        assert_eq!(reloaded.remove(7, &mut wb), Err(Error::LeaseNotFound));
+    }
+}
