@@ -21,6 +21,12 @@ pub struct Config {
     pub tick_interval: Duration,
     /// Ticks without a heartbeat before a follower campaigns. Default 10.
     pub election_ticks: usize,
+    /// Upper bound (exclusive) of the randomized election timeout, in ticks;
+    /// 0 means raft's default of `2 * election_ticks`. raft-rs draws the
+    /// timeout from an unseeded thread-local RNG, so the simulator sets this
+    /// to `election_ticks + 1` (a fixed timeout) and randomizes elections
+    /// through its seeded tick schedule instead. Default 0.
+    pub max_election_ticks: usize,
     /// Ticks between leader heartbeats. Default 1.
     pub heartbeat_ticks: usize,
     /// Ticks after which a pending request fails with `Timeout`. Default 50
@@ -68,6 +74,7 @@ impl Config {
             peers: Vec::new(),
             tick_interval: Duration::from_millis(100),
             election_ticks: 10,
+            max_election_ticks: 0,
             heartbeat_ticks: 1,
             request_timeout_ticks: 50,
             max_request_bytes: 3 * 1024 * 1024 / 2,

@@ -166,6 +166,7 @@ impl<E: Engine, T> Peer<E, T> {
         let rcfg = raft::Config {
             id: cfg.id,
             election_tick: cfg.election_ticks,
+            max_election_tick: cfg.max_election_ticks,
             heartbeat_tick: cfg.heartbeat_ticks,
             applied: applied_index,
             max_size_per_msg: cfg.max_size_per_msg,
