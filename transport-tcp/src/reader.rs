@@ -1,0 +1,159 @@
+//! Inbound side: the accept loop and one reader thread per connection.
+//!
+//! A reader checks the handshake, answers with a verdict, then decodes
+//! frames and delivers each message into the node's mailbox. Anything wrong
+//! (a refused handshake, a malformed or oversized frame, a message that does
+//! not come from the handshake's sender or is not for this member) is logged
+//! and closes that connection only.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft_kv::Mailbox;
+
+use crate::frame::FrameDecoder;
+use crate::handshake::{Handshake, HandshakeError, Verdict, HANDSHAKE_LEN};
+use crate::metrics::Counter;
+use crate::transport::Ctx;
+
+/// How often an idle accept loop or reader looks at the shutdown flag.
+const POLL: Duration = Duration::from_millis(50);
+/// Size of one socket read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Accepts peer connections until shutdown.
+pub(crate) fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener, mailbox: Mailbox) {
+    while !ctx.is_shutdown() {
+        match listener.accept() {
+            Ok((stream, remote)) => {
+                let active = ctx.inbound_active.fetch_add(1, Ordering::AcqRel);
+                if active >= ctx.cfg.max_inbound_connections {
+                    ctx.inbound_active.fetch_sub(1, Ordering::AcqRel);
+                    tracing::warn!(%remote, active, "too many inbound peer connections; closing");
+                    continue;
+                }
+                let (c, mb) = (ctx.clone(), mailbox.clone());
+                let spawned = ctx.spawn(format!("raft-kv-tcp-in-{remote}"), move || {
+                    serve(&c, stream, remote, &mb);
+                    c.inbound_active.fetch_sub(1, Ordering::AcqRel);
+                });
+                if let Err(e) = spawned {
+                    ctx.inbound_active.fetch_sub(1, Ordering::AcqRel);
+                    tracing::warn!(%remote, error = %e, "cannot spawn reader thread");
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+/// Serves one inbound connection until it closes, fails or shutdown.
+fn serve(ctx: &Ctx, mut stream: TcpStream, remote: SocketAddr, mailbox: &Mailbox) {
+    let hs = match accept_handshake(ctx, &mut stream) {
+        Ok(hs) => hs,
+        Err(e) => {
+            ctx.totals.add(Counter::HandshakesRejected, 1);
+            tracing::warn!(%remote, error = %e, "rejected peer connection");
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+    };
+    let conn_id = ctx.register_inbound(&hs, &stream);
+    tracing::debug!(%remote, from = hs.from, lane = ?hs.lane, "peer connected");
+    if let Err(e) = read_frames(ctx, &mut stream, &hs, mailbox) {
+        tracing::warn!(%remote, from = hs.from, lane = ?hs.lane, error = %e, "closing peer connection");
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+    ctx.unregister_inbound(&hs, conn_id);
+}
+
+/// Reads, checks and answers the handshake.
+fn accept_handshake(ctx: &Ctx, stream: &mut TcpStream) -> Result<Handshake, HandshakeError> {
+    stream.set_nonblocking(false)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(ctx.cfg.handshake_timeout))?;
+    stream.set_write_timeout(Some(ctx.cfg.handshake_timeout))?;
+    let mut buf = [0u8; HANDSHAKE_LEN];
+    stream.read_exact(&mut buf)?;
+    let hs = match Handshake::decode(&buf) {
+        Ok(hs) => hs,
+        Err(e) => {
+            let _ = stream.write_all(&Verdict::Unsupported.reply());
+            return Err(e);
+        }
+    };
+    let verdict = hs.check(ctx.cfg.cluster_id, ctx.cfg.id);
+    stream.write_all(&verdict.reply())?;
+    if verdict != Verdict::Accepted {
+        tracing::warn!(
+            from = hs.from,
+            to = hs.to,
+            cluster_id = hs.cluster_id,
+            own_cluster_id = ctx.cfg.cluster_id,
+            ?verdict,
+            "refusing peer handshake"
+        );
+        return Err(HandshakeError::Refused(verdict));
+    }
+    stream.set_read_timeout(Some(POLL))?;
+    Ok(hs)
+}
+
+/// Why a reader closed its connection.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+    #[error("bad frame: {0}")]
+    Frame(#[from] crate::frame::FrameError),
+    #[error("message from {from} to {to} on a connection from {expected_from} to {expected_to}")]
+    Misaddressed { from: u64, to: u64, expected_from: u64, expected_to: u64 },
+}
+
+fn read_frames(ctx: &Ctx, stream: &mut TcpStream, hs: &Handshake, mailbox: &Mailbox) -> Result<(), ReadError> {
+    let tally = ctx.tally(hs.from);
+    let mut dec = FrameDecoder::new(ctx.cfg.max_frame_bytes);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    while !ctx.is_shutdown() {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        tally.add(Counter::ReceivedBytes, n as u64);
+        dec.extend(&chunk[..n]);
+        loop {
+            let msg = match dec.next_message() {
+                Ok(Some(msg)) => msg,
+                Ok(None) => break,
+                Err(e) => {
+                    tally.add(Counter::FramesRejected, 1);
+                    return Err(e.into());
+                }
+            };
+            if msg.from != hs.from || msg.to != hs.to {
+                tally.add(Counter::FramesRejected, 1);
+                return Err(ReadError::Misaddressed {
+                    from: msg.from,
+                    to: msg.to,
+                    expected_from: hs.from,
+                    expected_to: hs.to,
+                });
+            }
+            tally.add(Counter::Received, 1);
+            if !mailbox.deliver(msg) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}

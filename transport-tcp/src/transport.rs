@@ -1,0 +1,355 @@
+//! [`TcpTransport`] (what the node owns) and [`TcpHandle`] (what the rest of
+//! the program keeps: address book, metrics, shutdown).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError};
+use parking_lot::Mutex;
+use raft_kv::{Mailbox, RaftMessage, Transport};
+
+use crate::config::{normalize_addr, TcpConfig};
+use crate::error::TransportError;
+use crate::handshake::{Handshake, Lane};
+use crate::metrics::{Counter, Counters, Metrics, Tally};
+use crate::reader::accept_loop;
+use crate::writer::{ConnSlot, PeerAddr, Writer};
+
+/// What every transport thread shares. Holds no queue senders, so threads
+/// never keep themselves alive through it.
+pub(crate) struct Ctx {
+    pub(crate) cfg: TcpConfig,
+    shutdown: AtomicBool,
+    pub(crate) totals: Arc<Counters>,
+    per_peer: Mutex<BTreeMap<u64, Arc<Counters>>>,
+    /// Live inbound connections by (sender, lane), to close one that a newer
+    /// connection from the same sender supersedes, and all at shutdown.
+    inbound: Mutex<HashMap<(u64, Lane), (u64, TcpStream)>>,
+    next_conn_id: AtomicU64,
+    pub(crate) inbound_active: AtomicUsize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Ctx {
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Counters of `peer` plus the totals.
+    pub(crate) fn tally(&self, peer: u64) -> Tally {
+        let peer = self.per_peer.lock().entry(peer).or_default().clone();
+        Tally { peer, total: self.totals.clone() }
+    }
+
+    /// Spawns a named thread that shutdown will wait for.
+    pub(crate) fn spawn(&self, name: String, f: impl FnOnce() + Send + 'static) -> Result<(), TransportError> {
+        let handle = std::thread::Builder::new().name(name).spawn(f).map_err(TransportError::Spawn)?;
+        let mut threads = self.threads.lock();
+        threads.retain(|t| !t.is_finished());
+        threads.push(handle);
+        Ok(())
+    }
+
+    /// Records an accepted connection, closing the one it replaces.
+    pub(crate) fn register_inbound(&self, hs: &Handshake, stream: &TcpStream) -> u64 {
+        let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let Ok(clone) = stream.try_clone() else { return id };
+        if let Some((_, old)) = self.inbound.lock().insert((hs.from, hs.lane), (id, clone)) {
+            tracing::debug!(from = hs.from, lane = ?hs.lane, "newer connection supersedes an older one");
+            let _ = old.shutdown(Shutdown::Both);
+        }
+        id
+    }
+
+    /// Forgets connection `id` unless a newer one took its place.
+    pub(crate) fn unregister_inbound(&self, hs: &Handshake, id: u64) {
+        let mut inbound = self.inbound.lock();
+        if inbound.get(&(hs.from, hs.lane)).is_some_and(|(cur, _)| *cur == id) {
+            inbound.remove(&(hs.from, hs.lane));
+        }
+    }
+}
+
+/// One peer's outbound lanes.
+struct PeerEntry {
+    addr: Arc<PeerAddr>,
+    lanes: [(Sender<RaftMessage>, ConnSlot); 2],
+    tally: Tally,
+}
+
+impl PeerEntry {
+    /// Interrupts the lanes' connections; writers exit once the entry (and
+    /// so their queue senders) is dropped.
+    fn close(&self) {
+        for (_, slot) in &self.lanes {
+            if let Some(s) = slot.lock().take() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+struct Inner {
+    ctx: Arc<Ctx>,
+    local_addr: SocketAddr,
+    peers: Mutex<HashMap<u64, PeerEntry>>,
+}
+
+impl Inner {
+    fn add_peer(&self, id: u64, addr: &str) -> Result<(), TransportError> {
+        let addr = normalize_addr(addr)?;
+        if id == self.ctx.cfg.id {
+            return Ok(());
+        }
+        let mut peers = self.peers.lock();
+        if self.ctx.is_shutdown() {
+            return Err(TransportError::Shutdown);
+        }
+        if let Some(p) = peers.get(&id) {
+            p.addr.set(addr);
+            return Ok(());
+        }
+        let peer_addr = Arc::new(PeerAddr::new(addr));
+        let tally = self.ctx.tally(id);
+        let lanes = [
+            self.spawn_writer(id, Lane::Raft, &peer_addr, &tally)?,
+            self.spawn_writer(id, Lane::Snapshot, &peer_addr, &tally)?,
+        ];
+        peers.insert(id, PeerEntry { addr: peer_addr, lanes, tally });
+        Ok(())
+    }
+
+    /// Starts the writer of one lane to peer `id`; returns its queue and
+    /// connection slot.
+    fn spawn_writer(
+        &self,
+        id: u64,
+        lane: Lane,
+        addr: &Arc<PeerAddr>,
+        tally: &Tally,
+    ) -> Result<(Sender<RaftMessage>, ConnSlot), TransportError> {
+        let cfg = &self.ctx.cfg;
+        let cap = if lane == Lane::Snapshot { cfg.snapshot_queue_capacity } else { cfg.queue_capacity };
+        let (tx, rx) = crossbeam_channel::bounded(cap);
+        let slot = ConnSlot::default();
+        let writer = Writer {
+            ctx: self.ctx.clone(),
+            peer: id,
+            lane,
+            rx,
+            addr: addr.clone(),
+            slot: slot.clone(),
+            tally: tally.clone(),
+        };
+        let lane_name = if lane == Lane::Snapshot { "snap" } else { "raft" };
+        self.ctx.spawn(format!("raft-kv-tcp-out-{id}-{lane_name}"), move || writer.run())?;
+        Ok((tx, slot))
+    }
+
+    fn remove_peer(&self, id: u64) -> bool {
+        let removed = self.peers.lock().remove(&id);
+        removed.map(|p| p.close()).is_some()
+    }
+
+    fn send(&self, msgs: Vec<RaftMessage>) {
+        let peers = self.peers.lock();
+        for msg in msgs {
+            let Some(p) = peers.get(&msg.to) else {
+                tracing::debug!(to = msg.to, "no address for peer; dropping message");
+                self.ctx.totals.add(Counter::Dropped, 1);
+                continue;
+            };
+            let (tx, _) = &p.lanes[Lane::of(&msg).index()];
+            match tx.try_send(msg) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => p.tally.add(Counter::Dropped, 1),
+            }
+        }
+    }
+
+    fn shutdown(&self) {
+        if self.ctx.shutdown.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let peers = std::mem::take(&mut *self.peers.lock());
+        for p in peers.values() {
+            p.close();
+        }
+        drop(peers);
+        for (_, (_, s)) in self.ctx.inbound.lock().drain() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        let deadline = Instant::now() + self.ctx.cfg.shutdown_timeout;
+        loop {
+            let threads = std::mem::take(&mut *self.ctx.threads.lock());
+            let (done, running): (Vec<_>, Vec<_>) = threads.into_iter().partition(|t| t.is_finished());
+            for t in done {
+                let _ = t.join();
+            }
+            if running.is_empty() {
+                break;
+            }
+            self.ctx.threads.lock().extend(running);
+            if Instant::now() >= deadline {
+                tracing::warn!("transport threads still running after the shutdown timeout; leaving them");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// The TCP transport of one member: hand it to the node builder.
+///
+/// Dropping it (which the node does when it stops) shuts the transport down.
+/// It dereferences to its [`TcpHandle`], so address-book and metrics
+/// methods are available on it directly.
+pub struct TcpTransport {
+    handle: TcpHandle,
+}
+
+impl std::fmt::Debug for TcpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpTransport").field("handle", &self.handle).finish()
+    }
+}
+
+impl TcpTransport {
+    /// Validates `cfg`, binds its listen address, starts accepting peer
+    /// connections (delivering into `mailbox`) and starts writers for the
+    /// configured peers.
+    pub fn start(cfg: TcpConfig, mailbox: Mailbox) -> Result<TcpTransport, TransportError> {
+        cfg.validate()?;
+        let listener = TcpListener::bind(cfg.listen_addr)
+            .map_err(|source| TransportError::Bind { addr: cfg.listen_addr, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| TransportError::Bind { addr: cfg.listen_addr, source })?;
+        listener.set_nonblocking(true).map_err(|source| TransportError::Bind { addr: cfg.listen_addr, source })?;
+        let peers: Vec<(u64, String)> = cfg.peers.iter().map(|(id, a)| (*id, a.clone())).collect();
+        let ctx = Arc::new(Ctx {
+            cfg,
+            shutdown: AtomicBool::new(false),
+            totals: Arc::default(),
+            per_peer: Mutex::default(),
+            inbound: Mutex::default(),
+            next_conn_id: AtomicU64::new(0),
+            inbound_active: AtomicUsize::new(0),
+            threads: Mutex::default(),
+        });
+        let handle = TcpHandle { inner: Arc::new(Inner { ctx: ctx.clone(), local_addr, peers: Mutex::default() }) };
+        // From here on, dropping `transport` shuts down whatever started.
+        let transport = TcpTransport { handle };
+        let accept_ctx = ctx.clone();
+        ctx.spawn(format!("raft-kv-tcp-accept-{}", ctx.cfg.id), move || accept_loop(accept_ctx, listener, mailbox))?;
+        for (id, addr) in peers {
+            transport.add_peer(id, &addr)?;
+        }
+        tracing::info!(id = ctx.cfg.id, %local_addr, "raft transport listening");
+        Ok(transport)
+    }
+
+    /// A cheap, cloneable handle that outlives handing the transport to the
+    /// node.
+    pub fn handle(&self) -> TcpHandle {
+        self.handle.clone()
+    }
+}
+
+impl std::ops::Deref for TcpTransport {
+    type Target = TcpHandle;
+
+    fn deref(&self) -> &TcpHandle {
+        &self.handle
+    }
+}
+
+impl Transport for TcpTransport {
+    fn send(&mut self, msgs: Vec<RaftMessage>) {
+        self.handle.inner.send(msgs);
+    }
+}
+
+impl Drop for TcpTransport {
+    fn drop(&mut self) {
+        self.handle.inner.shutdown();
+    }
+}
+
+/// Controls a running [`TcpTransport`]: its address book, metrics and
+/// shutdown. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct TcpHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TcpHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpHandle")
+            .field("id", &self.inner.ctx.cfg.id)
+            .field("local_addr", &self.inner.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TcpHandle {
+    /// The address the transport listens on (with the real port when the
+    /// configuration asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> u64 {
+        self.inner.ctx.cfg.id
+    }
+
+    /// Adds peer `id` at `addr` (`host:port`, optionally `http://host:port`),
+    /// or moves an existing peer to a new address (its connections are
+    /// re-established there). This member's own id is ignored.
+    pub fn add_peer(&self, id: u64, addr: &str) -> Result<(), TransportError> {
+        self.inner.add_peer(id, addr)
+    }
+
+    /// Same as [`add_peer`](Self::add_peer): sets a peer's address.
+    pub fn update_peer(&self, id: u64, addr: &str) -> Result<(), TransportError> {
+        self.inner.add_peer(id, addr)
+    }
+
+    /// Forgets peer `id`: its queued messages are dropped, its connections
+    /// closed and further messages to it dropped. Returns whether it was
+    /// known.
+    pub fn remove_peer(&self, id: u64) -> bool {
+        self.inner.remove_peer(id)
+    }
+
+    /// The address book: peer id → `host:port`.
+    pub fn peers(&self) -> BTreeMap<u64, String> {
+        self.inner.peers.lock().iter().map(|(id, p)| (*id, p.addr.get().0)).collect()
+    }
+
+    /// Counters summed over all peers.
+    pub fn metrics(&self) -> Metrics {
+        self.inner.ctx.totals.snapshot()
+    }
+
+    /// Counters of each peer that has been sent to or heard from (including
+    /// removed ones). Handshake rejections are counted in the totals only.
+    pub fn peer_metrics(&self) -> BTreeMap<u64, Metrics> {
+        self.inner.ctx.per_peer.lock().iter().map(|(id, c)| (*id, c.snapshot())).collect()
+    }
+
+    /// Stops every thread of the transport, waiting at most the configured
+    /// `shutdown_timeout`. Idempotent; messages sent afterwards are dropped.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has run.
+    pub fn is_shutdown(&self) -> bool {
+        self.inner.ctx.is_shutdown()
+    }
+}

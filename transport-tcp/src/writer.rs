@@ -1,0 +1,246 @@
+//! Outbound side: one writer thread per (peer, lane) owns that connection.
+//!
+//! The thread waits for a queued message, dials when it has no connection
+//! (and its backoff has expired), drains everything queued into one buffer
+//! and writes it with one `write_all`. While the peer is unreachable, queued
+//! messages are dropped and counted: raft resends what matters.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use parking_lot::Mutex;
+use raft_kv::RaftMessage;
+
+use crate::frame::encode_message;
+use crate::handshake::{Handshake, HandshakeError, Lane, Verdict, REPLY_LEN};
+use crate::metrics::{Counter, Tally};
+use crate::transport::Ctx;
+
+/// How often an idle writer looks at the shutdown flag and its address.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// A peer's address, changeable while its writers run.
+#[derive(Debug)]
+pub(crate) struct PeerAddr {
+    addr: Mutex<String>,
+    generation: AtomicU64,
+}
+
+impl PeerAddr {
+    pub(crate) fn new(addr: String) -> Self {
+        PeerAddr { addr: Mutex::new(addr), generation: AtomicU64::new(0) }
+    }
+
+    /// Replaces the address; writers reconnect to the new one.
+    pub(crate) fn set(&self, addr: String) {
+        let mut cur = self.addr.lock();
+        if *cur != addr {
+            *cur = addr;
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    pub(crate) fn get(&self) -> (String, u64) {
+        let cur = self.addr.lock();
+        (cur.clone(), self.generation.load(Ordering::Acquire))
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// A clone of a writer's current socket, so shutdown can interrupt a write.
+pub(crate) type ConnSlot = Arc<Mutex<Option<TcpStream>>>;
+
+/// The state of one writer thread.
+pub(crate) struct Writer {
+    pub(crate) ctx: Arc<Ctx>,
+    pub(crate) peer: u64,
+    pub(crate) lane: Lane,
+    pub(crate) rx: Receiver<RaftMessage>,
+    pub(crate) addr: Arc<PeerAddr>,
+    pub(crate) slot: ConnSlot,
+    pub(crate) tally: Tally,
+}
+
+struct Conn {
+    stream: Option<TcpStream>,
+    generation: u64,
+    backoff: Duration,
+    retry_at: Instant,
+    ever_connected: bool,
+    /// A failure was already logged at warn since the last success.
+    failure_logged: bool,
+}
+
+impl Writer {
+    pub(crate) fn run(self) {
+        let cfg = &self.ctx.cfg;
+        let mut conn = Conn {
+            stream: None,
+            generation: self.addr.generation(),
+            backoff: cfg.backoff_initial,
+            retry_at: Instant::now(),
+            ever_connected: false,
+            failure_logged: false,
+        };
+        let mut buf = Vec::new();
+        loop {
+            let first = match self.rx.recv_timeout(IDLE_POLL) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.ctx.is_shutdown() {
+                        break;
+                    }
+                    self.follow_address(&mut conn);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if self.ctx.is_shutdown() {
+                break;
+            }
+            self.follow_address(&mut conn);
+            if conn.stream.is_none() && !self.connect(&mut conn) {
+                let dropped = 1 + self.rx.try_iter().count() as u64;
+                self.tally.add(Counter::Dropped, dropped);
+                continue;
+            }
+            let (count, bytes) = self.coalesce(first, &mut buf);
+            if count == 0 {
+                continue;
+            }
+            let Some(stream) = conn.stream.as_mut() else { continue };
+            match stream.write_all(&buf) {
+                Ok(()) => {
+                    self.tally.add(Counter::Sent, count);
+                    self.tally.add(Counter::SentBytes, bytes);
+                    conn.backoff = cfg.backoff_initial;
+                    conn.failure_logged = false;
+                }
+                Err(e) => {
+                    tracing::warn!(peer = self.peer, lane = ?self.lane, error = %e, "write failed; reconnecting");
+                    self.tally.add(Counter::Dropped, count);
+                    self.disconnect(&mut conn);
+                    self.back_off(&mut conn);
+                    conn.failure_logged = true;
+                }
+            }
+        }
+        self.disconnect(&mut conn);
+    }
+
+    /// Encodes `first` and whatever else is queued (up to `max_write_bytes`)
+    /// into `buf`; returns (messages, bytes). Messages over the frame limit
+    /// are dropped here.
+    fn coalesce(&self, first: RaftMessage, buf: &mut Vec<u8>) -> (u64, u64) {
+        let cfg = &self.ctx.cfg;
+        buf.clear();
+        let mut count = 0;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match encode_message(&msg, cfg.max_frame_bytes, buf) {
+                Ok(_) => count += 1,
+                Err(e) => {
+                    tracing::warn!(peer = self.peer, msg_type = ?msg.get_msg_type(), error = %e, "dropping message");
+                    self.tally.add(Counter::Dropped, 1);
+                }
+            }
+            if buf.len() < cfg.max_write_bytes {
+                next = self.rx.try_recv().ok();
+            }
+        }
+        (count, buf.len() as u64)
+    }
+
+    /// Reconnects to a changed address at once.
+    fn follow_address(&self, conn: &mut Conn) {
+        let generation = self.addr.generation();
+        if generation != conn.generation {
+            conn.generation = generation;
+            self.disconnect(conn);
+            conn.backoff = self.ctx.cfg.backoff_initial;
+            conn.retry_at = Instant::now();
+        }
+    }
+
+    /// Dials if the backoff allows; true when connected.
+    fn connect(&self, conn: &mut Conn) -> bool {
+        if Instant::now() < conn.retry_at {
+            return false;
+        }
+        let (addr, generation) = self.addr.get();
+        conn.generation = generation;
+        match self.dial(&addr) {
+            Ok(stream) => {
+                if conn.ever_connected {
+                    self.tally.add(Counter::Reconnects, 1);
+                }
+                self.tally.add(Counter::Connects, 1);
+                tracing::debug!(peer = self.peer, lane = ?self.lane, %addr, "connected");
+                conn.ever_connected = true;
+                *self.slot.lock() = stream.try_clone().ok();
+                conn.stream = Some(stream);
+                true
+            }
+            Err(e) => {
+                self.tally.add(Counter::ConnectFailures, 1);
+                if conn.failure_logged {
+                    tracing::debug!(peer = self.peer, lane = ?self.lane, %addr, error = %e, "cannot connect");
+                } else {
+                    tracing::warn!(peer = self.peer, lane = ?self.lane, %addr, error = %e, "cannot connect; retrying with backoff");
+                    conn.failure_logged = true;
+                }
+                self.back_off(conn);
+                false
+            }
+        }
+    }
+
+    fn back_off(&self, conn: &mut Conn) {
+        conn.retry_at = Instant::now() + conn.backoff;
+        conn.backoff = (conn.backoff * 2).min(self.ctx.cfg.backoff_max);
+    }
+
+    fn disconnect(&self, conn: &mut Conn) {
+        if let Some(s) = conn.stream.take() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        *self.slot.lock() = None;
+    }
+
+    /// Connects to `addr` and runs the handshake.
+    fn dial(&self, addr: &str) -> Result<TcpStream, HandshakeError> {
+        let cfg = &self.ctx.cfg;
+        let mut last = None;
+        for sa in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&sa, cfg.connect_timeout) {
+                Ok(stream) => return self.handshake(stream),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("address resolved to nothing")).into())
+    }
+
+    fn handshake(&self, mut stream: TcpStream) -> Result<TcpStream, HandshakeError> {
+        let cfg = &self.ctx.cfg;
+        stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(cfg.handshake_timeout))?;
+        stream.set_read_timeout(Some(cfg.handshake_timeout))?;
+        stream.write_all(&Handshake::new(self.lane, cfg.cluster_id, cfg.id, self.peer).encode())?;
+        let mut reply = [0u8; REPLY_LEN];
+        stream.read_exact(&mut reply)?;
+        match Verdict::from_reply(reply)? {
+            Verdict::Accepted => {}
+            refused => return Err(HandshakeError::Refused(refused)),
+        }
+        stream.set_write_timeout(Some(cfg.write_timeout))?;
+        stream.set_read_timeout(None)?;
+        Ok(stream)
+    }
+}
