@@ -655,3 +655,71 @@ pub struct LeaseTimeToLiveResponse {
     #[prost(bytes = "bytes", repeated, tag = "5")]
     pub keys: Vec<Bytes>,
 }
+
+/// A cluster member (etcd's `etcdserverpb.Member`).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Member {
+    /// The member id (raft node id).
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// Human-readable name (empty until the member has started).
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// URLs other members reach it at.
+    #[prost(string, repeated, tag = "3")]
+    pub peer_urls: Vec<String>,
+    /// URLs clients reach it at.
+    #[prost(string, repeated, tag = "4")]
+    pub client_urls: Vec<String>,
+    /// A learner receives the log but does not vote.
+    #[prost(bool, tag = "5")]
+    pub is_learner: bool,
+}
+
+/// Remove a member.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct MemberRemoveRequest {
+    /// The member id.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+}
+
+/// Promote a learner to a voter.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct MemberPromoteRequest {
+    /// The member id.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+}
+
+/// Change a member's peer URLs (etcd's `MemberUpdateRequest`), or publish its
+/// name and client URLs when `publish` is set.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct MemberUpdateRequest {
+    /// The member id.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// New peer URLs.
+    #[prost(string, repeated, tag = "2")]
+    pub peer_urls: Vec<String>,
+    /// With `publish`: the member's name.
+    #[prost(string, tag = "3")]
+    pub name: String,
+    /// With `publish`: the member's client URLs.
+    #[prost(string, repeated, tag = "4")]
+    pub client_urls: Vec<String>,
+    /// Set name and client URLs instead of peer URLs.
+    #[prost(bool, tag = "5")]
+    pub publish: bool,
+}
+
+/// The members after a membership change.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct MembersResponse {
+    /// The member the request was about.
+    #[prost(message, optional, tag = "1")]
+    pub member: Option<Member>,
+    /// Every member after the change.
+    #[prost(message, repeated, tag = "2")]
+    pub members: Vec<Member>,
+}

@@ -8,8 +8,9 @@ use prost::Message as _;
 
 use crate::api::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest, LeaseRevokeResponse,
-    PutRequest, PutResponse, RangeResponse, TxnRequest, TxnResponse,
+    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest, LeaseRevokeResponse, Member,
+    MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, MembersResponse, PutRequest, PutResponse,
+    RangeResponse, TxnRequest, TxnResponse,
 };
 use crate::{Error, Result};
 
@@ -26,7 +27,7 @@ pub struct Command {
     #[prost(uint64, tag = "2")]
     pub id: u64,
     /// The operation.
-    #[prost(oneof = "Op", tags = "3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "Op", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")]
     pub op: Option<Op>,
 }
 
@@ -54,6 +55,25 @@ pub enum Op {
     /// Renew a lease.
     #[prost(message, tag = "9")]
     LeaseKeepAlive(LeaseKeepAliveRequest),
+    /// Add a member (voter or learner); travels as a raft conf change.
+    #[prost(message, tag = "10")]
+    MemberAdd(Member),
+    /// Remove a member; travels as a raft conf change.
+    #[prost(message, tag = "11")]
+    MemberRemove(MemberRemoveRequest),
+    /// Promote a learner; travels as a raft conf change.
+    #[prost(message, tag = "12")]
+    MemberPromote(MemberPromoteRequest),
+    /// Update a member's URLs or name.
+    #[prost(message, tag = "13")]
+    MemberUpdate(MemberUpdateRequest),
+}
+
+impl Op {
+    /// True for operations that change raft membership.
+    pub fn is_conf_change(&self) -> bool {
+        matches!(self, Op::MemberAdd(_) | Op::MemberRemove(_) | Op::MemberPromote(_))
+    }
 }
 
 impl Command {
@@ -101,6 +121,8 @@ pub enum Response {
     LeaseRevoke(LeaseRevokeResponse),
     /// Of a lease keep-alive.
     LeaseKeepAlive(LeaseKeepAliveResponse),
+    /// Of a membership change.
+    Members(MembersResponse),
 }
 
 #[cfg(test)]

@@ -61,6 +61,9 @@ pub struct Config {
     /// the simulator can prove its linearizability checker catches the bug.
     /// Default off.
     pub unsafe_local_reads: bool,
+    /// Names and URLs of the initial members (optional; by id, matching
+    /// `peers`). Members not listed start with an empty name and no URLs.
+    pub initial_members: Vec<crate::api::Member>,
     /// Undelivered messages (one per revision) a watcher may hold before it
     /// is cancelled as too slow. Default 4 096.
     pub watch_buffer: usize,
@@ -89,6 +92,7 @@ impl Config {
             max_batch: 4_096,
             unsafe_local_reads: false,
             watch_buffer: 4_096,
+            initial_members: Vec::new(),
         }
     }
 

@@ -46,6 +46,15 @@ pub enum Error {
     /// The lease does not exist (never granted, expired or revoked).
     #[error("requested lease not found")]
     LeaseNotFound,
+    /// No member has that id.
+    #[error("member not found")]
+    MemberNotFound,
+    /// A member with that id or peer URL exists already.
+    #[error("member already exists (same id or peer URL)")]
+    MemberExists,
+    /// A learner cannot be promoted until it has caught up with the leader.
+    #[error("can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
     /// The node has been shut down.
     #[error("node stopped")]
     Stopped,

@@ -12,6 +12,16 @@ pub const REVISION: &[u8] = b"mvcc_revision";
 /// Meta: the MVCC compact revision (i64 BE).
 pub const COMPACT_REVISION: &[u8] = b"mvcc_compact_revision";
 
+/// Meta: prefix of member records; the key is this prefix and the id (u64 BE).
+pub const MEMBER_PREFIX: &[u8] = b"member/";
+
+/// The key of member `id`'s record.
+pub fn member_key(id: u64) -> Vec<u8> {
+    let mut k = MEMBER_PREFIX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
 /// Raft: the hard state (raft protobuf).
 pub const HARD_STATE: &[u8] = b"h";
 /// Raft: the index and term of the last entry removed by log compaction

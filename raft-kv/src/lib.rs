@@ -34,6 +34,7 @@ pub mod engine;
 pub mod error;
 pub mod keys;
 pub mod lease;
+pub mod membership;
 pub mod mvcc;
 pub mod node;
 pub mod peer;

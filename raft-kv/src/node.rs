@@ -21,6 +21,7 @@ use crate::api::{
     LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest, LeaseRevokeResponse,
     LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
+use crate::api::{Member, MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, MembersResponse};
 use crate::command::{Op, Response};
 use crate::engine::Engine;
 use crate::peer::{Peer, Status};
@@ -57,6 +58,7 @@ pub(crate) trait Local {
     fn lease_time_to_live(&self, id: i64, keys: bool) -> LeaseTimeToLiveResponse;
     fn leases(&self) -> Vec<i64>;
     fn hash(&self, revision: i64) -> Result<u64>;
+    fn members(&self) -> Vec<Member>;
 }
 
 impl<E: Engine> Local for Peer<E, Callback> {
@@ -86,6 +88,9 @@ impl<E: Engine> Local for Peer<E, Callback> {
     }
     fn hash(&self, revision: i64) -> Result<u64> {
         self.mvcc().hash(revision)
+    }
+    fn members(&self) -> Vec<Member> {
+        Peer::members(self)
     }
 }
 
@@ -349,6 +354,57 @@ impl Node {
         self.local(|p| p.leases())
     }
 
+    fn member_op(&self, op: Op) -> Result<MembersResponse> {
+        match self.propose(op)? {
+            Response::Members(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Adds a member (a learner when `member.is_learner`); `member.id` 0
+    /// lets this member pick an id. Start the new member with an empty
+    /// engine and no `peers`: the leader sends it a snapshot.
+    pub fn member_add(&self, member: Member) -> Result<MembersResponse> {
+        self.member_op(Op::MemberAdd(member))
+    }
+
+    /// Removes a member. Removing the leader makes it hand over leadership.
+    pub fn member_remove(&self, id: u64) -> Result<MembersResponse> {
+        self.member_op(Op::MemberRemove(MemberRemoveRequest { id }))
+    }
+
+    /// Promotes a learner to a voter; refused with
+    /// [`Error::LearnerNotReady`] while it is far behind, and with
+    /// [`Error::NotLeader`] on a member that is not the leader.
+    pub fn member_promote(&self, id: u64) -> Result<MembersResponse> {
+        self.member_op(Op::MemberPromote(MemberPromoteRequest { id }))
+    }
+
+    /// Changes a member's peer URLs.
+    pub fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<MembersResponse> {
+        self.member_op(Op::MemberUpdate(MemberUpdateRequest { id, peer_urls, ..Default::default() }))
+    }
+
+    /// Every member, as this member has applied them.
+    pub fn member_list(&self) -> Result<Vec<Member>> {
+        self.local(|p| p.members())
+    }
+
+    /// Moves leadership to voter `to` and waits until it has it.
+    pub fn move_leader(&self, to: u64) -> Result<()> {
+        let deadline = Instant::now() + self.shared.timeout;
+        loop {
+            if self.status()?.leader == to {
+                return Ok(());
+            }
+            self.transfer_leader(to)?;
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until this member knows a leader, for at most `timeout`;
     /// returns the leader's id.
     pub fn wait_leader(&self, timeout: Duration) -> Result<u64> {
@@ -414,7 +470,12 @@ fn run<E: Engine>(mut peer: Peer<E, Callback>, cfg: Config, rx: Receiver<Input>,
         }
         if peer.has_ready() {
             match peer.handle_ready(&mut |msgs| transport.send(msgs)) {
-                Ok(done) => done.into_iter().for_each(|(cb, res)| cb(res)),
+                Ok(done) => {
+                    if let Some(members) = peer.take_members_changed() {
+                        transport.set_members(&members);
+                    }
+                    done.into_iter().for_each(|(cb, res)| cb(res))
+                }
                 Err(e) => {
                     tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
                     stop = true;

@@ -25,9 +25,11 @@ use crate::api::{
     DeleteRangeRequest, Event, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseRevokeResponse,
     LeaseTimeToLiveResponse, RangeRequest, RequestOp, TxnRequest,
 };
+use crate::api::{Member, MembersResponse};
 use crate::command::{Command, Op, Response};
 use crate::engine::{Cf, Engine, WriteBatch};
 use crate::lease::Lessor;
+use crate::membership::{self, Members};
 use crate::mvcc::Mvcc;
 use crate::raftlog::{decode_u64, RaftLog};
 use crate::watch::{WatchHub, WatchRequest, Watcher};
@@ -135,6 +137,9 @@ pub struct Peer<E: Engine, T> {
     /// Events applied in the current batch, dispatched to watchers once the
     /// batch is committed.
     applied_events: Vec<Event>,
+    members: Members,
+    /// Set when membership changed since the driver last asked.
+    members_changed: bool,
 }
 
 fn raft_logger(id: u64) -> slog::Logger {
@@ -153,8 +158,7 @@ impl<E: Engine, T> Peer<E, T> {
         let fresh =
             engine.get(Cf::Meta, keys::CONF_STATE)?.is_none() && engine.get(Cf::Raft, keys::HARD_STATE)?.is_none();
         if fresh && !cfg.peers.is_empty() {
-            let cs = raft::eraftpb::ConfState { voters: cfg.peers.clone(), ..Default::default() };
-            wb.put(Cf::Meta, keys::CONF_STATE.to_vec(), cs.write_to_bytes()?);
+            bootstrap(&cfg, &mut wb)?;
         }
         let boots = engine.get(Cf::Raft, keys::BOOT_COUNT)?.map(|v| decode_u64(&v)).transpose()?.unwrap_or(0) + 1;
         wb.put(Cf::Raft, keys::BOOT_COUNT.to_vec(), boots.to_be_bytes().to_vec());
@@ -178,6 +182,7 @@ impl<E: Engine, T> Peer<E, T> {
         let compacted_at = log.first() - 1;
         let lessor = Lessor::open(&engine, mvcc.leased_keys(), 0, cfg.tick_interval)?;
         let watches = WatchHub::new(cfg.watch_buffer);
+        let members = Members::load(&engine)?;
         let raw = RawNode::new(&rcfg, log, &raft_logger(cfg.id))?;
         Ok(Peer {
             request_prefix: ((cfg.id & 0xffff) << 48) | ((boots & 0xffff) << 32),
@@ -202,6 +207,8 @@ impl<E: Engine, T> Peer<E, T> {
             lessor,
             watches,
             applied_events: Vec::new(),
+            members,
+            members_changed: true,
         })
     }
 
@@ -261,6 +268,9 @@ impl<E: Engine, T> Peer<E, T> {
         self.now += 1;
         self.raw.tick();
         self.expire_requests();
+        // A removed leader keeps handing over until someone takes over (a
+        // transfer is abandoned after an election timeout).
+        self.after_conf_change();
         if self.is_leader() {
             let retry = self.cfg.election_ticks as u64 * 2;
             for id in self.lessor.expired(self.now, retry) {
@@ -374,6 +384,16 @@ impl<E: Engine, T> Peer<E, T> {
             }
             g.ttl = g.ttl.max(self.min_lease_ttl());
         }
+        if let Op::MemberAdd(m) = &mut op {
+            if m.id == 0 {
+                m.id = id;
+            }
+        }
+        self.members.check(&op)?;
+        if let Op::MemberPromote(p) = &op {
+            self.check_learner_ready(p.id)?;
+        }
+        let conf_change = membership::conf_change(&op);
         let data = Command::new(id, op).encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(Error::invalid(format!(
@@ -382,11 +402,40 @@ impl<E: Engine, T> Peer<E, T> {
                 self.cfg.max_request_bytes
             )));
         }
-        self.raw.propose(Vec::new(), data)?;
+        match conf_change {
+            Some(cc) => self.raw.propose_conf_change(data, cc)?,
+            None => self.raw.propose(Vec::new(), data)?,
+        }
         if self.is_leader() {
             self.by_index.insert(self.raw.raft.raft_log.last_index(), id);
         }
         Ok(id)
+    }
+
+    /// Refuses to promote a learner that is far behind the leader (it would
+    /// weaken the quorum until it catches up). Only the leader can tell.
+    fn check_learner_ready(&self, id: u64) -> Result<()> {
+        if !self.is_leader() {
+            return Err(Error::NotLeader { leader: self.leader() });
+        }
+        let last = self.raw.raft.raft_log.last_index();
+        let matched = self.raw.raft.prs().get(id).map_or(0, |p| p.matched);
+        // etcd's rule: the learner has at least 90% of the leader's log.
+        if matched * 10 < last * 9 {
+            return Err(Error::LearnerNotReady);
+        }
+        Ok(())
+    }
+
+    /// Every member, as of the applied index.
+    pub fn members(&self) -> Vec<Member> {
+        self.members.list()
+    }
+
+    /// The members, if they changed since the last call (so a driver can
+    /// update its transport's address book).
+    pub fn take_members_changed(&mut self) -> Option<Vec<Member>> {
+        std::mem::take(&mut self.members_changed).then(|| self.members.list())
     }
 
     /// Reads a range. A serializable request is served at once from local
@@ -479,6 +528,8 @@ impl<E: Engine, T> Peer<E, T> {
             self.mvcc = Mvcc::open(self.engine.clone())?;
             self.mvcc.set_prev_values(self.watches.wants_prev_values());
             self.lessor = Lessor::open(&self.engine, self.mvcc.leased_keys(), self.now, self.cfg.tick_interval)?;
+            self.members = Members::load(&self.engine)?;
+            self.members_changed = true;
             self.watches.resync(&self.mvcc);
             let meta = snap.get_metadata();
             self.applied_index = meta.index;
@@ -544,11 +595,11 @@ impl<E: Engine, T> Peer<E, T> {
                 EntryType::EntryNormal => self.apply_normal(&entry, &mut extra),
                 EntryType::EntryConfChange => {
                     let cc = ConfChange::parse_from_bytes(&entry.data)?;
-                    self.apply_conf_change(cc.into_v2(), &mut extra)?;
+                    self.apply_conf_change(&entry, cc.into_v2(), &mut extra)?;
                 }
                 EntryType::EntryConfChangeV2 => {
                     let cc = ConfChangeV2::parse_from_bytes(&entry.data)?;
-                    self.apply_conf_change(cc, &mut extra)?;
+                    self.apply_conf_change(&entry, cc, &mut extra)?;
                 }
             }
         }
@@ -602,6 +653,13 @@ impl<E: Engine, T> Peer<E, T> {
                 .renew(k.id, self.now)
                 .map(|ttl| Response::LeaseKeepAlive(LeaseKeepAliveResponse { id: k.id, ttl })),
             Op::LeaseRevoke(r) => self.revoke(r.id, extra),
+            Op::MemberUpdate(_) => self.members.apply(op, extra).map(|member| {
+                self.members_changed = true;
+                Response::Members(MembersResponse { member, members: self.members.list() })
+            }),
+            Op::MemberAdd(_) | Op::MemberRemove(_) | Op::MemberPromote(_) => {
+                Err(Error::invalid("membership change outside a conf change entry"))
+            }
             kv_op => {
                 self.check_leases(kv_op)?;
                 self.mvcc.apply(kv_op)
@@ -659,13 +717,54 @@ impl<E: Engine, T> Peer<E, T> {
         }
     }
 
-    fn apply_conf_change(&mut self, cc: ConfChangeV2, extra: &mut WriteBatch) -> Result<()> {
-        match self.raw.apply_conf_change(&cc) {
-            Ok(cs) => self.raw.mut_store().set_conf_state(cs, extra),
+    fn apply_conf_change(&mut self, entry: &Entry, cc: ConfChangeV2, extra: &mut WriteBatch) -> Result<()> {
+        let overwritten = self.by_index.remove(&entry.index);
+        // The context is the command that described the change; raft's own
+        // changes (leaving a joint configuration) have none.
+        let cmd = Command::decode(&entry.context).ok().filter(|c| c.op.is_some());
+        self.fail_overwritten(overwritten, cmd.as_ref().map(|c| c.id));
+        let result = match self.raw.apply_conf_change(&cc) {
+            Ok(cs) => {
+                self.raw.mut_store().set_conf_state(cs, extra)?;
+                let member = match cmd.as_ref().and_then(|c| c.op.as_ref()) {
+                    Some(op) => self.members.apply(op, extra)?,
+                    None => None,
+                };
+                self.members_changed = true;
+                self.after_conf_change();
+                Ok(Response::Members(MembersResponse { member, members: self.members.list() }))
+            }
             Err(e) => {
                 // Raft refuses an invalid change the same way on every member.
                 tracing::warn!(error = %e, "conf change refused");
-                Ok(())
+                Err(Error::Raft(e.to_string()))
+            }
+        };
+        if let Some(p) = cmd.and_then(|c| self.proposals.remove(&c.id)) {
+            self.completions.push((p.token, result));
+        }
+        Ok(())
+    }
+
+    /// A leader that is no longer a voter hands leadership to the voter with
+    /// the most of its log, then steps down when that one takes over.
+    fn after_conf_change(&mut self) {
+        if !self.is_leader() || self.raw.store().conf_state().voters.contains(&self.cfg.id) {
+            return;
+        }
+        let me = self.cfg.id;
+        let best = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != me && self.raw.store().conf_state().voters.contains(id))
+            .max_by_key(|(id, p)| (p.matched, **id))
+            .map(|(id, _)| *id);
+        if let Some(to) = best {
+            if self.raw.raft.lead_transferee != Some(to) {
+                tracing::info!(id = me, to, "removed from the cluster as leader; transferring leadership");
+                self.raw.transfer_leader(to);
             }
         }
     }
@@ -733,6 +832,28 @@ impl<E: Engine, T> Peer<E, T> {
         self.by_index.clear();
         out
     }
+}
+
+/// Writes the initial state of a new cluster: as if every member had
+/// installed the same snapshot at index 1, term 1, holding the initial
+/// configuration. A member added later has an empty log, so the leader must
+/// send it a snapshot, which carries the configuration and the members.
+fn bootstrap(cfg: &Config, wb: &mut WriteBatch) -> Result<()> {
+    let cs = raft::eraftpb::ConfState { voters: cfg.peers.clone(), ..Default::default() };
+    wb.put(Cf::Meta, keys::CONF_STATE.to_vec(), cs.write_to_bytes()?);
+    let hs = raft::eraftpb::HardState { term: 1, commit: 1, ..Default::default() };
+    wb.put(Cf::Raft, keys::HARD_STATE.to_vec(), hs.write_to_bytes()?);
+    let mut truncated = 1u64.to_be_bytes().to_vec();
+    truncated.extend_from_slice(&1u64.to_be_bytes());
+    wb.put(Cf::Raft, keys::TRUNCATED.to_vec(), truncated);
+    wb.put(Cf::Meta, keys::APPLIED_INDEX.to_vec(), 1u64.to_be_bytes().to_vec());
+    wb.put(Cf::Meta, keys::APPLIED_TERM.to_vec(), 1u64.to_be_bytes().to_vec());
+    let mut members = Members::default();
+    for id in &cfg.peers {
+        let known = cfg.initial_members.iter().find(|m| m.id == *id).cloned();
+        members.stage_put(known.unwrap_or(Member { id: *id, ..Default::default() }), wb);
+    }
+    Ok(())
 }
 
 /// Counts the operations of every branch (nested transactions included)

@@ -17,6 +17,12 @@ use crate::node::Input;
 pub trait Transport: Send + 'static {
     /// Sends `msgs`; each carries its destination in `to`.
     fn send(&mut self, msgs: Vec<Message>);
+
+    /// Told the members (with their peer URLs) whenever membership changes,
+    /// and once at start. The default ignores it.
+    fn set_members(&mut self, members: &[crate::api::Member]) {
+        let _ = members;
+    }
 }
 
 /// A transport that drops everything: for a single-member cluster.

@@ -180,7 +180,7 @@ fn follower_down_during_log_compaction_catches_up_by_snapshot() {
     c.restart(lagger);
     let rev = c.converge();
     let s = c.node(lagger).status().expect("status");
-    assert!(s.first_index > 1, "the lagging member installed a snapshot: {s:?}");
+    assert!(s.first_index > 100, "the lagging member installed a snapshot: {s:?}");
     let r = c.node(lagger).range(RangeRequest::prefix("k").serializable()).expect("range");
     assert_eq!(r.count, 500);
     assert_eq!(r.revision, rev);

@@ -429,9 +429,7 @@ impl<E: Engine> Mvcc<E> {
                 Response::Txn(resp)
             }
             Op::Compact(req) => Response::Compact(self.compact(req)?),
-            Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::LeaseKeepAlive(_) => {
-                return Err(Error::invalid("not a key-value operation"))
-            }
+            _ => return Err(Error::invalid("not a key-value operation")),
         };
         Ok(response)
     }

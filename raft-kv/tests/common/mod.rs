@@ -16,6 +16,7 @@ pub struct Cluster {
     pub ids: Vec<u64>,
     dirs: Vec<TempDir>,
     nodes: Vec<Option<Node>>,
+    initial: usize,
     cfg: Box<dyn Fn(u64) -> Config + Send + Sync>,
 }
 
@@ -43,6 +44,7 @@ impl Cluster {
             net: MemNetwork::new(42),
             dirs: ids.iter().map(|_| tempfile::tempdir().expect("tempdir")).collect(),
             nodes: ids.iter().map(|_| None).collect(),
+            initial: ids.len(),
             ids,
             cfg: Box::new(move |id| tweak(test_config(id, &peers))),
         };
@@ -52,12 +54,26 @@ impl Cluster {
         c
     }
 
+    /// Starts a new member `id` (the next id) with an empty data dir and no
+    /// initial peers, to join after a `member_add`.
+    pub fn start_joiner(&mut self, id: u64) {
+        assert_eq!(id as usize, self.ids.len() + 1, "joiners take the next id");
+        self.ids.push(id);
+        self.dirs.push(tempfile::tempdir().expect("tempdir"));
+        self.nodes.push(None);
+        self.restart(id);
+    }
+
     /// (Re)starts member `id` on its data dir.
     pub fn restart(&mut self, id: u64) {
         let i = (id - 1) as usize;
         assert!(self.nodes[i].is_none(), "member {id} is running");
         let engine = RocksEngine::open(self.dirs[i].path()).expect("open engine");
-        let b = Node::builder((self.cfg)(id)).engine(engine);
+        let mut cfg = (self.cfg)(id);
+        if id as usize > self.initial {
+            cfg.peers.clear(); // a joiner learns the configuration from the leader
+        }
+        let b = Node::builder(cfg).engine(engine);
         let t = self.net.join(id, b.mailbox());
         self.nodes[i] = Some(b.transport(t).start().expect("start node"));
     }

@@ -1,0 +1,137 @@
+//! Cluster membership: who the members are, beside raft's own view.
+//!
+//! Raft knows member ids and roles (its conf state); [`Members`] adds what
+//! people and transports need — names and URLs — and keeps it in the state
+//! machine ([`Cf::Meta`], `member/<id>`), changed only by applied entries so
+//! every member agrees. Adding, removing and promoting travel as raft
+//! `ConfChangeV2` entries whose context is the [`Command`] describing the
+//! member; URL updates are ordinary entries.
+//!
+//! [`Command`]: crate::command::Command
+
+use std::collections::BTreeMap;
+
+use prost::Message as _;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+
+use crate::api::{Member, MemberUpdateRequest};
+use crate::command::Op;
+use crate::engine::{Cf, ReadView, WriteBatch};
+use crate::{keys, Error, Result};
+
+/// The members of the cluster as of the applied index.
+#[derive(Debug, Clone, Default)]
+pub struct Members {
+    members: BTreeMap<u64, Member>,
+}
+
+impl Members {
+    /// Loads the member records stored in `view`.
+    pub fn load(view: &impl ReadView) -> Result<Self> {
+        let mut members = BTreeMap::new();
+        let mut err = None;
+        let end = crate::engine::prefix_end(keys::MEMBER_PREFIX);
+        view.scan(Cf::Meta, keys::MEMBER_PREFIX, end.as_deref(), &mut |_, v| match Member::decode(v) {
+            Ok(m) => {
+                members.insert(m.id, m);
+                true
+            }
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        })?;
+        if let Some(e) = err {
+            return Err(e.into());
+        }
+        Ok(Members { members })
+    }
+
+    /// Stages a member record.
+    pub fn stage_put(&mut self, m: Member, wb: &mut WriteBatch) {
+        wb.put(Cf::Meta, keys::member_key(m.id), m.encode_to_vec());
+        self.members.insert(m.id, m);
+    }
+
+    /// Every member, by id.
+    pub fn list(&self) -> Vec<Member> {
+        self.members.values().cloned().collect()
+    }
+
+    /// Member `id`, if present.
+    pub fn get(&self, id: u64) -> Option<&Member> {
+        self.members.get(&id)
+    }
+
+    /// Checks a membership operation against the current members before it
+    /// is proposed.
+    pub fn check(&self, op: &Op) -> Result<()> {
+        match op {
+            Op::MemberAdd(m) => {
+                let dup_url = m.peer_urls.iter().any(|u| self.members.values().any(|o| o.peer_urls.contains(u)));
+                if self.members.contains_key(&m.id) || dup_url {
+                    return Err(Error::MemberExists);
+                }
+                Ok(())
+            }
+            Op::MemberRemove(r) => self.get(r.id).map(|_| ()).ok_or(Error::MemberNotFound),
+            Op::MemberPromote(r) => match self.get(r.id) {
+                None => Err(Error::MemberNotFound),
+                Some(m) if !m.is_learner => Err(Error::invalid("member is not a learner")),
+                Some(_) => Ok(()),
+            },
+            Op::MemberUpdate(u) => self.get(u.id).map(|_| ()).ok_or(Error::MemberNotFound),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stages the effect of an applied membership operation; returns the
+    /// member it concerned.
+    pub fn apply(&mut self, op: &Op, wb: &mut WriteBatch) -> Result<Option<Member>> {
+        match op {
+            Op::MemberAdd(m) => {
+                self.stage_put(m.clone(), wb);
+                Ok(Some(m.clone()))
+            }
+            Op::MemberRemove(r) => {
+                wb.delete(Cf::Meta, keys::member_key(r.id));
+                Ok(self.members.remove(&r.id))
+            }
+            Op::MemberPromote(r) => {
+                let mut m = self.get(r.id).cloned().unwrap_or(Member { id: r.id, ..Default::default() });
+                m.is_learner = false;
+                self.stage_put(m.clone(), wb);
+                Ok(Some(m))
+            }
+            Op::MemberUpdate(u) => {
+                let mut m = self.get(u.id).cloned().ok_or(Error::MemberNotFound)?;
+                update(&mut m, u);
+                self.stage_put(m.clone(), wb);
+                Ok(Some(m))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+fn update(m: &mut Member, u: &MemberUpdateRequest) {
+    if u.publish {
+        m.name = u.name.clone();
+        m.client_urls = u.client_urls.clone();
+    } else {
+        m.peer_urls = u.peer_urls.clone();
+    }
+}
+
+/// The raft conf change that carries a membership operation.
+pub fn conf_change(op: &Op) -> Option<ConfChangeV2> {
+    let (change_type, node_id) = match op {
+        Op::MemberAdd(m) if m.is_learner => (ConfChangeType::AddLearnerNode, m.id),
+        Op::MemberAdd(m) => (ConfChangeType::AddNode, m.id),
+        Op::MemberRemove(r) => (ConfChangeType::RemoveNode, r.id),
+        Op::MemberPromote(r) => (ConfChangeType::AddNode, r.id),
+        _ => return None,
+    };
+    let change = ConfChangeSingle { change_type, node_id, ..Default::default() };
+    Some(ConfChangeV2 { changes: vec![change].into(), ..Default::default() })
+}
