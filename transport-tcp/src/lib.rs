@@ -28,7 +28,9 @@
 //!         h.add_peer(other.id(), &other.local_addr().to_string())?;
 //!     }
 //! }
-//! nodes[0].wait_leader(Duration::from_secs(20))?;
+//! for n in &nodes {
+//!     n.wait_leader(Duration::from_secs(20))?;
+//! }
 //! nodes[1].put("greeting", "hello")?;
 //! assert_eq!(nodes[2].get("greeting")?.map(|kv| kv.value), Some("hello".into()));
 //! assert!(handles.iter().map(|h| h.metrics().messages_sent).sum::<u64>() > 0);
