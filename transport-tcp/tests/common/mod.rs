@@ -31,6 +31,14 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Logs to the test output when `RUST_LOG` asks for it.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+}
+
 pub fn tcp_config(id: u64, listen: SocketAddr) -> TcpConfig {
     TcpConfig::new(id, CLUSTER, listen).backoff(Duration::from_millis(10), Duration::from_millis(200))
 }
@@ -62,6 +70,7 @@ pub fn start_node(id: u64, dir: &Path, listen: SocketAddr, peers: &[(u64, Socket
 
 /// Three members on loopback; the address book is filled once all listen.
 pub fn cluster() -> Vec<Member> {
+    init_logs();
     let mut members: Vec<Member> = (1..=3)
         .map(|id| {
             let dir = tempfile::tempdir().expect("tempdir");
