@@ -59,6 +59,7 @@ pub(crate) trait Local {
     fn leases(&self) -> Vec<i64>;
     fn hash(&self, revision: i64) -> Result<u64>;
     fn members(&self) -> Vec<Member>;
+    fn backup(&self) -> Result<Vec<u8>>;
 }
 
 impl<E: Engine> Local for Peer<E, Callback> {
@@ -91,6 +92,9 @@ impl<E: Engine> Local for Peer<E, Callback> {
     }
     fn members(&self) -> Vec<Member> {
         Peer::members(self)
+    }
+    fn backup(&self) -> Result<Vec<u8>> {
+        Peer::backup(self)
     }
 }
 
@@ -383,6 +387,13 @@ impl Node {
     /// Changes a member's peer URLs.
     pub fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<MembersResponse> {
         self.member_op(Op::MemberUpdate(MemberUpdateRequest { id, peer_urls, ..Default::default() }))
+    }
+
+    /// A consistent copy of this member's state machine (key-value history,
+    /// leases, members) as of its applied index, in the raft snapshot
+    /// format: what `etcdctl snapshot save` downloads.
+    pub fn backup(&self) -> Result<Vec<u8>> {
+        self.local(|p| p.backup())?
     }
 
     /// Every member, as this member has applied them.

@@ -427,6 +427,12 @@ impl<E: Engine, T> Peer<E, T> {
         Ok(())
     }
 
+    /// A consistent copy of the state machine as of the applied index
+    /// (encoded raft snapshot: metadata and data).
+    pub fn backup(&self) -> Result<Vec<u8>> {
+        Ok(snapshot::build(&self.engine.snapshot())?.write_to_bytes()?)
+    }
+
     /// Every member, as of the applied index.
     pub fn members(&self) -> Vec<Member> {
         self.members.list()

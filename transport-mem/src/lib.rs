@@ -27,6 +27,8 @@
 //! net.heal();
 //! ```
 
+pub mod sim;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
