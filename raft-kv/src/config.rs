@@ -61,6 +61,8 @@ pub struct Config {
     /// the simulator can prove its linearizability checker catches the bug.
     /// Default off.
     pub unsafe_local_reads: bool,
+    /// Size of a snapshot chunk in bytes. Default 1 MiB.
+    pub snapshot_chunk_bytes: usize,
     /// Names and URLs of the initial members (optional; by id, matching
     /// `peers`). Members not listed start with an empty name and no URLs.
     pub initial_members: Vec<crate::api::Member>,
@@ -93,6 +95,7 @@ impl Config {
             unsafe_local_reads: false,
             watch_buffer: 4_096,
             initial_members: Vec::new(),
+            snapshot_chunk_bytes: 1 << 20,
         }
     }
 

@@ -458,7 +458,10 @@ fn run<E: Engine>(mut peer: Peer<E, Callback>, cfg: Config, rx: Receiver<Input>,
     let mut next_tick = Instant::now() + cfg.tick_interval;
     let mut stop = false;
     while !stop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
+        let mut wait = next_tick.saturating_duration_since(Instant::now());
+        if peer.is_streaming_snapshots() {
+            wait = wait.min(Duration::from_millis(1));
+        }
         match rx.recv_timeout(wait) {
             Ok(input) => stop |= handle(&mut peer, input),
             Err(RecvTimeoutError::Timeout) => {}
@@ -487,6 +490,16 @@ fn run<E: Engine>(mut peer: Peer<E, Callback>, cfg: Config, rx: Receiver<Input>,
                     }
                     done.into_iter().for_each(|(cb, res)| cb(res))
                 }
+                Err(e) => {
+                    tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
+                    stop = true;
+                }
+            }
+        }
+        if peer.is_streaming_snapshots() {
+            match peer.snapshot_chunks(&mut |to| transport.snapshot_room(to), 4) {
+                Ok(chunks) if !chunks.is_empty() => transport.send(chunks),
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
                     stop = true;

@@ -140,6 +140,10 @@ pub struct Peer<E: Engine, T> {
     members: Members,
     /// Set when membership changed since the driver last asked.
     members_changed: bool,
+    /// Snapshots being streamed to followers, one per follower.
+    outgoing: Vec<snapshot::Outgoing<E::Snapshot>>,
+    /// The snapshot being received, if any.
+    incoming: Option<snapshot::Incoming>,
 }
 
 fn raft_logger(id: u64) -> slog::Logger {
@@ -209,6 +213,8 @@ impl<E: Engine, T> Peer<E, T> {
             applied_events: Vec::new(),
             members,
             members_changed: true,
+            outgoing: Vec::new(),
+            incoming: None,
         })
     }
 
@@ -343,6 +349,17 @@ impl<E: Engine, T> Peer<E, T> {
         if raft::raw_node::is_local_msg(msg.get_msg_type()) {
             return Err(Error::invalid("local raft message received from the network"));
         }
+        let msg = if snapshot::is_chunk(&msg) {
+            let mut wb = WriteBatch::new();
+            let complete = snapshot::receive_chunk(&self.engine, &mut self.incoming, msg, &mut wb)?;
+            self.engine.write(wb, false)?;
+            match complete {
+                Some(m) => m,
+                None => return Ok(()),
+            }
+        } else {
+            msg
+        };
         match self.raw.step(msg) {
             Ok(()) | Err(raft::Error::StepPeerNotFound) => Ok(()),
             Err(e) => Err(e.into()),
@@ -574,16 +591,56 @@ impl<E: Engine, T> Peer<E, T> {
         self.maybe_compact_log()
     }
 
+    /// Sends raft's messages, except snapshots: each becomes a chunk stream
+    /// handed out by [`Peer::snapshot_chunks`].
     fn send(&mut self, msgs: Vec<Message>, send: &mut dyn FnMut(Vec<Message>)) {
-        // A snapshot handed to the transport is reported as delivered: if it
-        // was lost, the follower rejects the next append and the leader
-        // sends a new snapshot.
-        let snapshots: Vec<u64> =
-            msgs.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).map(|m| m.to).collect();
-        send(msgs);
-        for to in snapshots {
+        let (snapshots, msgs): (Vec<Message>, Vec<Message>) =
+            msgs.into_iter().partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+        if !msgs.is_empty() {
+            send(msgs);
+        }
+        for m in snapshots {
+            let to = m.to;
+            let view = snapshot::descriptor_id(m.get_snapshot())
+                .and_then(|id| Some((id, self.raw.store().take_outgoing(id)?)));
+            match view {
+                Some((id, view)) => {
+                    self.outgoing.retain(|o| o.to != to);
+                    self.outgoing.push(snapshot::Outgoing::new(m, id, view));
+                }
+                None => self.raw.report_snapshot(to, SnapshotStatus::Failure),
+            }
+        }
+    }
+
+    /// True while snapshots are being streamed to followers (the driver
+    /// should call [`Peer::snapshot_chunks`] without waiting for a tick).
+    pub fn is_streaming_snapshots(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    /// The next snapshot chunks to send: up to `max` per follower for which
+    /// `room(follower)` says the transport has space. A stream whose last
+    /// chunk went out is reported to raft as sent; if a chunk is lost the
+    /// follower keeps rejecting appends and the leader streams a new
+    /// snapshot.
+    pub fn snapshot_chunks(&mut self, room: &mut dyn FnMut(u64) -> bool, max: usize) -> Result<Vec<Message>> {
+        let mut out = Vec::new();
+        let chunk_bytes = self.cfg.snapshot_chunk_bytes;
+        for stream in self.outgoing.iter_mut() {
+            for _ in 0..max {
+                if stream.is_done() || !room(stream.to) {
+                    break;
+                }
+                out.extend(stream.next_chunk(chunk_bytes)?);
+            }
+        }
+        let done: Vec<u64> = self.outgoing.iter().filter(|s| s.is_done()).map(|s| s.to).collect();
+        self.outgoing.retain(|s| !s.is_done());
+        for to in done {
             self.raw.report_snapshot(to, SnapshotStatus::Finish);
         }
+        Ok(out)
     }
 
     /// Applies committed entries: one unsynced batch with the state-machine

@@ -11,7 +11,9 @@
 //! caller's [`WriteBatch`], which the driver persists with one synced write
 //! per Ready.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+
+use parking_lot::Mutex;
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
@@ -32,7 +34,13 @@ pub struct RaftLog<E: Engine> {
     /// The newest entries, contiguous, ending at `last_index`.
     cache: VecDeque<Entry>,
     cache_limit: usize,
+    /// Engine views of snapshots handed to raft, by id, until the peer
+    /// streams them (see [`crate::snapshot`]).
+    outgoing: Mutex<(u64, BTreeMap<u64, E::Snapshot>)>,
 }
+
+/// Snapshot views kept for streaming at most; older ones are dropped.
+const MAX_OUTGOING_SNAPSHOTS: usize = 4;
 
 fn storage_err(e: Error) -> raft::Error {
     raft::Error::Store(StorageError::Other(Box::new(e)))
@@ -80,12 +88,26 @@ impl<E: Engine> RaftLog<E> {
         if let Some(idx) = gap {
             return Err(Error::Corruption(format!("raft log has a gap: expected entry {expect}, found {idx:?}")));
         }
-        Ok(RaftLog { engine, hard_state, conf_state, truncated, last_index, cache: VecDeque::new(), cache_limit })
+        Ok(RaftLog {
+            engine,
+            hard_state,
+            conf_state,
+            truncated,
+            last_index,
+            cache: VecDeque::new(),
+            cache_limit,
+            outgoing: Mutex::new((0, BTreeMap::new())),
+        })
     }
 
     /// The engine under the log.
     pub fn engine(&self) -> &E {
         &self.engine
+    }
+
+    /// Takes the engine view of snapshot `id` for streaming.
+    pub fn take_outgoing(&self, id: u64) -> Option<E::Snapshot> {
+        self.outgoing.lock().1.remove(&id)
     }
 
     /// The persisted hard state (as staged).
@@ -316,9 +338,17 @@ impl<E: Engine> Storage for RaftLog<E> {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let snap = snapshot::build(&self.engine.snapshot()).map_err(storage_err)?;
+        let view = self.engine.snapshot();
+        let mut out = self.outgoing.lock();
+        out.0 += 1;
+        let id = out.0;
+        let snap = snapshot::descriptor(&view, id).map_err(storage_err)?;
         if snap.get_metadata().index < request_index {
             return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
+        out.1.insert(id, view);
+        while out.1.len() > MAX_OUTGOING_SNAPSHOTS {
+            out.1.pop_first();
         }
         Ok(snap)
     }

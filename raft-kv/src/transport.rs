@@ -18,6 +18,13 @@ pub trait Transport: Send + 'static {
     /// Sends `msgs`; each carries its destination in `to`.
     fn send(&mut self, msgs: Vec<Message>);
 
+    /// True when the transport can take another snapshot chunk for `to`
+    /// now (flow control for snapshot streams). The default says yes.
+    fn snapshot_room(&self, to: u64) -> bool {
+        let _ = to;
+        true
+    }
+
     /// Told the members (with their peer URLs) whenever membership changes,
     /// and once at start. The default ignores it.
     fn set_members(&mut self, members: &[crate::api::Member]) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{retry, Cluster, PATIENCE};
 use parking_lot::Mutex;
-use raft_kv::{DeleteRangeRequest, Error, Op, PutRequest, RangeRequest};
+use raft_kv::{Config, DeleteRangeRequest, Error, Op, PutRequest, RangeRequest};
 
 fn value_of(r: &raft_kv::RangeResponse) -> Option<Bytes> {
     r.kvs.first().map(|kv| kv.value.clone())
@@ -168,7 +168,8 @@ fn full_cluster_restart_keeps_every_acknowledged_write() {
 
 #[test]
 fn follower_down_during_log_compaction_catches_up_by_snapshot() {
-    let mut c = Cluster::start_with(3, |cfg| cfg.snapshot_entries(100, 10));
+    // Small chunks: the snapshot streams in many pieces.
+    let mut c = Cluster::start_with(3, |cfg| Config { snapshot_chunk_bytes: 2048, ..cfg.snapshot_entries(100, 10) });
     let leader = c.leader();
     let lagger = c.ids.iter().copied().find(|id| *id != leader).expect("a follower");
     c.stop(lagger);

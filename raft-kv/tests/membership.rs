@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{retry, Cluster, PATIENCE};
-use raft_kv::{Error, Member, RangeRequest};
+use raft_kv::{Config, Error, Member, RangeRequest};
 
 fn write_keys(c: &Cluster, prefix: &str, n: usize) {
     let leader = c.leader();
@@ -20,7 +20,7 @@ fn count(c: &Cluster, id: u64, prefix: &str) -> i64 {
 
 #[test]
 fn learner_catches_up_by_snapshot_is_promoted_and_the_cluster_survives_losing_any_voter() {
-    let mut c = Cluster::start_with(3, |cfg| cfg.snapshot_entries(200, 20));
+    let mut c = Cluster::start_with(3, |cfg| Config { snapshot_chunk_bytes: 4096, ..cfg.snapshot_entries(200, 20) });
     write_keys(&c, "pre/", 600);
     let leader = c.leader();
     let added = c

@@ -132,11 +132,14 @@ fn lease_expiry_deletes_keys_on_all_members_at_one_revision() {
     assert!(lease.id > 0 && lease.ttl >= 1);
     retry(|| n.put_request(PutRequest::new("/l/a", "1").with_lease(lease.id)));
     retry(|| n.put_request(PutRequest::new("/l/b", "2").with_lease(lease.id)));
-    retry(|| n.put("/l/free", "3"));
+    let last_put = retry(|| n.put("/l/free", "3")).revision;
     let ttl = n.lease_time_to_live(lease.id, true).expect("ttl");
     assert_eq!(ttl.keys.len(), 2);
-    let mut watchers: Vec<Watcher> =
-        c.running().iter().map(|id| c.node(*id).watch(WatchRequest::prefix("/l/")).expect("watch")).collect();
+    let mut watchers: Vec<Watcher> = c
+        .running()
+        .iter()
+        .map(|id| c.node(*id).watch(WatchRequest::prefix("/l/").start_revision(last_put + 1)).expect("watch"))
+        .collect();
     let mut delete_revs = Vec::new();
     for w in &mut watchers {
         let seen = match w.recv_timeout(PATIENCE) {

@@ -13,7 +13,7 @@ type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// The column families of one store state.
 #[derive(Debug, Clone, Default)]
-struct Trees([Tree; 4]);
+struct Trees([Tree; 5]);
 
 impl Trees {
     fn cf(&self, cf: Cf) -> &Tree {

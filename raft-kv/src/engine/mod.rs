@@ -30,11 +30,13 @@ pub enum Cf {
     Meta,
     /// Leases: id → granted TTL.
     Lease,
+    /// Chunks of a snapshot being received, until it is installed.
+    Staging,
 }
 
 impl Cf {
     /// Every column family, in a fixed order.
-    pub const ALL: [Cf; 4] = [Cf::Raft, Cf::Kv, Cf::Meta, Cf::Lease];
+    pub const ALL: [Cf; 5] = [Cf::Raft, Cf::Kv, Cf::Meta, Cf::Lease, Cf::Staging];
 
     /// The column family's name on disk.
     pub fn name(self) -> &'static str {
@@ -43,6 +45,7 @@ impl Cf {
             Cf::Kv => "kv",
             Cf::Meta => "meta",
             Cf::Lease => "lease",
+            Cf::Staging => "staging",
         }
     }
 

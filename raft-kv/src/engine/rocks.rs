@@ -59,6 +59,7 @@ impl RocksEngine {
                 }
                 Cf::Kv => o.set_write_buffer_size(64 << 20),
                 Cf::Meta | Cf::Lease => o.set_write_buffer_size(4 << 20),
+                Cf::Staging => o.set_compression_type(DBCompressionType::None),
             }
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
