@@ -7,40 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use benches::Cluster;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use raft_kv::{Config, Node, RocksEngine};
-use transport_mem::MemNetwork;
-
-struct Bench {
-    _dirs: Vec<tempfile::TempDir>,
-    nodes: Vec<Node>,
-    leader: Node,
-}
-
-fn cluster() -> Bench {
-    let net = MemNetwork::new(1);
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
-    let nodes: Vec<Node> = (1..=3u64)
-        .map(|id| {
-            let b = Node::builder(Config::new(id).peers(vec![1, 2, 3]))
-                .engine(RocksEngine::open(dirs[(id - 1) as usize].path()).expect("engine"));
-            let t = net.join(id, b.mailbox());
-            b.transport(t).start().expect("start")
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let leader = loop {
-        if let Some(l) = nodes.iter().find(|n| n.status().map(|s| s.leader == n.id()).unwrap_or(false)) {
-            break l.clone();
-        }
-        assert!(Instant::now() < deadline, "no leader");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Bench { _dirs: dirs, nodes, leader }
-}
 
 fn puts(c: &mut Criterion) {
-    let b = cluster();
+    let b = Cluster::start();
     let value = vec![b'v'; 256];
     let seq = Arc::new(AtomicU64::new(0));
     let mut group = c.benchmark_group("cluster3_put_256B");
@@ -68,7 +39,6 @@ fn puts(c: &mut Criterion) {
         });
     }
     group.finish();
-    drop(b.nodes);
 }
 
 criterion_group!(benches, puts);
