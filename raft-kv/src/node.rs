@@ -483,12 +483,11 @@ fn run<E: Engine>(mut peer: Peer<E, Callback>, cfg: Config, rx: Receiver<Input>,
             }
         }
         if peer.has_ready() {
-            match peer.handle_ready(&mut |msgs| transport.send(msgs)) {
-                Ok(done) => {
+            match peer.handle_ready_with(&mut |msgs| transport.send(msgs), &mut |(cb, res)| cb(res)) {
+                Ok(()) => {
                     if let Some(members) = peer.take_members_changed() {
                         transport.set_members(&members);
                     }
-                    done.into_iter().for_each(|(cb, res)| cb(res))
                 }
                 Err(e) => {
                     tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");

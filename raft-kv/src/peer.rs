@@ -168,9 +168,19 @@ impl<E: Engine, T> Peer<E, T> {
         wb.put(Cf::Raft, keys::BOOT_COUNT.to_vec(), boots.to_be_bytes().to_vec());
         engine.write(wb, true)?;
 
-        let log = RaftLog::open(engine.clone(), cfg.log_cache_entries)?;
+        let mut log = RaftLog::open(engine.clone(), cfg.log_cache_entries)?;
         let mvcc = Mvcc::open(engine.clone())?;
         let (applied_index, applied_term) = snapshot::applied(&engine)?;
+        if log.hard_state().commit < applied_index {
+            // Entries are applied (unsynced) before the Ready that carried
+            // their commit index is persisted; a crash between the two can
+            // leave the applied index ahead. Applied implies committed.
+            let mut hs = log.hard_state().clone();
+            hs.commit = applied_index;
+            let mut wb = WriteBatch::new();
+            log.set_hard_state(hs, &mut wb)?;
+            engine.write(wb, true)?;
+        }
         let rcfg = raft::Config {
             id: cfg.id,
             election_tick: cfg.election_ticks,
@@ -480,16 +490,30 @@ impl<E: Engine, T> Peer<E, T> {
         !self.completions.is_empty() || !self.queued_reads.is_empty() || self.raw.has_ready()
     }
 
-    /// Runs one round of raft I/O: sends messages through `send`, persists
-    /// new log entries and hard state with one synced write, applies committed
-    /// entries in one unsynced write, and returns every request finished since
-    /// the last call.
+    /// Runs one round of raft I/O: sends messages through `send`, applies
+    /// committed entries in one unsynced write, persists new log entries and
+    /// hard state with one synced write, and returns every request finished
+    /// since the last call.
     pub fn handle_ready(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<Vec<Completion<T>>> {
+        let mut done = Vec::new();
+        self.handle_ready_with(send, &mut |c| done.push(c))?;
+        Ok(done)
+    }
+
+    /// [`Peer::handle_ready`] handing finished requests to `complete` as soon
+    /// as they are known: requests committed by earlier rounds complete
+    /// *before* this round's fsync of new entries, which they do not need.
+    pub fn handle_ready_with(
+        &mut self,
+        send: &mut dyn FnMut(Vec<Message>),
+        complete: &mut dyn FnMut(Completion<T>),
+    ) -> Result<()> {
         self.flush_reads();
         if self.raw.has_ready() {
-            self.process_ready(send)?;
+            self.process_ready(send, complete)?;
         }
-        Ok(std::mem::take(&mut self.completions))
+        self.completions.drain(..).for_each(complete);
+        Ok(())
     }
 
     fn flush_reads(&mut self) {
@@ -513,7 +537,11 @@ impl<E: Engine, T> Peer<E, T> {
         self.raw.read_index(ctx.to_be_bytes().to_vec());
     }
 
-    fn process_ready(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<()> {
+    fn process_ready(
+        &mut self,
+        send: &mut dyn FnMut(Vec<Message>),
+        complete: &mut dyn FnMut(Completion<T>),
+    ) -> Result<()> {
         let mut rd = self.raw.ready();
         if let Some(ss) = rd.ss() {
             if ss.raft_state == StateRole::Leader {
@@ -530,11 +558,21 @@ impl<E: Engine, T> Peer<E, T> {
             self.send(rd.take_messages(), send);
         }
 
+        let snap = rd.snapshot().clone();
+        let installing = !snap.is_empty();
+        if !installing {
+            // Committed entries are already persisted here and on a quorum
+            // (raft-rs hands out only those), so they are applied and their
+            // callers answered before this Ready's own fsync.
+            self.take_read_states(&mut rd);
+            self.apply(rd.take_committed_entries(), WriteBatch::new())?;
+            self.serve_reads();
+            self.completions.drain(..).for_each(&mut *complete);
+        }
+
         // Persist: one synced batch with the snapshot (if any), new entries
         // and the hard state.
         let mut wb = WriteBatch::new();
-        let snap = rd.snapshot().clone();
-        let installing = !snap.is_empty();
         if installing {
             snapshot::stage_restore(&self.engine, &snap, &mut wb)?;
             self.raw.mut_store().apply_snapshot_meta(snap.get_metadata(), &mut wb)?;
@@ -559,16 +597,9 @@ impl<E: Engine, T> Peer<E, T> {
             self.applied_term = meta.term;
             self.compacted_at = meta.index;
             self.by_index = self.by_index.split_off(&(meta.index + 1));
+            self.take_read_states(&mut rd);
+            self.apply(rd.take_committed_entries(), WriteBatch::new())?;
         }
-        for rs in rd.take_read_states() {
-            let ctx = rs.request_ctx.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
-            if let Some(batch) = self.inflight_reads.remove(&ctx) {
-                self.ready_reads.push_back((rs.index, batch));
-            }
-        }
-
-        let committed = rd.take_committed_entries();
-        self.apply(committed, WriteBatch::new())?;
         if !rd.persisted_messages().is_empty() {
             self.send(rd.take_persisted_messages(), send);
         }
@@ -589,6 +620,16 @@ impl<E: Engine, T> Peer<E, T> {
         self.raw.advance_apply_to(self.applied_index);
         self.serve_reads();
         self.maybe_compact_log()
+    }
+
+    /// Moves read batches whose ReadIndex came back to the ready queue.
+    fn take_read_states(&mut self, rd: &mut raft::Ready) {
+        for rs in rd.take_read_states() {
+            let ctx = rs.request_ctx.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            if let Some(batch) = self.inflight_reads.remove(&ctx) {
+                self.ready_reads.push_back((rs.index, batch));
+            }
+        }
     }
 
     /// Sends raft's messages, except snapshots: each becomes a chunk stream
