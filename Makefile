@@ -1,9 +1,12 @@
 # raft-kv — the two commands a new machine needs:
-#   make run    start a local 3-member cluster (in-process, RocksDB under ./data)
+#   make run    start a local 3-member raft-kv-server cluster on loopback
+#               (client ports 2379/22379/32379; Ctrl-C stops it)
 #   make test   format check, clippy, and every test
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := librocksdb-dev libclang-dev clang
+# etcd-client (etcdctl), curl and python3-venv drive the example server's
+# end-to-end tests.
+APT_PACKAGES := librocksdb-dev libclang-dev clang etcd-client curl python3-venv
 
 .PHONY: deps run test lint bench fmt
 
@@ -19,7 +22,8 @@ deps:
 	fi
 
 run: deps
-	$(CARGO) run --release -p examples --bin local-cluster
+	$(CARGO) build --release -p examples --bin raft-kv-server
+	examples/scripts/run-cluster.sh target/release/raft-kv-server data/cluster
 
 lint: deps
 	$(CARGO) fmt --all -- --check

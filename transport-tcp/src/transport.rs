@@ -271,6 +271,27 @@ impl Transport for TcpTransport {
     fn send(&mut self, msgs: Vec<RaftMessage>) {
         self.handle.inner.send(msgs);
     }
+
+    /// Follows the cluster's membership: every member is reached at its
+    /// first peer URL, and peers that are no longer members are forgotten.
+    /// An empty list (a joining member before its first snapshot) changes
+    /// nothing, so the addresses it was started with stay usable.
+    fn set_members(&mut self, members: &[raft_kv::Member]) {
+        if members.is_empty() {
+            return;
+        }
+        for m in members {
+            let Some(url) = m.peer_urls.first() else { continue };
+            if let Err(e) = self.handle.add_peer(m.id, url) {
+                tracing::warn!(peer = m.id, %url, error = %e, "cannot use a member's peer URL");
+            }
+        }
+        for id in self.handle.peers().keys() {
+            if !members.iter().any(|m| m.id == *id) {
+                self.handle.remove_peer(*id);
+            }
+        }
+    }
 }
 
 impl Drop for TcpTransport {

@@ -1,0 +1,356 @@
+//! `raft-kv-server`: a raft-kv member that speaks etcd's v3 API.
+//!
+//! Flags are named and behave like etcd's, so an etcd command line ports
+//! over by changing the program name; each flag can also be given as an
+//! environment variable with the `RAFT_KV_` prefix (`--initial-cluster` →
+//! `RAFT_KV_INITIAL_CLUSTER`).
+//!
+//! ```text
+//! raft-kv-server --name n1 --data-dir /var/lib/n1 \
+//!   --listen-client-urls http://0.0.0.0:2379 --advertise-client-urls http://n1:2379 \
+//!   --listen-peer-urls http://0.0.0.0:2380 --initial-advertise-peer-urls http://n1:2380 \
+//!   --initial-cluster n1=http://n1:2380,n2=http://n2:2380,n3=http://n3:2380 \
+//!   --initial-cluster-token my-cluster --initial-cluster-state new
+//! ```
+//!
+//! Each client URL serves the gRPC services (KV, Watch, Lease, Cluster,
+//! Maintenance) and, on the same port over HTTP/1.1, the JSON gateway
+//! (`/v3/kv/range`, ...), `/health`, `/version` and `/metrics`. Member ids are
+//! derived from the peer URLs and the cluster token (see [`etcd::member_id`]).
+
+// tonic's handlers return `Result<_, tonic::Status>` by design; the helpers
+// that feed them do the same.
+#![allow(clippy::result_large_err)]
+
+mod etcd;
+mod gateway;
+mod grpc;
+mod metrics;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use parking_lot::Mutex;
+use raft_kv::{Config, Member, MemberUpdateRequest, Node, Op, RocksEngine};
+use transport_tcp::{TcpConfig, TcpTransport};
+
+/// The etcd API messages and services, generated from `proto/`.
+#[allow(missing_docs, clippy::all, clippy::unwrap_used)]
+pub mod pb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+/// Whether the member founds a new cluster or joins an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ClusterState {
+    /// Bootstrap a new cluster from `--initial-cluster`.
+    New,
+    /// Join a cluster that has already added this member (`member add`).
+    Existing,
+}
+
+/// Command-line flags, named like etcd's.
+#[derive(Debug, Parser)]
+#[command(name = "raft-kv-server", version, about = "A raft-kv member serving etcd's v3 API")]
+struct Flags {
+    /// Human-readable name of this member.
+    #[arg(long, env = "RAFT_KV_NAME", default_value = "default")]
+    name: String,
+    /// Where the member keeps its data (default: `<name>.raft-kv`).
+    #[arg(long, env = "RAFT_KV_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// URLs to serve clients on (comma-separated): gRPC and HTTP.
+    #[arg(long, env = "RAFT_KV_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379", value_delimiter = ',')]
+    listen_client_urls: Vec<String>,
+    /// Client URLs published to the cluster (what `member list` shows).
+    #[arg(long, env = "RAFT_KV_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379", value_delimiter = ',')]
+    advertise_client_urls: Vec<String>,
+    /// URL to listen on for other members (the first one is used).
+    #[arg(long, env = "RAFT_KV_LISTEN_PEER_URLS", default_value = "http://localhost:2380", value_delimiter = ',')]
+    listen_peer_urls: Vec<String>,
+    /// This member's peer URLs as the other members reach them.
+    #[arg(
+        long,
+        env = "RAFT_KV_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380",
+        value_delimiter = ','
+    )]
+    initial_advertise_peer_urls: Vec<String>,
+    /// The initial members: `name=peer-url,name=peer-url,...`.
+    #[arg(long, env = "RAFT_KV_INITIAL_CLUSTER", default_value = "default=http://localhost:2380")]
+    initial_cluster: String,
+    /// `new` to bootstrap, `existing` to join a cluster that added this member.
+    #[arg(long, env = "RAFT_KV_INITIAL_CLUSTER_STATE", value_enum, default_value = "new")]
+    initial_cluster_state: ClusterState,
+    /// Distinguishes clusters; part of every member id and the cluster id.
+    #[arg(long, env = "RAFT_KV_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    initial_cluster_token: String,
+    /// Largest client request accepted, in bytes (etcd's default: 1.5 MiB).
+    #[arg(long, env = "RAFT_KV_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    max_request_bytes: usize,
+    /// Most operations in one transaction branch.
+    #[arg(long, env = "RAFT_KV_MAX_TXN_OPS", default_value_t = 128)]
+    max_txn_ops: usize,
+    /// Raft heartbeat interval in milliseconds (one raft tick).
+    #[arg(long, env = "RAFT_KV_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    heartbeat_interval: u64,
+    /// Raft election timeout in milliseconds.
+    #[arg(long, env = "RAFT_KV_ELECTION_TIMEOUT", default_value_t = 1000)]
+    election_timeout: u64,
+    /// Applied entries between raft log compactions.
+    #[arg(long, env = "RAFT_KV_SNAPSHOT_COUNT", default_value_t = 10_000)]
+    snapshot_count: u64,
+    /// Log filter (tracing-subscriber syntax), e.g. `info` or `raft_kv=debug`.
+    #[arg(long, env = "RAFT_KV_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+/// One entry of `--initial-cluster`.
+#[derive(Debug, Clone)]
+struct InitialMember {
+    name: String,
+    peer_urls: Vec<String>,
+}
+
+/// Parses `name=url,name=url`; a name may appear with several URLs.
+fn parse_initial_cluster(s: &str) -> Result<Vec<InitialMember>> {
+    let mut out: Vec<InitialMember> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, url)) = part.split_once('=') else {
+            bail!("--initial-cluster entry {part:?} is not name=url");
+        };
+        if name.is_empty() || url.is_empty() {
+            bail!("--initial-cluster entry {part:?} has an empty name or url");
+        }
+        match out.iter_mut().find(|m| m.name == name) {
+            Some(m) => m.peer_urls.push(url.to_string()),
+            None => out.push(InitialMember { name: name.to_string(), peer_urls: vec![url.to_string()] }),
+        }
+    }
+    if out.is_empty() {
+        bail!("--initial-cluster is empty");
+    }
+    Ok(out)
+}
+
+/// The socket address of an `http://host:port` URL.
+fn url_addr(url: &str) -> Result<SocketAddr> {
+    let rest = url.strip_prefix("http://").with_context(|| format!("{url:?}: only http:// URLs are supported"))?;
+    let hostport = rest.trim_end_matches('/');
+    hostport
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {url:?}"))?
+        .next()
+        .with_context(|| format!("{url:?} resolves to no address"))
+}
+
+fn main() -> Result<()> {
+    let flags = Flags::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .or_else(|_| tracing_subscriber::EnvFilter::try_new(&flags.log_level))
+                .context("bad --log-level")?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    runtime.block_on(run(flags))
+}
+
+async fn run(flags: Flags) -> Result<()> {
+    let token = flags.initial_cluster_token.clone();
+    let initial = parse_initial_cluster(&flags.initial_cluster)?;
+    let my_id = etcd::member_id(&token, &flags.initial_advertise_peer_urls);
+    let cluster_id = etcd::cluster_id(&token);
+    let mut members: Vec<Member> = initial
+        .iter()
+        .map(|m| Member {
+            id: etcd::member_id(&token, &m.peer_urls),
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            client_urls: Vec::new(),
+            is_learner: false,
+        })
+        .collect();
+    match members.iter_mut().find(|m| m.id == my_id) {
+        Some(me) => {
+            if me.name != flags.name {
+                bail!("--initial-cluster names this member's peer URLs {:?}, not {:?}", me.name, flags.name);
+            }
+            me.client_urls = flags.advertise_client_urls.clone();
+        }
+        None => bail!(
+            "--initial-advertise-peer-urls {:?} do not match any member of --initial-cluster",
+            flags.initial_advertise_peer_urls
+        ),
+    }
+
+    let data_dir = flags.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.raft-kv", flags.name)));
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let engine =
+        RocksEngine::open(data_dir.join("member")).with_context(|| format!("cannot open {}", data_dir.display()))?;
+
+    let tick = Duration::from_millis(flags.heartbeat_interval.max(1));
+    let mut cfg = Config::new(my_id).tick_interval(tick);
+    cfg.election_ticks = (flags.election_timeout / flags.heartbeat_interval.max(1)).max(3) as usize;
+    cfg.max_request_bytes = flags.max_request_bytes;
+    cfg.max_txn_ops = flags.max_txn_ops;
+    cfg.snapshot_entries = flags.snapshot_count.max(1);
+    cfg.log_keep_entries = cfg.log_keep_entries.min(cfg.snapshot_entries);
+    if flags.initial_cluster_state == ClusterState::New {
+        cfg.peers = members.iter().map(|m| m.id).collect();
+        cfg.initial_members = members.clone();
+    }
+    let request_timeout = tick * (cfg.request_timeout_ticks as u32 + 5);
+
+    let peer_listen = url_addr(flags.listen_peer_urls.first().context("--listen-peer-urls is empty")?)?;
+    let mut tcfg = TcpConfig::new(my_id, cluster_id, peer_listen);
+    for m in &members {
+        if let Some(url) = m.peer_urls.first() {
+            tcfg = tcfg.peer(m.id, url.clone());
+        }
+    }
+    let builder = Node::builder(cfg).engine(engine);
+    let transport = TcpTransport::start(tcfg, builder.mailbox()).context("cannot start the peer transport")?;
+    let transport_handle = transport.handle();
+    let node = builder.transport(transport).start().context("cannot start the member")?;
+    tracing::info!(
+        name = %flags.name,
+        id = format_args!("{my_id:x}"),
+        cluster = format_args!("{cluster_id:x}"),
+        data_dir = %data_dir.display(),
+        "member started"
+    );
+
+    let ctx: etcd::Shared = Arc::new(etcd::Ctx {
+        node: node.clone(),
+        cluster_id,
+        member_id: my_id,
+        token,
+        max_request_bytes: flags.max_request_bytes,
+        max_txn_ops: flags.max_txn_ops,
+        request_timeout,
+        metrics: metrics::Metrics::default(),
+        status: Mutex::new(None),
+        status_at: Mutex::new(Instant::now()),
+    });
+    tokio::spawn(poll_status(ctx.clone()));
+    tokio::spawn(publish(ctx.clone(), flags.name.clone(), flags.advertise_client_urls.clone()));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for url in &flags.listen_client_urls {
+        let addr = url_addr(url)?;
+        let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {url}"))?;
+        listener.set_nonblocking(true).context("listener")?;
+        let app = gateway::router(ctx.clone(), transport_handle.clone());
+        let mut stop = stop_rx.clone();
+        let server = axum::Server::from_tcp(listener)
+            .with_context(|| format!("cannot serve on {url}"))?
+            .tcp_nodelay(true)
+            .serve(app.into_make_service())
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+        tracing::info!(%url, "serving clients (gRPC and HTTP)");
+        servers.push(tokio::spawn(server));
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for s in servers {
+        // Streams (watches) may keep connections open: do not wait forever.
+        let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
+    }
+    let _ = tokio::task::spawn_blocking(move || node.shutdown()).await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Keeps the cached status (headers, metrics, health) fresh.
+async fn poll_status(ctx: etcd::Shared) {
+    loop {
+        if let Err(e) = ctx.refresh_status().await {
+            tracing::debug!(error = %e, "status poll failed");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Publishes this member's name and client URLs to the cluster once a
+/// leader is known (through raft, so every member lists them), retrying
+/// until one publication has applied. Each member knows only its own client
+/// URLs at bootstrap, so this runs on every start.
+async fn publish(ctx: etcd::Shared, name: String, client_urls: Vec<String>) {
+    loop {
+        let has_leader = ctx.status.lock().as_ref().is_some_and(|s| s.leader != 0);
+        if has_leader {
+            let op = Op::MemberUpdate(MemberUpdateRequest {
+                id: ctx.member_id,
+                name: name.clone(),
+                client_urls: client_urls.clone(),
+                publish: true,
+                ..Default::default()
+            });
+            match ctx.propose(op).await {
+                Ok(_) => {
+                    tracing::info!(%name, ?client_urls, "member published");
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "publishing member attributes failed; retrying"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_cluster_parses() {
+        let c = parse_initial_cluster("a=http://x:1,b=http://y:2,a=http://z:3").unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].peer_urls, vec!["http://x:1", "http://z:3"]);
+        assert!(parse_initial_cluster("nope").is_err());
+        assert!(parse_initial_cluster("").is_err());
+    }
+
+    #[test]
+    fn urls_resolve() {
+        assert_eq!(url_addr("http://127.0.0.1:2379").unwrap().port(), 2379);
+        assert!(url_addr("https://127.0.0.1:2379").is_err());
+        assert!(url_addr("http://127.0.0.1").is_err());
+    }
+}

@@ -1,0 +1,371 @@
+//! A cluster of real `raft-kv-server` processes on loopback for end-to-end
+//! tests: free ports, temporary data directories, bounded waits, and every
+//! process killed when the cluster is dropped.
+
+#![allow(dead_code, missing_docs)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "e2e-token";
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// One server process and how to reach it.
+pub struct Member {
+    pub name: String,
+    pub client_url: String,
+    pub peer_url: String,
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Member {
+    pub fn client_addr(&self) -> String {
+        self.client_url.trim_start_matches("http://").to_string()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.client_addr().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
+    }
+}
+
+/// Running members plus the directory that holds their data.
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub tmp: tempfile::TempDir,
+}
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_raft-kv-server")
+}
+
+/// `name=peer_url,...` of `members`.
+pub fn initial_cluster(members: &[Member]) -> String {
+    members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect::<Vec<_>>().join(",")
+}
+
+/// Starts one member process.
+pub fn spawn(m: &Member, initial_cluster: &str, state: &str, extra: &[&str]) -> Child {
+    let log = std::fs::File::create(m.dir.with_extension("log")).expect("log file");
+    Command::new(binary())
+        .args(["--name", &m.name])
+        .arg("--data-dir")
+        .arg(&m.dir)
+        .args(["--listen-client-urls", &m.client_url, "--advertise-client-urls", &m.client_url])
+        .args(["--listen-peer-urls", &m.peer_url, "--initial-advertise-peer-urls", &m.peer_url])
+        .args(["--initial-cluster", initial_cluster, "--initial-cluster-state", state])
+        .args(["--initial-cluster-token", TOKEN])
+        .args(extra)
+        .env("RUST_LOG", "info,slog=warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn raft-kv-server")
+}
+
+impl Cluster {
+    /// Starts `n` members and waits until all are healthy.
+    pub fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[])
+    }
+
+    /// Starts `n` members with extra flags and waits until all are healthy.
+    pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut members: Vec<Member> = (1..=n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_url: format!("http://127.0.0.1:{}", free_port()),
+                peer_url: format!("http://127.0.0.1:{}", free_port()),
+                dir: tmp.path().join(format!("m{i}")),
+                child: None,
+            })
+            .collect();
+        let ic = initial_cluster(&members);
+        for m in &mut members {
+            m.child = Some(spawn(m, &ic, "new", extra));
+        }
+        let c = Cluster { members, tmp };
+        for m in &c.members {
+            c.wait_healthy(m, Duration::from_secs(30));
+        }
+        c.wait_published(n);
+        c
+    }
+
+    /// Waits until `n` members list a name and client URLs (each member
+    /// publishes its own through raft once a leader is known).
+    pub fn wait_published(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = self.members.iter().find(|m| m.child.is_some()).expect("a running member");
+            if let Ok((200, body)) = http(&m.client_addr(), "POST", "/v3/cluster/member/list", "{}") {
+                let v: serde_json::Value = serde_json::from_str(&body).expect("member list json");
+                let published = v["members"]
+                    .as_array()
+                    .map_or(0, |ms| ms.iter().filter(|m| m["clientURLs"].is_array() && m["name"].is_string()).count());
+                if published >= n {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "members did not publish their client URLs");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every client address as `host:port`, comma-separated (etcdctl's
+    /// `--endpoints`). etcdctl 3.4 dials per-endpoint maintenance calls
+    /// (`endpoint status`, `hashkv`, `move-leader`) with the endpoint string
+    /// as the HTTP/2 `:authority`; `http://host:port` there is not a valid
+    /// authority and the server's HTTP/2 layer (h2) rejects the stream, so
+    /// the tests pass plain `host:port`, which works for every command.
+    pub fn endpoints(&self) -> String {
+        self.members.iter().filter(|m| m.child.is_some()).map(|m| m.client_addr()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Waits until `m` answers `/health` with a leader.
+    pub fn wait_healthy(&self, m: &Member, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok((200, body)) = http(&m.client_addr(), "GET", "/health", "") {
+                if body.contains("\"true\"") {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("{} not healthy after {timeout:?}; log:\n{}", m.name, self.log_tail(m));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The last lines of a member's log.
+    pub fn log_tail(&self, m: &Member) -> String {
+        let log = std::fs::read_to_string(m.dir.with_extension("log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Kills member `i` with SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Restarts member `i` from its data directory.
+    pub fn restart(&mut self, i: usize) {
+        let ic = initial_cluster(&self.members);
+        let child = spawn(&self.members[i], &ic, "new", &[]);
+        self.members[i].child = Some(child);
+    }
+
+    /// The index of the member that reports itself leader.
+    pub fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for (i, m) in self.members.iter().enumerate() {
+                if m.child.is_none() {
+                    continue;
+                }
+                if let Ok((200, body)) = http(&m.client_addr(), "POST", "/v3/maintenance/status", "{}") {
+                    let v: serde_json::Value = serde_json::from_str(&body).expect("status json");
+                    if v["leader"].is_string() && v["leader"] == v["header"]["member_id"] {
+                        return i;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 request over a fresh connection; returns status and
+/// body. Bounded by socket timeouts.
+pub fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body };
+    Ok((status, body))
+}
+
+fn dechunk(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Runs a command with a time limit (coreutils `timeout`), returning its
+/// output.
+pub fn run(limit_secs: u64, program: &str, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("-s").arg("KILL").arg(limit_secs.to_string()).arg(program).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    if let Some(input) = stdin {
+        let mut si = child.stdin.take().expect("stdin");
+        si.write_all(input.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait")
+}
+
+/// Runs etcdctl (API v3) against `endpoints`; panics unless it succeeds.
+pub fn etcdctl(endpoints: &str, args: &[&str]) -> String {
+    etcdctl_in(endpoints, args, None)
+}
+
+/// Like [`etcdctl`], feeding `stdin`.
+pub fn etcdctl_in(endpoints: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let out = etcdctl_raw(endpoints, args, stdin);
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// etcdctl without checking its exit status.
+pub fn etcdctl_raw(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    ensure_etcdctl();
+    let mut all = vec!["--endpoints", endpoints, "--dial-timeout=3s", "--command-timeout=15s"];
+    all.extend_from_slice(args);
+    run(60, "etcdctl", &all, &[("ETCDCTL_API", "3")], stdin)
+}
+
+/// Installs Debian's etcd-client when etcdctl is missing.
+pub fn ensure_etcdctl() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if Command::new("etcdctl").arg("version").env("ETCDCTL_API", "3").output().is_ok() {
+            return;
+        }
+        let sudo = if Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false) {
+            vec![]
+        } else {
+            vec!["sudo"]
+        };
+        let sh = format!(
+            "{s} apt-get update -qq && DEBIAN_FRONTEND=noninteractive {s} apt-get install -y -qq etcd-client",
+            s = sudo.join(" ")
+        );
+        let ok = Command::new("sh").arg("-c").arg(&sh).status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok, "etcdctl is missing and installing etcd-client failed");
+    });
+}
+
+/// A Python venv with `etcd3==0.12.0` (and the protobuf it needs) under the
+/// cargo target directory; returns its python interpreter.
+pub fn python_with_etcd3() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let venv = target.join("py-etcd3");
+    let python = venv.join("bin/python");
+    let lock = target.join("py-etcd3.lock");
+    // Tests run in parallel: serialise the one-time setup through a lock file.
+    let _guard = FileLock::acquire(&lock);
+    let ready = Command::new(&python)
+        .args(["-c", "import etcd3"])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ready {
+        let out = run(300, "python3", &["-m", "venv", &venv.to_string_lossy()], &[], None);
+        assert!(out.status.success(), "python3 -m venv failed: {}", String::from_utf8_lossy(&out.stderr));
+        let pip = venv.join("bin/pip");
+        let out = run(600, &pip.to_string_lossy(), &["install", "-q", "etcd3==0.12.0", "protobuf==3.20.*"], &[], None);
+        assert!(out.status.success(), "pip install etcd3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    python
+}
+
+/// An exclusive lock held by creating a file; removed on drop.
+struct FileLock(PathBuf);
+
+impl FileLock {
+    fn acquire(path: &Path) -> FileLock {
+        let deadline = Instant::now() + Duration::from_secs(900);
+        loop {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+                Ok(_) => return FileLock(path.to_path_buf()),
+                Err(_) => {
+                    // A lock older than the deadline belongs to a dead run.
+                    let stale = std::fs::metadata(path)
+                        .and_then(|m| m.modified())
+                        .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(900))
+                        .unwrap_or(false);
+                    if stale {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    assert!(Instant::now() < deadline, "lock {} held too long", path.display());
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Base64 of a string (for JSON gateway requests).
+pub fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// Decodes base64 into a string.
+pub fn unb64(s: &str) -> String {
+    use base64::Engine as _;
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s).expect("base64")).expect("utf8")
+}

@@ -1,0 +1,206 @@
+//! etcdctl (Debian's etcd-client, API v3) against three raft-kv-server
+//! processes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("bad JSON {s:?}: {e}"))
+}
+
+/// The hex id in etcdctl lines like "lease 694d... granted with TTL(60s)".
+fn word_after(out: &str, word: &str) -> String {
+    let mut it = out.split_whitespace();
+    while let Some(w) = it.next() {
+        if w == word {
+            return it.next().expect("word after").to_string();
+        }
+    }
+    panic!("no {word:?} in {out:?}")
+}
+
+#[test]
+fn kv_txn_lease_watch_compaction_snapshot_status() {
+    let c = Cluster::start(3);
+    let all = c.endpoints();
+    let one = c.members[1].client_url.clone();
+
+    // put / get / --prefix / --rev / -w json
+    assert_eq!(etcdctl(&all, &["put", "/app/a", "1"]).trim(), "OK");
+    let first: Value = json(&etcdctl(&one, &["put", "/app/b", "2", "-w", "json"]));
+    let rev_b = first["header"]["revision"].as_i64().expect("revision");
+    assert_eq!(etcdctl(&one, &["put", "/app/b", "3"]).trim(), "OK");
+    assert_eq!(etcdctl(&c.members[2].client_url, &["get", "/app/a"]), "/app/a\n1\n");
+    assert_eq!(etcdctl(&all, &["get", "--prefix", "/app/"]), "/app/a\n1\n/app/b\n3\n");
+    assert_eq!(etcdctl(&all, &["get", "/app/b", &format!("--rev={rev_b}")]), "/app/b\n2\n");
+    let got = json(&etcdctl(&all, &["get", "/app/b", "-w", "json"]));
+    assert_eq!(got["count"], 1);
+    assert_eq!(got["kvs"][0]["key"], b64("/app/b"));
+    assert_eq!(got["kvs"][0]["value"], b64("3"));
+    assert_eq!(got["kvs"][0]["version"], 2);
+    assert!(got["header"]["cluster_id"].as_u64().unwrap_or(0) != 0 && got["header"]["raft_term"].as_u64() > Some(0));
+
+    // del --prefix --prev-kv
+    etcdctl(&all, &["put", "/del/x", "vx"]);
+    etcdctl(&all, &["put", "/del/y", "vy"]);
+    assert_eq!(etcdctl(&all, &["del", "--prefix", "/del/", "--prev-kv"]), "2\n/del/x\nvx\n/del/y\nvy\n");
+    assert_eq!(etcdctl(&all, &["get", "--prefix", "/del/"]), "");
+
+    // txn from stdin: compares, blank line, success ops, blank line, failure ops
+    let txn = "value(\"/app/a\") = \"1\"\n\nput /txn/ok yes\nget /app/a\n\nput /txn/failed yes\n\n";
+    let out = etcdctl_in(&all, &["txn"], Some(txn));
+    assert!(out.starts_with("SUCCESS"), "{out}");
+    assert_eq!(etcdctl(&all, &["get", "/txn/ok", "--print-value-only"]).trim(), "yes");
+    let txn = "value(\"/app/a\") = \"nope\"\n\nput /txn/ok2 yes\n\nput /txn/failed yes\n\n";
+    assert!(etcdctl_in(&all, &["txn"], Some(txn)).starts_with("FAILURE"));
+    assert_eq!(etcdctl(&all, &["get", "/txn/failed", "--print-value-only"]).trim(), "yes");
+
+    // lease grant / keep-alive --once / timetolive --keys / revoke
+    let lease = word_after(&etcdctl(&all, &["lease", "grant", "60"]), "lease");
+    etcdctl(&all, &["put", "--lease", &lease, "/lease/k", "v"]);
+    let ka = etcdctl(&all, &["lease", "keep-alive", "--once", &lease]);
+    assert!(ka.contains("keepalived with TTL(60)"), "{ka}");
+    let ttl = etcdctl(&all, &["lease", "timetolive", "--keys", &lease]);
+    assert!(ttl.contains("granted with TTL(60s)") && ttl.contains("/lease/k"), "{ttl}");
+    assert!(etcdctl(&all, &["lease", "list"]).contains(&lease));
+    assert!(etcdctl(&all, &["lease", "revoke", &lease]).contains("revoked"));
+    assert_eq!(etcdctl(&all, &["get", "/lease/k"]), "");
+    // A short lease expires by itself and takes its key along.
+    let short = word_after(&etcdctl(&all, &["lease", "grant", "2"]), "lease");
+    etcdctl(&all, &["put", "--lease", &short, "/lease/short", "v"]);
+    assert_eq!(etcdctl(&all, &["get", "/lease/short", "--print-value-only"]).trim(), "v");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !etcdctl(&all, &["get", "/lease/short"]).is_empty() {
+        assert!(Instant::now() < deadline, "lease did not expire");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(etcdctl(&all, &["lease", "timetolive", &short]).contains("already expired"));
+
+    // watch --prefix --rev in the background, with a bounded lifetime
+    let w1 = json(&etcdctl(&all, &["put", "/w/1", "one", "-w", "json"]));
+    let start = w1["header"]["revision"].as_i64().expect("rev").to_string();
+    let endpoint = c.members[2].client_url.clone();
+    let watcher = std::thread::spawn(move || {
+        let rev = format!("--rev={start}");
+        let out = run(
+            6,
+            "etcdctl",
+            &["--endpoints", &endpoint, "watch", "--prefix", "/w/", &rev],
+            &[("ETCDCTL_API", "3")],
+            None,
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    etcdctl(&c.members[0].client_url, &["put", "/w/2", "two"]);
+    etcdctl(&c.members[1].client_url, &["del", "/w/1"]);
+    let seen = watcher.join().expect("watch thread");
+    assert!(seen.contains("PUT\n/w/1\none\n"), "history replayed: {seen:?}");
+    assert!(seen.contains("PUT\n/w/2\ntwo\n"), "live event: {seen:?}");
+    assert!(seen.contains("DELETE\n/w/1\n"), "delete event: {seen:?}");
+
+    // compaction: old revisions become unreadable, with etcd's error
+    let now = json(&etcdctl(&all, &["get", "/app/a", "-w", "json"]))["header"]["revision"].as_i64().expect("rev");
+    assert!(etcdctl(&all, &["compaction", &now.to_string()]).contains(&format!("compacted revision {now}")));
+    let old = etcdctl_raw(&all, &["get", "/app/b", &format!("--rev={rev_b}")], None);
+    assert!(!old.status.success());
+    assert!(String::from_utf8_lossy(&old.stderr).contains("required revision has been compacted"));
+    let w = run(
+        5,
+        "etcdctl",
+        &["--endpoints", &all, "watch", "/app/b", &format!("--rev={rev_b}")],
+        &[("ETCDCTL_API", "3")],
+        None,
+    );
+    let werr = format!("{}{}", String::from_utf8_lossy(&w.stdout), String::from_utf8_lossy(&w.stderr));
+    assert!(werr.contains("compacted"), "watch below the compact revision: {werr}");
+
+    // snapshot save (one endpoint, as etcdctl requires)
+    let snap = c.tmp.path().join("backup.db");
+    let out = etcdctl(&c.members[0].client_addr(), &["snapshot", "save", &snap.to_string_lossy()]);
+    assert!(out.contains("Snapshot saved"), "{out}");
+    assert!(std::fs::metadata(&snap).expect("snapshot file").len() > 0);
+
+    // endpoint status / health
+    let st = json(&etcdctl(&all, &["endpoint", "status", "-w", "json"]));
+    let st = st.as_array().expect("array");
+    assert_eq!(st.len(), 3);
+    let leaders: Vec<_> = st.iter().map(|s| s["Status"]["leader"].clone()).collect();
+    assert!(leaders.iter().all(|l| *l == leaders[0] && l.as_u64() > Some(0)), "{leaders:?}");
+    let health = etcdctl_raw(&all, &["endpoint", "health"], None);
+    let text = format!("{}{}", String::from_utf8_lossy(&health.stdout), String::from_utf8_lossy(&health.stderr));
+    assert!(health.status.success() && text.matches("is healthy").count() == 3, "{text}");
+}
+
+#[test]
+fn membership_and_move_leader() {
+    let mut c = Cluster::start(3);
+    let all = c.endpoints();
+    let list = json(&etcdctl(&all, &["member", "list", "-w", "json"]));
+    let members = list["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3);
+    for m in members {
+        assert!(m["name"].as_str().is_some_and(|n| n.starts_with('m')), "{m}");
+        assert_eq!(m["clientURLs"].as_array().map(Vec::len), Some(1), "{m}");
+    }
+    etcdctl(&all, &["put", "/before/join", "x"]);
+
+    // add a learner, start it with --initial-cluster-state existing
+    let new = Member {
+        name: "m4".into(),
+        client_url: format!("http://127.0.0.1:{}", free_port()),
+        peer_url: format!("http://127.0.0.1:{}", free_port()),
+        dir: c.tmp.path().join("m4"),
+        child: None,
+    };
+    let added = etcdctl(&all, &["member", "add", "m4", &format!("--peer-urls={}", new.peer_url), "--learner"]);
+    let id = word_after(&added, "Member");
+    assert!(added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{added}");
+    let mut with_new = c.members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect::<Vec<_>>();
+    with_new.push(format!("m4={}", new.peer_url));
+    let child = spawn(&new, &with_new.join(","), "existing", &[]);
+    c.members.push(Member { child: Some(child), ..new });
+    c.wait_healthy(&c.members[3], Duration::from_secs(30));
+    let learner = json(&etcdctl(&all, &["member", "list", "-w", "json"]));
+    let id_num = u64::from_str_radix(&id, 16).expect("hex member id");
+    let m4 = learner["members"].as_array().expect("members").iter().find(|m| m["ID"] == id_num).cloned();
+    assert_eq!(m4.as_ref().map(|m| m["isLearner"].clone()), Some(Value::Bool(true)), "{learner}");
+
+    // promote (retried while the learner catches up), through any member
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = etcdctl_raw(&c.members[1].client_url, &["member", "promote", &id], None);
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "promote: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        etcdctl(&c.members[3].client_url, &["get", "/before/join", "--print-value-only"]).trim(),
+        "x",
+        "the new member serves reads"
+    );
+    etcdctl(&c.members[3].client_url, &["put", "/after/join", "y"]);
+
+    // move-leader to a follower
+    let all = c.endpoints();
+    let leader = c.leader();
+    let target = (0..4).find(|i| *i != leader && *i != 3).expect("a follower");
+    let st = json(&etcdctl(&c.members[target].client_addr(), &["endpoint", "status", "-w", "json"]));
+    let target_id = format!("{:x}", st[0]["Status"]["header"]["member_id"].as_u64().expect("member id"));
+    let out = etcdctl(&all, &["move-leader", &target_id]);
+    assert!(out.contains("Leadership transferred"), "{out}");
+    assert_eq!(c.leader(), target);
+
+    // remove the added member
+    assert!(etcdctl(&all, &["member", "remove", &id]).contains("removed"));
+    c.kill(3);
+    let after = json(&etcdctl(&c.endpoints(), &["member", "list", "-w", "json"]));
+    assert_eq!(after["members"].as_array().map(Vec::len), Some(3), "{after}");
+    etcdctl(&c.endpoints(), &["put", "/after/remove", "z"]);
+}
