@@ -478,7 +478,7 @@ impl<E: Engine, T> Peer<E, T> {
         if req.serializable || self.cfg.unsafe_local_reads {
             let res = self.mvcc.range(&req).map(Response::Range);
             self.completions.push((token, res));
-        } else if let Err(e) = Mvcc::<E>::validate(&Op::Txn(TxnRequest::new().and_then(req.clone()))) {
+        } else if let Err(e) = Mvcc::<E>::validate_range(&req) {
             self.completions.push((token, Err(e)));
         } else {
             self.queued_reads.push((req, token));

@@ -400,6 +400,11 @@ impl<E: Engine> Mvcc<E> {
         }
     }
 
+    /// Checks a range request without looking at the store's state.
+    pub fn validate_range(req: &RangeRequest) -> Result<()> {
+        validate_range(req)
+    }
+
     /// Every live key that has a lease, with its lease.
     pub fn leased_keys(&self) -> Vec<(Bytes, i64)> {
         self.index.iter().filter(|(_, m)| m.lease != 0).map(|(k, m)| (k.clone(), m.lease)).collect()
