@@ -8,7 +8,7 @@ CARGO ?= cargo
 # end-to-end tests.
 APT_PACKAGES := librocksdb-dev libclang-dev clang etcd-client curl python3-venv
 
-.PHONY: deps run test lint bench fmt
+.PHONY: deps run test lint bench fmt sim
 
 # System packages: Debian's RocksDB (linked, not built from source) and
 # libclang for its bindings. Checked first so a second run is fast.
@@ -37,3 +37,9 @@ bench: deps
 
 fmt:
 	$(CARGO) fmt --all
+
+# Deterministic simulation: 2,000 seeds, alternating 3- and 5-member
+# clusters, every fault on. A failure prints the one command that replays it.
+SIM_SEEDS ?= 0..2000
+sim:
+	$(CARGO) run -p sim --release -- --seeds $(SIM_SEEDS) --members mix

@@ -1,0 +1,263 @@
+//! [`SimConfig`]: everything that shapes a run besides its seed.
+//!
+//! Time is virtual, in abstract units (think milliseconds): a member ticks
+//! every [`TICK`] units (with per-member skew and per-tick jitter), so the
+//! default election timeout is about 100 units.
+
+use transport_mem::sim::LinkFaults;
+
+use crate::trace::TraceLevel;
+
+/// Nominal length of one raft tick, in virtual time units.
+pub const TICK: u64 = 10;
+
+/// Faults the simulator can inject. Each has a weight in [`FaultWeights`].
+///
+/// Membership changes (add learner, promote, remove, re-add) will join this
+/// list once the core supports them (see the crate docs' TODO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// Split the members into two random groups (both ways).
+    Partition,
+    /// Cut links from one random group to the other, one way only.
+    OneWayPartition,
+    /// Cut the current leader off from everyone (clients still reach it).
+    IsolateLeader,
+    /// Crash one member (sometimes all), losing unsynced writes; it
+    /// restarts later.
+    Crash,
+    /// Ask the leader to hand leadership to a random member.
+    TransferLeader,
+    /// Change one member's tick rate.
+    TickSkew,
+    /// Change the random message faults (loss, duplicates, delays).
+    NetWeather,
+    /// Remove every partition.
+    Heal,
+}
+
+impl FaultKind {
+    /// Every kind, in weight order.
+    pub const ALL: [FaultKind; 8] = [
+        FaultKind::Partition,
+        FaultKind::OneWayPartition,
+        FaultKind::IsolateLeader,
+        FaultKind::Crash,
+        FaultKind::TransferLeader,
+        FaultKind::TickSkew,
+        FaultKind::NetWeather,
+        FaultKind::Heal,
+    ];
+}
+
+/// Relative weights of the fault kinds (0 disables one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultWeights {
+    /// [`FaultKind::Partition`].
+    pub partition: u32,
+    /// [`FaultKind::OneWayPartition`].
+    pub one_way: u32,
+    /// [`FaultKind::IsolateLeader`].
+    pub isolate_leader: u32,
+    /// [`FaultKind::Crash`].
+    pub crash: u32,
+    /// [`FaultKind::TransferLeader`].
+    pub transfer_leader: u32,
+    /// [`FaultKind::TickSkew`].
+    pub tick_skew: u32,
+    /// [`FaultKind::NetWeather`].
+    pub net_weather: u32,
+    /// [`FaultKind::Heal`].
+    pub heal: u32,
+}
+
+impl FaultWeights {
+    /// The weights in [`FaultKind::ALL`] order.
+    pub fn as_array(&self) -> [u32; 8] {
+        [
+            self.partition,
+            self.one_way,
+            self.isolate_leader,
+            self.crash,
+            self.transfer_leader,
+            self.tick_skew,
+            self.net_weather,
+            self.heal,
+        ]
+    }
+}
+
+impl Default for FaultWeights {
+    fn default() -> Self {
+        FaultWeights {
+            partition: 3,
+            one_way: 2,
+            isolate_leader: 3,
+            crash: 3,
+            transfer_leader: 2,
+            tick_skew: 1,
+            net_weather: 2,
+            heal: 2,
+        }
+    }
+}
+
+/// When and how hard faults strike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultConfig {
+    /// Master switch.
+    pub enabled: bool,
+    /// Relative weights of the kinds.
+    pub weights: FaultWeights,
+    /// Time between two faults: drawn from `interval.0..=interval.1`.
+    pub interval: (u64, u64),
+    /// How long a partition lasts before it heals by itself.
+    pub partition_time: (u64, u64),
+    /// How long a crashed member stays down.
+    pub down_time: (u64, u64),
+    /// Chance that a crash takes down every member at once (power loss).
+    pub crash_all: f64,
+    /// Worst random message faults [`FaultKind::NetWeather`] may pick.
+    pub worst_weather: LinkFaults,
+    /// Message faults at the start of a run.
+    pub initial_weather: LinkFaults,
+    /// Tick periods a skewed member may get, in virtual units.
+    pub tick_period: (u64, u64),
+    /// Whether the network may duplicate forwarded proposals (`MsgPropose`).
+    /// Off by default: the core applies a duplicated proposal twice (see
+    /// the regression test `duplicated_proposal_is_applied_once`).
+    pub duplicate_proposals: bool,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        FaultConfig {
+            enabled: true,
+            weights: FaultWeights::default(),
+            interval: (5 * TICK, 40 * TICK),
+            partition_time: (10 * TICK, 80 * TICK),
+            down_time: (5 * TICK, 60 * TICK),
+            crash_all: 0.1,
+            worst_weather: LinkFaults {
+                drop: 0.15,
+                duplicate: 0.1,
+                min_delay: 1,
+                max_delay: TICK,
+                slow: 0.05,
+                slow_delay: 10 * TICK,
+            },
+            initial_weather: LinkFaults {
+                drop: 0.01,
+                duplicate: 0.01,
+                min_delay: 1,
+                max_delay: 3,
+                slow: 0.01,
+                slow_delay: 3 * TICK,
+            },
+            tick_period: (TICK * 6 / 10, TICK * 16 / 10),
+            duplicate_proposals: false,
+        }
+    }
+}
+
+impl FaultConfig {
+    /// No faults at all, a reliable network with small delays.
+    pub fn none() -> Self {
+        FaultConfig {
+            enabled: false,
+            initial_weather: LinkFaults { min_delay: 1, max_delay: 3, ..LinkFaults::reliable() },
+            ..FaultConfig::default()
+        }
+    }
+}
+
+/// Relative weights of client operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkloadMix {
+    /// Put a unique value.
+    pub put: u32,
+    /// Linearizable read of one key.
+    pub get: u32,
+    /// Serializable read of one key.
+    pub serializable_get: u32,
+    /// Linearizable read of the whole key space.
+    pub range: u32,
+    /// Delete one key.
+    pub delete: u32,
+    /// Compare-and-swap.
+    pub cas: u32,
+    /// Compact history.
+    pub compact: u32,
+}
+
+impl Default for WorkloadMix {
+    fn default() -> Self {
+        WorkloadMix { put: 25, get: 25, serializable_get: 10, range: 5, delete: 8, cas: 25, compact: 2 }
+    }
+}
+
+impl WorkloadMix {
+    /// The weights in a fixed order (put, get, serializable get, range,
+    /// delete, cas, compact).
+    pub fn as_array(&self) -> [u32; 7] {
+        [self.put, self.get, self.serializable_get, self.range, self.delete, self.cas, self.compact]
+    }
+}
+
+/// Everything that shapes a run besides the seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Cluster size (3 or 5 in CI; any size from 1 works).
+    pub members: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Operations each client issues.
+    pub ops_per_client: usize,
+    /// Size of the key space.
+    pub keys: u32,
+    /// Operation mix.
+    pub mix: WorkloadMix,
+    /// Faults.
+    pub faults: FaultConfig,
+    /// Compact the raft log after this many applied entries (small, so
+    /// compaction and snapshot installs happen in every run).
+    pub snapshot_entries: u64,
+    /// Entries kept after a log compaction.
+    pub log_keep_entries: u64,
+    /// Ticks before a pending request times out.
+    pub request_timeout_ticks: u64,
+    /// Client pause between operations: `think.0..=think.1` units.
+    pub think: (u64, u64),
+    /// Attempts a client makes after definite refusals before giving up.
+    pub max_attempts: u32,
+    /// The deliberately broken mode: linearizable reads served locally.
+    pub unsafe_local_reads: bool,
+    /// Virtual time after which clients stop issuing operations.
+    pub workload_time: u64,
+    /// Virtual time allowed after heal for members to converge.
+    pub heal_time: u64,
+    /// What to print.
+    pub trace: TraceLevel,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            members: 3,
+            clients: 4,
+            ops_per_client: 30,
+            keys: 4,
+            mix: WorkloadMix::default(),
+            faults: FaultConfig::default(),
+            snapshot_entries: 16,
+            log_keep_entries: 4,
+            request_timeout_ticks: 30,
+            think: (0, 2 * TICK),
+            max_attempts: 20,
+            unsafe_local_reads: false,
+            workload_time: 3_000 * TICK,
+            heal_time: 1_000 * TICK,
+            trace: TraceLevel::Off,
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The recorded client history: every operation with its invocation and
+//! completion time (virtual) and what it observed.
+//!
+//! Keys are small integers (`k0`, `k1`, ... on the wire) and every write
+//! carries a value unique to the run, so an observed value names the write
+//! that produced it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A key of the workload's key space (`k{n}` on the wire).
+pub type Key = u32;
+
+/// A value unique to one write of the run (decimal on the wire; 0 is never
+/// used).
+pub type Value = u64;
+
+/// A completion time meaning "never completed": the outcome is unknown.
+pub const NEVER: u64 = u64::MAX;
+
+/// The wire form of key `k`.
+pub fn key_bytes(k: Key) -> Vec<u8> {
+    format!("k{k}").into_bytes()
+}
+
+/// The key a wire key names, if it is one of the workload's.
+pub fn parse_key(bytes: &[u8]) -> Option<Key> {
+    std::str::from_utf8(bytes.strip_prefix(b"k")?).ok()?.parse().ok()
+}
+
+/// The value a wire value names, if it is one of the workload's.
+pub fn parse_value(bytes: &[u8]) -> Option<Value> {
+    std::str::from_utf8(bytes).ok()?.parse().ok().filter(|v| *v != 0)
+}
+
+/// A client operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Put `value` at `key`.
+    Put {
+        /// The key.
+        key: Key,
+        /// Its new, unique value.
+        value: Value,
+    },
+    /// Delete `key`.
+    Delete {
+        /// The key.
+        key: Key,
+    },
+    /// Compare-and-swap in one txn: if `key` holds `expect` (`None`: the key
+    /// does not exist) put `value`, else read the key.
+    Cas {
+        /// The key.
+        key: Key,
+        /// The value expected (`None`: absent).
+        expect: Option<Value>,
+        /// The new, unique value.
+        value: Value,
+    },
+    /// Read `keys` in one range request (one key, or the whole key space).
+    Read {
+        /// Every key the range covers.
+        keys: Vec<Key>,
+        /// Linearizable (ReadIndex) or serializable (local).
+        linearizable: bool,
+    },
+    /// Compact history up to `revision`.
+    Compact {
+        /// The compaction revision.
+        revision: i64,
+    },
+}
+
+/// A key's state as a read saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KvObs {
+    /// The value (names the write).
+    pub value: Value,
+    /// The key's version.
+    pub version: i64,
+    /// The revision of the write.
+    pub mod_revision: i64,
+    /// The revision that created the key.
+    pub create_revision: i64,
+}
+
+/// What a successful operation observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// A put applied at `revision`.
+    Put {
+        /// Header revision (the put's revision).
+        revision: i64,
+    },
+    /// A delete applied.
+    Delete {
+        /// Header revision.
+        revision: i64,
+        /// Keys deleted (0 or 1).
+        deleted: i64,
+    },
+    /// A compare-and-swap applied.
+    Cas {
+        /// Header revision.
+        revision: i64,
+        /// Whether the compare held (and the put happened).
+        succeeded: bool,
+        /// On failure: the key's state as the failure branch read it.
+        current: Option<KvObs>,
+    },
+    /// A read.
+    Read {
+        /// Header revision: the state the read saw.
+        revision: i64,
+        /// The keys present, by key; keys of the op missing here were absent.
+        kvs: BTreeMap<Key, KvObs>,
+    },
+    /// A compaction applied (or was refused as already compacted).
+    Compact,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still running.
+    Pending,
+    /// Succeeded with this observation.
+    Ok(Observed),
+    /// Definitely not applied (every attempt was refused, or a read failed).
+    NotApplied,
+    /// Timed out or lost to a crash: may or may not have applied.
+    Unknown,
+}
+
+/// One operation of the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The client that issued it (`usize::MAX`: the harness's final reads).
+    pub client: usize,
+    /// The operation.
+    pub op: Op,
+    /// Virtual time of invocation.
+    pub invoke: u64,
+    /// Virtual time of completion ([`NEVER`] while pending or unknown).
+    pub complete: u64,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The member that served the last attempt (0: none yet).
+    pub member: u64,
+    /// That member's incarnation (restart count) when it served it.
+    pub incarnation: u32,
+    /// Attempts made (retries after a definite refusal).
+    pub attempts: u32,
+}
+
+impl fmt::Display for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let complete = if self.complete == NEVER { "inf".to_string() } else { self.complete.to_string() };
+        write!(
+            f,
+            "[{}..{}] c{} {:?} -> {:?} (m{}#{}, {} attempts)",
+            self.invoke, complete, self.client, self.op, self.outcome, self.member, self.incarnation, self.attempts
+        )
+    }
+}

@@ -1,0 +1,1021 @@
+//! [`World`]: one simulated cluster, its network, clients and faults, driven
+//! by a virtual clock from one seed.
+//!
+//! The loop is a discrete-event simulation: at each step the clock jumps to
+//! the earliest pending event (a member's tick, a message delivery, a client
+//! action, a fault, a restart, a convergence check); everything due then runs
+//! in a fixed order, and afterwards every member with work runs
+//! `handle_ready`, whose outbound messages go to the [`SimNetwork`] with
+//! random delays. Only ordered containers are iterated, and all randomness
+//! comes from the seed's [`SimRng`] streams.
+
+use std::collections::BTreeMap;
+
+use raft_kv::{
+    CompactionRequest, Compare, CompareResult, Config, DeleteRangeRequest, Error, MemEngine, Peer, PutRequest,
+    RangeRequest, Response, Role, TxnRequest,
+};
+use transport_mem::sim::{LinkFaults, SimNetwork};
+
+use crate::checker::{check_history, Violation, ViolationKind};
+use crate::config::{FaultKind, SimConfig, TICK};
+use crate::history::{key_bytes, parse_key, parse_value, Key, KvObs, Observed, Op, Outcome, Record, Value, NEVER};
+use crate::rng::{SimRng, Stream};
+use crate::trace::Trace;
+
+/// Snapshot chunk size: small, so every snapshot travels in several chunks.
+const SNAPSHOT_CHUNK_BYTES: usize = 512;
+
+/// Snapshot chunks a member sends per simulation step.
+const SNAPSHOT_CHUNKS_PER_STEP: usize = 2;
+
+/// The token the simulator hands to a [`Peer`] with each request: the
+/// history record and the attempt it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpId {
+    /// Index of the operation in the history.
+    pub record: u32,
+    /// Which attempt of that operation.
+    pub attempt: u32,
+}
+
+/// Counters of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Client operations that completed with a result.
+    pub ops_ok: u64,
+    /// Writes whose outcome stayed unknown (timeout or crash).
+    pub ops_unknown: u64,
+    /// Operations definitely not applied (refused every attempt, or reads
+    /// that failed).
+    pub ops_failed: u64,
+    /// Retries after a definite refusal (not leader, proposal dropped,
+    /// member down).
+    pub retries: u64,
+    /// Member crashes.
+    pub crashes: u64,
+    /// Partitions (of every kind) started.
+    pub partitions: u64,
+    /// Leader transfers requested.
+    pub transfers: u64,
+    /// Terms that had a leader.
+    pub leader_terms: u64,
+    /// Snapshot messages delivered (snapshot installs).
+    pub snapshots: u64,
+    /// Raft messages delivered.
+    pub messages: u64,
+    /// Unsynced batches lost to crashes.
+    pub lost_batches: u64,
+}
+
+/// The result of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// Cluster size.
+    pub members: usize,
+    /// Hash of the whole trace: equal for equal seeds and configurations.
+    pub trace_hash: u64,
+    /// Virtual time at the end.
+    pub sim_time: u64,
+    /// Counters.
+    pub stats: RunStats,
+    /// Everything that went wrong (empty: the run passed).
+    pub violations: Vec<Violation>,
+    /// The recorded history.
+    pub history: Vec<Record>,
+}
+
+impl RunReport {
+    /// True when no check failed.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+struct Member {
+    id: u64,
+    cfg: Config,
+    engine: MemEngine,
+    peer: Option<Peer<MemEngine, OpId>>,
+    incarnation: u32,
+    tick_period: u64,
+    next_tick: u64,
+    restart_at: u64,
+    was_leader: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientState {
+    Idle,
+    InFlight { record: usize, member: u64 },
+    Backoff { record: usize },
+}
+
+struct Client {
+    state: ClientState,
+    next_at: u64,
+    remaining: usize,
+    leader_hint: Option<u64>,
+    last_revision: i64,
+    /// What this client last saw of each key (for compare-and-swap).
+    seen: BTreeMap<Key, Option<Value>>,
+}
+
+/// One simulated cluster. See the module docs.
+pub struct World {
+    cfg: SimConfig,
+    seed: u64,
+    now: u64,
+    net: SimNetwork,
+    rng_net: SimRng,
+    rng_fault: SimRng,
+    rng_work: SimRng,
+    rng_clock: SimRng,
+    members: Vec<Member>,
+    clients: Vec<Client>,
+    history: Vec<Record>,
+    next_value: Value,
+    next_fault: u64,
+    heal_at: u64,
+    healing: bool,
+    heal_deadline: u64,
+    next_check: u64,
+    stopped: bool,
+    trace: Trace,
+    leaders: BTreeMap<u64, u64>,
+    violations: Vec<Violation>,
+    stats: RunStats,
+}
+
+impl World {
+    /// A fresh cluster for `seed`.
+    pub fn new(seed: u64, cfg: SimConfig) -> Self {
+        let n = cfg.members.max(1) as u64;
+        let voters: Vec<u64> = (1..=n).collect();
+        let mut rng_clock = SimRng::new(seed, Stream::Clocks);
+        let members = voters
+            .iter()
+            .map(|&id| {
+                let mut c =
+                    Config::new(id).peers(voters.clone()).snapshot_entries(cfg.snapshot_entries, cfg.log_keep_entries);
+                c.election_ticks = 10;
+                c.max_election_ticks = 11;
+                c.heartbeat_ticks = 1;
+                c.request_timeout_ticks = cfg.request_timeout_ticks;
+                c.unsafe_local_reads = cfg.unsafe_local_reads;
+                c.snapshot_chunk_bytes = SNAPSHOT_CHUNK_BYTES;
+                Member {
+                    id,
+                    cfg: c,
+                    engine: MemEngine::new(),
+                    peer: None,
+                    incarnation: 0,
+                    tick_period: TICK,
+                    next_tick: 1 + rng_clock.below(TICK),
+                    restart_at: 0,
+                    was_leader: false,
+                }
+            })
+            .collect();
+        let clients = (0..cfg.clients)
+            .map(|c| Client {
+                state: ClientState::Idle,
+                next_at: 10 * TICK + c as u64,
+                remaining: cfg.ops_per_client,
+                leader_hint: None,
+                last_revision: 0,
+                seen: BTreeMap::new(),
+            })
+            .collect();
+        let mut rng_fault = SimRng::new(seed, Stream::Faults);
+        let next_fault = if cfg.faults.enabled {
+            20 * TICK + rng_fault.between(cfg.faults.interval.0, cfg.faults.interval.1)
+        } else {
+            NEVER
+        };
+        let mut net = SimNetwork::new(cfg.faults.initial_weather);
+        if !cfg.faults.duplicate_proposals {
+            net.never_duplicate(raft::eraftpb::MessageType::MsgPropose);
+        }
+        World {
+            net,
+            trace: Trace::new(cfg.trace),
+            cfg,
+            seed,
+            now: 0,
+            rng_net: SimRng::new(seed, Stream::Network),
+            rng_fault,
+            rng_work: SimRng::new(seed, Stream::Workload),
+            rng_clock,
+            members,
+            clients,
+            history: Vec::new(),
+            next_value: 1,
+            next_fault,
+            heal_at: NEVER,
+            healing: false,
+            heal_deadline: NEVER,
+            next_check: NEVER,
+            stopped: false,
+            leaders: BTreeMap::new(),
+            violations: Vec::new(),
+            stats: RunStats::default(),
+        }
+    }
+
+    /// Runs the whole scenario: workload under faults, heal, convergence,
+    /// final checks.
+    pub fn run(mut self) -> RunReport {
+        let ids: Vec<usize> = (0..self.members.len()).collect();
+        for i in ids {
+            self.start_member(i);
+        }
+        while !self.stopped {
+            let next = self.next_event();
+            if next == NEVER {
+                self.violate(ViolationKind::Convergence, "simulation ran out of events".into());
+                break;
+            }
+            self.now = next;
+            self.step();
+            if !self.healing && (self.workload_done() || self.now >= self.cfg.workload_time) {
+                self.start_heal();
+            }
+            if self.healing && self.now >= self.next_check && !self.stopped {
+                if self.check_converged() {
+                    break;
+                }
+                if self.now >= self.heal_deadline {
+                    let detail = self.status_summary();
+                    self.violate(ViolationKind::Convergence, format!("no convergence after heal:\n{detail}"));
+                    break;
+                }
+                self.next_check = self.now + 5 * TICK;
+            }
+        }
+        self.finish()
+    }
+
+    fn violate(&mut self, kind: ViolationKind, detail: String) {
+        self.trace.event(self.now, format_args!("VIOLATION {kind:?}: {detail}"));
+        self.violations.push(Violation { kind, detail });
+    }
+
+    fn workload_done(&self) -> bool {
+        self.clients.iter().all(|c| c.remaining == 0 && c.state == ClientState::Idle)
+    }
+
+    fn next_event(&self) -> u64 {
+        let mut t = self.net.next_delivery().unwrap_or(NEVER);
+        for m in &self.members {
+            t = t.min(match &m.peer {
+                Some(p) if p.is_streaming_snapshots() => self.now + 1,
+                Some(_) => m.next_tick,
+                None => m.restart_at,
+            });
+        }
+        for c in &self.clients {
+            t = t.min(c.next_at);
+        }
+        if !self.healing {
+            t = t.min(self.next_fault);
+        }
+        t.min(self.heal_at).min(self.next_check)
+    }
+
+    fn step(&mut self) {
+        let now = self.now;
+        if self.heal_at <= now {
+            self.heal_at = NEVER;
+            self.net.heal();
+            self.trace.event(now, format_args!("heal"));
+        }
+        if !self.healing && self.next_fault <= now {
+            self.inject_fault();
+            let (lo, hi) = self.cfg.faults.interval;
+            self.next_fault = now + self.rng_fault.between(lo, hi).max(1);
+        }
+        for i in 0..self.members.len() {
+            if self.members[i].peer.is_none() && self.members[i].restart_at <= now {
+                self.start_member(i);
+            }
+        }
+        while let Some(env) = self.net.pop_due(now) {
+            self.trace.delivery(now, &env);
+            self.stats.messages += 1;
+            if env.msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+                self.stats.snapshots += 1;
+            }
+            let Some(m) = self.members.get_mut(env.to as usize - 1) else { continue };
+            let Some(peer) = m.peer.as_mut() else { continue };
+            match peer.step(env.msg) {
+                Ok(()) => {}
+                // A forwarded proposal that reaches a member without a
+                // leader is dropped; its proposer times out.
+                Err(Error::ProposalDropped) => {}
+                Err(e) => self.violate(ViolationKind::CoreError, format!("m{} step: {e}", env.to)),
+            }
+        }
+        for i in 0..self.members.len() {
+            let m = &mut self.members[i];
+            if m.next_tick <= now {
+                if let Some(peer) = m.peer.as_mut() {
+                    peer.tick();
+                    let p = m.tick_period;
+                    m.next_tick = now + p - p / 8 + self.rng_clock.below(p / 4 + 1);
+                }
+            }
+        }
+        for c in 0..self.clients.len() {
+            if self.clients[c].next_at <= now {
+                self.clients[c].next_at = NEVER;
+                self.client_act(c);
+            }
+        }
+        self.pump();
+    }
+
+    /// Runs `handle_ready` on every member with work until none has any.
+    fn pump(&mut self) {
+        for round in 0..16 {
+            let mut busy = false;
+            for i in 0..self.members.len() {
+                let m = &mut self.members[i];
+                let id = m.id;
+                let Some(peer) = m.peer.as_mut() else { continue };
+                let ready = peer.has_ready();
+                let streaming = round == 0 && peer.is_streaming_snapshots();
+                if !ready && !streaming {
+                    continue;
+                }
+                busy |= ready;
+                let mut out = Vec::new();
+                let res = if ready { peer.handle_ready(&mut |msgs| out.extend(msgs)) } else { Ok(Vec::new()) };
+                let is_leader = peer.is_leader();
+                let new_term = (is_leader && !m.was_leader).then(|| peer.status().term);
+                m.was_leader = is_leader;
+                // Snapshots stream in chunks, a few per step (the simulated
+                // transport always has room; loss and delay still apply).
+                let chunks = if streaming {
+                    peer.snapshot_chunks(&mut |_| true, SNAPSHOT_CHUNKS_PER_STEP)
+                } else {
+                    Ok(Vec::new())
+                };
+                self.net.send(self.now, id, out, &mut self.rng_net);
+                match chunks {
+                    Ok(chunks) => self.net.send(self.now, id, chunks, &mut self.rng_net),
+                    Err(e) => {
+                        self.violate(ViolationKind::CoreError, format!("m{id} snapshot_chunks: {e}"));
+                        self.stopped = true;
+                        return;
+                    }
+                }
+                if let Some(term) = new_term {
+                    self.stats.leader_terms += 1;
+                    self.trace.event(self.now, format_args!("m{id} leader of term {term}"));
+                    match self.leaders.get(&term) {
+                        Some(&other) if other != id => self.violate(
+                            ViolationKind::TwoLeaders,
+                            format!("members {other} and {id} were both leader of term {term}"),
+                        ),
+                        _ => {
+                            self.leaders.insert(term, id);
+                        }
+                    }
+                }
+                match res {
+                    Ok(done) => {
+                        for (token, result) in done {
+                            self.on_completion(token, result);
+                        }
+                    }
+                    Err(e) => {
+                        self.violate(ViolationKind::CoreError, format!("m{id} handle_ready: {e}"));
+                        self.stopped = true;
+                        return;
+                    }
+                }
+            }
+            if !busy {
+                break;
+            }
+        }
+    }
+
+    fn start_member(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        match Peer::open(m.cfg.clone(), m.engine.clone()) {
+            Ok(peer) => {
+                m.peer = Some(peer);
+                m.incarnation += 1;
+                m.restart_at = NEVER;
+                m.was_leader = false;
+                m.next_tick = self.now + 1 + self.rng_clock.below(m.tick_period);
+                let (id, inc) = (m.id, m.incarnation);
+                if inc > 1 {
+                    self.trace.event(self.now, format_args!("m{id} restarts (incarnation {inc})"));
+                }
+            }
+            Err(e) => {
+                let id = m.id;
+                self.violate(ViolationKind::CoreError, format!("m{id} failed to open after restart: {e}"));
+                self.stopped = true;
+            }
+        }
+    }
+
+    fn crash(&mut self, i: usize) {
+        let Some(mut peer) = self.members[i].peer.take() else { return };
+        let id = self.members[i].id;
+        let lost = peer.fail_all();
+        drop(peer);
+        let unsynced = self.members[i].engine.unsynced_batches() as u64;
+        let keep = if self.rng_fault.chance(0.5) { 0 } else { self.rng_fault.below(unsynced + 1) };
+        self.members[i].engine.crash_keeping(keep as usize);
+        self.stats.crashes += 1;
+        self.stats.lost_batches += unsynced - keep;
+        self.net.drop_to(id);
+        let (lo, hi) = self.cfg.faults.down_time;
+        self.members[i].restart_at = if self.healing { self.now } else { self.now + self.rng_fault.between(lo, hi) };
+        self.trace.event(
+            self.now,
+            format_args!(
+                "m{id} crashes: {} of {unsynced} unsynced batches survive, {} requests lost",
+                keep,
+                lost.len()
+            ),
+        );
+        // Every request the member held, and any client still waiting on it,
+        // lost its connection: outcome unknown.
+        for (token, _) in lost {
+            self.on_completion(token, Err(Error::Stopped));
+        }
+        for c in 0..self.clients.len() {
+            if let ClientState::InFlight { record, member } = self.clients[c].state {
+                if member == id {
+                    let attempt = self.history[record].attempts;
+                    self.on_completion(OpId { record: record as u32, attempt }, Err(Error::Stopped));
+                }
+            }
+        }
+    }
+
+    fn leader_index(&self) -> Option<usize> {
+        self.members.iter().position(|m| m.peer.as_ref().is_some_and(|p| p.is_leader()))
+    }
+
+    fn random_groups(&mut self) -> (Vec<u64>, Vec<u64>) {
+        let ids: Vec<u64> = self.members.iter().map(|m| m.id).collect();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for id in ids {
+            if self.rng_fault.chance(0.5) {
+                a.push(id);
+            } else {
+                b.push(id);
+            }
+        }
+        if a.is_empty() {
+            a.extend(b.pop());
+        } else if b.is_empty() {
+            b.extend(a.pop());
+        }
+        (a, b)
+    }
+
+    fn schedule_heal(&mut self) {
+        let (lo, hi) = self.cfg.faults.partition_time;
+        self.heal_at = self.now + self.rng_fault.between(lo, hi);
+        self.stats.partitions += 1;
+    }
+
+    fn inject_fault(&mut self) {
+        let weights = self.cfg.faults.weights.as_array();
+        let Some(kind) = self.rng_fault.weighted(&weights).and_then(|i| FaultKind::ALL.get(i).copied()) else {
+            return;
+        };
+        let now = self.now;
+        let all: Vec<u64> = self.members.iter().map(|m| m.id).collect();
+        match kind {
+            FaultKind::Partition | FaultKind::OneWayPartition => {
+                if all.len() < 2 {
+                    return;
+                }
+                let (a, b) = self.random_groups();
+                if kind == FaultKind::Partition {
+                    self.net.partition(&a, &b);
+                } else {
+                    self.net.partition_one_way(&a, &b);
+                }
+                self.trace.event(now, format_args!("fault {kind:?} {a:?} | {b:?}"));
+                self.schedule_heal();
+            }
+            FaultKind::IsolateLeader => {
+                let target = match self.leader_index() {
+                    Some(i) => self.members[i].id,
+                    None => *self.rng_fault.pick(&all).unwrap_or(&1),
+                };
+                self.net.isolate(target, &all);
+                self.trace.event(now, format_args!("fault isolate m{target}"));
+                self.schedule_heal();
+            }
+            FaultKind::Crash => {
+                if self.rng_fault.chance(self.cfg.faults.crash_all) {
+                    self.trace.event(now, format_args!("fault crash all members"));
+                    for i in 0..self.members.len() {
+                        self.crash(i);
+                    }
+                } else {
+                    let up: Vec<usize> = (0..self.members.len()).filter(|i| self.members[*i].peer.is_some()).collect();
+                    let leader = self.leader_index();
+                    let target = match leader {
+                        Some(l) if self.rng_fault.chance(0.4) => Some(l),
+                        _ => self.rng_fault.pick(&up).copied(),
+                    };
+                    if let Some(i) = target {
+                        self.trace.event(now, format_args!("fault crash m{}", self.members[i].id));
+                        self.crash(i);
+                    }
+                }
+            }
+            FaultKind::TransferLeader => {
+                if let Some(l) = self.leader_index() {
+                    let to = *self.rng_fault.pick(&all).unwrap_or(&1);
+                    self.trace.event(now, format_args!("fault transfer leader m{} -> m{to}", self.members[l].id));
+                    self.stats.transfers += 1;
+                    if let Some(peer) = self.members[l].peer.as_mut() {
+                        peer.transfer_leader(to);
+                    }
+                }
+            }
+            FaultKind::TickSkew => {
+                let i = self.rng_fault.below(self.members.len() as u64) as usize;
+                let (lo, hi) = self.cfg.faults.tick_period;
+                let period = self.rng_fault.between(lo, hi).max(1);
+                self.members[i].tick_period = period;
+                self.trace.event(now, format_args!("fault m{} ticks every {period}", self.members[i].id));
+            }
+            FaultKind::NetWeather => {
+                let w = self.cfg.faults.worst_weather;
+                let faults = LinkFaults {
+                    drop: w.drop * self.rng_fault.unit(),
+                    duplicate: w.duplicate * self.rng_fault.unit(),
+                    min_delay: w.min_delay,
+                    max_delay: self.rng_fault.between(w.min_delay, w.max_delay),
+                    slow: w.slow * self.rng_fault.unit(),
+                    slow_delay: w.slow_delay,
+                };
+                self.net.set_faults(faults);
+                self.trace.event(
+                    now,
+                    format_args!(
+                        "fault weather drop {:.3} dup {:.3} delay {}..{} slow {:.3}",
+                        faults.drop, faults.duplicate, faults.min_delay, faults.max_delay, faults.slow
+                    ),
+                );
+            }
+            FaultKind::Heal => {
+                self.net.heal();
+                self.heal_at = NEVER;
+                self.trace.event(now, format_args!("fault heal"));
+            }
+        }
+    }
+
+    fn start_heal(&mut self) {
+        self.healing = true;
+        self.net.heal();
+        self.heal_at = NEVER;
+        self.next_fault = NEVER;
+        self.net.set_faults(LinkFaults { min_delay: 1, max_delay: 3, ..LinkFaults::reliable() });
+        for m in &mut self.members {
+            m.tick_period = TICK;
+            if m.peer.is_none() {
+                m.restart_at = self.now;
+            }
+        }
+        self.heal_deadline = self.now + self.cfg.heal_time;
+        self.next_check = self.now + 20 * TICK;
+        self.trace.event(self.now, format_args!("heal everything; workload stops"));
+    }
+
+    // ---- clients ----
+
+    fn new_op(&mut self, c: usize) -> Op {
+        let keys = self.cfg.keys.max(1);
+        let key = self.rng_work.below(u64::from(keys)) as Key;
+        let kind = self.rng_work.weighted(&self.cfg.mix.as_array()).unwrap_or(1);
+        let mut fresh = || {
+            let v = self.next_value;
+            self.next_value += 1;
+            v
+        };
+        match kind {
+            0 => Op::Put { key, value: fresh() },
+            2 => Op::Read { keys: vec![key], linearizable: false },
+            3 => Op::Read { keys: (0..keys).collect(), linearizable: true },
+            4 => Op::Delete { key },
+            5 => {
+                let value = fresh();
+                let expect = match self.clients[c].seen.get(&key) {
+                    Some(seen) if self.rng_work.chance(0.8) => *seen,
+                    _ => None,
+                };
+                Op::Cas { key, expect, value }
+            }
+            6 if self.clients[c].last_revision > 1 => {
+                Op::Compact { revision: 1 + self.rng_work.below(self.clients[c].last_revision as u64) as i64 }
+            }
+            _ => Op::Read { keys: vec![key], linearizable: true },
+        }
+    }
+
+    fn client_act(&mut self, c: usize) {
+        match self.clients[c].state {
+            ClientState::Idle => {
+                if self.healing || self.clients[c].remaining == 0 {
+                    return;
+                }
+                let op = self.new_op(c);
+                let record = self.history.len();
+                self.trace.event(self.now, format_args!("c{c} invokes #{record} {op:?}"));
+                self.history.push(Record {
+                    client: c,
+                    op,
+                    invoke: self.now,
+                    complete: NEVER,
+                    outcome: Outcome::Pending,
+                    member: 0,
+                    incarnation: 0,
+                    attempts: 0,
+                });
+                self.attempt(c, record);
+            }
+            ClientState::Backoff { record } => self.attempt(c, record),
+            ClientState::InFlight { .. } => {}
+        }
+    }
+
+    fn attempt(&mut self, c: usize, record: usize) {
+        self.history[record].attempts += 1;
+        let attempt = self.history[record].attempts;
+        if attempt > self.cfg.max_attempts {
+            self.finish_op(c, record, Outcome::NotApplied);
+            return;
+        }
+        if attempt > 1 {
+            self.stats.retries += 1;
+        }
+        let n = self.members.len() as u64;
+        let member = match self.clients[c].leader_hint {
+            Some(l) if (1..=n).contains(&l) && self.rng_work.chance(0.75) => l,
+            _ => 1 + self.rng_work.below(n),
+        };
+        let m = &mut self.members[member as usize - 1];
+        let Some(peer) = m.peer.as_mut() else {
+            // Connection refused: nothing was sent, so retrying is safe.
+            self.clients[c].leader_hint = None;
+            self.clients[c].state = ClientState::Backoff { record };
+            self.clients[c].next_at = self.now + TICK + self.rng_work.below(2 * TICK);
+            return;
+        };
+        let rec = &mut self.history[record];
+        rec.member = member;
+        rec.incarnation = m.incarnation;
+        let token = OpId { record: record as u32, attempt };
+        match &rec.op {
+            Op::Read { keys, linearizable } => {
+                let mut req =
+                    if keys.len() == 1 { RangeRequest::key(key_bytes(keys[0])) } else { RangeRequest::prefix("k") };
+                if !linearizable {
+                    req = req.serializable();
+                }
+                peer.read(req, token);
+            }
+            Op::Put { key, value } => {
+                peer.propose(raft_kv::Op::Put(PutRequest::new(key_bytes(*key), value.to_string())), token)
+            }
+            Op::Delete { key } => {
+                peer.propose(raft_kv::Op::DeleteRange(DeleteRangeRequest::key(key_bytes(*key))), token)
+            }
+            Op::Cas { key, expect, value } => {
+                let cmp = match expect {
+                    Some(e) => Compare::value(key_bytes(*key), CompareResult::Equal, e.to_string()),
+                    None => Compare::version(key_bytes(*key), CompareResult::Equal, 0),
+                };
+                let txn = TxnRequest::new()
+                    .when(cmp)
+                    .and_then(PutRequest::new(key_bytes(*key), value.to_string()))
+                    .or_else(RangeRequest::key(key_bytes(*key)));
+                peer.propose(raft_kv::Op::Txn(txn), token);
+            }
+            Op::Compact { revision } => {
+                peer.propose(raft_kv::Op::Compact(CompactionRequest { revision: *revision, physical: false }), token)
+            }
+        }
+        self.clients[c].state = ClientState::InFlight { record, member };
+    }
+
+    fn on_completion(&mut self, token: OpId, result: raft_kv::Result<Response>) {
+        let record = token.record as usize;
+        let Some(rec) = self.history.get(record) else { return };
+        let c = rec.client;
+        let current = matches!(self.clients[c].state, ClientState::InFlight { record: r, .. } if r == record)
+            && rec.attempts == token.attempt;
+        if !current {
+            self.trace.event(self.now, format_args!("stale completion #{record}/{}", token.attempt));
+            return;
+        }
+        let is_read = matches!(rec.op, Op::Read { .. });
+        match result {
+            Ok(resp) => match self.observe(record, resp) {
+                Ok(obs) => self.finish_op(c, record, Outcome::Ok(obs)),
+                Err(detail) => {
+                    self.violate(ViolationKind::BadResponse, format!("{detail}: {}", self.history[record]));
+                    self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown });
+                }
+            },
+            Err(Error::NotLeader { leader }) => self.backoff(c, record, leader),
+            Err(Error::ProposalDropped) => self.backoff(c, record, None),
+            Err(Error::Timeout | Error::Stopped) => {
+                self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown })
+            }
+            Err(Error::Compacted { .. }) if matches!(rec.op, Op::Compact { .. }) => {
+                self.finish_op(c, record, Outcome::Ok(Observed::Compact))
+            }
+            Err(e) => {
+                self.violate(ViolationKind::CoreError, format!("unexpected error {e}: {}", self.history[record]));
+                self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown });
+            }
+        }
+    }
+
+    fn backoff(&mut self, c: usize, record: usize, leader: Option<u64>) {
+        let client = &mut self.clients[c];
+        client.leader_hint = leader;
+        client.state = ClientState::Backoff { record };
+        client.next_at = self.now + 1 + self.rng_work.below(2 * TICK);
+    }
+
+    fn observe(&self, record: usize, resp: Response) -> Result<Observed, String> {
+        let op = &self.history[record].op;
+        let kv_obs = |kv: &raft_kv::KeyValue| -> Result<(Key, KvObs), String> {
+            let key = parse_key(&kv.key).ok_or_else(|| format!("unknown key {:?}", kv.key))?;
+            let value = parse_value(&kv.value).ok_or_else(|| format!("unknown value {:?}", kv.value))?;
+            Ok((
+                key,
+                KvObs {
+                    value,
+                    version: kv.version,
+                    mod_revision: kv.mod_revision,
+                    create_revision: kv.create_revision,
+                },
+            ))
+        };
+        match (op, resp) {
+            (Op::Put { .. }, Response::Put(p)) => Ok(Observed::Put { revision: p.revision }),
+            (Op::Delete { .. }, Response::DeleteRange(d)) => {
+                Ok(Observed::Delete { revision: d.revision, deleted: d.deleted })
+            }
+            (Op::Cas { key, .. }, Response::Txn(t)) => {
+                let mut current = None;
+                if !t.succeeded {
+                    let Some(raft_kv::response_op::Response::Range(r)) =
+                        t.responses.first().and_then(|r| r.response.clone())
+                    else {
+                        return Err("failed txn without a range response".into());
+                    };
+                    if let Some(kv) = r.kvs.first() {
+                        let (k, obs) = kv_obs(kv)?;
+                        if k != *key {
+                            return Err(format!("txn read returned k{k}"));
+                        }
+                        current = Some(obs);
+                    }
+                }
+                Ok(Observed::Cas { revision: t.revision, succeeded: t.succeeded, current })
+            }
+            (Op::Read { keys, .. }, Response::Range(r)) => {
+                let mut kvs = BTreeMap::new();
+                for kv in &r.kvs {
+                    let (k, obs) = kv_obs(kv)?;
+                    if !keys.contains(&k) {
+                        return Err(format!("range returned k{k}, outside the request"));
+                    }
+                    kvs.insert(k, obs);
+                }
+                Ok(Observed::Read { revision: r.revision, kvs })
+            }
+            (Op::Compact { .. }, Response::Compact(_)) => Ok(Observed::Compact),
+            (_, other) => Err(format!("response {other:?} does not match the request")),
+        }
+    }
+
+    fn finish_op(&mut self, c: usize, record: usize, outcome: Outcome) {
+        let now = self.now;
+        let rec = &mut self.history[record];
+        rec.complete = if outcome == Outcome::Unknown { NEVER } else { now };
+        match &outcome {
+            Outcome::Ok(_) => self.stats.ops_ok += 1,
+            Outcome::Unknown => self.stats.ops_unknown += 1,
+            _ => self.stats.ops_failed += 1,
+        }
+        let client = &mut self.clients[c];
+        if let Outcome::Ok(obs) = &outcome {
+            match (&rec.op, obs) {
+                (Op::Put { key, value }, Observed::Put { revision }) => {
+                    client.seen.insert(*key, Some(*value));
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::Delete { key }, Observed::Delete { revision, .. }) => {
+                    client.seen.insert(*key, None);
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::Cas { key, value, .. }, Observed::Cas { revision, succeeded, current }) => {
+                    client.seen.insert(*key, if *succeeded { Some(*value) } else { current.map(|o| o.value) });
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::Read { keys, .. }, Observed::Read { revision, kvs }) => {
+                    for k in keys {
+                        client.seen.insert(*k, kvs.get(k).map(|o| o.value));
+                    }
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                _ => {}
+            }
+        }
+        rec.outcome = outcome;
+        client.state = ClientState::Idle;
+        client.remaining = client.remaining.saturating_sub(1);
+        let (lo, hi) = self.cfg.think;
+        client.next_at = now + self.rng_work.between(lo, hi).max(1);
+        let line = format!("{}", self.history[record]);
+        self.trace.event(now, format_args!("c{c} completes #{record} {line}"));
+    }
+
+    // ---- heal, convergence, final checks ----
+
+    fn status_summary(&self) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            match &m.peer {
+                Some(p) => {
+                    let s = p.status();
+                    out.push_str(&format!(
+                        "  m{} {:?} term {} leader {} commit {} applied {} last {} first {} revision {}\n",
+                        m.id,
+                        s.role,
+                        s.term,
+                        s.leader,
+                        s.commit_index,
+                        s.applied_index,
+                        s.last_index,
+                        s.first_index,
+                        s.revision
+                    ));
+                }
+                None => out.push_str(&format!("  m{} down\n", m.id)),
+            }
+        }
+        for (i, c) in self.clients.iter().enumerate() {
+            if c.state != ClientState::Idle {
+                out.push_str(&format!("  c{i} {:?}\n", c.state));
+            }
+        }
+        out
+    }
+
+    /// True when the run may end: every client idle, every member up and
+    /// applied to the leader's last index. Records a violation (and ends
+    /// the run) if such members disagree on revision or hash.
+    fn check_converged(&mut self) -> bool {
+        if self.clients.iter().any(|c| c.state != ClientState::Idle) {
+            return false;
+        }
+        let mut statuses = Vec::new();
+        for m in &self.members {
+            let Some(p) = &m.peer else { return false };
+            statuses.push(p.status());
+        }
+        let leaders: Vec<_> = statuses.iter().filter(|s| s.role == Role::Leader).collect();
+        let [leader] = leaders.as_slice() else { return false };
+        let (last, term) = (leader.last_index, leader.term);
+        if !statuses.iter().all(|s| s.applied_index == last && s.commit_index == last && s.term == term) {
+            return false;
+        }
+        let mut digests = Vec::new();
+        for m in &self.members {
+            let Some(p) = &m.peer else { return false };
+            let mvcc = p.mvcc();
+            match mvcc.hash(0) {
+                Ok(h) => digests.push((m.id, mvcc.revision(), mvcc.compact_revision(), h)),
+                Err(e) => {
+                    self.violate(ViolationKind::CoreError, format!("m{} hash: {e}", m.id));
+                    return true;
+                }
+            }
+        }
+        let first = digests[0];
+        if digests.iter().any(|d| (d.1, d.3) != (first.1, first.3)) {
+            self.violate(
+                ViolationKind::Convergence,
+                format!("members applied index {last} but differ (id, revision, compact revision, hash): {digests:?}"),
+            );
+        }
+        self.trace.event(self.now, format_args!("converged at index {last}: {digests:?}"));
+        true
+    }
+
+    fn finish(mut self) -> RunReport {
+        if self.violations.is_empty() {
+            self.final_checks();
+        }
+        if self.violations.is_empty() {
+            let found = check_history(&self.history);
+            for v in found {
+                self.violate(v.kind, v.detail);
+            }
+        }
+        RunReport {
+            seed: self.seed,
+            members: self.members.len(),
+            trace_hash: self.trace.hash(),
+            sim_time: self.now,
+            stats: self.stats,
+            violations: self.violations,
+            history: self.history,
+        }
+    }
+
+    /// Final reads (added to the history) and the lost-write check.
+    fn final_checks(&mut self) {
+        let keys: Vec<Key> = (0..self.cfg.keys.max(1)).collect();
+        let mut finals = Vec::new();
+        let mut problems = Vec::new();
+        for m in &self.members {
+            let Some(p) = &m.peer else { continue };
+            let mvcc = p.mvcc();
+            match mvcc.range(&RangeRequest::prefix("k")) {
+                Ok(r) => finals.push((m.id, r)),
+                Err(e) => problems.push((ViolationKind::CoreError, format!("m{} final range: {e}", m.id))),
+            }
+            // No acknowledged write lost: each is in the member's history at
+            // its revision (unless compacted away).
+            let compact = mvcc.compact_revision();
+            for rec in &self.history {
+                let (key, value, revision) = match (&rec.op, &rec.outcome) {
+                    (Op::Put { key, value }, Outcome::Ok(Observed::Put { revision })) => (*key, *value, *revision),
+                    (Op::Cas { key, value, .. }, Outcome::Ok(Observed::Cas { revision, succeeded: true, .. })) => {
+                        (*key, *value, *revision)
+                    }
+                    _ => continue,
+                };
+                if revision < compact {
+                    continue;
+                }
+                let got = mvcc.range(&RangeRequest::key(key_bytes(key)).at_revision(revision));
+                let ok = matches!(&got, Ok(r) if r.kvs.len() == 1
+                    && parse_value(&r.kvs[0].value) == Some(value)
+                    && r.kvs[0].mod_revision == revision);
+                if !ok {
+                    problems.push((
+                        ViolationKind::LostWrite,
+                        format!("m{}: acknowledged write missing at revision {revision}: {rec}; read {got:?}", m.id),
+                    ));
+                }
+            }
+        }
+        for (kind, detail) in problems.into_iter().take(5) {
+            self.violate(kind, detail);
+        }
+        let Some((_, resp)) = finals.first() else { return };
+        let mut kvs = BTreeMap::new();
+        for kv in &resp.kvs {
+            match (parse_key(&kv.key), parse_value(&kv.value)) {
+                (Some(k), Some(value)) => {
+                    kvs.insert(
+                        k,
+                        KvObs {
+                            value,
+                            version: kv.version,
+                            mod_revision: kv.mod_revision,
+                            create_revision: kv.create_revision,
+                        },
+                    );
+                }
+                _ => self.violate(ViolationKind::BadResponse, format!("final state holds unknown {kv:?}")),
+            }
+        }
+        self.history.push(Record {
+            client: usize::MAX,
+            op: Op::Read { keys, linearizable: true },
+            invoke: self.now,
+            complete: self.now,
+            outcome: Outcome::Ok(Observed::Read { revision: resp.revision, kvs }),
+            member: finals[0].0,
+            incarnation: 0,
+            attempts: 1,
+        });
+    }
+}
