@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Check docker/stack.yaml on a single-node swarm (`make swarm-test`):
+# swarm init, label the node for the three members, stack deploy, wait until
+# every service runs and is healthy, talk to the cluster through nginx on
+# the published port, then stack rm and leave the swarm — always, even on
+# failure. Refuses to run on an engine that is already in a swarm.
+#
+# Environment: RAFT_KV_IMAGE (raft-kv:latest), NGINX_IMAGE
+# (raft-kv/nginx:local), RAFT_KV_SWARM_PORT (23790), SKIP_BUILD=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export RAFT_KV_IMAGE=${RAFT_KV_IMAGE:-raft-kv:latest}
+export NGINX_IMAGE=${NGINX_IMAGE:-raft-kv/nginx:local}
+# Swarm's routing mesh publishes on every interface; the test only connects
+# through 127.0.0.1, on a port apart from the Compose test's.
+export RAFT_KV_SWARM_PORT=${RAFT_KV_SWARM_PORT:-23790}
+export RAFT_KV_CLUSTER_TOKEN=raft-kv-swarm-test
+STACK=raft-kv-swarm-test
+ENDPOINT=127.0.0.1:$RAFT_KV_SWARM_PORT
+T0=$(date +%s)
+step() { printf '\n=== [%4ds] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+lb() { ETCDCTL_API=3 etcdctl --dial-timeout=3s --command-timeout=10s --endpoints="$ENDPOINT" "$@"; }
+wait_for() {
+  local limit=$1 what=$2; shift 2
+  local deadline=$(( $(date +%s) + limit ))
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "timed out after ${limit}s waiting for $what"
+    sleep 1
+  done
+}
+
+state=$(docker info -f '{{.Swarm.LocalNodeState}}')
+[ "$state" = inactive ] || fail "this engine is already in a swarm ($state); not touching it"
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  step "build images"
+  docker/build-image.sh "$RAFT_KV_IMAGE"
+  [ "$NGINX_IMAGE" != raft-kv/nginx:local ] || docker/build-nginx-image.sh "$NGINX_IMAGE"
+fi
+
+teardown() {
+  local rc=$?
+  if [ "$rc" != 0 ]; then
+    echo "--- swarm test failed (exit $rc)" >&2
+    docker stack ps --no-trunc "$STACK" >&2 2>&1 || true
+    for s in $(docker stack services -q "$STACK" 2>/dev/null); do
+      docker service logs --tail 20 "$s" >&2 2>&1 || true
+    done
+  fi
+  docker stack rm "$STACK" >/dev/null 2>&1 || true
+  # Tasks stop asynchronously; wait (bounded) so the volumes can go.
+  for _ in $(seq 1 30); do
+    [ -z "$(docker ps -q --filter "label=com.docker.stack.namespace=$STACK")" ] && break
+    sleep 1
+  done
+  docker swarm leave --force >/dev/null 2>&1 || true
+  docker volume ls -q --filter "label=com.docker.stack.namespace=$STACK" | xargs -r docker volume rm >/dev/null 2>&1 || true
+  exit "$rc"
+}
+trap teardown EXIT
+
+step "single-node swarm"
+# Advertise on loopback: a one-node swarm needs no reachable address.
+docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+node=$(docker node ls -q)
+docker node update --label-add raft-kv-00=true --label-add raft-kv-01=true --label-add raft-kv-02=true "$node" >/dev/null
+
+step "stack deploy"
+t=$(date +%s)
+docker stack deploy -c docker/stack.yaml "$STACK"
+
+# Every service has all its replicas running, and every member is healthy.
+services_up() {
+  docker stack services --format '{{.Replicas}}' "$STACK" | awk -F/ '$1 != $2 {bad=1} END {exit bad}' || return 1
+  local c
+  for c in $(docker ps -q --filter "label=com.docker.stack.namespace=$STACK" --filter name=raft-kv-0); do
+    [ "$(docker inspect -f '{{.State.Health.Status}}' "$c")" = healthy ] || return 1
+  done
+  [ "$(docker ps -q --filter "label=com.docker.stack.namespace=$STACK" --filter name=raft-kv-0 | wc -l)" = 3 ]
+}
+wait_for 180 "all stack services up and healthy" services_up
+docker stack services "$STACK"
+wait_for 60 "etcdctl through nginx on $ENDPOINT" lb endpoint health
+echo "stack healthy in $(( $(date +%s) - t )) s"
+
+step "client through nginx"
+lb put /swarm/key 'hello swarm'
+[ "$(lb get --print-value-only /swarm/key)" = 'hello swarm' ] || fail "get /swarm/key"
+lb member list -w table
+# The members' network is the encrypted, internal overlay.
+docker network inspect -f 'network {{.Name}}: driver={{.Driver}} internal={{.Internal}} encrypted={{index .Options "encrypted"}}' "${STACK}_raft-kv"
+
+step "PASS (total $(( $(date +%s) - T0 )) s)"
