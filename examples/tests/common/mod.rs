@@ -54,6 +54,11 @@ pub fn initial_cluster(members: &[Member]) -> String {
 
 /// Starts one member process.
 pub fn spawn(m: &Member, initial_cluster: &str, state: &str, extra: &[&str]) -> Child {
+    spawn_env(m, initial_cluster, state, extra, &[])
+}
+
+/// Starts one member process with extra environment variables.
+pub fn spawn_env(m: &Member, initial_cluster: &str, state: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
     let log = std::fs::File::create(m.dir.with_extension("log")).expect("log file");
     Command::new(binary())
         .args(["--name", &m.name])
@@ -64,6 +69,7 @@ pub fn spawn(m: &Member, initial_cluster: &str, state: &str, extra: &[&str]) -> 
         .args(["--initial-cluster", initial_cluster, "--initial-cluster-state", state])
         .args(["--initial-cluster-token", TOKEN])
         .args(extra)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info,slog=warn")
         .stdout(Stdio::null())
         .stderr(log)
@@ -79,6 +85,12 @@ impl Cluster {
 
     /// Starts `n` members with extra flags and waits until all are healthy.
     pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_with_env(n, extra, &[])
+    }
+
+    /// Starts `n` members with extra flags and environment variables and
+    /// waits until all are healthy.
+    pub fn start_with_env(n: usize, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut members: Vec<Member> = (1..=n)
             .map(|i| Member {
@@ -91,7 +103,7 @@ impl Cluster {
             .collect();
         let ic = initial_cluster(&members);
         for m in &mut members {
-            m.child = Some(spawn(m, &ic, "new", extra));
+            m.child = Some(spawn_env(m, &ic, "new", extra, env));
         }
         let c = Cluster { members, tmp };
         for m in &c.members {
