@@ -102,6 +102,10 @@ fn bad_input_gets_etcd_errors_and_the_member_keeps_serving() {
     assert!(body.contains("etcdserver: key is not provided"), "{body}");
     let (code, body) = http(&addr, "POST", "/v3/kv/range", r#"{"key":"YQ==","limit":"-1"}"#).expect("http");
     assert_eq!(code, 400, "{body}");
+    let huge = format!(r#"{{"key":"{}","value":"{}"}}"#, b64("big"), b64(&big));
+    let (code, body) = http(&addr, "POST", "/v3/kv/put", &huge).expect("http");
+    assert_eq!(code, 400);
+    assert!(body.contains("etcdserver: request is too large"), "{body}");
     let (code, _) = http(&addr, "POST", "/v3/kv/range", "{not json").expect("http");
     assert_eq!(code, 400);
     let (code, _) = http(&addr, "POST", "/v3/kv/range", r#"{"key":"%%%"}"#).expect("http");

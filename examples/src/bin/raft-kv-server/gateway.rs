@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Bytes, StreamBody};
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -65,6 +65,9 @@ pub fn router(ctx: Shared, transport: transport_tcp::TcpHandle) -> Router {
         .route("/health", get(health))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
+        // JSON carries bytes as base64: allow for it; the decoded request is
+        // then held to --max-request-bytes like a gRPC one.
+        .layer(DefaultBodyLimit::max(ctx.max_request_bytes * 2 + (64 << 10)))
         .with_state(Gw { api, ctx, transport });
     grpc.merge(http)
 }
@@ -75,10 +78,7 @@ fn bad(msg: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("bad JSON request: {msg}"))
 }
 
-fn parse(body: &[u8], limit: usize) -> Result<Value, Status> {
-    if body.len() > limit {
-        return Err(Status::invalid_argument("etcdserver: request is too large"));
-    }
+fn parse(body: &[u8]) -> Result<Value, Status> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Map::new()));
     }
@@ -377,7 +377,7 @@ fn reply(r: Result<Value, Status>) -> Response {
 
 async fn kv_range(State(g): State<Gw>, body: Bytes) -> Response {
     let r = async {
-        let req = range_req(&parse(&body, g.ctx.max_request_bytes)?)?;
+        let req = range_req(&parse(&body)?)?;
         Ok(range_json(&g.api.do_range(req).await?))
     };
     reply(r.await)
@@ -385,7 +385,7 @@ async fn kv_range(State(g): State<Gw>, body: Bytes) -> Response {
 
 async fn kv_put(State(g): State<Gw>, body: Bytes) -> Response {
     let r = async {
-        let req = put_req(&parse(&body, g.ctx.max_request_bytes)?)?;
+        let req = put_req(&parse(&body)?)?;
         Ok(put_json(&g.api.do_put(req).await?))
     };
     reply(r.await)
@@ -393,7 +393,7 @@ async fn kv_put(State(g): State<Gw>, body: Bytes) -> Response {
 
 async fn kv_delete(State(g): State<Gw>, body: Bytes) -> Response {
     let r = async {
-        let req = delete_req(&parse(&body, g.ctx.max_request_bytes)?)?;
+        let req = delete_req(&parse(&body)?)?;
         Ok(delete_json(&g.api.do_delete(req).await?))
     };
     reply(r.await)
@@ -401,7 +401,7 @@ async fn kv_delete(State(g): State<Gw>, body: Bytes) -> Response {
 
 async fn kv_txn(State(g): State<Gw>, body: Bytes) -> Response {
     let r = async {
-        let req = txn_req(&parse(&body, g.ctx.max_request_bytes)?, 0)?;
+        let req = txn_req(&parse(&body)?, 0)?;
         Ok(txn_json(&g.api.do_txn(req).await?))
     };
     reply(r.await)
@@ -409,7 +409,7 @@ async fn kv_txn(State(g): State<Gw>, body: Bytes) -> Response {
 
 async fn kv_compact(State(g): State<Gw>, body: Bytes) -> Response {
     let r = async {
-        let v = parse(&body, g.ctx.max_request_bytes)?;
+        let v = parse(&body)?;
         let req = raft_kv::CompactionRequest { revision: int_of(&v, "revision")?, physical: bool_of(&v, "physical")? };
         let resp = g.api.do_compact(req).await?;
         Ok(Obj::default().val("header", header_json(&resp.header)).done())
@@ -419,7 +419,7 @@ async fn kv_compact(State(g): State<Gw>, body: Bytes) -> Response {
 
 async fn lease_grant(State(g): State<Gw>, body: Bytes) -> Response {
     let r = async {
-        let v = parse(&body, g.ctx.max_request_bytes)?;
+        let v = parse(&body)?;
         let req = raft_kv::LeaseGrantRequest { ttl: int_of(&v, "TTL")?, id: int_of(&v, "ID")? };
         let resp = g.api.do_lease_grant(req).await?;
         Ok(Obj::default().val("header", header_json(&resp.header)).int("ID", resp.id).int("TTL", resp.ttl).done())
@@ -429,7 +429,7 @@ async fn lease_grant(State(g): State<Gw>, body: Bytes) -> Response {
 
 async fn lease_revoke(State(g): State<Gw>, body: Bytes) -> Response {
     let r = async {
-        let v = parse(&body, g.ctx.max_request_bytes)?;
+        let v = parse(&body)?;
         let resp = g.api.do_lease_revoke(raft_kv::LeaseRevokeRequest { id: int_of(&v, "ID")? }).await?;
         Ok(Obj::default().val("header", header_json(&resp.header)).done())
     };
@@ -438,7 +438,7 @@ async fn lease_revoke(State(g): State<Gw>, body: Bytes) -> Response {
 
 async fn lease_ttl(State(g): State<Gw>, body: Bytes) -> Response {
     let r = async {
-        let v = parse(&body, g.ctx.max_request_bytes)?;
+        let v = parse(&body)?;
         let req = pb::LeaseTimeToLiveRequest { id: int_of(&v, "ID")?, keys: bool_of(&v, "keys")? };
         let resp = g.api.do_lease_ttl(req).await?;
         let keys = resp.keys.iter().map(|k| Value::String(B64.encode(k))).collect();
@@ -487,7 +487,7 @@ async fn member_list(State(g): State<Gw>) -> Response {
 /// client disconnects or the watch is cancelled.
 async fn watch(State(g): State<Gw>, body: Bytes) -> Response {
     g.ctx.metrics.request("Watch(HTTP)");
-    let v = match parse(&body, g.ctx.max_request_bytes) {
+    let v = match parse(&body) {
         Ok(v) => v,
         Err(s) => return reply(Err(s)),
     };

@@ -312,6 +312,7 @@ async fn poll_status(ctx: etcd::Shared) {
 /// until one publication has applied. Each member knows only its own client
 /// URLs at bootstrap, so this runs on every start.
 async fn publish(ctx: etcd::Shared, name: String, client_urls: Vec<String>) {
+    let mut pause = Duration::from_millis(100);
     loop {
         let has_leader = ctx.status.lock().as_ref().is_some_and(|s| s.leader != 0);
         if has_leader {
@@ -327,10 +328,13 @@ async fn publish(ctx: etcd::Shared, name: String, client_urls: Vec<String>) {
                     tracing::info!(%name, ?client_urls, "member published");
                     return;
                 }
-                Err(e) => tracing::debug!(error = %e, "publishing member attributes failed; retrying"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "publishing member attributes failed; retrying");
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(pause).await;
     }
 }
 
