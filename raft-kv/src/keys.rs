@@ -22,6 +22,17 @@ pub fn member_key(id: u64) -> Vec<u8> {
     k
 }
 
+/// Meta: prefix of the ids of recently applied commands (value: the raft
+/// index they applied at, u64 BE), so a duplicated proposal applies once.
+pub const APPLIED_REQUEST_PREFIX: &[u8] = b"req/";
+
+/// The key recording that command `id` was applied.
+pub fn applied_request_key(id: u64) -> Vec<u8> {
+    let mut k = APPLIED_REQUEST_PREFIX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
 /// Raft: the hard state (raft protobuf).
 pub const HARD_STATE: &[u8] = b"h";
 /// Raft: the index and term of the last entry removed by log compaction

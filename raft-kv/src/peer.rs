@@ -27,7 +27,7 @@ use crate::api::{
 };
 use crate::api::{Member, MembersResponse};
 use crate::command::{Command, Op, Response};
-use crate::engine::{Cf, Engine, WriteBatch};
+use crate::engine::{Cf, Engine, ReadView, WriteBatch};
 use crate::lease::Lessor;
 use crate::membership::{self, Members};
 use crate::mvcc::Mvcc;
@@ -144,6 +144,40 @@ pub struct Peer<E: Engine, T> {
     outgoing: Vec<snapshot::Outgoing<E::Snapshot>>,
     /// The snapshot being received, if any.
     incoming: Option<snapshot::Incoming>,
+    /// The last local id given to a received snapshot stream.
+    last_stream: u64,
+    /// Recently applied command ids, by the index they applied at, and as a
+    /// set: a command applies at most once even if its proposal was
+    /// duplicated on the way to the leader.
+    applied_ids: BTreeMap<u64, u64>,
+    applied_id_set: std::collections::BTreeSet<u64>,
+}
+
+/// How many recently applied command ids are remembered for de-duplication.
+const DEDUP_WINDOW: usize = 100_000;
+
+/// Loads the recently applied command ids (index → id).
+fn load_applied_ids(view: &impl ReadView) -> Result<BTreeMap<u64, u64>> {
+    let mut ids = BTreeMap::new();
+    let end = crate::engine::prefix_end(keys::APPLIED_REQUEST_PREFIX);
+    let mut bad = None;
+    view.scan(Cf::Meta, keys::APPLIED_REQUEST_PREFIX, end.as_deref(), &mut |k, v| {
+        let id = k.get(keys::APPLIED_REQUEST_PREFIX.len()..).and_then(|b| <[u8; 8]>::try_from(b).ok());
+        match (id, <[u8; 8]>::try_from(v)) {
+            (Some(id), Ok(index)) => {
+                ids.insert(u64::from_be_bytes(index), u64::from_be_bytes(id));
+                true
+            }
+            _ => {
+                bad = Some(k.to_vec());
+                false
+            }
+        }
+    })?;
+    match bad {
+        Some(k) => Err(Error::Corruption(format!("applied request record {k:02x?}"))),
+        None => Ok(ids),
+    }
 }
 
 fn raft_logger(id: u64) -> slog::Logger {
@@ -197,6 +231,13 @@ impl<E: Engine, T> Peer<E, T> {
         let lessor = Lessor::open(&engine, mvcc.leased_keys(), 0, cfg.tick_interval)?;
         let watches = WatchHub::new(cfg.watch_buffer);
         let members = Members::load(&engine)?;
+        let applied_ids = load_applied_ids(&engine)?;
+        // Chunks staged before a restart belong to streams that are gone.
+        let mut wb = WriteBatch::new();
+        snapshot::clear_staging(&engine, None, &mut wb)?;
+        if !wb.is_empty() {
+            engine.write(wb, false)?;
+        }
         let raw = RawNode::new(&rcfg, log, &raft_logger(cfg.id))?;
         Ok(Peer {
             request_prefix: ((cfg.id & 0xffff) << 48) | ((boots & 0xffff) << 32),
@@ -225,6 +266,9 @@ impl<E: Engine, T> Peer<E, T> {
             members_changed: true,
             outgoing: Vec::new(),
             incoming: None,
+            last_stream: 0,
+            applied_id_set: applied_ids.values().copied().collect(),
+            applied_ids,
         })
     }
 
@@ -361,7 +405,7 @@ impl<E: Engine, T> Peer<E, T> {
         }
         let msg = if snapshot::is_chunk(&msg) {
             let mut wb = WriteBatch::new();
-            let complete = snapshot::receive_chunk(&self.engine, &mut self.incoming, msg, &mut wb)?;
+            let complete = snapshot::receive_chunk(&mut self.incoming, &mut self.last_stream, msg, &mut wb)?;
             self.engine.write(wb, false)?;
             match complete {
                 Some(m) => m,
@@ -371,7 +415,9 @@ impl<E: Engine, T> Peer<E, T> {
             msg
         };
         match self.raw.step(msg) {
-            Ok(()) | Err(raft::Error::StepPeerNotFound) => Ok(()),
+            // A forwarded proposal reaching a member that knows no leader is
+            // dropped, as the network might have dropped it.
+            Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::ProposalDropped) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -527,8 +573,12 @@ impl<E: Engine, T> Peer<E, T> {
             }
             return;
         }
-        self.next_read_ctx += 1;
-        let ctx = self.next_read_ctx;
+        // Contexts are unique across the cluster (member id and boot count in
+        // the high bits, like request ids): raft-rs keys pending reads by
+        // context, so a follower's forwarded read must never collide with
+        // the leader's own.
+        self.next_read_ctx = (self.next_read_ctx + 1) & 0xffff_ffff;
+        let ctx = self.request_prefix | self.next_read_ctx;
         let batch = ReadBatch {
             deadline: self.now + self.cfg.request_timeout_ticks,
             reads: std::mem::take(&mut self.queued_reads),
@@ -591,6 +641,8 @@ impl<E: Engine, T> Peer<E, T> {
             self.lessor = Lessor::open(&self.engine, self.mvcc.leased_keys(), self.now, self.cfg.tick_interval)?;
             self.members = Members::load(&self.engine)?;
             self.members_changed = true;
+            self.applied_ids = load_applied_ids(&self.engine)?;
+            self.applied_id_set = self.applied_ids.values().copied().collect();
             self.watches.resync(&self.mvcc);
             let meta = snap.get_metadata();
             self.applied_index = meta.index;
@@ -735,6 +787,10 @@ impl<E: Engine, T> Peer<E, T> {
             }
         };
         self.fail_overwritten(overwritten, Some(cmd.id));
+        if !self.record_applied(cmd.id, entry.index, extra) {
+            tracing::debug!(id = self.cfg.id, request = cmd.id, "skipping a duplicated command");
+            return;
+        }
         let result = match &cmd.op {
             Some(op) => self.apply_op(op, extra),
             None => Err(Error::invalid("empty command")),
@@ -742,6 +798,29 @@ impl<E: Engine, T> Peer<E, T> {
         if let Some(p) = self.proposals.remove(&cmd.id) {
             self.completions.push((p.token, result));
         }
+    }
+
+    /// Remembers that command `id` applied at `index`; false if it had
+    /// applied before (a duplicated proposal). Every member decides alike:
+    /// the window is replicated state, kept with the data in `Cf::Meta`.
+    fn record_applied(&mut self, id: u64, index: u64, extra: &mut WriteBatch) -> bool {
+        if !self.applied_id_set.insert(id) {
+            return false;
+        }
+        self.applied_ids.insert(index, id);
+        extra.put(Cf::Meta, keys::applied_request_key(id), index.to_be_bytes().to_vec());
+        while self.applied_ids.len() > DEDUP_WINDOW {
+            if let Some((_, old)) = self.applied_ids.pop_first() {
+                self.applied_id_set.remove(&old);
+                extra.delete(Cf::Meta, keys::applied_request_key(old));
+            }
+        }
+        true
+    }
+
+    /// The current raft term.
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
     }
 
     /// Applies one operation; its events feed the lessor at once (a later

@@ -232,6 +232,9 @@ pub struct Incoming {
     id: u64,
     next_seq: u64,
     index: u64,
+    /// This member's own id for the stream: its chunks are staged under it,
+    /// so streams (from different leaders, or repeated) never mix.
+    local: u64,
 }
 
 fn staging_key(id: u64, seq: u64) -> Vec<u8> {
@@ -240,9 +243,12 @@ fn staging_key(id: u64, seq: u64) -> Vec<u8> {
     k
 }
 
-fn clear_staging(view: &impl ReadView, wb: &mut WriteBatch) -> Result<()> {
+/// Stages deletion of every staged chunk of streams up to local id `upto`
+/// (all of them with `None`).
+pub fn clear_staging(view: &impl ReadView, upto: Option<u64>, wb: &mut WriteBatch) -> Result<()> {
+    let end = upto.map(|id| staging_key(id + 1, 0));
     let mut doomed = Vec::new();
-    view.scan(Cf::Staging, b"", None, &mut |k, _| {
+    view.scan(Cf::Staging, b"", end.as_deref(), &mut |k, _| {
         doomed.push(k.to_vec());
         true
     })?;
@@ -252,13 +258,15 @@ fn clear_staging(view: &impl ReadView, wb: &mut WriteBatch) -> Result<()> {
     Ok(())
 }
 
-/// Takes one received snapshot message. A chunk is staged (writes added to
-/// `wb`); when it completes its stream, returns the message to hand to raft
-/// (the snapshot described as staged). A message that is not a chunk is
-/// returned as it is. Out-of-order chunks abandon the stream.
+/// Takes one received snapshot chunk, staging it (writes added to `wb`);
+/// when it completes its stream, returns the message to hand to raft (the
+/// snapshot described as staged under its local stream id). A chunk 0 starts
+/// a new stream with local id `next_local + 1`; a chunk out of order
+/// abandons the current stream. Staged chunks of other streams are left
+/// alone (an install clears older ones).
 pub fn receive_chunk(
-    view: &impl ReadView,
     incoming: &mut Option<Incoming>,
+    next_local: &mut u64,
     mut msg: Message,
     wb: &mut WriteBatch,
 ) -> Result<Option<Message>> {
@@ -268,8 +276,8 @@ pub fn receive_chunk(
     };
     let index = msg.get_snapshot().get_metadata().index;
     if chunk.seq == 0 {
-        clear_staging(view, wb)?;
-        *incoming = Some(Incoming { from: msg.from, id: chunk.id, next_seq: 0, index });
+        *next_local += 1;
+        *incoming = Some(Incoming { from: msg.from, id: chunk.id, next_seq: 0, index, local: *next_local });
     }
     let expected = incoming
         .as_ref()
@@ -282,16 +290,16 @@ pub fn receive_chunk(
     for r in &chunk.records {
         cf_from_u32(r.cf)?;
     }
-    let (id, seq, last) = (chunk.id, chunk.seq, chunk.last);
-    wb.put(Cf::Staging, staging_key(id, seq), prost::Message::encode_to_vec(&chunk));
-    if let Some(i) = incoming.as_mut() {
-        i.next_seq += 1;
-    }
+    let (seq, last) = (chunk.seq, chunk.last);
+    let Some(stream) = incoming.as_mut() else { return Ok(None) };
+    let local = stream.local;
+    wb.put(Cf::Staging, staging_key(local, seq), prost::Message::encode_to_vec(&chunk));
+    stream.next_seq += 1;
     if !last {
         return Ok(None);
     }
     *incoming = None;
-    msg.mut_snapshot().data = Payload::encode(Kind::Descriptor(Descriptor { id, chunks: seq + 1 })).into();
+    msg.mut_snapshot().data = Payload::encode(Kind::Descriptor(Descriptor { id: local, chunks: seq + 1 })).into();
     Ok(Some(msg))
 }
 
@@ -306,6 +314,7 @@ pub fn is_chunk(msg: &Message) -> bool {
 /// for a one-chunk snapshot — and clears the staging area. Everything is
 /// decoded and checked before anything is staged.
 pub fn stage_restore(view: &impl ReadView, snap: &Snapshot, wb: &mut WriteBatch) -> Result<()> {
+    let mut staged = None;
     let chunks: Vec<Chunk> = match Payload::decode(&snap.data)? {
         Kind::Chunk(c) => vec![c],
         Kind::Descriptor(d) => {
@@ -334,6 +343,7 @@ pub fn stage_restore(view: &impl ReadView, snap: &Snapshot, wb: &mut WriteBatch)
                     d.chunks
                 )));
             }
+            staged = Some(d.id);
             chunks
         }
     };
@@ -356,7 +366,10 @@ pub fn stage_restore(view: &impl ReadView, snap: &Snapshot, wb: &mut WriteBatch)
     for (cf, k, v) in records {
         wb.put(cf, k, v);
     }
-    clear_staging(view, wb)?;
+    if let Some(local) = staged {
+        // This stream's chunks and any older, abandoned ones.
+        clear_staging(view, Some(local), wb)?;
+    }
     // The snapshot's own position wins over whatever the records say.
     let meta = snap.get_metadata();
     wb.put(Cf::Meta, keys::APPLIED_INDEX.to_vec(), meta.index.to_be_bytes().to_vec());
@@ -417,11 +430,12 @@ mod tests {
         let mut wb = WriteBatch::new();
         wb.put(Cf::Kv, b"stale".to_vec(), b"x".to_vec());
         dst.write(wb, true).unwrap();
-        let mut incoming = None;
+        let (mut incoming, mut local) = (None, 0);
         let mut done = None;
+        let last = msgs.last().cloned().unwrap();
         for m in msgs {
             let mut wb = WriteBatch::new();
-            let out = receive_chunk(&dst, &mut incoming, m, &mut wb).unwrap();
+            let out = receive_chunk(&mut incoming, &mut local, m, &mut wb).unwrap();
             dst.write(wb, false).unwrap();
             if out.is_some() {
                 done = out;
@@ -429,6 +443,13 @@ mod tests {
         }
         let msg = done.expect("stream completed");
         assert_eq!(dump(&dst, Cf::Kv).len(), 1, "nothing installed before raft asks");
+        // A stray duplicate of the last chunk, and a new stream starting, do
+        // not disturb the staged stream.
+        for stray in [last, stream(&src, 1000).remove(0)] {
+            let mut wb = WriteBatch::new();
+            assert!(receive_chunk(&mut incoming, &mut local, stray, &mut wb).unwrap().is_none());
+            dst.write(wb, false).unwrap();
+        }
         let mut wb = WriteBatch::new();
         stage_restore(&dst, msg.get_snapshot(), &mut wb).unwrap();
         dst.write(wb, true).unwrap();
@@ -437,7 +458,7 @@ mod tests {
             let got: Vec<_> = dump(&dst, cf).into_iter().filter(|(k, _)| k != keys::CONF_STATE).collect();
             assert_eq!(got, dump(&src, cf), "{cf:?}");
         }
-        assert!(dump(&dst, Cf::Staging).is_empty(), "staging cleared");
+        assert_eq!(dump(&dst, Cf::Staging).len(), 1, "only the newer stream's chunk stays staged");
         assert_eq!(applied(&dst).unwrap(), (7, 3));
     }
 
@@ -450,10 +471,10 @@ mod tests {
         wb.put(Cf::Kv, b"old".to_vec(), b"state".to_vec());
         dst.write(wb, true).unwrap();
         msgs.remove(2);
-        let mut incoming = None;
+        let (mut incoming, mut local) = (None, 0);
         for m in msgs {
             let mut wb = WriteBatch::new();
-            assert!(receive_chunk(&dst, &mut incoming, m, &mut wb).unwrap().is_none(), "never completes");
+            assert!(receive_chunk(&mut incoming, &mut local, m, &mut wb).unwrap().is_none(), "never completes");
             dst.write(wb, false).unwrap();
         }
         dst.crash();

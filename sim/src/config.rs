@@ -124,8 +124,8 @@ pub struct FaultConfig {
     /// Tick periods a skewed member may get, in virtual units.
     pub tick_period: (u64, u64),
     /// Whether the network may duplicate forwarded proposals (`MsgPropose`).
-    /// Off by default: the core applies a duplicated proposal twice (see
-    /// the regression test `duplicated_proposal_is_applied_once`).
+    /// On by default (the core applies a duplicated command once; see the
+    /// regression test `duplicated_proposal_is_applied_once`).
     pub duplicate_proposals: bool,
 }
 
@@ -155,7 +155,7 @@ impl Default for FaultConfig {
                 slow_delay: 3 * TICK,
             },
             tick_period: (TICK * 6 / 10, TICK * 16 / 10),
-            duplicate_proposals: false,
+            duplicate_proposals: true,
         }
     }
 }

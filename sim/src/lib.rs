@@ -135,8 +135,8 @@ pub fn replay_command(seed: u64, cfg: &SimConfig) -> String {
     if !cfg.faults.enabled {
         cmd.push_str(" --no-faults");
     }
-    if cfg.faults.duplicate_proposals {
-        cmd.push_str(" --duplicate-proposals");
+    if cfg.faults.enabled && !cfg.faults.duplicate_proposals {
+        cmd.push_str(" --no-duplicate-proposals");
     }
     if cfg.unsafe_local_reads {
         cmd.push_str(" --unsafe-local-reads");

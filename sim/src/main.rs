@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use sim::{parse_members, parse_seeds, replay_command, run, FaultConfig, Members, SimConfig, TraceLevel};
 
 const USAGE: &str = "usage: sim [--seed N | --seeds A..B] [--members N|mix] [--clients N] [--ops N] [--keys N]
-           [--no-faults] [--unsafe-local-reads] [--duplicate-proposals] [--trace | --trace-net] [--jobs N] [--keep-going]";
+           [--no-faults] [--unsafe-local-reads] [--no-duplicate-proposals] [--trace | --trace-net] [--jobs N] [--keep-going]";
 
 struct Args {
     seeds: std::ops::Range<u64>,
@@ -52,7 +52,7 @@ fn parse_args() -> Result<Args> {
             "--jobs" => args.jobs = number::<usize>("--jobs", it.next())?.max(1),
             "--no-faults" => args.cfg.faults = FaultConfig::none(),
             "--unsafe-local-reads" => args.cfg.unsafe_local_reads = true,
-            "--duplicate-proposals" => args.cfg.faults.duplicate_proposals = true,
+            "--no-duplicate-proposals" => args.cfg.faults.duplicate_proposals = false,
             "--trace" => args.cfg.trace = TraceLevel::Events,
             "--trace-net" => args.cfg.trace = TraceLevel::Messages,
             "--keep-going" => args.keep_going = true,

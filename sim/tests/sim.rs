@@ -50,13 +50,13 @@ fn fault_free_runs_complete_every_operation() {
     }
 }
 
-/// Core bug found by the simulator (seed 0, no faults, 15 ops per client):
+/// Regression (core bug found by the simulator, fixed; seed 0, no faults):
 /// ReadIndex contexts are per-member counters, so a follower's forwarded
 /// ReadIndex (context 4 from member 2) and the leader's own batch (context
 /// 4 on member 3) collide; raft-rs keeps only the first, and the other
-/// linearizable read times out although nothing failed.
+/// linearizable read timed out although nothing failed. Contexts now carry
+/// the member id and boot count.
 #[test]
-#[ignore = "core bug: ReadIndex contexts collide across members"]
 fn read_index_contexts_do_not_collide() {
     let cfg = SimConfig { faults: sim::FaultConfig::none(), ..small() };
     let r = run(0, &cfg);
@@ -77,13 +77,12 @@ fn checker_catches_unsafe_local_reads() {
     assert!(caught.is_some(), "no violation in 50 seeds with unsafe local reads");
 }
 
-/// Core bug found by the simulator (seed 5, 3 members): a forwarded
+/// Regression (core bug found by the simulator, fixed; seed 5): a forwarded
 /// proposal (`MsgPropose`) that the network duplicates is appended twice
 /// and applied twice: the put of value 2 to k2 is acknowledged at revision
-/// 3 and read back at revision 4 with version 2. Run with `--ignored` once
-/// the core deduplicates commands by request id at apply.
+/// 3 and read back at revision 4 with version 2. The core now remembers
+/// recently applied request ids (replicated) and applies a command once.
 #[test]
-#[ignore = "core bug: duplicated MsgPropose is applied twice"]
 fn duplicated_proposal_is_applied_once() {
     let mut cfg = SimConfig { members: 3, ..SimConfig::default() };
     cfg.faults.duplicate_proposals = true;
@@ -91,13 +90,13 @@ fn duplicated_proposal_is_applied_once() {
     assert!(r.passed(), "{:#?}", r.violations);
 }
 
-/// Core bug found by the simulator (seeds 153, 455, 674, 1060 of the mixed
+/// Regression (core bug found by the simulator, fixed; seeds 153, 455, 674, 1060 of the mixed
 /// sweep): a follower's `handle_ready` fails with "snapshot N has 0 of M
 /// chunks staged" when another snapshot chunk arrives after the last chunk
 /// of a stream but before raft asks for the install (seed 674: the last
-/// chunk delivered twice at the same instant). The member stops.
+/// chunk delivered twice at the same instant) and the member stopped.
+/// Received streams are now staged under their own local ids.
 #[test]
-#[ignore = "core bug: stray snapshot chunk wipes staged chunks of a pending install"]
 fn snapshot_install_survives_a_stray_chunk() {
     for (seed, members) in [(674, 3), (153, 5), (455, 5), (1060, 3)] {
         let cfg = SimConfig { members, ..SimConfig::default() };
