@@ -150,6 +150,16 @@ impl Inner {
         Ok((tx, slot))
     }
 
+    /// True when peer `to`'s snapshot lane has queue space (or the peer is
+    /// unknown, in which case chunks are dropped and counted anyway).
+    fn snapshot_room(&self, to: u64) -> bool {
+        let peers = self.peers.lock();
+        peers.get(&to).is_none_or(|p| {
+            let (tx, _) = &p.lanes[Lane::Snapshot.index()];
+            tx.len() < tx.capacity().unwrap_or(usize::MAX)
+        })
+    }
+
     fn remove_peer(&self, id: u64) -> bool {
         let removed = self.peers.lock().remove(&id);
         removed.map(|p| p.close()).is_some()
@@ -270,6 +280,12 @@ impl std::ops::Deref for TcpTransport {
 impl Transport for TcpTransport {
     fn send(&mut self, msgs: Vec<RaftMessage>) {
         self.handle.inner.send(msgs);
+    }
+
+    /// Snapshot chunks are handed over only while the peer's snapshot lane
+    /// has room, so a stream is paced by the connection instead of dropped.
+    fn snapshot_room(&self, to: u64) -> bool {
+        self.handle.inner.snapshot_room(to)
     }
 
     /// Follows the cluster's membership: every member is reached at its
