@@ -8,7 +8,7 @@ BIN=${1:-target/release/raft-kv-server}
 DATA=${2:-data/cluster}
 TOKEN=raft-kv-local
 CLUSTER="m1=http://127.0.0.1:2380,m2=http://127.0.0.1:22380,m3=http://127.0.0.1:32380"
-ENDPOINTS="127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379"
+ENDPOINTS="http://127.0.0.1:2379,http://127.0.0.1:22379,http://127.0.0.1:32379"
 mkdir -p "$DATA"
 pids=()
 stop() {

@@ -27,7 +27,7 @@ fn word_after(out: &str, word: &str) -> String {
 fn kv_txn_lease_watch_compaction_snapshot_status() {
     let c = Cluster::start(3);
     let all = c.endpoints();
-    let one = c.members[1].client_url.clone();
+    let one = c.members[1].client_addr(); // host:port works as well as a URL
 
     // put / get / --prefix / --rev / -w json
     assert_eq!(etcdctl(&all, &["put", "/app/a", "1"]).trim(), "OK");
@@ -121,7 +121,7 @@ fn kv_txn_lease_watch_compaction_snapshot_status() {
 
     // snapshot save (one endpoint, as etcdctl requires)
     let snap = c.tmp.path().join("backup.db");
-    let out = etcdctl(&c.members[0].client_addr(), &["snapshot", "save", &snap.to_string_lossy()]);
+    let out = etcdctl(&c.members[0].client_url, &["snapshot", "save", &snap.to_string_lossy()]);
     assert!(out.contains("Snapshot saved"), "{out}");
     assert!(std::fs::metadata(&snap).expect("snapshot file").len() > 0);
 
@@ -191,7 +191,7 @@ fn membership_and_move_leader() {
     let all = c.endpoints();
     let leader = c.leader();
     let target = (0..4).find(|i| *i != leader && *i != 3).expect("a follower");
-    let st = json(&etcdctl(&c.members[target].client_addr(), &["endpoint", "status", "-w", "json"]));
+    let st = json(&etcdctl(&c.members[target].client_url, &["endpoint", "status", "-w", "json"]));
     let target_id = format!("{:x}", st[0]["Status"]["header"]["member_id"].as_u64().expect("member id"));
     let out = etcdctl(&all, &["move-leader", &target_id]);
     assert!(out.contains("Leadership transferred"), "{out}");

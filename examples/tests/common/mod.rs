@@ -133,14 +133,10 @@ impl Cluster {
         }
     }
 
-    /// Every client address as `host:port`, comma-separated (etcdctl's
-    /// `--endpoints`). etcdctl 3.4 dials per-endpoint maintenance calls
-    /// (`endpoint status`, `hashkv`, `move-leader`) with the endpoint string
-    /// as the HTTP/2 `:authority`; `http://host:port` there is not a valid
-    /// authority and the server's HTTP/2 layer (h2) rejects the stream, so
-    /// the tests pass plain `host:port`, which works for every command.
+    /// Every client URL (`http://host:port`), comma-separated (etcdctl's
+    /// `--endpoints`).
     pub fn endpoints(&self) -> String {
-        self.members.iter().filter(|m| m.child.is_some()).map(|m| m.client_addr()).collect::<Vec<_>>().join(",")
+        self.members.iter().filter(|m| m.child.is_some()).map(|m| m.client_url.clone()).collect::<Vec<_>>().join(",")
     }
 
     /// Waits until `m` answers `/health` with a leader.

@@ -22,6 +22,7 @@
 // that feed them do the same.
 #![allow(clippy::result_large_err)]
 
+mod authority;
 mod etcd;
 mod gateway;
 mod grpc;
@@ -36,6 +37,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use parking_lot::Mutex;
 use raft_kv::{Config, Member, MemberUpdateRequest, Node, Op, RocksEngine};
+use tokio_stream::StreamExt;
 use transport_tcp::{TcpConfig, TcpTransport};
 
 /// The etcd API messages and services, generated from `proto/`.
@@ -246,13 +248,23 @@ async fn run(flags: Flags) -> Result<()> {
     let mut servers = Vec::new();
     for url in &flags.listen_client_urls {
         let addr = url_addr(url)?;
-        let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {url}"))?;
-        listener.set_nonblocking(true).context("listener")?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {url}"))?;
         let app = gateway::router(ctx.clone(), transport_handle.clone());
         let mut stop = stop_rx.clone();
-        let server = axum::Server::from_tcp(listener)
-            .with_context(|| format!("cannot serve on {url}"))?
-            .tcp_nodelay(true)
+        // Each connection is wrapped so HTTP/2 requests whose :authority is
+        // a URL (etcdctl's per-endpoint calls) are accepted; see authority.rs.
+        // A failed accept is logged and skipped: hyper would end the server.
+        let conns = tokio_stream::wrappers::TcpListenerStream::new(listener).filter_map(|conn| match conn {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                Some(Ok::<_, std::io::Error>(authority::AuthorityFix::new(s)))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a client connection failed");
+                None
+            }
+        });
+        let server = axum::Server::builder(hyper::server::accept::from_stream(conns))
             .serve(app.into_make_service())
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;

@@ -1,0 +1,359 @@
+//! Makes HTTP/2 requests whose `:authority` carries a URL scheme acceptable.
+//!
+//! etcdctl 3.4 dials its per-endpoint maintenance calls (`endpoint status`,
+//! `endpoint hashkv`, `move-leader`, `defrag`) with the endpoint string as
+//! the `:authority` pseudo-header, so `--endpoints http://host:port` sends
+//! `http://host:port`. That is not an authority, and the HTTP/2 layer under
+//! tonic/hyper (h2) resets such streams as malformed before any handler sees
+//! them (etcd's own server does not check it).
+//!
+//! [`AuthorityFix`] wraps each accepted connection and rewrites the inbound
+//! direction only: it recognises the HTTP/2 connection preface (anything
+//! else, e.g. HTTP/1.1, passes through untouched), then reassembles every
+//! header block (HEADERS + CONTINUATION frames), decodes it with an HPACK
+//! decoder that tracks the client's compression state, strips a scheme from
+//! `:authority`, and re-encodes the block with an encoder of its own whose
+//! state the server's decoder mirrors. Every other frame passes unchanged.
+//! Malformed input closes the connection, as h2 itself would.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The client connection preface of HTTP/2.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADERS: u8 = 0x1;
+const CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const PADDED: u8 = 0x8;
+const PRIORITY: u8 = 0x20;
+/// Largest frame payload we emit (HTTP/2's default SETTINGS_MAX_FRAME_SIZE).
+const MAX_FRAME: usize = 16_384;
+/// Largest header block we reassemble before giving up on the connection.
+const MAX_BLOCK: usize = 1 << 20;
+
+enum Mode {
+    /// Collecting the first bytes to see whether this is HTTP/2.
+    Sniff,
+    /// Not HTTP/2 (or done sniffing and passing through).
+    Passthrough,
+    /// HTTP/2: frames are parsed and header blocks rewritten.
+    Http2,
+}
+
+/// A header block being reassembled: stream id, flags of its HEADERS frame,
+/// and the fragments so far.
+struct Pending {
+    stream: u32,
+    flags: u8,
+    block: Vec<u8>,
+}
+
+/// A connection whose inbound HTTP/2 header blocks get a clean `:authority`.
+pub struct AuthorityFix<S> {
+    inner: S,
+    mode: Mode,
+    /// Bytes read from `inner` and not yet processed.
+    input: Vec<u8>,
+    /// Processed bytes waiting for the reader.
+    output: Vec<u8>,
+    out_pos: usize,
+    pending: Option<Pending>,
+    decoder: fluke_hpack::Decoder<'static>,
+    encoder: fluke_hpack::Encoder<'static>,
+    eof: bool,
+}
+
+impl<S> AuthorityFix<S> {
+    /// Wraps an accepted connection.
+    pub fn new(inner: S) -> Self {
+        AuthorityFix {
+            inner,
+            mode: Mode::Sniff,
+            input: Vec::new(),
+            output: Vec::new(),
+            out_pos: 0,
+            pending: None,
+            decoder: fluke_hpack::Decoder::new(),
+            encoder: fluke_hpack::Encoder::new(),
+            eof: false,
+        }
+    }
+
+    /// Moves what can be processed from `input` to `output`.
+    fn process(&mut self) -> io::Result<()> {
+        if matches!(self.mode, Mode::Sniff) {
+            let n = self.input.len().min(PREFACE.len());
+            if self.input[..n] != PREFACE[..n] {
+                self.mode = Mode::Passthrough;
+            } else if n == PREFACE.len() {
+                self.output.extend_from_slice(PREFACE);
+                self.input.drain(..PREFACE.len());
+                self.mode = Mode::Http2;
+            } else if self.eof {
+                self.mode = Mode::Passthrough;
+            }
+        }
+        match self.mode {
+            Mode::Sniff => Ok(()),
+            Mode::Passthrough => {
+                self.output.append(&mut self.input);
+                Ok(())
+            }
+            Mode::Http2 => self.frames(),
+        }
+    }
+
+    fn frames(&mut self) -> io::Result<()> {
+        let mut at = 0;
+        while self.input.len() - at >= 9 {
+            let h = &self.input[at..at + 9];
+            let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+            let (kind, flags) = (h[3], h[4]);
+            let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+            if self.input.len() - at < 9 + len {
+                break;
+            }
+            let payload = at + 9..at + 9 + len;
+            match kind {
+                HEADERS => {
+                    if self.pending.is_some() {
+                        return Err(malformed("HEADERS inside a header block"));
+                    }
+                    let fragment = header_fragment(&self.input[payload], flags)?.to_vec();
+                    self.pending = Some(Pending { stream, flags, block: fragment });
+                }
+                CONTINUATION => {
+                    let Some(p) = self.pending.as_mut() else { return Err(malformed("stray CONTINUATION")) };
+                    if p.stream != stream {
+                        return Err(malformed("CONTINUATION on another stream"));
+                    }
+                    p.block.extend_from_slice(&self.input[payload]);
+                }
+                _ => {
+                    if self.pending.is_some() {
+                        return Err(malformed("frame inside a header block"));
+                    }
+                    self.output.extend_from_slice(&self.input[at..at + 9 + len]);
+                }
+            }
+            if matches!(kind, HEADERS | CONTINUATION) {
+                let done = flags & END_HEADERS != 0;
+                if self.pending.as_ref().is_some_and(|p| p.block.len() > MAX_BLOCK) {
+                    return Err(malformed("header block too large"));
+                }
+                if done {
+                    if let Some(p) = self.pending.take() {
+                        self.rewrite(p)?;
+                    }
+                }
+            }
+            at += 9 + len;
+        }
+        self.input.drain(..at);
+        Ok(())
+    }
+
+    /// Decodes a whole header block, fixes `:authority`, re-encodes it and
+    /// emits it as HEADERS (+ CONTINUATION) frames.
+    fn rewrite(&mut self, p: Pending) -> io::Result<()> {
+        let decoder = &mut self.decoder;
+        // The decoder can panic on some malformed size updates: contain it.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode(&p.block)))
+            .map_err(|_| malformed("undecodable header block"))?
+            .map_err(|e| malformed(&format!("header block: {e:?}")))?;
+        let headers: Vec<(Vec<u8>, Vec<u8>)> = decoded
+            .into_iter()
+            .map(|(name, value)| if name == b":authority" { (name, clean_authority(&value)) } else { (name, value) })
+            .collect();
+        let block = self.encoder.encode(headers.iter().map(|(n, v)| (&n[..], &v[..])));
+        let mut chunks = block.chunks(MAX_FRAME).peekable();
+        let mut first = true;
+        if block.is_empty() {
+            push_frame(&mut self.output, HEADERS, END_HEADERS | (p.flags & END_STREAM), p.stream, &[]);
+        }
+        while let Some(chunk) = chunks.next() {
+            let last = chunks.peek().is_none();
+            let (kind, mut flags) = if first { (HEADERS, p.flags & END_STREAM) } else { (CONTINUATION, 0) };
+            if last {
+                flags |= END_HEADERS;
+            }
+            push_frame(&mut self.output, kind, flags, p.stream, chunk);
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// The header block fragment of a HEADERS frame payload (padding and
+/// priority removed).
+fn header_fragment(payload: &[u8], flags: u8) -> io::Result<&[u8]> {
+    let mut p = payload;
+    let mut pad = 0;
+    if flags & PADDED != 0 {
+        let (&n, rest) = p.split_first().ok_or_else(|| malformed("short padded HEADERS"))?;
+        pad = usize::from(n);
+        p = rest;
+    }
+    if flags & PRIORITY != 0 {
+        p = p.get(5..).ok_or_else(|| malformed("short HEADERS priority"))?;
+    }
+    if pad > p.len() {
+        return Err(malformed("HEADERS padding longer than the frame"));
+    }
+    Ok(&p[..p.len() - pad])
+}
+
+fn push_frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    let len = payload.len();
+    out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// `host:port` from `http://host:port/...`; other values unchanged.
+fn clean_authority(v: &[u8]) -> Vec<u8> {
+    for scheme in [&b"http://"[..], b"https://", b"unix://", b"unixs://"] {
+        if let Some(rest) = v.strip_prefix(scheme) {
+            let end = rest.iter().position(|b| *b == b'/').unwrap_or(rest.len());
+            return rest[..end].to_vec();
+        }
+    }
+    v.to_vec()
+}
+
+fn malformed(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("malformed HTTP/2 input: {what}"))
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.out_pos < this.output.len() {
+                let n = buf.remaining().min(this.output.len() - this.out_pos);
+                buf.put_slice(&this.output[this.out_pos..this.out_pos + n]);
+                this.out_pos += n;
+                if this.out_pos == this.output.len() {
+                    this.output.clear();
+                    this.out_pos = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            if matches!(this.mode, Mode::Passthrough) && this.input.is_empty() {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let mut rb = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {
+                    if rb.filled().is_empty() {
+                        this.eof = true;
+                    }
+                    this.input.extend_from_slice(rb.filled());
+                    this.process()?;
+                    if this.eof && this.output.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        push_frame(&mut v, kind, flags, stream, payload);
+        v
+    }
+
+    fn run(input: &[u8]) -> io::Result<Vec<u8>> {
+        let mut f = AuthorityFix::new(());
+        // Feed byte by byte: frames split anywhere must still work.
+        for b in input {
+            f.input.push(*b);
+            f.process()?;
+        }
+        Ok(f.output)
+    }
+
+    #[test]
+    fn authority_scheme_is_stripped_and_other_frames_pass() {
+        let mut enc = fluke_hpack::Encoder::new();
+        let block = enc.encode(vec![
+            (&b":method"[..], &b"POST"[..]),
+            (b":authority", b"http://127.0.0.1:2379"),
+            (b":path", b"/etcdserverpb.Maintenance/Status"),
+        ]);
+        let (a, b) = block.split_at(block.len() / 2);
+        let settings = frame(0x4, 0, 0, &[]);
+        let mut input = PREFACE.to_vec();
+        input.extend(&settings);
+        input.extend(frame(HEADERS, PADDED, 1, &[&[2u8][..], a, &[0, 0]].concat()));
+        input.extend(frame(CONTINUATION, END_HEADERS, 1, b));
+        let out = run(&input).unwrap();
+        assert!(out.starts_with(&[PREFACE, &settings[..]].concat()));
+        let rest = &out[PREFACE.len() + settings.len()..];
+        assert_eq!((rest[3], rest[4]), (HEADERS, END_HEADERS));
+        let mut dec = fluke_hpack::Decoder::new();
+        let headers = dec.decode(&rest[9..]).unwrap();
+        assert_eq!(headers[1], (b":authority".to_vec(), b"127.0.0.1:2379".to_vec()));
+        assert_eq!(headers[2].1, b"/etcdserverpb.Maintenance/Status".to_vec());
+    }
+
+    #[test]
+    fn http1_passes_through_and_garbage_is_refused() {
+        let req = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(run(req).unwrap(), req.to_vec());
+        let mut bad = PREFACE.to_vec();
+        bad.extend(frame(CONTINUATION, END_HEADERS, 1, b"x"));
+        assert!(run(&bad).is_err());
+        let mut bad = PREFACE.to_vec();
+        bad.extend(frame(HEADERS, END_HEADERS, 1, &[0xff, 0xff, 0xff, 0xff, 0xff]));
+        assert!(run(&bad).is_err());
+    }
+
+    #[test]
+    fn authorities() {
+        assert_eq!(clean_authority(b"http://a:1/x"), b"a:1");
+        assert_eq!(clean_authority(b"a:1"), b"a:1");
+    }
+}
