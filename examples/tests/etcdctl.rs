@@ -103,6 +103,23 @@ fn kv_txn_lease_watch_compaction_snapshot_status() {
     assert!(seen.contains("PUT\n/w/2\ntwo\n"), "live event: {seen:?}");
     assert!(seen.contains("DELETE\n/w/1\n"), "delete event: {seen:?}");
 
+    // Several watches on one stream (interactive mode), one with prev_kv.
+    let endpoint = c.members[0].client_url.clone();
+    let multi = std::thread::spawn(move || {
+        let script = format!(
+            "(printf 'watch /m/a\\nwatch /m/b --prev-kv\\n'; sleep 4) | timeout -s KILL 6 etcdctl --endpoints {endpoint} watch -i"
+        );
+        let out = run(10, "sh", &["-c", &script], &[("ETCDCTL_API", "3")], None);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    etcdctl(&all, &["put", "/m/a", "1"]);
+    etcdctl(&all, &["put", "/m/b", "2"]);
+    etcdctl(&all, &["put", "/m/b", "3"]);
+    let seen = multi.join().expect("watch -i thread");
+    assert!(seen.contains("PUT\n/m/a\n1\n"), "{seen:?}");
+    assert!(seen.contains("PUT\n/m/b\n2\n/m/b\n3\n"), "prev_kv then kv: {seen:?}");
+
     // compaction: old revisions become unreadable, with etcd's error
     let now = json(&etcdctl(&all, &["get", "/app/a", "-w", "json"]))["header"]["revision"].as_i64().expect("rev");
     assert!(etcdctl(&all, &["compaction", &now.to_string()]).contains(&format!("compacted revision {now}")));

@@ -91,6 +91,7 @@ fn bad_input_gets_etcd_errors_and_the_member_keeps_serving() {
     let big = "x".repeat(70_000);
     assert!(err(&["put", "big", &big], None).contains("etcdserver: request is too large"));
     assert!(err(&["get", "foo", "--rev=1000000"], None).contains("required revision is a future revision"));
+    assert!(err(&["get", "b", "a"], None).contains("etcdserver: range end is before the key"));
     assert!(err(&["lease", "revoke", "1234"], None).contains("requested lease not found"));
     assert!(err(&["put", "k", "v", "--lease=1234"], None).contains("requested lease not found"));
     let ops: String = (0..20).map(|i| format!("put k{i} v\n")).collect();
