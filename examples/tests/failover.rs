@@ -11,7 +11,10 @@ use serde_json::Value;
 
 fn put(addr: &str, key: &str, value: &str) -> bool {
     let body = format!(r#"{{"key":"{}","value":"{}"}}"#, b64(key), b64(value));
-    matches!(http(addr, "POST", "/v3/kv/put", &body), Ok((200, _)))
+    // Like an etcd client: give up on a member after 2 s and try the next
+    // (a write forwarded to a leader that just died has an unknown outcome
+    // until the member's own request timeout).
+    matches!(http_within(addr, "POST", "/v3/kv/put", &body, Duration::from_secs(2)), Ok((200, _)))
 }
 
 fn status(addr: &str) -> Option<Value> {
@@ -51,7 +54,7 @@ fn leader_killed_during_writes_loses_nothing() {
         next += 1;
     }
     eprintln!("longest pause between acknowledged writes: {longest_gap:?}");
-    assert!(longest_gap < Duration::from_secs(15), "writes resumed only after {longest_gap:?}");
+    assert!(longest_gap < Duration::from_secs(8), "writes resumed only after {longest_gap:?}");
 
     c.restart(leader);
     c.wait_healthy(&c.members[leader], Duration::from_secs(30));

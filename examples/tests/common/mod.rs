@@ -212,8 +212,19 @@ impl Drop for Cluster {
 /// A minimal HTTP/1.1 request over a fresh connection; returns status and
 /// body. Bounded by socket timeouts.
 pub fn http(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    http_within(addr, method, path, body, Duration::from_secs(10))
+}
+
+/// [`http`] that gives up when no answer comes within `timeout`.
+pub fn http_within(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
     write!(
         s,
