@@ -41,32 +41,24 @@ fmt:
 # ---- Docker (docker/README.md) ---------------------------------------------
 # The image is FROM scratch around a static binary built here; nginx comes
 # from a Debian root made with debootstrap: nothing is pulled from a registry.
-.PHONY: docker-deps docker-image docker-nginx-image docker-test swarm-test
-DOCKER_APT_PACKAGES := etcd-client debootstrap python3-venv
-
-docker-deps: deps
-	@missing=""; for p in $(DOCKER_APT_PACKAGES); do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	fi
+.PHONY: docker-image docker-nginx-image docker-test swarm-test
+# `deps` brings etcdctl and python3-venv; the nginx image script installs
+# debootstrap itself when it has to build.
 
 # raft-kv:latest (override: make docker-image IMAGE=...)
 docker-image: deps
 	docker/build-image.sh $(IMAGE)
 
 # raft-kv/nginx:local, built once (FORCE=1 to rebuild)
-docker-nginx-image: docker-deps
+docker-nginx-image:
 	docker/build-nginx-image.sh
 
 # Compose cluster + nginx, clients and faults; tears down on exit
-docker-test: docker-deps
+docker-test: deps
 	docker/test.sh
 
 # stack.yaml on a throwaway single-node swarm
-swarm-test: docker-deps
+swarm-test: deps
 	docker/swarm-test.sh
 
 # Deterministic simulation: 2,000 seeds, alternating 3- and 5-member

@@ -46,11 +46,11 @@ export RUSTFLAGS="-C target-feature=+crt-static -L native=$LIBDIR$LATE_LIBS ${RU
 # the host build caches, and a shared workspace's builds don't wait on one lock.
 OUT=${STATIC_TARGET_DIR:-target/static}
 cargo build --release --target "$TARGET" --target-dir "$OUT" \
-  -p examples --bin raft-kv-server \
-  -p raft-kv-healthcheck "$@"
+  -p examples -p raft-kv-healthcheck --bin raft-kv-server --bin raft-kv-healthcheck "$@"
 
 for b in raft-kv-server raft-kv-healthcheck; do
   f=$OUT/$TARGET/release/$b
+  [ -x "$f" ] || { echo "error: $f was not built" >&2; exit 1; }
   # A dynamic binary would print its interpreter; refuse it.
   if file "$f" | grep -q 'interpreter'; then
     echo "error: $f is dynamically linked:" >&2; file "$f" >&2; exit 1

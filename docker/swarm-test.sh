@@ -19,17 +19,8 @@ export RAFT_KV_CLUSTER_TOKEN=raft-kv-swarm-test
 STACK=raft-kv-swarm-test
 ENDPOINT=127.0.0.1:$RAFT_KV_SWARM_PORT
 T0=$(date +%s)
-step() { printf '\n=== [%4ds] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-lb() { ETCDCTL_API=3 etcdctl --dial-timeout=3s --command-timeout=10s --endpoints="$ENDPOINT" "$@"; }
-wait_for() {
-  local limit=$1 what=$2; shift 2
-  local deadline=$(( $(date +%s) + limit ))
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$deadline" ] || fail "timed out after ${limit}s waiting for $what"
-    sleep 1
-  done
-}
+. docker/lib.sh
+lb() { etcdctl_ --endpoints="$ENDPOINT" "$@"; }
 
 state=$(docker info -f '{{.Swarm.LocalNodeState}}')
 [ "$state" = inactive ] || fail "this engine is already in a swarm ($state); not touching it"
