@@ -17,7 +17,7 @@ fn curl(url: &str, body: &str) -> Value {
 
 #[test]
 fn json_gateway_with_curl() {
-    let c = Cluster::start(3);
+    let c = Cluster::start_with(3, &["--experimental-watch-progress-notify-interval=1s"]);
     let base = c.members[1].client_url.clone();
     let put = curl(&format!("{base}/v3/kv/put"), &format!(r#"{{"key":"{}","value":"{}"}}"#, b64("foo"), b64("bar")));
     assert!(put["header"]["revision"].is_string(), "{put}");
@@ -59,6 +59,21 @@ fn json_gateway_with_curl() {
     let events: Vec<&Value> = lines.iter().filter_map(|l| l["result"]["events"].as_array()).flatten().collect();
     assert_eq!(events.len(), 3, "put, txn put, delete: {lines:?}");
     assert_eq!(events[2]["type"], "DELETE");
+
+    // A quiet watch that asked for progress notifications gets them.
+    let body = format!(r#"{{"create_request":{{"key":"{}","progress_notify":true}}}}"#, b64("quiet"));
+    let out = run(
+        10,
+        "curl",
+        &["-sS", "-N", "--max-time", "3", "-X", "POST", &format!("{base}/v3/watch"), "-d", &body],
+        &[],
+        None,
+    );
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("watch line")).collect();
+    let progress = lines.iter().filter(|l| l["result"]["created"].is_null() && l["result"]["events"].is_null()).count();
+    assert!(progress >= 1, "no progress notification: {lines:?}");
+    assert!(lines.iter().all(|l| l["result"]["header"]["revision"].is_string()), "{lines:?}");
 
     let st = curl(&format!("{base}/v3/maintenance/status"), "{}");
     assert!(st["leader"].is_string() && st["raftTerm"].is_string(), "{st}");

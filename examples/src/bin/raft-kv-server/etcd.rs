@@ -31,6 +31,9 @@ pub struct Ctx {
     pub max_txn_ops: usize,
     /// Longest a handler waits for the member.
     pub request_timeout: Duration,
+    /// Quiet time after which a watch that asked for progress notifications
+    /// gets one.
+    pub watch_progress_interval: Duration,
     /// Request and raft metrics.
     pub metrics: Metrics,
     /// The member's latest status, refreshed in the background.

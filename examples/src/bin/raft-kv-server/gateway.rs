@@ -507,6 +507,7 @@ async fn watch(State(g): State<Gw>, body: Bytes) -> Response {
             range_end: bytes_of(c, "range_end")?,
             start_revision: int_of(c, "start_revision")?,
             prev_kv: bool_of(c, "prev_kv")?,
+            progress_notify: bool_of(c, "progress_notify")?,
             filters,
             ..Default::default()
         })
@@ -516,7 +517,7 @@ async fn watch(State(g): State<Gw>, body: Bytes) -> Response {
     };
     let (tx, rx) = mpsc::channel(1024);
     if let Some(w) = create_watch(&g.ctx, &create, 0, &tx).await {
-        pump_watch(g.ctx.clone(), w, 0, Arc::default(), tx, || {});
+        pump_watch(g.ctx.clone(), w, 0, create.progress_notify, Arc::default(), tx, || {});
     }
     let lines = ReceiverStream::new(rx).map(|r: Result<pb::WatchResponse, Status>| {
         let v = match r {

@@ -235,18 +235,32 @@ impl pb::kv_server::Kv for Api {
 type StreamWatches = Arc<Mutex<HashMap<i64, (u64, Arc<AtomicBool>)>>>;
 
 /// Starts a thread that moves a watcher's messages into `out` as etcd
-/// responses until the watch ends, `stop` is set or `out` closes.
+/// responses until the watch ends, `stop` is set or `out` closes. With
+/// `progress_notify`, a watch that has been quiet for the server's progress
+/// interval gets a progress notification (an empty response at the current
+/// revision), as etcd sends them.
 pub fn pump_watch(
     ctx: Shared,
     mut watcher: raft_kv::Watcher,
     watch_id: i64,
+    progress_notify: bool,
     stop: Arc<AtomicBool>,
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
     on_end: impl FnOnce() + Send + 'static,
 ) {
     let spawned = std::thread::Builder::new().name(format!("watch-{watch_id}")).spawn(move || {
+        let mut quiet_since = std::time::Instant::now();
         while !stop.load(Ordering::Acquire) && !out.is_closed() {
-            let Some(msg) = watcher.recv_timeout(Duration::from_millis(200)) else { continue };
+            let Some(msg) = watcher.recv_timeout(Duration::from_millis(200)) else {
+                if progress_notify && quiet_since.elapsed() >= ctx.watch_progress_interval {
+                    // The progress message comes back through the watcher,
+                    // after any events it still holds.
+                    let _ = ctx.node.watch_progress(watcher.id());
+                    quiet_since = std::time::Instant::now();
+                }
+                continue;
+            };
+            quiet_since = std::time::Instant::now();
             let (resp, last) = match msg {
                 WatchMessage::Events { revision, events } => {
                     (pb::WatchResponse { header: ctx.header(revision), watch_id, events, ..Default::default() }, false)
@@ -363,7 +377,7 @@ impl pb::watch_server::Watch for Api {
                         let stop = Arc::new(AtomicBool::new(false));
                         watches.lock().insert(watch_id, (w.id(), stop.clone()));
                         let ws = watches.clone();
-                        pump_watch(ctx.clone(), w, watch_id, stop, tx.clone(), move || {
+                        pump_watch(ctx.clone(), w, watch_id, c.progress_notify, stop, tx.clone(), move || {
                             ws.lock().remove(&watch_id);
                         });
                     }

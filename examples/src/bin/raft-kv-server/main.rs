@@ -106,6 +106,15 @@ struct Flags {
     /// Applied entries between raft log compactions.
     #[arg(long, env = "RAFT_KV_SNAPSHOT_COUNT", default_value_t = 10_000)]
     snapshot_count: u64,
+    /// Quiet time after which watches that asked for progress notifications
+    /// get one (`10m`, `30s`, `500ms`, `1h`).
+    #[arg(
+        long,
+        env = "RAFT_KV_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m",
+        value_parser = parse_duration
+    )]
+    experimental_watch_progress_notify_interval: Duration,
     /// Log filter (tracing-subscriber syntax), e.g. `info` or `raft_kv=debug`.
     #[arg(long, env = "RAFT_KV_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -137,6 +146,25 @@ fn parse_initial_cluster(s: &str) -> Result<Vec<InitialMember>> {
         bail!("--initial-cluster is empty");
     }
     Ok(out)
+}
+
+/// A duration like Go's flags take them: a number and a unit (`ms`, `s`,
+/// `m`, `h`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number followed by ms, s, m or h"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.saturating_mul(1_000),
+        "m" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if ms == 0 {
+        return Err(format!("{s:?}: must be positive"));
+    }
+    Ok(Duration::from_millis(ms))
 }
 
 /// The socket address of an `http://host:port` URL.
@@ -237,6 +265,7 @@ async fn run(flags: Flags) -> Result<()> {
         max_request_bytes: flags.max_request_bytes,
         max_txn_ops: flags.max_txn_ops,
         request_timeout,
+        watch_progress_interval: flags.experimental_watch_progress_notify_interval,
         metrics: metrics::Metrics::default(),
         status: Mutex::new(None),
         status_at: Mutex::new(Instant::now()),
@@ -361,6 +390,16 @@ mod tests {
         assert_eq!(c[0].peer_urls, vec!["http://x:1", "http://z:3"]);
         assert!(parse_initial_cluster("nope").is_err());
         assert!(parse_initial_cluster("").is_err());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "10", "s", "0s", "1d", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
