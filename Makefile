@@ -1,7 +1,7 @@
 # raft-kv — the two commands a new machine needs:
 #   make run    start a local 3-member raft-kv-server cluster on loopback
 #               (client ports 2379/22379/32379; Ctrl-C stops it)
-#   make test   format check, clippy, and every test
+#   make test   format check, clippy, every test, and 2,000 simulation seeds
 SHELL := /bin/bash
 CARGO ?= cargo
 # etcd-client (etcdctl), curl and python3-venv drive the example server's
@@ -31,6 +31,7 @@ lint: deps
 
 test: lint
 	$(CARGO) test --workspace
+	$(MAKE) sim
 
 bench: deps
 	$(CARGO) bench -p benches
