@@ -136,6 +136,12 @@ fn kv_txn_lease_watch_compaction_snapshot_status() {
     let werr = format!("{}{}", String::from_utf8_lossy(&w.stdout), String::from_utf8_lossy(&w.stderr));
     assert!(werr.contains("compacted"), "watch below the compact revision: {werr}");
 
+    // The concurrency recipes (leases + txn + watch) work: lock and elect.
+    assert_eq!(etcdctl(&all, &["lock", "/locks/one", "--", "echo", "locked"]).trim(), "locked");
+    let elect =
+        run(5, "etcdctl", &["--endpoints", &all, "elect", "/elections/one", "me"], &[("ETCDCTL_API", "3")], None);
+    assert!(String::from_utf8_lossy(&elect.stdout).contains("me"), "{elect:?}");
+
     // snapshot save (one endpoint, as etcdctl requires)
     let snap = c.tmp.path().join("backup.db");
     let out = etcdctl(&c.members[0].client_url, &["snapshot", "save", &snap.to_string_lossy()]);
