@@ -6,16 +6,21 @@
 # failure. Refuses to run on an engine that is already in a swarm.
 #
 # Environment: RAFT_KV_IMAGE (raft-kv:latest), NGINX_IMAGE
-# (raft-kv/nginx:local), RAFT_KV_SWARM_PORT (23790), SKIP_BUILD=1.
+# (raft-kv/nginx:local), RAFT_KV_SWARM_PORT (23790),
+# RAFT_KV_SWARM_PUBLISH_MODE (host; or ingress), NGINX_REPLICAS (1), SKIP_BUILD=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export RAFT_KV_IMAGE=${RAFT_KV_IMAGE:-raft-kv:latest}
 export NGINX_IMAGE=${NGINX_IMAGE:-raft-kv/nginx:local}
-# Swarm's routing mesh publishes on every interface; the test only connects
-# through 127.0.0.1, on a port apart from the Compose test's.
+# Swarm publishes on every interface; the test only connects through
+# 127.0.0.1, on a port apart from the Compose test's.
 export RAFT_KV_SWARM_PORT=${RAFT_KV_SWARM_PORT:-23790}
 export RAFT_KV_CLUSTER_TOKEN=raft-kv-swarm-test
+# The routing mesh (ingress) does not deliver connections on the CI engine;
+# host-mode publishing does, with one nginx per node.
+export RAFT_KV_SWARM_PUBLISH_MODE=${RAFT_KV_SWARM_PUBLISH_MODE:-host}
+export NGINX_REPLICAS=${NGINX_REPLICAS:-1}
 STACK=raft-kv-swarm-test
 ENDPOINT=127.0.0.1:$RAFT_KV_SWARM_PORT
 T0=$(date +%s)
@@ -31,6 +36,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   [ "$NGINX_IMAGE" != raft-kv/nginx:local ] || docker/build-nginx-image.sh "$NGINX_IMAGE"
 fi
 
+HAD_GWBRIDGE=$(docker network ls -q --filter name=^docker_gwbridge$)
 teardown() {
   local rc=$?
   if [ "$rc" != 0 ]; then
@@ -41,13 +47,17 @@ teardown() {
     done
   fi
   docker stack rm "$STACK" >/dev/null 2>&1 || true
-  # Tasks stop asynchronously; wait (bounded) so the volumes can go.
-  for _ in $(seq 1 30); do
-    [ -z "$(docker ps -q --filter "label=com.docker.stack.namespace=$STACK")" ] && break
+  # Task containers go away asynchronously; wait (bounded) so the volumes
+  # are no longer in use.
+  for _ in $(seq 1 60); do
+    [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ] && break
     sleep 1
   done
   docker swarm leave --force >/dev/null 2>&1 || true
-  docker volume ls -q --filter "label=com.docker.stack.namespace=$STACK" | xargs -r docker volume rm >/dev/null 2>&1 || true
+  # The members' volumes (named <stack>_<volume>), and the bridge that
+  # `swarm init` created, if it did.
+  docker volume ls -q | grep "^${STACK}_" | xargs -r docker volume rm >/dev/null || true
+  [ -n "$HAD_GWBRIDGE" ] || docker network rm docker_gwbridge >/dev/null 2>&1 || true
   exit "$rc"
 }
 trap teardown EXIT
