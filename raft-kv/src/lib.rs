@@ -35,6 +35,7 @@ pub mod error;
 pub mod keys;
 pub mod lease;
 pub mod membership;
+pub mod metrics;
 pub mod mvcc;
 pub mod node;
 pub mod peer;

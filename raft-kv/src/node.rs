@@ -24,6 +24,7 @@ use crate::api::{
 use crate::api::{Member, MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, MembersResponse};
 use crate::command::{Op, Response};
 use crate::engine::Engine;
+use crate::metrics::{NodeMetrics, TimedEngine};
 use crate::peer::{Peer, Status};
 use crate::transport::{Mailbox, Transport};
 use crate::watch::{WatchRequest, Watcher};
@@ -129,7 +130,9 @@ impl<E> NodeBuilder<E> {
 impl<E: Engine> NodeBuilder<E> {
     /// Opens the member on its engine and starts its thread.
     pub fn start(self) -> Result<Node> {
-        let peer: Peer<E, Callback> = Peer::open(self.cfg.clone(), self.engine)?;
+        let metrics = Arc::new(NodeMetrics::default());
+        let engine = TimedEngine::new(self.engine, Arc::clone(&metrics));
+        let peer: Peer<TimedEngine<E>, Callback> = Peer::open(self.cfg.clone(), engine)?;
         let mut transport = self.transport.unwrap_or_else(|| Box::new(crate::transport::NoTransport));
         let (cfg, rx) = (self.cfg.clone(), self.rx);
         let thread = std::thread::Builder::new()
@@ -142,12 +145,14 @@ impl<E: Engine> NodeBuilder<E> {
                 timeout: self.cfg.tick_interval * (self.cfg.request_timeout_ticks as u32 + 2),
                 tx: self.tx,
                 thread: Mutex::new(Some(thread)),
+                metrics,
             }),
         })
     }
 }
 
 struct Shared {
+    metrics: Arc<NodeMetrics>,
     id: u64,
     timeout: Duration,
     tx: Sender<Input>,
@@ -197,6 +202,11 @@ impl Node {
     /// This member's id.
     pub fn id(&self) -> u64 {
         self.shared.id
+    }
+
+    /// Latency histograms of the member's synced (fsync) and apply writes.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.shared.metrics
     }
 
     fn submit(&self, input: Input) -> Result<()> {
