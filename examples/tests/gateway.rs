@@ -88,9 +88,18 @@ fn json_gateway_with_curl() {
         "etcd_server_proposals_failed_total",
         "raft_kv_proposal_apply_duration_seconds_bucket",
         "raft_kv_requests_total{method=\"Put\"}",
+        "etcd_disk_wal_fsync_duration_seconds_bucket",
+        "etcd_disk_backend_commit_duration_seconds_bucket",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    // Writes happened, so the member has fsynced.
+    let fsyncs = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd_disk_wal_fsync_duration_seconds_count "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .expect("fsync count");
+    assert!(fsyncs > 0, "no fsync recorded");
 }
 
 #[test]

@@ -546,6 +546,6 @@ async fn version() -> Response {
 }
 
 async fn metrics(State(g): State<Gw>) -> Response {
-    let text = g.ctx.metrics.render(&g.transport.metrics());
+    let text = g.ctx.metrics.render(&g.transport.metrics(), g.ctx.node.metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -81,8 +81,9 @@ impl Metrics {
         *self.last.lock() = Some(now.clone());
     }
 
-    /// The Prometheus text of every metric, plus the transport's counters.
-    pub fn render(&self, transport: &transport_tcp::Metrics) -> String {
+    /// The Prometheus text of every metric, plus the transport's counters
+    /// and the member's disk latencies.
+    pub fn render(&self, transport: &transport_tcp::Metrics, node: &raft_kv::metrics::NodeMetrics) -> String {
         let mut out = String::new();
         let mut gauge = |name: &str, kind: &str, help: &str, v: f64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
@@ -153,6 +154,18 @@ impl Metrics {
             "raft_kv_proposal_apply_duration_seconds",
             "Time from proposing on this member to the entry being applied here.",
         );
+        render_engine_histogram(
+            &mut out,
+            "etcd_disk_wal_fsync_duration_seconds",
+            "Synced raft log writes (one fsync per Ready).",
+            &node.fsync.snapshot(),
+        );
+        render_engine_histogram(
+            &mut out,
+            "etcd_disk_backend_commit_duration_seconds",
+            "Apply batch writes to the state machine.",
+            &node.apply_write.snapshot(),
+        );
         let _ = writeln!(
             out,
             "# HELP raft_kv_requests_total Client requests by method.\n# TYPE raft_kv_requests_total counter"
@@ -162,4 +175,14 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Renders one of the member's engine histograms.
+fn render_engine_histogram(out: &mut String, name: &str, help: &str, h: &raft_kv::metrics::HistogramSnapshot) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (b, n) in raft_kv::metrics::BUCKETS.iter().zip(&h.cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", h.sum_seconds, h.count);
 }
