@@ -63,7 +63,15 @@ health_of() { docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{e
 all_healthy() { local m; for m in "$@"; do [ "$(health_of "$m")" = healthy ] || return 1; done; }
 # Members' client endpoints by container IP (bypassing nginx). No http://
 # scheme: etcdctl 3.4 sends a bad :authority for several endpoints with one.
-member_eps() { local m eps=; for m in "$@"; do eps+="${eps:+,}$(ip_of "$m"):2379"; done; echo "$eps"; }
+# A stopped or disconnected member has no address and is left out.
+member_eps() {
+  local m ip eps=
+  for m in "$@"; do
+    ip=$(ip_of "$m")
+    if [ -n "$ip" ]; then eps+="${eps:+,}$ip:2379"; fi
+  done
+  echo "$eps"
+}
 # Service name of the current leader: the member whose id is its own leader.
 leader_name() {
   etcdctl_ --endpoints="$(member_eps "${MEMBERS[@]}")" endpoint status -w json 2>/dev/null |
@@ -74,7 +82,8 @@ for s in json.load(sys.stdin):
         print(s["Endpoint"]); break' |
     while read -r ep; do
       for m in "${MEMBERS[@]}"; do
-        if [ "$(ip_of "$m"):2379" = "$ep" ]; then echo "$m"; fi
+        ip=$(ip_of "$m")
+        if [ -n "$ip" ] && [ "$ip:2379" = "$ep" ]; then echo "$m"; fi
       done
     done
 }
