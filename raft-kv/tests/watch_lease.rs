@@ -116,6 +116,7 @@ fn watch_below_compact_revision_fails_with_it() {
         retry(|| n.put("k", format!("{i}")));
     }
     retry(|| n.compact(4));
+    c.converge(); // every member has applied the compaction
     for id in c.running() {
         let err = c.node(id).watch(WatchRequest::key("k").start_revision(2)).expect_err("compacted");
         assert_eq!(err, Error::Compacted { requested: 2, compact_revision: 4 });
