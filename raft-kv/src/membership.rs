@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use prost::Message as _;
-use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+use raft::eraftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2};
 
 use crate::api::{Member, MemberUpdateRequest};
 use crate::command::Op;
@@ -133,5 +133,9 @@ pub fn conf_change(op: &Op) -> Option<ConfChangeV2> {
         _ => return None,
     };
     let change = ConfChangeSingle { change_type, node_id, ..Default::default() };
-    Some(ConfChangeV2 { changes: vec![change].into(), ..Default::default() })
+    // Joint consensus: the cluster passes through the joint configuration
+    // (old and new majorities both required) and raft-rs leaves it by itself.
+    let mut cc = ConfChangeV2 { changes: vec![change].into(), ..Default::default() };
+    cc.set_transition(ConfChangeTransition::Implicit);
+    Some(cc)
 }
