@@ -122,6 +122,10 @@ PY=("$VENV/bin/python" "$ROOT/docker/etcd_client.py")
 # ---------------------------------------------------------------- up
 step "start the cluster"
 compose down -v --remove-orphans >/dev/null 2>&1 || true   # leftovers of an aborted run
+# Something else (a `make run` cluster?) on the port would take our clients.
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+  fail "127.0.0.1:$PORT is already in use; set TEST_PORT to another port"
+fi
 t=$(now)
 compose up -d raft-kv-00 raft-kv-01 raft-kv-02 nginx
 wait_for 120 "3 healthy members" all_healthy "${MEMBERS[@]}"
@@ -227,7 +231,7 @@ compose logs --no-color nginx | grep -o 'upstream=[0-9.:, ]*' | sed 's/, *$//' |
 step "PASS"
 cat <<SUMMARY
   image $RAFT_KV_IMAGE:            ${IMAGE_MB} MB
-  image build (cargo + docker):   ${T_IMAGE:-skipped} s;  nginx image: ${T_NGINX:-skipped} s
+  image build (cargo + docker):   ${T_IMAGE:-(skipped)} s;  nginx image: ${T_NGINX:-(skipped)} s
   time to healthy cluster:        ${T_HEALTHY} s
   new leader after leader kill:   ${T_ELECT} s (polled)
   longest write stall (leader kill): ${T_STALL} s
