@@ -77,6 +77,10 @@ fn json_gateway_with_curl() {
 
     let st = curl(&format!("{base}/v3/maintenance/status"), "{}");
     assert!(st["leader"].is_string() && st["raftTerm"].is_string(), "{st}");
+    for path in ["/livez", "/readyz"] {
+        let (code, _) = http(&c.members[0].client_addr(), "GET", path, "").expect(path);
+        assert_eq!(code, 200, "{path}");
+    }
     let (code, health) = http(&c.members[0].client_addr(), "GET", "/health", "").expect("health");
     assert_eq!((code, health.trim()), (200, r#"{"health":"true","reason":""}"#));
     let (code, metrics) = http(&c.members[1].client_addr(), "GET", "/metrics", "").expect("metrics");

@@ -63,6 +63,8 @@ pub fn router(ctx: Shared, transport: transport_tcp::TcpHandle) -> Router {
         .route("/v3/maintenance/status", post(status))
         .route("/v3/cluster/member/list", post(member_list))
         .route("/health", get(health))
+        .route("/readyz", get(health))
+        .route("/livez", get(livez))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
         // JSON carries bytes as base64: allow for it; the decoded request is
@@ -539,6 +541,13 @@ async fn health(State(g): State<Gw>) -> Response {
         let reason = if has_leader { "member not responding" } else { "no leader" };
         (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "health": "false", "reason": reason }))).into_response()
     }
+}
+
+/// Liveness (etcd 3.5's `/livez`): the process serves HTTP. Unlike
+/// `/health` it does not need a leader, so an orchestrator can use it before
+/// the members have found each other.
+async fn livez() -> Response {
+    (StatusCode::OK, "ok").into_response()
 }
 
 async fn version() -> Response {
