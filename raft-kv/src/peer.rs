@@ -132,6 +132,9 @@ pub struct Peer<E: Engine, T> {
     completions: Vec<Completion<T>>,
     leader_changes: u64,
     last_leader: u64,
+    /// The voter a removed leader hands over to once the current Ready is
+    /// advanced (a follower may not add messages before that).
+    handover: Option<u64>,
     lessor: Lessor,
     watches: WatchHub,
     /// Events applied in the current batch, dispatched to watchers once the
@@ -259,6 +262,7 @@ impl<E: Engine, T> Peer<E, T> {
             completions: Vec::new(),
             leader_changes: 0,
             last_leader: INVALID_ID,
+            handover: None,
             lessor,
             watches,
             applied_events: Vec::new(),
@@ -328,9 +332,6 @@ impl<E: Engine, T> Peer<E, T> {
         self.now += 1;
         self.raw.tick();
         self.expire_requests();
-        // A removed leader keeps handing over until someone takes over (a
-        // transfer is abandoned after an election timeout).
-        self.after_conf_change();
         if self.is_leader() {
             let retry = self.cfg.election_ticks as u64 * 2;
             for id in self.lessor.expired(self.now, retry) {
@@ -670,6 +671,9 @@ impl<E: Engine, T> Peer<E, T> {
         }
         self.apply(light.take_committed_entries(), extra)?;
         self.raw.advance_apply_to(self.applied_index);
+        if let Some(to) = self.handover.take() {
+            self.raw.raft.send_timeout_now(to);
+        }
         self.serve_reads();
         self.maybe_compact_log()
     }
@@ -929,8 +933,12 @@ impl<E: Engine, T> Peer<E, T> {
         Ok(())
     }
 
-    /// A leader that is no longer a voter hands leadership to the voter with
-    /// the most of its log, then steps down when that one takes over.
+    /// A leader that is no longer a voter steps down at once and hands
+    /// leadership to the voter with the most of its log (`MsgTimeoutNow`,
+    /// sent once the current Ready is advanced). It must not stay leader:
+    /// raft-rs 0.7 keeps no progress for a removed leader, and the next
+    /// append response or persisted entry unwraps it and panics (found by
+    /// the simulator).
     fn after_conf_change(&mut self) {
         if !self.is_leader() || self.raw.store().conf_state().voters.contains(&self.cfg.id) {
             return;
@@ -944,12 +952,13 @@ impl<E: Engine, T> Peer<E, T> {
             .filter(|(id, _)| **id != me && self.raw.store().conf_state().voters.contains(id))
             .max_by_key(|(id, p)| (p.matched, **id))
             .map(|(id, _)| *id);
-        if let Some(to) = best {
-            if self.raw.raft.lead_transferee != Some(to) {
-                tracing::info!(id = me, to, "removed from the cluster as leader; transferring leadership");
-                self.raw.transfer_leader(to);
-            }
-        }
+        tracing::info!(id = me, to = ?best, "removed from the cluster as leader; stepping down");
+        let term = self.raw.raft.term;
+        self.raw.raft.become_follower(term, INVALID_ID);
+        // What the former leader had queued may go unsent (the network may
+        // drop it too); a follower must not hold unpersisted messages.
+        self.raw.raft.msgs.clear();
+        self.handover = best;
     }
 
     fn serve_reads(&mut self) {
