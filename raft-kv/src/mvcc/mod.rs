@@ -566,7 +566,10 @@ impl<E: Engine> Mvcc<E> {
             return Err(Error::FutureRevision { requested: rev, current: self.revision });
         }
         // Per key: keep every version above `rev` and the newest one at or
-        // below it unless that is a tombstone; drop the rest.
+        // below it unless that is a tombstone below `rev`; drop the rest. A
+        // tombstone *at* `rev` stays (until a later compaction), so a watch
+        // from the compact revision still sees that delete (etcd issue
+        // 18089, fixed the same way; found by the simulator).
         let mut doomed = Vec::new();
         let mut group: Option<Vec<u8>> = None;
         let mut kept = false;
@@ -579,7 +582,7 @@ impl<E: Engine> Mvcc<E> {
             if version_rev > rev {
                 return Ok(true);
             }
-            if kept || Record::is_tombstone(v)? {
+            if kept || (version_rev < rev && Record::is_tombstone(v)?) {
                 doomed.push(k.to_vec());
             }
             kept = true;

@@ -747,6 +747,12 @@ fn compaction_of_staged_history<E: Engine>(h: &mut H<E>) {
     assert_eq!(h.get_at("x", 3), None);
     assert_eq!(h.get_at("x", 4), None);
     assert_eq!(h.keys(RangeRequest::prefix(Bytes::new()).at_revision(3)), Vec::<String>::new());
+    // The tombstone at the compact revision stays, so a watch from there
+    // still sees the delete (etcd-io/etcd#18089); the next compaction drops it.
+    assert_eq!(h.versions(), vec![(b"x".to_vec(), 3), (b"y".to_vec(), 4)]);
+    let from_compact = h.m.history(b"x", b"", 3).unwrap();
+    assert!(from_compact.len() == 1 && from_compact[0].is_delete(), "{from_compact:?}");
+    h.compact(4).unwrap();
     assert_eq!(h.versions(), vec![(b"y".to_vec(), 4)]);
 }
 
