@@ -244,6 +244,15 @@ pub enum ViolationKind {
     CoreError,
     /// A response that does not fit the request (unknown key or value).
     BadResponse,
+    /// A watch delivered events out of order, twice, with a gap, or other
+    /// than the applied history (see [`crate::watches`]).
+    Watch,
+    /// Opening a watch below the compact revision did not fail with
+    /// `Compacted`, or one above it did.
+    WatchCompacted,
+    /// Members (or a member and its final MVCC history) disagree on the
+    /// events of a revision.
+    EventHistory,
 }
 
 /// Step budget of one key's search before it gives up.

@@ -13,8 +13,6 @@ pub const TICK: u64 = 10;
 
 /// Faults the simulator can inject. Each has a weight in [`FaultWeights`].
 ///
-/// Membership changes (add learner, promote, remove, re-add) will join this
-/// list once the core supports them (see the crate docs' TODO).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FaultKind {
     /// Split the members into two random groups (both ways).
@@ -34,11 +32,16 @@ pub enum FaultKind {
     NetWeather,
     /// Remove every partition.
     Heal,
+    /// Start one membership change (one at a time): add a fresh learner
+    /// (a new id and an empty engine, so it catches up by snapshot),
+    /// promote it, remove a voter (sometimes the leader); removing and then
+    /// adding is a re-add under a new id. At least 3 voters are kept.
+    Membership,
 }
 
 impl FaultKind {
     /// Every kind, in weight order.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Partition,
         FaultKind::OneWayPartition,
         FaultKind::IsolateLeader,
@@ -47,6 +50,7 @@ impl FaultKind {
         FaultKind::TickSkew,
         FaultKind::NetWeather,
         FaultKind::Heal,
+        FaultKind::Membership,
     ];
 }
 
@@ -69,11 +73,13 @@ pub struct FaultWeights {
     pub net_weather: u32,
     /// [`FaultKind::Heal`].
     pub heal: u32,
+    /// [`FaultKind::Membership`].
+    pub membership: u32,
 }
 
 impl FaultWeights {
     /// The weights in [`FaultKind::ALL`] order.
-    pub fn as_array(&self) -> [u32; 8] {
+    pub fn as_array(&self) -> [u32; 9] {
         [
             self.partition,
             self.one_way,
@@ -83,6 +89,7 @@ impl FaultWeights {
             self.tick_skew,
             self.net_weather,
             self.heal,
+            self.membership,
         ]
     }
 }
@@ -98,6 +105,7 @@ impl Default for FaultWeights {
             tick_skew: 1,
             net_weather: 2,
             heal: 2,
+            membership: 4,
         }
     }
 }
@@ -188,19 +196,25 @@ pub struct WorkloadMix {
     pub cas: u32,
     /// Compact history.
     pub compact: u32,
+    /// Open a watch (on a random member, from now or from a past revision;
+    /// at most [`WorkloadMix::WATCHES_PER_CLIENT`] per client).
+    pub watch: u32,
 }
 
 impl Default for WorkloadMix {
     fn default() -> Self {
-        WorkloadMix { put: 25, get: 25, serializable_get: 10, range: 5, delete: 8, cas: 25, compact: 2 }
+        WorkloadMix { put: 25, get: 25, serializable_get: 10, range: 5, delete: 8, cas: 25, compact: 2, watch: 2 }
     }
 }
 
 impl WorkloadMix {
+    /// Watches one client opens at most.
+    pub const WATCHES_PER_CLIENT: usize = 2;
+
     /// The weights in a fixed order (put, get, serializable get, range,
-    /// delete, cas, compact).
-    pub fn as_array(&self) -> [u32; 7] {
-        [self.put, self.get, self.serializable_get, self.range, self.delete, self.cas, self.compact]
+    /// delete, cas, compact, watch).
+    pub fn as_array(&self) -> [u32; 8] {
+        [self.put, self.get, self.serializable_get, self.range, self.delete, self.cas, self.compact, self.watch]
     }
 }
 

@@ -7,11 +7,22 @@
 //! and seeded faults (message loss, duplication, delay and reorder;
 //! symmetric, one-way and leader-isolating partitions; crashes that lose
 //! unsynced writes, including whole-cluster power loss; leader transfers;
-//! log compaction and snapshot installs; tick skew). After the workload the
-//! network heals, crashed members restart, and the run checks that members
-//! converge (same revision and hash), that no acknowledged write was lost,
-//! that no term had two leaders, and that the history is linearizable per
-//! key ([`checker`]).
+//! membership changes; log compaction and snapshot installs; tick skew).
+//! After the workload the network heals, crashed members restart, and the
+//! run checks that members converge (same revision and hash), that no
+//! acknowledged write was lost, that no term had two leaders, and that the
+//! history is linearizable per key ([`checker`]).
+//!
+//! **Membership changes** run one at a time, retried until done: add a
+//! learner (a fresh member with a new id and an empty engine, started with
+//! no initial peers, so it catches up by snapshot), promote it (proposed on
+//! the leader, retried while the core answers `LearnerNotReady`), remove a
+//! voter — sometimes the leader, which hands leadership over itself — and,
+//! after a removal, add a fresh learner again (a re-add: raft ids are never
+//! reused). At least 3 voters remain. A removed member is stopped a little
+//! later and, from the moment its removal is confirmed, left out of the
+//! convergence, lost-write and one-leader-per-term checks (it may lag
+//! forever); those checks use the leader's current configuration.
 //!
 //! ```
 //! use sim::{run, SimConfig};
@@ -29,15 +40,25 @@
 //! 0..10000 --members 3` (`--members mix` alternates 3 and 5), and replays
 //! one with `--seed N --trace`.
 //!
-//! Not yet simulated (the core is adding them): membership changes (add
-//! learner, promote, remove, re-add) as faults, and lease and watch
-//! operations in the workload with their checkers.
+//! **Watches**: clients open watches of the workload's keys on random
+//! members, from now or from a past revision; a watch dies with its member
+//! and is re-opened from the last revision it saw + 1. Every member also
+//! carries an all-keys *observer* watch. [`watches`] checks that each watch
+//! delivered revisions in strictly increasing order, with exactly the
+//! events the members applied under its prefix and no gap, against a truth
+//! built from the observers and the members' final MVCC history (sources
+//! that overlap must agree: a cross-member check of the applied history),
+//! and that opening a watch fails with `Compacted` exactly below the
+//! compact revision.
+//!
+//! Not yet simulated: lease operations in the workload with their checker.
 
 pub mod checker;
 pub mod config;
 pub mod history;
 pub mod rng;
 pub mod trace;
+pub mod watches;
 pub mod world;
 
 use std::ops::Range;

@@ -12,22 +12,37 @@
 use std::collections::BTreeMap;
 
 use raft_kv::{
-    CompactionRequest, Compare, CompareResult, Config, DeleteRangeRequest, Error, MemEngine, Peer, PutRequest,
-    RangeRequest, Response, Role, TxnRequest,
+    CompactionRequest, Compare, CompareResult, Config, DeleteRangeRequest, Error, MemEngine, MemberPromoteRequest,
+    MemberRemoveRequest, Peer, PutRequest, RangeRequest, Response, Role, TxnRequest, WatchMessage, WatchRequest,
+    Watcher,
 };
 use transport_mem::sim::{LinkFaults, SimNetwork};
 
 use crate::checker::{check_history, Violation, ViolationKind};
-use crate::config::{FaultKind, SimConfig, TICK};
+use crate::config::{FaultKind, SimConfig, WorkloadMix, TICK};
 use crate::history::{key_bytes, parse_key, parse_value, Key, KvObs, Observed, Op, Outcome, Record, Value, NEVER};
 use crate::rng::{SimRng, Stream};
 use crate::trace::Trace;
+use crate::watches::{check_watch, check_watch_open, Truth, WatchLog};
 
 /// Snapshot chunk size: small, so every snapshot travels in several chunks.
 const SNAPSHOT_CHUNK_BYTES: usize = 512;
 
 /// Snapshot chunks a member sends per simulation step.
 const SNAPSHOT_CHUNKS_PER_STEP: usize = 2;
+
+/// The [`OpId::record`] of membership-change proposals (not client records;
+/// their `attempt` is the change's attempt sequence number).
+pub const ADMIN_RECORD: u32 = u32::MAX;
+
+/// Attempts of one membership change before it is abandoned.
+const ADMIN_MAX_ATTEMPTS: u32 = 60;
+
+/// Voters a membership change never goes below.
+const MIN_VOTERS: usize = 3;
+
+/// Members (voters and learners) beyond the initial ones a run may add.
+const EXTRA_MEMBERS: usize = 2;
 
 /// The token the simulator hands to a [`Peer`] with each request: the
 /// history record and the attempt it belongs to.
@@ -42,7 +57,8 @@ pub struct OpId {
 /// Counters of one run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunStats {
-    /// Client operations that completed with a result.
+    /// Client operations that completed with a result (watch opens
+    /// included).
     pub ops_ok: u64,
     /// Writes whose outcome stayed unknown (timeout or crash).
     pub ops_unknown: u64,
@@ -58,6 +74,15 @@ pub struct RunStats {
     pub partitions: u64,
     /// Leader transfers requested.
     pub transfers: u64,
+    /// Learners added (fresh members with new ids; after a removal, a
+    /// re-add).
+    pub learners_added: u64,
+    /// Learners promoted to voters.
+    pub promotions: u64,
+    /// Members removed.
+    pub removals: u64,
+    /// Removals of the member that was leader when the removal started.
+    pub leader_removals: u64,
     /// Terms that had a leader.
     pub leader_terms: u64,
     /// Snapshot messages delivered (snapshot installs).
@@ -66,6 +91,14 @@ pub struct RunStats {
     pub messages: u64,
     /// Unsynced batches lost to crashes.
     pub lost_batches: u64,
+    /// Client watches opened (re-opens not counted).
+    pub watches: u64,
+    /// Watch re-opens after the member died.
+    pub watch_reopens: u64,
+    /// Watch opens refused as compacted.
+    pub watch_compacted: u64,
+    /// Event messages delivered to client watches.
+    pub watch_messages: u64,
 }
 
 /// The result of one run.
@@ -104,6 +137,60 @@ struct Member {
     next_tick: u64,
     restart_at: u64,
     was_leader: bool,
+    /// Removed from the cluster (confirmed): left out of every check.
+    removed: bool,
+    /// When a removed member is stopped for good.
+    retire_at: u64,
+    /// Stopped for good (after its removal).
+    retired: bool,
+}
+
+/// A membership change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Add a fresh learner with this (new) id.
+    AddLearner(u64),
+    /// Promote this learner.
+    Promote(u64),
+    /// Remove this member.
+    Remove(u64),
+}
+
+/// Who holds a watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WatchOwner {
+    /// A client; re-opened on any member when its member dies.
+    Client(usize),
+    /// The simulator's all-keys observer of one member (the truth the
+    /// watch checks use), re-opened when that member restarts.
+    Observer,
+}
+
+/// One watch and its log.
+struct WatchSlot {
+    owner: WatchOwner,
+    log: WatchLog,
+    member: u64,
+    incarnation: u32,
+    handle: Option<Watcher>,
+    reopen_at: u64,
+}
+
+/// The one membership change in flight, retried until done.
+#[derive(Debug, Default)]
+struct Admin {
+    change: Option<Change>,
+    attempts: u32,
+    /// Sequence number of the current attempt (its token's `attempt`).
+    seq: u32,
+    /// The member holding the current attempt.
+    in_flight: Option<u64>,
+    /// Time of the next attempt.
+    next_at: u64,
+    /// Member to propose on next (the leader, as last told).
+    hint: Option<u64>,
+    /// The change removes the member that was leader when it started.
+    of_leader: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +234,47 @@ pub struct World {
     leaders: BTreeMap<u64, u64>,
     violations: Vec<Violation>,
     stats: RunStats,
+    admin: Admin,
+    next_member_id: u64,
+    initial_members: usize,
+    watches: Vec<WatchSlot>,
+    /// The current members (indexes) once the run converged.
+    converged: Vec<usize>,
+    /// Every member a removal was proposed for (an abandoned removal may
+    /// still apply later).
+    removal_targets: Vec<u64>,
+}
+
+/// The configuration of member `id` (`peers`: the voters of a new cluster;
+/// empty for a member that joins later).
+fn member_config(cfg: &SimConfig, id: u64, peers: Vec<u64>) -> Config {
+    let mut c = Config::new(id).peers(peers).snapshot_entries(cfg.snapshot_entries, cfg.log_keep_entries);
+    c.election_ticks = 10;
+    c.max_election_ticks = 11;
+    c.heartbeat_ticks = 1;
+    c.request_timeout_ticks = cfg.request_timeout_ticks;
+    c.unsafe_local_reads = cfg.unsafe_local_reads;
+    c.snapshot_chunk_bytes = SNAPSHOT_CHUNK_BYTES;
+    c
+}
+
+impl Member {
+    fn new(id: u64, cfg: Config, first_tick: u64) -> Self {
+        Member {
+            id,
+            cfg,
+            engine: MemEngine::new(),
+            peer: None,
+            incarnation: 0,
+            tick_period: TICK,
+            next_tick: first_tick,
+            restart_at: 0,
+            was_leader: false,
+            removed: false,
+            retire_at: NEVER,
+            retired: false,
+        }
+    }
 }
 
 impl World {
@@ -157,27 +285,7 @@ impl World {
         let mut rng_clock = SimRng::new(seed, Stream::Clocks);
         let members = voters
             .iter()
-            .map(|&id| {
-                let mut c =
-                    Config::new(id).peers(voters.clone()).snapshot_entries(cfg.snapshot_entries, cfg.log_keep_entries);
-                c.election_ticks = 10;
-                c.max_election_ticks = 11;
-                c.heartbeat_ticks = 1;
-                c.request_timeout_ticks = cfg.request_timeout_ticks;
-                c.unsafe_local_reads = cfg.unsafe_local_reads;
-                c.snapshot_chunk_bytes = SNAPSHOT_CHUNK_BYTES;
-                Member {
-                    id,
-                    cfg: c,
-                    engine: MemEngine::new(),
-                    peer: None,
-                    incarnation: 0,
-                    tick_period: TICK,
-                    next_tick: 1 + rng_clock.below(TICK),
-                    restart_at: 0,
-                    was_leader: false,
-                }
-            })
+            .map(|&id| Member::new(id, member_config(&cfg, id, voters.clone()), 1 + rng_clock.below(TICK)))
             .collect();
         let clients = (0..cfg.clients)
             .map(|c| Client {
@@ -222,6 +330,12 @@ impl World {
             leaders: BTreeMap::new(),
             violations: Vec::new(),
             stats: RunStats::default(),
+            admin: Admin { next_at: NEVER, ..Admin::default() },
+            next_member_id: n + 1,
+            initial_members: n as usize,
+            watches: Vec::new(),
+            converged: Vec::new(),
+            removal_targets: Vec::new(),
         }
     }
 
@@ -275,6 +389,11 @@ impl World {
                 Some(_) => m.next_tick,
                 None => m.restart_at,
             });
+            t = t.min(m.retire_at);
+        }
+        t = t.min(self.admin.next_at);
+        for w in &self.watches {
+            t = t.min(w.reopen_at);
         }
         for c in &self.clients {
             t = t.min(c.next_at);
@@ -298,9 +417,16 @@ impl World {
             self.next_fault = now + self.rng_fault.between(lo, hi).max(1);
         }
         for i in 0..self.members.len() {
-            if self.members[i].peer.is_none() && self.members[i].restart_at <= now {
+            if self.members[i].retire_at <= now {
+                self.retire(i);
+            }
+            if self.members[i].peer.is_none() && !self.members[i].retired && self.members[i].restart_at <= now {
                 self.start_member(i);
             }
+        }
+        if self.admin.next_at <= now {
+            self.admin.next_at = NEVER;
+            self.admin_attempt();
         }
         while let Some(env) = self.net.pop_due(now) {
             self.trace.delivery(now, &env);
@@ -308,7 +434,8 @@ impl World {
             if env.msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
                 self.stats.snapshots += 1;
             }
-            let Some(m) = self.members.get_mut(env.to as usize - 1) else { continue };
+            let Some(i) = self.index_of(env.to) else { continue };
+            let m = &mut self.members[i];
             let Some(peer) = m.peer.as_mut() else { continue };
             match peer.step(env.msg) {
                 Ok(()) => {}
@@ -334,7 +461,13 @@ impl World {
                 self.client_act(c);
             }
         }
+        for w in 0..self.watches.len() {
+            if self.watches[w].reopen_at <= now {
+                self.reopen_watch(w);
+            }
+        }
         self.pump();
+        self.drain_watches();
     }
 
     /// Runs `handle_ready` on every member with work until none has any.
@@ -354,7 +487,8 @@ impl World {
                 let mut out = Vec::new();
                 let res = if ready { peer.handle_ready(&mut |msgs| out.extend(msgs)) } else { Ok(Vec::new()) };
                 let is_leader = peer.is_leader();
-                let new_term = (is_leader && !m.was_leader).then(|| peer.status().term);
+                // A removed member may lag forever: its terms are not checked.
+                let new_term = (is_leader && !m.was_leader && !m.removed).then(|| peer.term());
                 m.was_leader = is_leader;
                 // Snapshots stream in chunks, a few per step (the simulated
                 // transport always has room; loss and delay still apply).
@@ -417,12 +551,52 @@ impl World {
                 if inc > 1 {
                     self.trace.event(self.now, format_args!("m{id} restarts (incarnation {inc})"));
                 }
+                self.open_observer(i);
             }
             Err(e) => {
                 let id = m.id;
                 self.violate(ViolationKind::CoreError, format!("m{id} failed to open after restart: {e}"));
                 self.stopped = true;
             }
+        }
+    }
+
+    fn index_of(&self, id: u64) -> Option<usize> {
+        self.members.iter().position(|m| m.id == id)
+    }
+
+    /// Stops a removed member for good.
+    fn retire(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        m.retire_at = NEVER;
+        m.retired = true;
+        m.restart_at = NEVER;
+        let id = m.id;
+        self.trace.event(self.now, format_args!("m{id} retires (removed)"));
+        if let Some(mut peer) = self.members[i].peer.take() {
+            let lost = peer.fail_all();
+            drop(peer);
+            self.net.drop_to(id);
+            self.lose_requests(id, lost);
+        }
+    }
+
+    /// Every request member `id` held (and every client waiting on it) lost
+    /// its connection: outcome unknown.
+    fn lose_requests(&mut self, id: u64, lost: Vec<(OpId, raft_kv::Result<Response>)>) {
+        for (token, _) in lost {
+            self.on_completion(token, Err(Error::Stopped));
+        }
+        for c in 0..self.clients.len() {
+            if let ClientState::InFlight { record, member } = self.clients[c].state {
+                if member == id {
+                    let attempt = self.history[record].attempts;
+                    self.on_completion(OpId { record: record as u32, attempt }, Err(Error::Stopped));
+                }
+            }
+        }
+        if self.admin.in_flight == Some(id) {
+            self.on_completion(OpId { record: ADMIN_RECORD, attempt: self.admin.seq }, Err(Error::Stopped));
         }
     }
 
@@ -447,27 +621,25 @@ impl World {
                 lost.len()
             ),
         );
-        // Every request the member held, and any client still waiting on it,
-        // lost its connection: outcome unknown.
-        for (token, _) in lost {
-            self.on_completion(token, Err(Error::Stopped));
-        }
-        for c in 0..self.clients.len() {
-            if let ClientState::InFlight { record, member } = self.clients[c].state {
-                if member == id {
-                    let attempt = self.history[record].attempts;
-                    self.on_completion(OpId { record: record as u32, attempt }, Err(Error::Stopped));
-                }
-            }
-        }
+        self.lose_requests(id, lost);
     }
 
     fn leader_index(&self) -> Option<usize> {
-        self.members.iter().position(|m| m.peer.as_ref().is_some_and(|p| p.is_leader()))
+        self.members.iter().position(|m| !m.removed && m.peer.as_ref().is_some_and(|p| p.is_leader()))
+    }
+
+    /// Ids of the members not stopped for good.
+    fn live_ids(&self) -> Vec<u64> {
+        self.members.iter().filter(|m| !m.retired).map(|m| m.id).collect()
+    }
+
+    /// Ids of the members clients talk to (not removed).
+    fn client_ids(&self) -> Vec<u64> {
+        self.members.iter().filter(|m| !m.removed && !m.retired).map(|m| m.id).collect()
     }
 
     fn random_groups(&mut self) -> (Vec<u64>, Vec<u64>) {
-        let ids: Vec<u64> = self.members.iter().map(|m| m.id).collect();
+        let ids = self.live_ids();
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for id in ids {
             if self.rng_fault.chance(0.5) {
@@ -496,7 +668,7 @@ impl World {
             return;
         };
         let now = self.now;
-        let all: Vec<u64> = self.members.iter().map(|m| m.id).collect();
+        let all = self.live_ids();
         match kind {
             FaultKind::Partition | FaultKind::OneWayPartition => {
                 if all.len() < 2 {
@@ -541,7 +713,8 @@ impl World {
             }
             FaultKind::TransferLeader => {
                 if let Some(l) = self.leader_index() {
-                    let to = *self.rng_fault.pick(&all).unwrap_or(&1);
+                    let ids = self.client_ids();
+                    let to = *self.rng_fault.pick(&ids).unwrap_or(&1);
                     self.trace.event(now, format_args!("fault transfer leader m{} -> m{to}", self.members[l].id));
                     self.stats.transfers += 1;
                     if let Some(peer) = self.members[l].peer.as_mut() {
@@ -580,7 +753,206 @@ impl World {
                 self.heal_at = NEVER;
                 self.trace.event(now, format_args!("fault heal"));
             }
+            FaultKind::Membership => self.start_change(),
         }
+    }
+
+    // ---- membership changes ----
+
+    /// Picks and starts a membership change, unless one is in flight.
+    fn start_change(&mut self) {
+        if self.admin.change.is_some() {
+            return;
+        }
+        let Some(l) = self.leader_index() else { return };
+        let Some(peer) = self.members[l].peer.as_ref() else { return };
+        let status = peer.status();
+        let leader = status.id;
+        // A removal abandoned with its outcome unknown may have applied
+        // since: a fully applied leader's configuration says.
+        if status.applied_index == status.commit_index {
+            for id in self.removal_targets.clone() {
+                let gone = !status.voters.contains(&id) && !status.learners.contains(&id);
+                if let Some(i) = self.index_of(id).filter(|&i| gone && !self.members[i].removed) {
+                    self.trace.event(self.now, format_args!("m{id} was removed after all"));
+                    self.mark_removed(i);
+                }
+            }
+        }
+        // A learner the cluster knows but we never started (its add timed
+        // out and was abandoned): start it now.
+        for &id in &status.learners {
+            if self.index_of(id).is_none() {
+                self.add_member(id);
+            }
+        }
+        let change = if let Some(&learner) = status.learners.first() {
+            Change::Promote(learner)
+        } else {
+            let started = self.members.iter().filter(|m| !m.removed && !m.retired).count();
+            let can_add = started < self.initial_members + EXTRA_MEMBERS;
+            let can_remove = status.voters.len() > MIN_VOTERS;
+            if can_remove && (!can_add || self.rng_fault.chance(0.7)) {
+                let target = if self.rng_fault.chance(0.4) {
+                    leader
+                } else {
+                    *self.rng_fault.pick(&status.voters).unwrap_or(&leader)
+                };
+                self.removal_targets.push(target);
+                Change::Remove(target)
+            } else if can_add {
+                let id = self.next_member_id;
+                self.next_member_id += 1;
+                Change::AddLearner(id)
+            } else {
+                return;
+            }
+        };
+        let removed: Vec<u64> = self.members.iter().filter(|m| m.removed).map(|m| m.id).collect();
+        let note = match (change, removed.last()) {
+            (Change::AddLearner(_), Some(old)) => format!(" (re-adds removed m{old} under a new id)"),
+            _ => String::new(),
+        };
+        self.trace.event(self.now, format_args!("fault membership {change:?}{note}"));
+        self.admin = Admin {
+            change: Some(change),
+            seq: self.admin.seq,
+            hint: Some(leader),
+            next_at: NEVER,
+            of_leader: change == Change::Remove(leader),
+            ..Admin::default()
+        };
+        self.admin_attempt();
+    }
+
+    /// True when `change` shows in `members` (an applied view: never ahead
+    /// of the truth).
+    fn change_applied(change: Change, members: &[raft_kv::Member]) -> bool {
+        let find = |id: u64| members.iter().find(|m| m.id == id);
+        match change {
+            Change::AddLearner(id) => find(id).is_some(),
+            Change::Promote(id) => find(id).is_some_and(|m| !m.is_learner),
+            Change::Remove(id) => find(id).is_none(),
+        }
+    }
+
+    fn admin_attempt(&mut self) {
+        let Some(change) = self.admin.change else { return };
+        self.admin.attempts += 1;
+        self.admin.in_flight = None;
+        if self.admin.attempts > ADMIN_MAX_ATTEMPTS {
+            self.trace.event(self.now, format_args!("membership {change:?} abandoned"));
+            self.admin_done(None);
+            return;
+        }
+        if let Some(l) = self.leader_index() {
+            let applied = self.members[l].peer.as_ref().is_some_and(|p| Self::change_applied(change, &p.members()));
+            if applied {
+                self.admin_done(Some(change));
+                return;
+            }
+        }
+        let target = match self.admin.hint.and_then(|h| self.index_of(h)) {
+            Some(i) if self.members[i].peer.is_some() && !self.members[i].retired => Some(i),
+            _ => self.leader_index(),
+        };
+        let Some(i) = target else {
+            self.admin_backoff(None);
+            return;
+        };
+        self.admin.seq += 1;
+        let token = OpId { record: ADMIN_RECORD, attempt: self.admin.seq };
+        let op = match change {
+            Change::AddLearner(id) => raft_kv::Op::MemberAdd(raft_kv::Member {
+                id,
+                name: format!("m{id}"),
+                is_learner: true,
+                ..Default::default()
+            }),
+            Change::Promote(id) => raft_kv::Op::MemberPromote(MemberPromoteRequest { id }),
+            Change::Remove(id) => raft_kv::Op::MemberRemove(MemberRemoveRequest { id }),
+        };
+        self.admin.in_flight = Some(self.members[i].id);
+        if let Some(peer) = self.members[i].peer.as_mut() {
+            peer.propose(op, token);
+        }
+    }
+
+    fn admin_backoff(&mut self, hint: Option<u64>) {
+        self.admin.in_flight = None;
+        self.admin.hint = hint;
+        self.admin.next_at = self.now + 1 + self.rng_fault.below(3 * TICK);
+    }
+
+    fn admin_completion(&mut self, token: OpId, result: raft_kv::Result<Response>) {
+        let Some(change) = self.admin.change else { return };
+        if token.attempt != self.admin.seq || self.admin.in_flight.is_none() {
+            return;
+        }
+        let id = match change {
+            Change::AddLearner(id) | Change::Promote(id) | Change::Remove(id) => id,
+        };
+        match result {
+            Ok(Response::Members(_)) => self.admin_done(Some(change)),
+            Ok(other) => {
+                self.violate(ViolationKind::BadResponse, format!("membership {change:?} answered {other:?}"));
+                self.admin_done(None);
+            }
+            Err(Error::NotLeader { leader }) => self.admin_backoff(leader),
+            // The outcome of an earlier attempt shows up as these refusals;
+            // the next attempt checks the leader's members first.
+            Err(Error::MemberExists | Error::MemberNotFound | Error::InvalidArgument(_)) => {
+                self.trace.event(self.now, format_args!("membership {change:?} refused: m{id} already changed?"));
+                self.admin_backoff(None);
+            }
+            Err(_) => {
+                let hint = self.admin.hint;
+                self.admin_backoff(hint);
+            }
+        }
+    }
+
+    fn admin_done(&mut self, change: Option<Change>) {
+        self.admin.change = None;
+        self.admin.in_flight = None;
+        self.admin.next_at = NEVER;
+        let Some(change) = change else { return };
+        self.trace.event(self.now, format_args!("membership {change:?} done"));
+        match change {
+            Change::AddLearner(id) => {
+                self.stats.learners_added += 1;
+                self.add_member(id);
+            }
+            Change::Promote(_) => self.stats.promotions += 1,
+            Change::Remove(id) => {
+                self.stats.removals += 1;
+                self.stats.leader_removals += u64::from(self.admin.of_leader);
+                if let Some(i) = self.index_of(id) {
+                    self.mark_removed(i);
+                }
+            }
+        }
+    }
+
+    /// Leaves member `i` out of the checks from now on and stops it a
+    /// little later.
+    fn mark_removed(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        m.removed = true;
+        m.retire_at = self.now + TICK * (10 + self.rng_fault.below(40));
+    }
+
+    /// Starts a fresh member `id` (empty engine, no initial peers: it
+    /// catches up by snapshot).
+    fn add_member(&mut self, id: u64) {
+        if self.index_of(id).is_some() {
+            return;
+        }
+        let cfg = member_config(&self.cfg, id, Vec::new());
+        self.members.push(Member::new(id, cfg, NEVER));
+        let i = self.members.len() - 1;
+        self.trace.event(self.now, format_args!("m{id} starts as a learner"));
+        self.start_member(i);
     }
 
     fn start_heal(&mut self) {
@@ -591,7 +963,7 @@ impl World {
         self.net.set_faults(LinkFaults { min_delay: 1, max_delay: 3, ..LinkFaults::reliable() });
         for m in &mut self.members {
             m.tick_period = TICK;
-            if m.peer.is_none() {
+            if m.peer.is_none() && !m.retired {
                 m.restart_at = self.now;
             }
         }
@@ -600,12 +972,211 @@ impl World {
         self.trace.event(self.now, format_args!("heal everything; workload stops"));
     }
 
+    // ---- watches ----
+
+    /// Opens (or re-opens) member `i`'s all-keys observer from the revision
+    /// after the last it saw.
+    fn open_observer(&mut self, i: usize) {
+        let id = self.members[i].id;
+        let w = match self.watches.iter().position(|w| w.owner == WatchOwner::Observer && w.member == id) {
+            Some(w) => w,
+            None => {
+                self.watches.push(WatchSlot {
+                    owner: WatchOwner::Observer,
+                    log: WatchLog::new(Vec::new(), 1),
+                    member: id,
+                    incarnation: 0,
+                    handle: None,
+                    reopen_at: NEVER,
+                });
+                self.watches.len() - 1
+            }
+        };
+        let mut from = self.watches[w].log.last_seen() + 1;
+        // Twice at most: the second time from above the compact revision
+        // (a gap in this observer; other sources may cover it).
+        for _ in 0..2 {
+            match self.open_watch(w, i, from) {
+                Err(compact) => from = compact + 1,
+                Ok(()) => return,
+            }
+        }
+    }
+
+    /// A client opens a watch on a random member: of the workload's keys
+    /// (`k`), from now or from a past revision it saw.
+    fn open_client_watch(&mut self, c: usize) {
+        let ids = self.client_ids();
+        let Some(&member) = self.rng_work.pick(&ids) else { return };
+        let start = if self.rng_work.chance(0.5) {
+            0
+        } else {
+            1 + self.rng_work.below(self.clients[c].last_revision.max(0) as u64 + 1) as i64
+        };
+        self.watches.push(WatchSlot {
+            owner: WatchOwner::Client(c),
+            log: WatchLog::new(b"k".to_vec(), start),
+            member,
+            incarnation: 0,
+            handle: None,
+            reopen_at: NEVER,
+        });
+        let w = self.watches.len() - 1;
+        self.stats.watches += 1;
+        self.trace.event(self.now, format_args!("c{c} watches k* from {start} on m{member} (w{w})"));
+        match self.index_of(member) {
+            Some(i) if self.members[i].peer.is_some() => {
+                // A compacted start ends the watch (checked in open_watch).
+                let _ = self.open_watch(w, i, start);
+            }
+            _ => self.watches[w].reopen_at = self.now + TICK,
+        }
+    }
+
+    /// Re-opens a client watch whose member died: on the same member if it
+    /// is up again, else on a random live one.
+    fn reopen_watch(&mut self, w: usize) {
+        self.watches[w].reopen_at = NEVER;
+        let up: Vec<usize> = (0..self.members.len())
+            .filter(|&i| !self.members[i].removed && !self.members[i].retired && self.members[i].peer.is_some())
+            .collect();
+        let same = up.iter().copied().find(|&i| self.members[i].id == self.watches[w].member);
+        let Some(i) = same.or_else(|| self.rng_work.pick(&up).copied()) else {
+            self.watches[w].reopen_at = self.now + TICK;
+            return;
+        };
+        self.stats.watch_reopens += 1;
+        let from = self.watches[w].log.last_seen() + 1;
+        let _ = self.open_watch(w, i, from);
+    }
+
+    /// Opens watch `w` on member `i` from `start` (0: from now), checking
+    /// that it fails with `Compacted` exactly when it must. `Err` carries
+    /// the compact revision of a refused open.
+    fn open_watch(&mut self, w: usize, i: usize, start: i64) -> Result<(), i64> {
+        let m = &mut self.members[i];
+        let (id, incarnation) = (m.id, m.incarnation);
+        let Some(peer) = m.peer.as_mut() else { return Ok(()) };
+        let (revision, compact) = (peer.mvcc().revision(), peer.mvcc().compact_revision());
+        let slot = &mut self.watches[w];
+        let req = if slot.log.prefix.is_empty() {
+            WatchRequest::range(vec![0u8], vec![0u8])
+        } else {
+            WatchRequest::prefix(slot.log.prefix.clone())
+        };
+        let result = peer.watch(req.start_revision(start));
+        let verdict = check_watch_open(start, revision, compact, &result.as_ref().map(|_| ()).map_err(Clone::clone));
+        slot.member = id;
+        slot.incarnation = incarnation;
+        let out = match result {
+            Ok(handle) => {
+                let from = if start == 0 { revision + 1 } else { start };
+                if slot.log.received.is_empty() && slot.log.spans.is_empty() {
+                    slot.log.start = from;
+                }
+                slot.log.open(from);
+                slot.handle = Some(handle);
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.watch_compacted += 1;
+                if slot.owner != WatchOwner::Observer {
+                    slot.log.ended = Some(format!("{e}"));
+                }
+                self.trace.event(self.now, format_args!("w{w} from {start} on m{id}: {e}"));
+                Err(compact)
+            }
+        };
+        if let Some(detail) = verdict {
+            self.violate(ViolationKind::WatchCompacted, format!("w{w} on m{id}: {detail}"));
+        }
+        out
+    }
+
+    /// Takes every message the watches hold; a watch whose member died is
+    /// re-opened (clients) or waits for the restart (observers).
+    fn drain_watches(&mut self) {
+        for w in 0..self.watches.len() {
+            let slot = &mut self.watches[w];
+            let (member, incarnation) = (slot.member, slot.incarnation);
+            let Some(handle) = slot.handle.as_mut() else { continue };
+            let mut ended = None;
+            while let Some(msg) = handle.try_recv() {
+                match msg {
+                    WatchMessage::Events { revision, events } => {
+                        if let WatchOwner::Client(_) = slot.owner {
+                            self.stats.watch_messages += 1;
+                        }
+                        slot.log.deliver(revision, events);
+                    }
+                    WatchMessage::Progress { .. } => {}
+                    WatchMessage::Canceled { reason } => {
+                        ended = Some(reason);
+                        break;
+                    }
+                }
+            }
+            if let Some(reason) = ended {
+                slot.handle = None;
+                if let WatchOwner::Client(_) = slot.owner {
+                    slot.reopen_at = self.now + 1 + self.rng_work.below(2 * TICK);
+                }
+                self.trace.event(self.now, format_args!("w{w} on m{member} ends: {reason}"));
+                continue;
+            }
+            let alive = self
+                .index_of(member)
+                .and_then(|i| self.members[i].peer.as_ref().map(|p| (self.members[i].incarnation, p)))
+                .filter(|(inc, _)| *inc == incarnation)
+                .map(|(_, p)| p.mvcc().revision());
+            if let Some(revision) = alive {
+                self.watches[w].log.cover(revision);
+            }
+        }
+    }
+
+    /// The watch checks (see [`crate::watches`]): the truth from every
+    /// observer and every current member's MVCC history, then each watch.
+    fn check_watches(&mut self, current: &[usize]) {
+        self.drain_watches();
+        let mut truth = Truth::default();
+        for slot in self.watches.iter().filter(|s| s.owner == WatchOwner::Observer) {
+            for &(from, to) in &slot.log.spans {
+                let events =
+                    slot.log.received.iter().filter(|(r, _)| (from..=to).contains(r)).flat_map(|(_, e)| e.clone());
+                truth.add_source(&format!("observer of m{}", slot.member), (from, to), events.collect());
+            }
+        }
+        for &i in current {
+            let Some(p) = &self.members[i].peer else { continue };
+            let mvcc = p.mvcc();
+            let from = mvcc.compact_revision() + 1;
+            match mvcc.history(&[0], &[0], from) {
+                Ok(events) => {
+                    truth.add_source(&format!("history of m{}", self.members[i].id), (from, mvcc.revision()), events)
+                }
+                Err(e) => self.violate(ViolationKind::CoreError, format!("m{} history: {e}", self.members[i].id)),
+            }
+        }
+        for detail in std::mem::take(&mut truth.violations) {
+            self.violate(ViolationKind::EventHistory, detail);
+        }
+        let mut found = Vec::new();
+        for (w, slot) in self.watches.iter().enumerate() {
+            for detail in check_watch(&slot.log, &truth) {
+                found.push(format!("w{w} ({:?} of {:?}, on m{}): {detail}", slot.owner, slot.log.prefix, slot.member));
+            }
+        }
+        for detail in found.into_iter().take(5) {
+            self.violate(ViolationKind::Watch, detail);
+        }
+    }
+
     // ---- clients ----
 
-    fn new_op(&mut self, c: usize) -> Op {
+    fn new_op(&mut self, c: usize, kind: usize) -> Op {
         let keys = self.cfg.keys.max(1);
         let key = self.rng_work.below(u64::from(keys)) as Key;
-        let kind = self.rng_work.weighted(&self.cfg.mix.as_array()).unwrap_or(1);
         let mut fresh = || {
             let v = self.next_value;
             self.next_value += 1;
@@ -637,7 +1208,18 @@ impl World {
                 if self.healing || self.clients[c].remaining == 0 {
                     return;
                 }
-                let op = self.new_op(c);
+                let kind = self.rng_work.weighted(&self.cfg.mix.as_array()).unwrap_or(1);
+                let watching = self.watches.iter().filter(|w| w.owner == WatchOwner::Client(c)).count();
+                if kind == 7 && watching < WorkloadMix::WATCHES_PER_CLIENT {
+                    self.open_client_watch(c);
+                    self.stats.ops_ok += 1;
+                    let client = &mut self.clients[c];
+                    client.remaining -= 1;
+                    let (lo, hi) = self.cfg.think;
+                    client.next_at = self.now + self.rng_work.between(lo, hi).max(1);
+                    return;
+                }
+                let op = self.new_op(c, kind);
                 let record = self.history.len();
                 self.trace.event(self.now, format_args!("c{c} invokes #{record} {op:?}"));
                 self.history.push(Record {
@@ -667,12 +1249,13 @@ impl World {
         if attempt > 1 {
             self.stats.retries += 1;
         }
-        let n = self.members.len() as u64;
+        let ids = self.client_ids();
         let member = match self.clients[c].leader_hint {
-            Some(l) if (1..=n).contains(&l) && self.rng_work.chance(0.75) => l,
-            _ => 1 + self.rng_work.below(n),
+            Some(l) if ids.contains(&l) && self.rng_work.chance(0.75) => l,
+            _ => *self.rng_work.pick(&ids).unwrap_or(&1),
         };
-        let m = &mut self.members[member as usize - 1];
+        let Some(i) = self.index_of(member) else { return };
+        let m = &mut self.members[i];
         let Some(peer) = m.peer.as_mut() else {
             // Connection refused: nothing was sent, so retrying is safe.
             self.clients[c].leader_hint = None;
@@ -718,6 +1301,10 @@ impl World {
     }
 
     fn on_completion(&mut self, token: OpId, result: raft_kv::Result<Response>) {
+        if token.record == ADMIN_RECORD {
+            self.admin_completion(token, result);
+            return;
+        }
         let record = token.record as usize;
         let Some(rec) = self.history.get(record) else { return };
         let c = rec.client;
@@ -863,8 +1450,9 @@ impl World {
                 Some(p) => {
                     let s = p.status();
                     out.push_str(&format!(
-                        "  m{} {:?} term {} leader {} commit {} applied {} last {} first {} revision {}\n",
+                        "  m{}{} {:?} term {} leader {} commit {} applied {} last {} first {} revision {} voters {:?} learners {:?}\n",
                         m.id,
+                        if m.removed { " (removed)" } else { "" },
                         s.role,
                         s.term,
                         s.leader,
@@ -872,9 +1460,12 @@ impl World {
                         s.applied_index,
                         s.last_index,
                         s.first_index,
-                        s.revision
+                        s.revision,
+                        s.voters,
+                        s.learners
                     ));
                 }
+                None if m.retired => out.push_str(&format!("  m{} retired\n", m.id)),
                 None => out.push_str(&format!("  m{} down\n", m.id)),
             }
         }
@@ -890,12 +1481,22 @@ impl World {
     /// applied to the leader's last index. Records a violation (and ends
     /// the run) if such members disagree on revision or hash.
     fn check_converged(&mut self) -> bool {
-        if self.clients.iter().any(|c| c.state != ClientState::Idle) {
+        if self.clients.iter().any(|c| c.state != ClientState::Idle) || self.admin.change.is_some() {
             return false;
         }
+        // The current members: the leader's configuration. Removed members
+        // may lag forever and are left out.
+        let Some(l) = self.leader_index() else { return false };
+        let Some(conf) = self.members[l].peer.as_ref().map(|p| p.status()) else { return false };
+        let current: Vec<usize> = (0..self.members.len())
+            .filter(|&i| {
+                let m = &self.members[i];
+                !m.removed && !m.retired && (conf.voters.contains(&m.id) || conf.learners.contains(&m.id))
+            })
+            .collect();
         let mut statuses = Vec::new();
-        for m in &self.members {
-            let Some(p) = &m.peer else { return false };
+        for &i in &current {
+            let Some(p) = &self.members[i].peer else { return false };
             statuses.push(p.status());
         }
         let leaders: Vec<_> = statuses.iter().filter(|s| s.role == Role::Leader).collect();
@@ -905,7 +1506,8 @@ impl World {
             return false;
         }
         let mut digests = Vec::new();
-        for m in &self.members {
+        for &i in &current {
+            let m = &self.members[i];
             let Some(p) = &m.peer else { return false };
             let mvcc = p.mvcc();
             match mvcc.hash(0) {
@@ -924,12 +1526,17 @@ impl World {
             );
         }
         self.trace.event(self.now, format_args!("converged at index {last}: {digests:?}"));
+        self.converged = current;
         true
     }
 
     fn finish(mut self) -> RunReport {
+        let current = std::mem::take(&mut self.converged);
         if self.violations.is_empty() {
-            self.final_checks();
+            self.final_checks(&current);
+        }
+        if self.violations.is_empty() && !current.is_empty() {
+            self.check_watches(&current);
         }
         if self.violations.is_empty() {
             let found = check_history(&self.history);
@@ -939,7 +1546,7 @@ impl World {
         }
         RunReport {
             seed: self.seed,
-            members: self.members.len(),
+            members: self.initial_members,
             trace_hash: self.trace.hash(),
             sim_time: self.now,
             stats: self.stats,
@@ -949,11 +1556,11 @@ impl World {
     }
 
     /// Final reads (added to the history) and the lost-write check.
-    fn final_checks(&mut self) {
+    fn final_checks(&mut self, current: &[usize]) {
         let keys: Vec<Key> = (0..self.cfg.keys.max(1)).collect();
         let mut finals = Vec::new();
         let mut problems = Vec::new();
-        for m in &self.members {
+        for m in current.iter().map(|&i| &self.members[i]) {
             let Some(p) = &m.peer else { continue };
             let mvcc = p.mvcc();
             match mvcc.range(&RangeRequest::prefix("k")) {
