@@ -6,27 +6,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use raft_kv::{Config, Node, RocksEngine};
-use transport_mem::MemNetwork;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let callers: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
     let total: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
-    let net = MemNetwork::new(1);
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
-    let nodes: Vec<Node> = (1..=3u64)
-        .map(|id| {
-            let b = Node::builder(Config::new(id).peers(vec![1, 2, 3]))
-                .engine(RocksEngine::open(dirs[(id - 1) as usize].path()).expect("engine"));
-            let t = net.join(id, b.mailbox());
-            b.transport(t).start().expect("start")
-        })
-        .collect();
-    let leader_id = nodes[0].wait_leader(Duration::from_secs(30)).expect("leader");
-    let leader = nodes[(leader_id - 1) as usize].clone();
+    let cluster = benches::Cluster::start();
+    let leader = cluster.leader.clone();
     let next = Arc::new(AtomicU64::new(0));
     let value = vec![b'v'; 256];
     let start = Instant::now();
@@ -59,5 +47,5 @@ fn main() {
         pct(0.99),
         lat[lat.len() - 1]
     );
-    drop(nodes);
+    drop(cluster);
 }
