@@ -199,11 +199,24 @@ pub struct WorkloadMix {
     /// Open a watch (on a random member, from now or from a past revision;
     /// at most [`WorkloadMix::WATCHES_PER_CLIENT`] per client).
     pub watch: u32,
+    /// A lease operation: grant (when the client holds no lease), attach a
+    /// fresh key, keep-alive, revoke, or let the lease expire.
+    pub lease: u32,
 }
 
 impl Default for WorkloadMix {
     fn default() -> Self {
-        WorkloadMix { put: 25, get: 25, serializable_get: 10, range: 5, delete: 8, cas: 25, compact: 2, watch: 2 }
+        WorkloadMix {
+            put: 25,
+            get: 25,
+            serializable_get: 10,
+            range: 5,
+            delete: 8,
+            cas: 25,
+            compact: 2,
+            watch: 2,
+            lease: 16,
+        }
     }
 }
 
@@ -212,9 +225,19 @@ impl WorkloadMix {
     pub const WATCHES_PER_CLIENT: usize = 2;
 
     /// The weights in a fixed order (put, get, serializable get, range,
-    /// delete, cas, compact, watch).
-    pub fn as_array(&self) -> [u32; 8] {
-        [self.put, self.get, self.serializable_get, self.range, self.delete, self.cas, self.compact, self.watch]
+    /// delete, cas, compact, watch, lease).
+    pub fn as_array(&self) -> [u32; 9] {
+        [
+            self.put,
+            self.get,
+            self.serializable_get,
+            self.range,
+            self.delete,
+            self.cas,
+            self.compact,
+            self.watch,
+            self.lease,
+        ]
     }
 }
 
@@ -246,6 +269,9 @@ pub struct SimConfig {
     pub max_attempts: u32,
     /// The deliberately broken mode: linearizable reads served locally.
     pub unsafe_local_reads: bool,
+    /// Also require an acknowledged keep-alive to grant a full TTL (off:
+    /// the core fails it; see [`crate::leases`]).
+    pub strict_keep_alive: bool,
     /// Virtual time after which clients stop issuing operations.
     pub workload_time: u64,
     /// Virtual time allowed after heal for members to converge.
@@ -269,6 +295,7 @@ impl Default for SimConfig {
             think: (0, 2 * TICK),
             max_attempts: 20,
             unsafe_local_reads: false,
+            strict_keep_alive: false,
             workload_time: 3_000 * TICK,
             heal_time: 1_000 * TICK,
             trace: TraceLevel::Off,

@@ -23,6 +23,12 @@ pub fn key_bytes(k: Key) -> Vec<u8> {
     format!("k{k}").into_bytes()
 }
 
+/// The wire form of the leased key holding `value` (`l{value}`: one key per
+/// attach, outside the register model's `k` keys).
+pub fn lease_key_bytes(value: Value) -> Vec<u8> {
+    format!("l{value}").into_bytes()
+}
+
 /// The key a wire key names, if it is one of the workload's.
 pub fn parse_key(bytes: &[u8]) -> Option<Key> {
     std::str::from_utf8(bytes.strip_prefix(b"k")?).ok()?.parse().ok()
@@ -70,6 +76,38 @@ pub enum Op {
         /// The compaction revision.
         revision: i64,
     },
+    /// Grant a lease of `ttl` seconds.
+    LeaseGrant {
+        /// Requested TTL in seconds.
+        ttl: i64,
+    },
+    /// Put `value` at the fresh key `l{value}`, attached to `lease`.
+    LeasePut {
+        /// The lease.
+        lease: i64,
+        /// The value (and key name).
+        value: Value,
+    },
+    /// Renew `lease`.
+    LeaseKeepAlive {
+        /// The lease.
+        lease: i64,
+    },
+    /// Revoke `lease` (deleting its keys).
+    LeaseRevoke {
+        /// The lease.
+        lease: i64,
+    },
+}
+
+impl Op {
+    /// The lease a lease operation names (not a grant's: it has none yet).
+    pub fn lease(&self) -> Option<i64> {
+        match self {
+            Op::LeasePut { lease, .. } | Op::LeaseKeepAlive { lease } | Op::LeaseRevoke { lease } => Some(*lease),
+            _ => None,
+        }
+    }
 }
 
 /// A key's state as a read saw it.
@@ -118,6 +156,20 @@ pub enum Observed {
     },
     /// A compaction applied (or was refused as already compacted).
     Compact,
+    /// A lease granted.
+    LeaseGranted {
+        /// Its id.
+        id: i64,
+        /// Its TTL in seconds.
+        ttl: i64,
+    },
+    /// A keep-alive applied.
+    LeaseKept,
+    /// A revoke applied.
+    LeaseRevoked {
+        /// Header revision (the keys' deletion, if it had keys).
+        revision: i64,
+    },
 }
 
 /// How an operation ended.

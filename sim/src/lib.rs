@@ -10,8 +10,9 @@
 //! membership changes; log compaction and snapshot installs; tick skew).
 //! After the workload the network heals, crashed members restart, and the
 //! run checks that members converge (same revision and hash), that no
-//! acknowledged write was lost, that no term had two leaders, and that the
-//! history is linearizable per key ([`checker`]).
+//! acknowledged write was lost, that no term had two leaders, that the
+//! history is linearizable per key ([`checker`]), and the watches and
+//! leases (below).
 //!
 //! **Membership changes** run one at a time, retried until done: add a
 //! learner (a fresh member with a new id and an empty engine, started with
@@ -51,11 +52,22 @@
 //! and that opening a watch fails with `Compacted` exactly below the
 //! compact revision.
 //!
-//! Not yet simulated: lease operations in the workload with their checker.
+//! **Leases**: clients grant leases (TTLs of 2–4 s; a tick is 100 ms of
+//! `Config::tick_interval` and [`TICK`] virtual units, so a lease lives
+//! 200–400 units and expires within a run), attach fresh keys (`l…`,
+//! outside the register model) with `PutRequest::lease`, keep them alive,
+//! revoke them, or let them expire (the leader proposes the revoke from its
+//! ticks). [`leases`] checks, from every member's observer, that a lease's
+//! keys go at one revision on every member, never before the grant time +
+//! TTL on the fastest possible clock unless a client revoke was invoked,
+//! and that no keep-alive succeeds after they went. `--strict-keep-alive`
+//! also counts acknowledged keep-alives as renewals; a known core race
+//! fails it (see [`leases`]).
 
 pub mod checker;
 pub mod config;
 pub mod history;
+pub mod leases;
 pub mod rng;
 pub mod trace;
 pub mod watches;
@@ -161,6 +173,9 @@ pub fn replay_command(seed: u64, cfg: &SimConfig) -> String {
     }
     if cfg.unsafe_local_reads {
         cmd.push_str(" --unsafe-local-reads");
+    }
+    if cfg.strict_keep_alive {
+        cmd.push_str(" --strict-keep-alive");
     }
     cmd
 }

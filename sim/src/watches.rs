@@ -54,6 +54,8 @@ pub struct WatchLog {
     pub start: i64,
     /// Every `Events` message, in delivery order: (revision, events).
     pub received: Vec<(i64, Vec<Event>)>,
+    /// Virtual time of each delivery (parallel to `received`).
+    pub received_at: Vec<u64>,
     /// Revision intervals known to be covered completely.
     pub spans: Vec<(i64, i64)>,
     /// Why the watch ended for good, if it did.
@@ -63,7 +65,14 @@ pub struct WatchLog {
 impl WatchLog {
     /// A watch of `prefix` that starts at revision `start`.
     pub fn new(prefix: impl Into<Vec<u8>>, start: i64) -> Self {
-        WatchLog { prefix: prefix.into(), start, received: Vec::new(), spans: Vec::new(), ended: None }
+        WatchLog {
+            prefix: prefix.into(),
+            start,
+            received: Vec::new(),
+            received_at: Vec::new(),
+            spans: Vec::new(),
+            ended: None,
+        }
     }
 
     /// The highest revision delivered, or `start - 1`.
@@ -78,7 +87,13 @@ impl WatchLog {
 
     /// Records a delivered message.
     pub fn deliver(&mut self, revision: i64, events: Vec<Event>) {
+        self.deliver_at(revision, events, 0);
+    }
+
+    /// Records a message delivered at virtual time `now`.
+    pub fn deliver_at(&mut self, revision: i64, events: Vec<Event>, now: u64) {
         self.received.push((revision, events));
+        self.received_at.push(now);
     }
 
     /// Records that the current open covers every revision up to `revision`.

@@ -12,15 +12,18 @@
 use std::collections::BTreeMap;
 
 use raft_kv::{
-    CompactionRequest, Compare, CompareResult, Config, DeleteRangeRequest, Error, MemEngine, MemberPromoteRequest,
-    MemberRemoveRequest, Peer, PutRequest, RangeRequest, Response, Role, TxnRequest, WatchMessage, WatchRequest,
-    Watcher,
+    CompactionRequest, Compare, CompareResult, Config, DeleteRangeRequest, Error, LeaseGrantRequest,
+    LeaseKeepAliveRequest, LeaseRevokeRequest, MemEngine, MemberPromoteRequest, MemberRemoveRequest, Peer, PutRequest,
+    RangeRequest, Response, Role, TxnRequest, WatchMessage, WatchRequest, Watcher,
 };
 use transport_mem::sim::{LinkFaults, SimNetwork};
 
 use crate::checker::{check_history, Violation, ViolationKind};
 use crate::config::{FaultKind, SimConfig, WorkloadMix, TICK};
-use crate::history::{key_bytes, parse_key, parse_value, Key, KvObs, Observed, Op, Outcome, Record, Value, NEVER};
+use crate::history::{
+    key_bytes, lease_key_bytes, parse_key, parse_value, Key, KvObs, Observed, Op, Outcome, Record, Value, NEVER,
+};
+use crate::leases::{check_leases, LeaseFacts, Removal};
 use crate::rng::{SimRng, Stream};
 use crate::trace::Trace;
 use crate::watches::{check_watch, check_watch_open, Truth, WatchLog};
@@ -99,6 +102,12 @@ pub struct RunStats {
     pub watch_compacted: u64,
     /// Event messages delivered to client watches.
     pub watch_messages: u64,
+    /// Leases granted.
+    pub leases: u64,
+    /// Leases whose keys went by expiry (no client revoke).
+    pub lease_expiries: u64,
+    /// Leases whose keys went by a client revoke.
+    pub lease_revokes: u64,
 }
 
 /// The result of one run.
@@ -208,6 +217,8 @@ struct Client {
     last_revision: i64,
     /// What this client last saw of each key (for compare-and-swap).
     seen: BTreeMap<Key, Option<Value>>,
+    /// The lease this client holds, if any.
+    lease: Option<i64>,
 }
 
 /// One simulated cluster. See the module docs.
@@ -295,6 +306,7 @@ impl World {
                 leader_hint: None,
                 last_revision: 0,
                 seen: BTreeMap::new(),
+                lease: None,
             })
             .collect();
         let mut rng_fault = SimRng::new(seed, Stream::Faults);
@@ -1107,7 +1119,7 @@ impl World {
                         if let WatchOwner::Client(_) = slot.owner {
                             self.stats.watch_messages += 1;
                         }
-                        slot.log.deliver(revision, events);
+                        slot.log.deliver_at(revision, events, self.now);
                     }
                     WatchMessage::Progress { .. } => {}
                     WatchMessage::Canceled { reason } => {
@@ -1172,6 +1184,63 @@ impl World {
         }
     }
 
+    // ---- leases ----
+
+    /// The lease checks (see [`crate::leases`]): leased keys' deletions as
+    /// every member's observer saw them, against the clients' grants,
+    /// keep-alives and revokes.
+    fn check_leases(&mut self) {
+        let tick_ms = member_config(&self.cfg, 1, Vec::new()).tick_interval.as_millis().max(1) as u64;
+        let ttl_ticks = |ttl: i64| (ttl.max(0) as u64 * 1000).div_ceil(tick_ms);
+        let mut facts = LeaseFacts::default();
+        for rec in &self.history {
+            match (&rec.op, &rec.outcome) {
+                (Op::LeaseGrant { .. }, Outcome::Ok(Observed::LeaseGranted { id, ttl })) => {
+                    facts.grant(*id, rec.invoke, ttl_ticks(*ttl))
+                }
+                (Op::LeaseKeepAlive { lease }, Outcome::Ok(_)) => facts.keep_alive(*lease, rec.invoke),
+                (Op::LeaseRevoke { lease }, Outcome::Ok(_) | Outcome::Unknown) => facts.revoke(*lease, rec.invoke),
+                _ => {}
+            }
+        }
+        let mut removals = Vec::new();
+        for slot in self.watches.iter().filter(|s| s.owner == WatchOwner::Observer) {
+            let mut attached: BTreeMap<&[u8], (i64, i64)> = BTreeMap::new();
+            for ((revision, events), at) in slot.log.received.iter().zip(&slot.log.received_at) {
+                for ev in events {
+                    let Some(kv) = ev.kv.as_ref().filter(|kv| kv.key.starts_with(b"l")) else { continue };
+                    if !ev.is_delete() {
+                        attached.insert(&kv.key, (kv.lease, *revision));
+                    } else if let Some((lease, put_revision)) = attached.remove(&kv.key[..]) {
+                        removals.push(Removal {
+                            member: slot.member,
+                            lease,
+                            key: kv.key.to_vec(),
+                            put_revision,
+                            revision: *revision,
+                            at: *at,
+                        });
+                    }
+                }
+            }
+        }
+        let mut gone: Vec<i64> = removals.iter().map(|r| r.lease).collect();
+        gone.dedup();
+        gone.sort_unstable();
+        gone.dedup();
+        for lease in gone {
+            if facts.revokes.contains_key(&lease) {
+                self.stats.lease_revokes += 1;
+            } else {
+                self.stats.lease_expiries += 1;
+            }
+        }
+        let p = TICK.min(self.cfg.faults.tick_period.0);
+        for detail in check_leases(&facts, &removals, p - p / 8, self.cfg.strict_keep_alive) {
+            self.violate(ViolationKind::Lease, detail);
+        }
+    }
+
     // ---- clients ----
 
     fn new_op(&mut self, c: usize, kind: usize) -> Op {
@@ -1198,6 +1267,19 @@ impl World {
             6 if self.clients[c].last_revision > 1 => {
                 Op::Compact { revision: 1 + self.rng_work.below(self.clients[c].last_revision as u64) as i64 }
             }
+            8 => match self.clients[c].lease {
+                None => Op::LeaseGrant { ttl: 2 + self.rng_work.below(3) as i64 },
+                Some(lease) => match self.rng_work.below(20) {
+                    0..=8 => Op::LeasePut { lease, value: fresh() },
+                    9..=11 => Op::LeaseKeepAlive { lease },
+                    12..=16 => Op::LeaseRevoke { lease },
+                    // Forget the lease (it expires) and take a new one.
+                    _ => {
+                        self.clients[c].lease = None;
+                        Op::LeaseGrant { ttl: 2 + self.rng_work.below(3) as i64 }
+                    }
+                },
+            },
             _ => Op::Read { keys: vec![key], linearizable: true },
         }
     }
@@ -1296,6 +1378,19 @@ impl World {
             Op::Compact { revision } => {
                 peer.propose(raft_kv::Op::Compact(CompactionRequest { revision: *revision, physical: false }), token)
             }
+            Op::LeaseGrant { ttl } => {
+                peer.propose(raft_kv::Op::LeaseGrant(LeaseGrantRequest { ttl: *ttl, id: 0 }), token)
+            }
+            Op::LeasePut { lease, value } => {
+                let put = PutRequest { lease: *lease, ..PutRequest::new(lease_key_bytes(*value), value.to_string()) };
+                peer.propose(raft_kv::Op::Put(put), token)
+            }
+            Op::LeaseKeepAlive { lease } => {
+                peer.propose(raft_kv::Op::LeaseKeepAlive(LeaseKeepAliveRequest { id: *lease }), token)
+            }
+            Op::LeaseRevoke { lease } => {
+                peer.propose(raft_kv::Op::LeaseRevoke(LeaseRevokeRequest { id: *lease }), token)
+            }
         }
         self.clients[c].state = ClientState::InFlight { record, member };
     }
@@ -1330,6 +1425,11 @@ impl World {
             }
             Err(Error::Compacted { .. }) if matches!(rec.op, Op::Compact { .. }) => {
                 self.finish_op(c, record, Outcome::Ok(Observed::Compact))
+            }
+            // The lease expired (or was revoked): definitely not applied.
+            Err(Error::LeaseNotFound) if rec.op.lease().is_some() => {
+                self.clients[c].lease = None;
+                self.finish_op(c, record, Outcome::NotApplied);
             }
             Err(e) => {
                 self.violate(ViolationKind::CoreError, format!("unexpected error {e}: {}", self.history[record]));
@@ -1395,6 +1495,10 @@ impl World {
                 Ok(Observed::Read { revision: r.revision, kvs })
             }
             (Op::Compact { .. }, Response::Compact(_)) => Ok(Observed::Compact),
+            (Op::LeaseGrant { .. }, Response::LeaseGrant(g)) => Ok(Observed::LeaseGranted { id: g.id, ttl: g.ttl }),
+            (Op::LeasePut { .. }, Response::Put(p)) => Ok(Observed::Put { revision: p.revision }),
+            (Op::LeaseKeepAlive { .. }, Response::LeaseKeepAlive(_)) => Ok(Observed::LeaseKept),
+            (Op::LeaseRevoke { .. }, Response::LeaseRevoke(r)) => Ok(Observed::LeaseRevoked { revision: r.revision }),
             (_, other) => Err(format!("response {other:?} does not match the request")),
         }
     }
@@ -1428,6 +1532,17 @@ impl World {
                         client.seen.insert(*k, kvs.get(k).map(|o| o.value));
                     }
                     client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::LeaseGrant { .. }, Observed::LeaseGranted { id, .. }) => {
+                    client.lease = Some(*id);
+                    self.stats.leases += 1;
+                }
+                (Op::LeasePut { .. }, Observed::Put { revision })
+                | (Op::LeaseRevoke { .. }, Observed::LeaseRevoked { revision }) => {
+                    client.last_revision = client.last_revision.max(*revision);
+                    if matches!(rec.op, Op::LeaseRevoke { .. }) {
+                        client.lease = None;
+                    }
                 }
                 _ => {}
             }
@@ -1537,6 +1652,7 @@ impl World {
         }
         if self.violations.is_empty() && !current.is_empty() {
             self.check_watches(&current);
+            self.check_leases();
         }
         if self.violations.is_empty() {
             let found = check_history(&self.history);
