@@ -610,6 +610,19 @@ pub struct LeaseRevokeRequest {
     /// The lease id.
     #[prost(int64, tag = "1")]
     pub id: i64,
+    /// Revoke only if the lease was renewed exactly this many times. Set by
+    /// a leader revoking a lease it saw expire, so a keep-alive that applies
+    /// first wins (the keep-alive's caller was promised a full TTL). Not part
+    /// of etcd's API; clients leave it unset.
+    #[prost(uint64, optional, tag = "1000")]
+    pub if_renewals: Option<u64>,
+}
+
+impl LeaseRevokeRequest {
+    /// An unconditional revoke of lease `id`.
+    pub fn new(id: i64) -> Self {
+        LeaseRevokeRequest { id, if_renewals: None }
+    }
 }
 
 /// The result of a revoke.

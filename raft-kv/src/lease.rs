@@ -31,6 +31,8 @@ struct Lease {
     keys: BTreeSet<Bytes>,
     /// Tick of the last revoke proposed for expiry, if any.
     revoking_since: Option<u64>,
+    /// Keep-alives applied so far (replicated: stored with the lease).
+    renewals: u64,
 }
 
 /// The leases of one member. See the module docs.
@@ -43,24 +45,39 @@ fn lease_key(id: i64) -> [u8; 8] {
     id.to_be_bytes()
 }
 
+/// Ticks of length `tick` in `ttl` seconds (rounded up).
+fn ticks_in(tick: Duration, ttl: i64) -> u64 {
+    let ms = tick.as_millis().max(1) as u64;
+    (ttl.max(0) as u64 * 1000).div_ceil(ms)
+}
+
+/// A lease record: granted TTL and keep-alive count (both BE).
+fn lease_value(ttl: i64, renewals: u64) -> Vec<u8> {
+    let mut v = ttl.to_be_bytes().to_vec();
+    v.extend_from_slice(&renewals.to_be_bytes());
+    v
+}
+
 impl Lessor {
     /// Loads the leases stored in `view`, attaching `leased_keys`; every
     /// lease gets its full TTL from tick `now`.
     pub fn open(view: &impl ReadView, leased_keys: Vec<(Bytes, i64)>, now: u64, tick: Duration) -> Result<Self> {
         let mut lessor = Lessor { leases: BTreeMap::new(), tick };
         let mut bad = None;
-        view.scan(Cf::Lease, b"", None, &mut |k, v| match (<[u8; 8]>::try_from(k), <[u8; 8]>::try_from(v)) {
-            (Ok(k), Ok(v)) => {
-                let ttl = i64::from_be_bytes(v);
-                let expiry = now + lessor.ticks(ttl);
-                lessor
-                    .leases
-                    .insert(i64::from_be_bytes(k), Lease { ttl, expiry, keys: BTreeSet::new(), revoking_since: None });
-                true
-            }
-            _ => {
-                bad = Some(k.to_vec());
-                false
+        view.scan(Cf::Lease, b"", None, &mut |k, v| {
+            let ttl = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(i64::from_be_bytes);
+            let renewals = v.get(8..).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
+            match (<[u8; 8]>::try_from(k), ttl, renewals) {
+                (Ok(k), Some(ttl), Some(renewals)) => {
+                    let expiry = now + ticks_in(tick, ttl);
+                    let lease = Lease { ttl, expiry, keys: BTreeSet::new(), revoking_since: None, renewals };
+                    lessor.leases.insert(i64::from_be_bytes(k), lease);
+                    true
+                }
+                _ => {
+                    bad = Some(k.to_vec());
+                    false
+                }
             }
         })?;
         if let Some(k) = bad {
@@ -72,12 +89,6 @@ impl Lessor {
             }
         }
         Ok(lessor)
-    }
-
-    /// Ticks in `ttl` seconds (rounded up).
-    fn ticks(&self, ttl: i64) -> u64 {
-        let ms = self.tick.as_millis().max(1) as u64;
-        (ttl.max(0) as u64 * 1000).div_ceil(ms)
     }
 
     /// True when lease `id` exists.
@@ -101,9 +112,9 @@ impl Lessor {
         if self.leases.contains_key(&id) {
             return Err(Error::invalid("lease already exists"));
         }
-        wb.put(Cf::Lease, lease_key(id).to_vec(), ttl.to_be_bytes().to_vec());
-        let expiry = now + self.ticks(ttl);
-        self.leases.insert(id, Lease { ttl, expiry, keys: BTreeSet::new(), revoking_since: None });
+        wb.put(Cf::Lease, lease_key(id).to_vec(), lease_value(ttl, 0));
+        let expiry = now + ticks_in(self.tick, ttl);
+        self.leases.insert(id, Lease { ttl, expiry, keys: BTreeSet::new(), revoking_since: None, renewals: 0 });
         Ok(())
     }
 
@@ -119,35 +130,44 @@ impl Lessor {
         Ok(())
     }
 
-    /// Applies a keep-alive: the lease gets its full TTL again from `now`.
-    /// Returns the TTL.
-    pub fn renew(&mut self, id: i64, now: u64) -> Result<i64> {
-        let ticks = self.leases.get(&id).map(|l| self.ticks(l.ttl)).ok_or_else(not_found)?;
+    /// Applies a keep-alive: the lease gets its full TTL again from `now`
+    /// and its renewal count goes up (staged in `wb`). Returns the TTL.
+    pub fn renew(&mut self, id: i64, now: u64, wb: &mut WriteBatch) -> Result<i64> {
+        let tick = self.tick;
         let l = self.leases.get_mut(&id).ok_or_else(not_found)?;
-        l.expiry = now + ticks;
+        l.expiry = now + ticks_in(tick, l.ttl);
         l.revoking_since = None;
+        l.renewals += 1;
+        wb.put(Cf::Lease, lease_key(id).to_vec(), lease_value(l.ttl, l.renewals));
         Ok(l.ttl)
+    }
+
+    /// How many keep-alives lease `id` has had.
+    pub fn renewals(&self, id: i64) -> Option<u64> {
+        self.leases.get(&id).map(|l| l.renewals)
     }
 
     /// Gives every lease its full TTL from `now` (on becoming leader).
     pub fn extend_all(&mut self, now: u64) {
         let tick = self.tick;
         for l in self.leases.values_mut() {
-            l.expiry = now + Lessor { leases: BTreeMap::new(), tick }.ticks(l.ttl);
+            l.expiry = now + ticks_in(tick, l.ttl);
             l.revoking_since = None;
         }
     }
 
-    /// Leases expired at `now` that need a revoke proposed: not proposed yet,
-    /// or proposed more than `retry` ticks ago without effect.
-    pub fn expired(&mut self, now: u64, retry: u64) -> Vec<i64> {
+    /// Leases expired at `now` that need a revoke proposed (not proposed
+    /// yet, or proposed more than `retry` ticks ago without effect), with
+    /// their renewal counts: the revoke applies only if no keep-alive
+    /// applied in between.
+    pub fn expired(&mut self, now: u64, retry: u64) -> Vec<(i64, u64)> {
         let mut out = Vec::new();
         for (id, l) in self.leases.iter_mut() {
             let due = l.expiry <= now;
             let stale = l.revoking_since.is_none_or(|t| now >= t + retry);
             if due && stale {
                 l.revoking_since = Some(now);
-                out.push(*id);
+                out.push((*id, l.renewals));
             }
         }
         out
@@ -220,18 +240,22 @@ mod tests {
         l.on_events(&[put_event("b", 0, Some(7))]);
         assert_eq!(l.keys(7).unwrap(), vec![Bytes::from("a")]);
         assert!(l.expired(19, 10).is_empty());
-        assert_eq!(l.expired(20, 10), vec![7]);
+        assert_eq!(l.expired(20, 10), vec![(7, 0)]);
         assert!(l.expired(25, 10).is_empty(), "revoke already proposed");
-        assert_eq!(l.expired(30, 10), vec![7], "retried after `retry` ticks");
+        assert_eq!(l.expired(30, 10), vec![(7, 0)], "retried after `retry` ticks");
         assert_eq!(l.time_to_live(7, 5, true).ttl, 2);
         assert_eq!(l.time_to_live(9, 5, true).ttl, -1);
-        l.renew(7, 30).unwrap();
+        let mut wb = WriteBatch::new();
+        l.renew(7, 30, &mut wb).unwrap();
+        engine.write(wb, true).unwrap();
+        assert_eq!(l.renewals(7), Some(1));
         assert!(l.expired(40, 10).is_empty());
 
         let reloaded = Lessor::open(&engine, vec![(Bytes::from("a"), 7)], 100, tick).unwrap();
         assert_eq!(reloaded.ids(), vec![7]);
         assert_eq!(reloaded.keys(7).unwrap(), vec![Bytes::from("a")]);
         assert_eq!(reloaded.time_to_live(7, 100, false).ttl, 2, "full TTL after reload");
+        assert_eq!(reloaded.renewals(7), Some(1), "the renewal count is replicated state");
         let mut wb = WriteBatch::new();
         let mut reloaded = reloaded;
         reloaded.remove(7, &mut wb).unwrap();

@@ -344,7 +344,7 @@ impl Node {
 
     /// Revokes a lease, deleting its keys.
     pub fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
-        match self.propose(Op::LeaseRevoke(LeaseRevokeRequest { id }))? {
+        match self.propose(Op::LeaseRevoke(LeaseRevokeRequest::new(id)))? {
             Response::LeaseRevoke(r) => Ok(r),
             other => Err(unexpected(other)),
         }

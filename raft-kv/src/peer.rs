@@ -334,8 +334,9 @@ impl<E: Engine, T> Peer<E, T> {
         self.expire_requests();
         if self.is_leader() {
             let retry = self.cfg.election_ticks as u64 * 2;
-            for id in self.lessor.expired(self.now, retry) {
-                self.propose_internal(Op::LeaseRevoke(crate::api::LeaseRevokeRequest { id }));
+            for (id, renewals) in self.lessor.expired(self.now, retry) {
+                let revoke = crate::api::LeaseRevokeRequest { id, if_renewals: Some(renewals) };
+                self.propose_internal(Op::LeaseRevoke(revoke));
             }
         }
     }
@@ -837,9 +838,9 @@ impl<E: Engine, T> Peer<E, T> {
                 .map(|()| Response::LeaseGrant(LeaseGrantResponse { id: g.id, ttl: g.ttl })),
             Op::LeaseKeepAlive(k) => self
                 .lessor
-                .renew(k.id, self.now)
+                .renew(k.id, self.now, extra)
                 .map(|ttl| Response::LeaseKeepAlive(LeaseKeepAliveResponse { id: k.id, ttl })),
-            Op::LeaseRevoke(r) => self.revoke(r.id, extra),
+            Op::LeaseRevoke(r) => self.revoke(r, extra),
             Op::MemberUpdate(_) => self.members.apply(op, extra).map(|member| {
                 self.members_changed = true;
                 Response::Members(MembersResponse { member, members: self.members.list() })
@@ -858,9 +859,14 @@ impl<E: Engine, T> Peer<E, T> {
         result
     }
 
-    /// Deletes a lease's keys (at one revision) and the lease.
-    fn revoke(&mut self, id: i64, extra: &mut WriteBatch) -> Result<Response> {
+    /// Deletes a lease's keys (at one revision) and the lease — unless the
+    /// revoke was for an expiry and a keep-alive applied since.
+    fn revoke(&mut self, r: &crate::api::LeaseRevokeRequest, extra: &mut WriteBatch) -> Result<Response> {
+        let id = r.id;
         let keys = self.lessor.keys(id)?;
+        if r.if_renewals.is_some_and(|n| self.lessor.renewals(id) != Some(n)) {
+            return Err(Error::invalid("lease was renewed after it was seen to expire"));
+        }
         if !keys.is_empty() {
             let txn = keys.into_iter().fold(TxnRequest::new(), |t, k| t.and_then(DeleteRangeRequest::key(k)));
             self.mvcc.apply(&Op::Txn(txn))?;

@@ -269,8 +269,9 @@ pub struct SimConfig {
     pub max_attempts: u32,
     /// The deliberately broken mode: linearizable reads served locally.
     pub unsafe_local_reads: bool,
-    /// Also require an acknowledged keep-alive to grant a full TTL (off:
-    /// the core fails it; see [`crate::leases`]).
+    /// Also require an acknowledged keep-alive to grant a full TTL (on by
+    /// default: the core makes an expiry revoke conditional on no keep-alive
+    /// having applied since; see [`crate::leases`]).
     pub strict_keep_alive: bool,
     /// Virtual time after which clients stop issuing operations.
     pub workload_time: u64,
@@ -295,7 +296,7 @@ impl Default for SimConfig {
             think: (0, 2 * TICK),
             max_attempts: 20,
             unsafe_local_reads: false,
-            strict_keep_alive: false,
+            strict_keep_alive: true,
             workload_time: 3_000 * TICK,
             heal_time: 1_000 * TICK,
             trace: TraceLevel::Off,

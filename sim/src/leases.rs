@@ -18,9 +18,9 @@
 //! With `keep_alives` set, `start` is also the invocation of the last
 //! keep-alive that succeeded (it applied before the revoke, or it would
 //! have failed): an acknowledged keep-alive grants a full TTL. The core
-//! does not honour that yet — an expiry revoke the leader proposed before a
-//! keep-alive applied still applies after it (seeds 2 and 135 of the mixed sweep) — so
-//! this stricter check is off by default.
+//! honours that by making a leader's expiry revoke conditional on the
+//! lease's renewal count (found with seeds 2 and 135 of the mixed sweep);
+//! the check is on by default.
 //!
 //! ```
 //! use sim::leases::{check_leases, LeaseFacts, Removal};

@@ -174,8 +174,8 @@ pub fn replay_command(seed: u64, cfg: &SimConfig) -> String {
     if cfg.unsafe_local_reads {
         cmd.push_str(" --unsafe-local-reads");
     }
-    if cfg.strict_keep_alive {
-        cmd.push_str(" --strict-keep-alive");
+    if !cfg.strict_keep_alive {
+        cmd.push_str(" --lax-keep-alive");
     }
     cmd
 }

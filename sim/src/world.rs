@@ -1388,9 +1388,7 @@ impl World {
             Op::LeaseKeepAlive { lease } => {
                 peer.propose(raft_kv::Op::LeaseKeepAlive(LeaseKeepAliveRequest { id: *lease }), token)
             }
-            Op::LeaseRevoke { lease } => {
-                peer.propose(raft_kv::Op::LeaseRevoke(LeaseRevokeRequest { id: *lease }), token)
-            }
+            Op::LeaseRevoke { lease } => peer.propose(raft_kv::Op::LeaseRevoke(LeaseRevokeRequest::new(*lease)), token),
         }
         self.clients[c].state = ClientState::InFlight { record, member };
     }

@@ -432,7 +432,7 @@ async fn lease_grant(State(g): State<Gw>, body: Bytes) -> Response {
 async fn lease_revoke(State(g): State<Gw>, body: Bytes) -> Response {
     let r = async {
         let v = parse(&body)?;
-        let resp = g.api.do_lease_revoke(raft_kv::LeaseRevokeRequest { id: int_of(&v, "ID")? }).await?;
+        let resp = g.api.do_lease_revoke(raft_kv::LeaseRevokeRequest::new(int_of(&v, "ID")?)).await?;
         Ok(Obj::default().val("header", header_json(&resp.header)).done())
     };
     reply(r.await)
