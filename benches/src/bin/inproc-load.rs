@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let callers: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
