@@ -163,7 +163,19 @@ fn kv_txn_lease_watch_compaction_snapshot_status() {
 fn membership_and_move_leader() {
     let mut c = Cluster::start(3);
     let all = c.endpoints();
-    let list = json(&etcdctl(&all, &["member", "list", "-w", "json"]));
+    // Each member publishes its name and client URLs through raft once it
+    // knows a leader: wait (bounded) until all three have.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let list = loop {
+        let list = json(&etcdctl(&all, &["member", "list", "-w", "json"]));
+        let published = list["members"]
+            .as_array()
+            .is_some_and(|ms| ms.iter().all(|m| m["clientURLs"].as_array().is_some_and(|u| !u.is_empty())));
+        if published || std::time::Instant::now() > deadline {
+            break list;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     let members = list["members"].as_array().expect("members");
     assert_eq!(members.len(), 3);
     for m in members {

@@ -14,8 +14,19 @@ pub const TOKEN: &str = "e2e-token";
 
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
+    // Ports come from a per-process sequence (so tests running in parallel in
+    // this process never get the same one, as two `bind(0)` calls could),
+    // starting at a pid-dependent offset below the ephemeral range, and each
+    // is checked to be free right now.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let _ = NEXT.compare_exchange(0, 15_000 + std::process::id() % 15_000, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = (NEXT.fetch_add(1, Ordering::SeqCst) % 15_000 + 15_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One server process and how to reach it.
