@@ -104,7 +104,16 @@ fn a_member_that_was_down_reconnects_and_catches_up() {
     wait_leader(up);
     // Enough writes to compact the log: member 3 will need a snapshot.
     for i in 0..60 {
-        node(&members[i % 2]).put(format!("while-down-{i:03}"), vec![b'x'; 1024]).expect("put while 3 is down");
+        // Like a real client: retry what may not have applied (a proposal
+        // forwarded while connections settle can be lost and time out).
+        let key = format!("while-down-{i:03}");
+        let put = || node(&members[i % 2]).put(key.clone(), vec![b'x'; 1024]);
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut res = put();
+        while res.as_ref().is_err_and(|e| e.is_retryable()) && std::time::Instant::now() < deadline {
+            res = put();
+        }
+        res.expect("put while 3 is down");
     }
     assert!(eventually(WAIT, || {
         up.iter().any(|m| {
