@@ -15,7 +15,7 @@ fn three_members_elect_a_leader_and_replicate() {
     let leader = wait_leader(&members);
     assert!((1..=3).contains(&leader));
     for (i, m) in members.iter().enumerate() {
-        node(m).put(format!("k{i}"), format!("v{i}")).expect("put");
+        put(m, format!("k{i}"), format!("v{i}")).expect("put");
     }
     for m in &members {
         let r = node(m).range(RangeRequest::prefix("k")).expect("range");
@@ -67,7 +67,7 @@ fn bad_bytes_close_only_their_connection() {
     assert_eq!(after.handshakes_rejected - before.handshakes_rejected, 1);
     assert_eq!(after.frames_rejected - before.frames_rejected, 3);
     // The member and its real peer connections keep working.
-    node(target).put("after", "garbage").expect("put after bad input");
+    put(target, "after", "garbage").expect("put after bad input");
     for m in &members {
         assert!(node(m).get("after").expect("get").is_some());
     }
@@ -94,7 +94,7 @@ fn wrong_cluster_or_receiver_is_refused_by_a_member() {
 fn a_member_that_was_down_reconnects_and_catches_up() {
     let mut members = cluster();
     wait_leader(&members);
-    node(&members[0]).put("before", "1").expect("put");
+    put(&members[0], "before", "1").expect("put");
 
     // Member 3 goes away; the node thread drops its transport on shutdown.
     let down = members[2].node.take().expect("running");
@@ -104,16 +104,7 @@ fn a_member_that_was_down_reconnects_and_catches_up() {
     wait_leader(up);
     // Enough writes to compact the log: member 3 will need a snapshot.
     for i in 0..60 {
-        // Like a real client: retry what may not have applied (a proposal
-        // forwarded while connections settle can be lost and time out).
-        let key = format!("while-down-{i:03}");
-        let put = || node(&members[i % 2]).put(key.clone(), vec![b'x'; 1024]);
-        let deadline = std::time::Instant::now() + WAIT;
-        let mut res = put();
-        while res.as_ref().is_err_and(|e| e.is_retryable()) && std::time::Instant::now() < deadline {
-            res = put();
-        }
-        res.expect("put while 3 is down");
+        put(&members[i % 2], format!("while-down-{i:03}"), vec![b'x'; 1024]).expect("put while 3 is down");
     }
     assert!(eventually(WAIT, || {
         up.iter().any(|m| {
@@ -131,5 +122,5 @@ fn a_member_that_was_down_reconnects_and_catches_up() {
         node(&members[2]).range(RangeRequest::prefix("while-down-").serializable()).is_ok_and(|r| r.kvs.len() == 60)
     }));
     assert!(members[..2].iter().any(|m| m.handle.peer_metrics()[&3].reconnects >= 1));
-    node(&members[2]).put("after", "back").expect("put through the returned member");
+    put(&members[2], "after", "back").expect("put through the returned member");
 }

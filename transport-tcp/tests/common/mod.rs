@@ -91,6 +91,20 @@ pub fn node(m: &Member) -> &Node {
     m.node.as_ref().expect("member is running")
 }
 
+/// Puts through member `m` like a real client: retries errors after which
+/// the write may not have applied (forwarded proposals lost while
+/// connections settle), for at most [`WAIT`].
+pub fn put(m: &Member, key: impl Into<String>, value: impl Into<Vec<u8>>) -> raft_kv::Result<raft_kv::PutResponse> {
+    let (key, value): (String, Vec<u8>) = (key.into(), value.into());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match node(m).put(key.clone(), value.clone()) {
+            Err(e) if e.is_retryable() && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            other => return other,
+        }
+    }
+}
+
 /// Waits until every running member knows the same leader; returns its id.
 pub fn wait_leader(members: &[Member]) -> u64 {
     let mut leader = 0;
