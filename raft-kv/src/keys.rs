@@ -22,14 +22,15 @@ pub fn member_key(id: u64) -> Vec<u8> {
     k
 }
 
-/// Meta: prefix of the ids of recently applied commands (value: the raft
-/// index they applied at, u64 BE), so a duplicated proposal applies once.
+/// Meta: prefix of the recently applied commands, by the raft index they
+/// applied at (u64 BE; value: the command id, u64 BE), so a duplicated
+/// proposal applies once (see `dedup`).
 pub const APPLIED_REQUEST_PREFIX: &[u8] = b"req/";
 
-/// The key recording that command `id` was applied.
-pub fn applied_request_key(id: u64) -> Vec<u8> {
+/// The key recording which command applied at raft index `index`.
+pub fn applied_request_key(index: u64) -> Vec<u8> {
     let mut k = APPLIED_REQUEST_PREFIX.to_vec();
-    k.extend_from_slice(&id.to_be_bytes());
+    k.extend_from_slice(&index.to_be_bytes());
     k
 }
 

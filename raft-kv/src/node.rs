@@ -12,7 +12,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use raft::eraftpb::Message;
 
@@ -24,8 +23,9 @@ use crate::api::{
 use crate::api::{Member, MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, MembersResponse};
 use crate::command::{Op, Response};
 use crate::engine::Engine;
+use crate::inbox::{reply, Inbox, NoReply};
 use crate::metrics::{NodeMetrics, TimedEngine};
-use crate::peer::{Peer, Status};
+use crate::peer::{LogWrite, Peer, Status};
 use crate::transport::{Mailbox, Transport};
 use crate::watch::{WatchRequest, Watcher};
 use crate::{Config, Error, Result};
@@ -41,6 +41,10 @@ pub(crate) enum Input {
     Read(RangeRequest, Callback),
     /// Runs a closure on the member (status, watches, lease queries...).
     Local(LocalFn),
+    /// The log writer made every write up to this Ready number durable.
+    Persisted(u64),
+    /// The log writer failed; the member must stop.
+    WriteFailed(Error),
     Shutdown,
 }
 
@@ -104,14 +108,13 @@ pub struct NodeBuilder<E> {
     cfg: Config,
     engine: E,
     transport: Option<Box<dyn Transport>>,
-    tx: Sender<Input>,
-    rx: Receiver<Input>,
+    inbox: Arc<Inbox<Input>>,
 }
 
 impl<E> NodeBuilder<E> {
     /// The storage engine to run on.
     pub fn engine<E2: Engine>(self, engine: E2) -> NodeBuilder<E2> {
-        NodeBuilder { cfg: self.cfg, engine, transport: self.transport, tx: self.tx, rx: self.rx }
+        NodeBuilder { cfg: self.cfg, engine, transport: self.transport, inbox: self.inbox }
     }
 
     /// The transport to the other members.
@@ -123,7 +126,7 @@ impl<E> NodeBuilder<E> {
     /// The node's inbox, for a transport to deliver into; available before
     /// the node starts so the transport can be wired first.
     pub fn mailbox(&self) -> Mailbox {
-        Mailbox { tx: self.tx.clone() }
+        Mailbox { inbox: Arc::clone(&self.inbox) }
     }
 }
 
@@ -132,18 +135,22 @@ impl<E: Engine> NodeBuilder<E> {
     pub fn start(self) -> Result<Node> {
         let metrics = Arc::new(NodeMetrics::default());
         let engine = TimedEngine::new(self.engine, Arc::clone(&metrics));
-        let peer: Peer<TimedEngine<E>, Callback> = Peer::open(self.cfg.clone(), engine)?;
+        let peer: Peer<TimedEngine<E>, Callback> = Peer::open(self.cfg.clone(), engine.clone())?;
         let mut transport = self.transport.unwrap_or_else(|| Box::new(crate::transport::NoTransport));
-        let (cfg, rx) = (self.cfg.clone(), self.rx);
+        let writer = LogWriter::start(self.cfg.id, engine, Arc::clone(&self.inbox))?;
+        let (cfg, inbox) = (self.cfg.clone(), Arc::clone(&self.inbox));
         let thread = std::thread::Builder::new()
             .name(format!("raft-kv-node-{}", cfg.id))
-            .spawn(move || run(peer, cfg, rx, transport.as_mut()))
+            .spawn(move || {
+                run(peer, cfg, &inbox, &writer, transport.as_mut());
+                writer.stop();
+            })
             .map_err(|e| Error::Storage(format!("cannot spawn node thread: {e}")))?;
         Ok(Node {
             shared: Arc::new(Shared {
                 id: self.cfg.id,
                 timeout: self.cfg.tick_interval * (self.cfg.request_timeout_ticks as u32 + 2),
-                tx: self.tx,
+                inbox: self.inbox,
                 thread: Mutex::new(Some(thread)),
                 metrics,
             }),
@@ -155,13 +162,13 @@ struct Shared {
     metrics: Arc<NodeMetrics>,
     id: u64,
     timeout: Duration,
-    tx: Sender<Input>,
+    inbox: Arc<Inbox<Input>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Shared {
     fn stop(&self) {
-        let _ = self.tx.send(Input::Shutdown);
+        let _ = self.inbox.push(Input::Shutdown);
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }
@@ -195,8 +202,7 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// Starts building member `cfg.id`.
     pub fn builder(cfg: Config) -> NodeBuilder<()> {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        NodeBuilder { cfg, engine: (), transport: None, tx, rx }
+        NodeBuilder { cfg, engine: (), transport: None, inbox: Arc::new(Inbox::new()) }
     }
 
     /// This member's id.
@@ -210,35 +216,27 @@ impl Node {
     }
 
     fn submit(&self, input: Input) -> Result<()> {
-        self.shared.tx.send(input).map_err(|_| Error::Stopped)
+        self.shared.inbox.push(input).map_err(|_| Error::Stopped)
     }
 
     /// Proposes `op`; `done` receives the outcome.
     pub fn propose_with(&self, op: Op, done: Callback) {
-        if let Err(crossbeam_channel::SendError(Input::Propose(_, done))) =
-            self.shared.tx.send(Input::Propose(op, done))
-        {
+        if let Err(Input::Propose(_, done)) = self.shared.inbox.push(Input::Propose(op, done)) {
             done(Err(Error::Stopped));
         }
     }
 
     /// Reads a range; `done` receives the outcome.
     pub fn range_with(&self, req: RangeRequest, done: Callback) {
-        if let Err(crossbeam_channel::SendError(Input::Read(_, done))) = self.shared.tx.send(Input::Read(req, done)) {
+        if let Err(Input::Read(_, done)) = self.shared.inbox.push(Input::Read(req, done)) {
             done(Err(Error::Stopped));
         }
     }
 
     fn wait(&self, f: impl FnOnce(Callback)) -> Result<Response> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        f(Box::new(move |res| {
-            let _ = tx.send(res);
-        }));
-        match rx.recv_timeout(self.shared.timeout) {
-            Ok(res) => res,
-            Err(RecvTimeoutError::Timeout) => Err(Error::Timeout),
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Stopped),
-        }
+        let (slot, waiter) = reply();
+        f(Box::new(move |res| slot.set(res)));
+        waiter.wait(self.shared.timeout).unwrap_or_else(|e| Err(no_reply(e)))
     }
 
     /// Proposes `op` and waits for its outcome.
@@ -298,14 +296,9 @@ impl Node {
 
     /// Runs `f` on the member's thread and returns its result.
     fn local<R: Send + 'static>(&self, f: impl FnOnce(&mut dyn Local) -> R + Send + 'static) -> Result<R> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.submit(Input::Local(Box::new(move |peer| {
-            let _ = tx.send(f(peer));
-        })))?;
-        rx.recv_timeout(self.shared.timeout).map_err(|e| match e {
-            RecvTimeoutError::Timeout => Error::Timeout,
-            RecvTimeoutError::Disconnected => Error::Stopped,
-        })
+        let (slot, waiter) = reply();
+        self.submit(Input::Local(Box::new(move |peer| slot.set(f(peer)))))?;
+        waiter.wait(self.shared.timeout).map_err(no_reply)
     }
 
     /// The member's status.
@@ -459,29 +452,51 @@ impl Node {
     }
 }
 
+/// The error for a request that got no reply.
+fn no_reply(e: NoReply) -> Error {
+    match e {
+        NoReply::Timeout => Error::Timeout,
+        NoReply::Dropped => Error::Stopped,
+    }
+}
+
 fn unexpected(r: Response) -> Error {
     Error::Corruption(format!("unexpected response kind: {r:?}"))
 }
 
 /// The node thread.
-fn run<E: Engine>(mut peer: Peer<E, Callback>, cfg: Config, rx: Receiver<Input>, transport: &mut dyn Transport) {
+fn run<E: Engine>(
+    mut peer: Peer<E, Callback>,
+    cfg: Config,
+    inbox: &Inbox<Input>,
+    writer: &LogWriter,
+    transport: &mut dyn Transport,
+) {
     let mut next_tick = Instant::now() + cfg.tick_interval;
     let mut stop = false;
+    // What the inbox held at the last take, handled `max_batch` at a time.
+    let mut pending: std::collections::VecDeque<Input> = std::collections::VecDeque::new();
+    let mut taken = Vec::new();
     while !stop {
-        let mut wait = next_tick.saturating_duration_since(Instant::now());
-        if peer.is_streaming_snapshots() {
-            wait = wait.min(Duration::from_millis(1));
+        if pending.is_empty() {
+            let mut wait = next_tick.saturating_duration_since(Instant::now());
+            if peer.has_ready() {
+                wait = Duration::ZERO;
+            } else if peer.is_streaming_snapshots() {
+                wait = wait.min(Duration::from_millis(1));
+            }
+            // Group commit: everything waiting goes into the same Ready.
+            inbox.take_all(&mut taken, wait);
+            pending.extend(taken.drain(..));
         }
-        match rx.recv_timeout(wait) {
-            Ok(input) => stop |= handle(&mut peer, input),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => stop = true,
-        }
-        // Group commit: take whatever else is waiting into the same Ready.
-        for _ in 0..cfg.max_batch {
-            match rx.try_recv() {
-                Ok(input) => stop |= handle(&mut peer, input),
-                Err(_) => break,
+        for input in pending.drain(..pending.len().min(cfg.max_batch)) {
+            match input {
+                Input::Persisted(number) => peer.persisted(number, &mut |msgs| transport.send(msgs)),
+                Input::WriteFailed(e) => {
+                    tracing::error!(id = cfg.id, error = %e, "log write failed; stopping member");
+                    stop = true;
+                }
+                input => stop |= handle(&mut peer, input),
             }
         }
         let now = Instant::now();
@@ -493,8 +508,11 @@ fn run<E: Engine>(mut peer: Peer<E, Callback>, cfg: Config, rx: Receiver<Input>,
             }
         }
         if peer.has_ready() {
-            match peer.handle_ready_with(&mut |msgs| transport.send(msgs), &mut |(cb, res)| cb(res)) {
-                Ok(()) => {
+            match peer.handle_ready_async(&mut |msgs| transport.send(msgs), &mut |(cb, res)| cb(res)) {
+                Ok(write) => {
+                    if let Some(write) = write {
+                        writer.submit(write);
+                    }
                     if let Some(members) = peer.take_members_changed() {
                         transport.set_members(&members);
                     }
@@ -519,8 +537,9 @@ fn run<E: Engine>(mut peer: Peer<E, Callback>, cfg: Config, rx: Receiver<Input>,
     for (cb, res) in peer.fail_all() {
         cb(res);
     }
-    // Fail whatever is still queued.
-    while let Ok(input) = rx.try_recv() {
+    // Refuse new input and fail whatever is still queued.
+    pending.extend(inbox.close());
+    for input in pending {
         match input {
             Input::Propose(_, cb) | Input::Read(_, cb) => cb(Err(Error::Stopped)),
             _ => {}
@@ -541,6 +560,77 @@ fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input) -> bool {
         Input::Read(req, cb) => peer.read(req, cb),
         Input::Local(f) => f(peer),
         Input::Shutdown => return true,
+        // Handled by the loop in `run`.
+        Input::Persisted(_) | Input::WriteFailed(_) => {}
     }
     false
+}
+
+/// The member's log writer: a thread that makes each [`LogWrite`] durable
+/// while the node thread goes on, then reports it with
+/// [`Input::Persisted`]. Whatever queued up during one fsync goes into the
+/// next engine batch and fsync together (group commit across Readies).
+struct LogWriter {
+    queue: Arc<Inbox<Option<LogWrite>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LogWriter {
+    fn start<E: Engine>(id: u64, engine: E, node: Arc<Inbox<Input>>) -> Result<LogWriter> {
+        let queue = Arc::new(Inbox::new());
+        let q = Arc::clone(&queue);
+        let thread = std::thread::Builder::new()
+            .name(format!("raft-kv-log-{id}"))
+            .spawn(move || write_log(&engine, &q, &node))
+            .map_err(|e| Error::Storage(format!("cannot spawn log writer thread: {e}")))?;
+        Ok(LogWriter { queue, thread: Some(thread) })
+    }
+
+    fn submit(&self, write: LogWrite) {
+        // Refused only after `stop`, when nothing waits for the outcome.
+        let _ = self.queue.push(Some(write));
+    }
+
+    /// Stops the writer after the writes queued so far.
+    fn stop(mut self) {
+        let _ = self.queue.push(None);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The log writer thread's loop.
+fn write_log<E: Engine>(engine: &E, queue: &Inbox<Option<LogWrite>>, node: &Inbox<Input>) {
+    let mut taken = Vec::new();
+    loop {
+        queue.take_all(&mut taken, Duration::from_secs(1));
+        let mut batch = crate::engine::WriteBatch::new();
+        let (mut sync, mut last, mut stop) = (false, None, false);
+        for item in taken.drain(..) {
+            match item {
+                Some(w) => {
+                    batch.extend(w.batch);
+                    sync |= w.sync;
+                    last = Some(w.number);
+                }
+                None => stop = true,
+            }
+        }
+        if let Some(number) = last {
+            let res = if batch.is_empty() { Ok(()) } else { engine.write(batch, sync) };
+            let report = match res {
+                Ok(()) => Input::Persisted(number),
+                Err(e) => Input::WriteFailed(e),
+            };
+            let failed = matches!(report, Input::WriteFailed(_));
+            if node.push(report).is_err() || failed {
+                stop = true;
+            }
+        }
+        if stop {
+            queue.close();
+            return;
+        }
+    }
 }

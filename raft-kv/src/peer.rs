@@ -27,7 +27,8 @@ use crate::api::{
 };
 use crate::api::{Member, MembersResponse};
 use crate::command::{Command, Op, Response};
-use crate::engine::{Cf, Engine, ReadView, WriteBatch};
+use crate::dedup::{AppliedIds, DEDUP_WINDOW};
+use crate::engine::{Cf, Engine, WriteBatch};
 use crate::lease::Lessor;
 use crate::membership::{self, Members};
 use crate::mvcc::Mvcc;
@@ -37,6 +38,23 @@ use crate::{keys, snapshot, Config, Error, Result};
 
 /// A finished request: the caller's token and the outcome.
 pub type Completion<T> = (T, Result<Response>);
+
+/// New log entries and hard state from one Ready, for the driver to write
+/// durably *off* the peer's thread (see [`Peer::handle_ready_async`]).
+///
+/// Writes must reach the engine in `number` order; the driver then reports
+/// the highest durable one with [`Peer::persisted`]. Consecutive writes may
+/// be merged into one engine batch and one fsync.
+#[derive(Debug)]
+pub struct LogWrite {
+    /// raft-rs's number of the Ready this write persists.
+    pub number: u64,
+    /// The entries and hard state (possibly empty: then only its order
+    /// matters).
+    pub batch: WriteBatch,
+    /// Whether raft requires an fsync (new entries, term or vote).
+    pub sync: bool,
+}
 
 /// A point-in-time summary of a member (what etcd's `Status` reports).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,38 +167,12 @@ pub struct Peer<E: Engine, T> {
     incoming: Option<snapshot::Incoming>,
     /// The last local id given to a received snapshot stream.
     last_stream: u64,
-    /// Recently applied command ids, by the index they applied at, and as a
-    /// set: a command applies at most once even if its proposal was
-    /// duplicated on the way to the leader.
-    applied_ids: BTreeMap<u64, u64>,
-    applied_id_set: std::collections::BTreeSet<u64>,
-}
-
-/// How many recently applied command ids are remembered for de-duplication.
-const DEDUP_WINDOW: usize = 100_000;
-
-/// Loads the recently applied command ids (index → id).
-fn load_applied_ids(view: &impl ReadView) -> Result<BTreeMap<u64, u64>> {
-    let mut ids = BTreeMap::new();
-    let end = crate::engine::prefix_end(keys::APPLIED_REQUEST_PREFIX);
-    let mut bad = None;
-    view.scan(Cf::Meta, keys::APPLIED_REQUEST_PREFIX, end.as_deref(), &mut |k, v| {
-        let id = k.get(keys::APPLIED_REQUEST_PREFIX.len()..).and_then(|b| <[u8; 8]>::try_from(b).ok());
-        match (id, <[u8; 8]>::try_from(v)) {
-            (Some(id), Ok(index)) => {
-                ids.insert(u64::from_be_bytes(index), u64::from_be_bytes(id));
-                true
-            }
-            _ => {
-                bad = Some(k.to_vec());
-                false
-            }
-        }
-    })?;
-    match bad {
-        Some(k) => Err(Error::Corruption(format!("applied request record {k:02x?}"))),
-        None => Ok(ids),
-    }
+    /// Readies handed to the driver as [`LogWrite`]s and not yet reported
+    /// durable, oldest first, with the messages that must wait for them.
+    unpersisted: VecDeque<(u64, Vec<Message>)>,
+    /// Recently applied command ids: a command applies at most once even if
+    /// its proposal was duplicated on the way to the leader.
+    applied_ids: AppliedIds,
 }
 
 fn raft_logger(id: u64) -> slog::Logger {
@@ -234,7 +226,7 @@ impl<E: Engine, T> Peer<E, T> {
         let lessor = Lessor::open(&engine, mvcc.leased_keys(), 0, cfg.tick_interval)?;
         let watches = WatchHub::new(cfg.watch_buffer);
         let members = Members::load(&engine)?;
-        let applied_ids = load_applied_ids(&engine)?;
+        let applied_ids = AppliedIds::load(&engine, DEDUP_WINDOW)?;
         // Chunks staged before a restart belong to streams that are gone.
         let mut wb = WriteBatch::new();
         snapshot::clear_staging(&engine, None, &mut wb)?;
@@ -271,7 +263,7 @@ impl<E: Engine, T> Peer<E, T> {
             outgoing: Vec::new(),
             incoming: None,
             last_stream: 0,
-            applied_id_set: applied_ids.values().copied().collect(),
+            unpersisted: VecDeque::new(),
             applied_ids,
         })
     }
@@ -535,7 +527,59 @@ impl<E: Engine, T> Peer<E, T> {
 
     /// True when [`Peer::handle_ready`] has work to do.
     pub fn has_ready(&self) -> bool {
-        !self.completions.is_empty() || !self.queued_reads.is_empty() || self.raw.has_ready()
+        !self.completions.is_empty()
+            || !self.queued_reads.is_empty()
+            || (self.raw.has_ready() && !self.snapshot_waits())
+    }
+
+    /// A received snapshot is installed synchronously, so it waits until
+    /// every earlier [`LogWrite`] is durable.
+    fn snapshot_waits(&self) -> bool {
+        !self.unpersisted.is_empty() && self.raw.snap().is_some_and(|s| !s.is_empty())
+    }
+
+    /// True while some [`LogWrite`] handed out is not yet reported durable.
+    pub fn has_unpersisted_writes(&self) -> bool {
+        !self.unpersisted.is_empty()
+    }
+
+    /// [`Peer::handle_ready_with`], except that new log entries and hard
+    /// state are not written here: they come back as a [`LogWrite`] for the
+    /// driver to make durable on another thread while this one goes on
+    /// (raft-rs's asynchronous Ready). Meanwhile the peer keeps sending
+    /// appends, taking proposals and applying what a quorum has persisted;
+    /// messages that must follow the write (a follower's append response, a
+    /// vote) wait for [`Peer::persisted`]. A Ready carrying a snapshot is
+    /// handled synchronously once earlier writes are durable.
+    pub fn handle_ready_async(
+        &mut self,
+        send: &mut dyn FnMut(Vec<Message>),
+        complete: &mut dyn FnMut(Completion<T>),
+    ) -> Result<Option<LogWrite>> {
+        self.flush_reads();
+        let mut write = None;
+        if self.raw.has_ready() && !self.snapshot_waits() {
+            if self.raw.snap().is_some_and(|s| !s.is_empty()) {
+                self.process_ready(send, complete)?;
+            } else {
+                write = self.process_ready_async(send, complete)?;
+            }
+        }
+        self.completions.drain(..).for_each(complete);
+        Ok(write)
+    }
+
+    /// Reports that every [`LogWrite`] up to `number` is durable: sends the
+    /// messages that waited for them and lets raft count this member's copy.
+    pub fn persisted(&mut self, number: u64, send: &mut dyn FnMut(Vec<Message>)) {
+        while self.unpersisted.front().is_some_and(|(n, _)| *n <= number) {
+            if let Some((_, msgs)) = self.unpersisted.pop_front() {
+                if !msgs.is_empty() {
+                    self.send(msgs, send);
+                }
+            }
+        }
+        self.raw.on_persist_ready(number);
     }
 
     /// Runs one round of raft I/O: sends messages through `send`, applies
@@ -595,17 +639,7 @@ impl<E: Engine, T> Peer<E, T> {
         complete: &mut dyn FnMut(Completion<T>),
     ) -> Result<()> {
         let mut rd = self.raw.ready();
-        if let Some(ss) = rd.ss() {
-            if ss.raft_state == StateRole::Leader {
-                self.lessor.extend_all(self.now);
-            }
-            if ss.leader_id != self.last_leader {
-                self.last_leader = ss.leader_id;
-                if ss.leader_id != INVALID_ID {
-                    self.leader_changes += 1;
-                }
-            }
-        }
+        self.note_soft_state(&rd);
         if !rd.messages().is_empty() {
             self.send(rd.take_messages(), send);
         }
@@ -643,8 +677,7 @@ impl<E: Engine, T> Peer<E, T> {
             self.lessor = Lessor::open(&self.engine, self.mvcc.leased_keys(), self.now, self.cfg.tick_interval)?;
             self.members = Members::load(&self.engine)?;
             self.members_changed = true;
-            self.applied_ids = load_applied_ids(&self.engine)?;
-            self.applied_id_set = self.applied_ids.values().copied().collect();
+            self.applied_ids = AppliedIds::load(&self.engine, DEDUP_WINDOW)?;
             self.watches.resync(&self.mvcc);
             let meta = snap.get_metadata();
             self.applied_index = meta.index;
@@ -677,6 +710,64 @@ impl<E: Engine, T> Peer<E, T> {
         }
         self.serve_reads();
         self.maybe_compact_log()
+    }
+
+    fn process_ready_async(
+        &mut self,
+        send: &mut dyn FnMut(Vec<Message>),
+        complete: &mut dyn FnMut(Completion<T>),
+    ) -> Result<Option<LogWrite>> {
+        let mut rd = self.raw.ready();
+        self.note_soft_state(&rd);
+        if !rd.messages().is_empty() {
+            self.send(rd.take_messages(), send);
+        }
+        // Committed entries are persisted here and on a quorum already.
+        self.take_read_states(&mut rd);
+        self.apply(rd.take_committed_entries(), WriteBatch::new())?;
+        self.serve_reads();
+        self.completions.drain(..).for_each(&mut *complete);
+
+        let mut batch = WriteBatch::new();
+        self.raw.mut_store().append(rd.entries(), &mut batch)?;
+        if let Some(hs) = rd.hs() {
+            self.raw.mut_store().set_hard_state(hs.clone(), &mut batch)?;
+        }
+        let (number, sync) = (rd.number(), rd.must_sync());
+        let waiting = rd.take_persisted_messages();
+        // The storage already serves the new entries (from its cache), as
+        // raft-rs requires before `advance_append_async`.
+        self.raw.advance_append_async(rd);
+        self.raw.advance_apply_to(self.applied_index);
+        if let Some(to) = self.handover.take() {
+            self.raw.raft.send_timeout_now(to);
+        }
+        self.maybe_compact_log()?;
+        if batch.is_empty() && self.unpersisted.is_empty() {
+            // Nothing to wait for: this Ready is as durable as the last one.
+            if !waiting.is_empty() {
+                self.send(waiting, send);
+            }
+            self.raw.on_persist_ready(number);
+            return Ok(None);
+        }
+        self.unpersisted.push_back((number, waiting));
+        Ok(Some(LogWrite { number, batch, sync }))
+    }
+
+    /// Tracks leadership from a Ready's soft state.
+    fn note_soft_state(&mut self, rd: &raft::Ready) {
+        if let Some(ss) = rd.ss() {
+            if ss.raft_state == StateRole::Leader {
+                self.lessor.extend_all(self.now);
+            }
+            if ss.leader_id != self.last_leader {
+                self.last_leader = ss.leader_id;
+                if ss.leader_id != INVALID_ID {
+                    self.leader_changes += 1;
+                }
+            }
+        }
     }
 
     /// Moves read batches whose ReadIndex came back to the ready queue.
@@ -792,7 +883,7 @@ impl<E: Engine, T> Peer<E, T> {
             }
         };
         self.fail_overwritten(overwritten, Some(cmd.id));
-        if !self.record_applied(cmd.id, entry.index, extra) {
+        if !self.applied_ids.record(cmd.id, entry.index, extra) {
             tracing::debug!(id = self.cfg.id, request = cmd.id, "skipping a duplicated command");
             return;
         }
@@ -803,24 +894,6 @@ impl<E: Engine, T> Peer<E, T> {
         if let Some(p) = self.proposals.remove(&cmd.id) {
             self.completions.push((p.token, result));
         }
-    }
-
-    /// Remembers that command `id` applied at `index`; false if it had
-    /// applied before (a duplicated proposal). Every member decides alike:
-    /// the window is replicated state, kept with the data in `Cf::Meta`.
-    fn record_applied(&mut self, id: u64, index: u64, extra: &mut WriteBatch) -> bool {
-        if !self.applied_id_set.insert(id) {
-            return false;
-        }
-        self.applied_ids.insert(index, id);
-        extra.put(Cf::Meta, keys::applied_request_key(id), index.to_be_bytes().to_vec());
-        while self.applied_ids.len() > DEDUP_WINDOW {
-            if let Some((_, old)) = self.applied_ids.pop_first() {
-                self.applied_id_set.remove(&old);
-                extra.delete(Cf::Meta, keys::applied_request_key(old));
-            }
-        }
-        true
     }
 
     /// The current raft term.

@@ -4,9 +4,11 @@
 //! Inbound, a transport delivers what it receives into the node's
 //! [`Mailbox`].
 
-use crossbeam_channel::Sender;
+use std::sync::Arc;
+
 use raft::eraftpb::Message;
 
+use crate::inbox::Inbox;
 use crate::node::Input;
 
 /// Carries raft messages from one member to the others.
@@ -44,7 +46,7 @@ impl Transport for NoTransport {
 /// here. Cheap to clone.
 #[derive(Clone)]
 pub struct Mailbox {
-    pub(crate) tx: Sender<Input>,
+    pub(crate) inbox: Arc<Inbox<Input>>,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -56,6 +58,6 @@ impl std::fmt::Debug for Mailbox {
 impl Mailbox {
     /// Delivers one message. Returns false when the node has stopped.
     pub fn deliver(&self, msg: Message) -> bool {
-        self.tx.send(Input::Raft(msg)).is_ok()
+        self.inbox.push(Input::Raft(msg)).is_ok()
     }
 }

@@ -21,6 +21,8 @@ pub enum Stream {
     Workload = 3,
     /// Tick jitter of the members' clocks.
     Clocks = 4,
+    /// When each member's log writer finishes its queued writes.
+    Disk = 5,
 }
 
 /// A seeded, portable RNG. See the module docs.

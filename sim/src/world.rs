@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use raft_kv::{
     CompactionRequest, Compare, CompareResult, Config, DeleteRangeRequest, Error, LeaseGrantRequest,
-    LeaseKeepAliveRequest, LeaseRevokeRequest, MemEngine, MemberPromoteRequest, MemberRemoveRequest, Peer, PutRequest,
-    RangeRequest, Response, Role, TxnRequest, WatchMessage, WatchRequest, Watcher,
+    LeaseKeepAliveRequest, LeaseRevokeRequest, LogWrite, MemEngine, MemberPromoteRequest, MemberRemoveRequest, Peer,
+    PutRequest, RangeRequest, Response, Role, TxnRequest, WatchMessage, WatchRequest, Watcher,
 };
 use transport_mem::sim::{LinkFaults, SimNetwork};
 
@@ -152,6 +152,9 @@ struct Member {
     retire_at: u64,
     /// Stopped for good (after its removal).
     retired: bool,
+    /// Log writes handed out by `handle_ready_async` and not yet written
+    /// (the production log writer's queue); lost if the member crashes.
+    log_queue: Vec<LogWrite>,
 }
 
 /// A membership change.
@@ -231,6 +234,7 @@ pub struct World {
     rng_fault: SimRng,
     rng_work: SimRng,
     rng_clock: SimRng,
+    rng_disk: SimRng,
     members: Vec<Member>,
     clients: Vec<Client>,
     history: Vec<Record>,
@@ -284,6 +288,7 @@ impl Member {
             removed: false,
             retire_at: NEVER,
             retired: false,
+            log_queue: Vec::new(),
         }
     }
 }
@@ -329,6 +334,7 @@ impl World {
             rng_fault,
             rng_work: SimRng::new(seed, Stream::Workload),
             rng_clock,
+            rng_disk: SimRng::new(seed, Stream::Disk),
             members,
             clients,
             history: Vec::new(),
@@ -490,14 +496,33 @@ impl World {
                 let m = &mut self.members[i];
                 let id = m.id;
                 let Some(peer) = m.peer.as_mut() else { continue };
+                let mut out = Vec::new();
+                // The log writer finishes its queue now or later (always by
+                // the last round), like a disk of varying speed.
+                let flush = !m.log_queue.is_empty() && (round == 15 || self.rng_disk.chance(0.6));
+                if flush {
+                    if let Err(e) = persist(&m.engine, peer, &mut m.log_queue, &mut out) {
+                        self.violate(ViolationKind::CoreError, format!("m{id} log write: {e}"));
+                        self.stopped = true;
+                        return;
+                    }
+                    busy = true;
+                }
                 let ready = peer.has_ready();
                 let streaming = round == 0 && peer.is_streaming_snapshots();
-                if !ready && !streaming {
+                if !ready && !streaming && !flush {
                     continue;
                 }
-                busy |= ready;
-                let mut out = Vec::new();
-                let res = if ready { peer.handle_ready(&mut |msgs| out.extend(msgs)) } else { Ok(Vec::new()) };
+                busy |= ready || !m.log_queue.is_empty();
+                let res = if ready {
+                    let mut done = Vec::new();
+                    peer.handle_ready_async(&mut |msgs| out.extend(msgs), &mut |c| done.push(c)).map(|write| {
+                        m.log_queue.extend(write);
+                        done
+                    })
+                } else {
+                    Ok(Vec::new())
+                };
                 let is_leader = peer.is_leader();
                 // A removed member may lag forever: its terms are not checked.
                 let new_term = (is_leader && !m.was_leader && !m.removed).then(|| peer.term());
@@ -552,6 +577,8 @@ impl World {
 
     fn start_member(&mut self, i: usize) {
         let m = &mut self.members[i];
+        // Writes queued by an earlier incarnation died with it.
+        m.log_queue.clear();
         match Peer::open(m.cfg.clone(), m.engine.clone()) {
             Ok(peer) => {
                 m.peer = Some(peer);
@@ -1739,4 +1766,26 @@ impl World {
             attempts: 1,
         });
     }
+}
+
+/// Writes a member's queued log writes as its log writer would: merged into
+/// one engine batch, synced if any asked for it, then reported to the peer.
+fn persist(
+    engine: &MemEngine,
+    peer: &mut Peer<MemEngine, OpId>,
+    queue: &mut Vec<LogWrite>,
+    out: &mut Vec<raft_kv::RaftMessage>,
+) -> raft_kv::Result<()> {
+    let mut batch = raft_kv::engine::WriteBatch::new();
+    let (mut sync, mut last) = (false, 0);
+    for w in queue.drain(..) {
+        batch.extend(w.batch);
+        sync |= w.sync;
+        last = w.number;
+    }
+    if !batch.is_empty() {
+        raft_kv::Engine::write(engine, batch, sync)?;
+    }
+    peer.persisted(last, &mut |msgs| out.extend(msgs));
+    Ok(())
 }
