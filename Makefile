@@ -8,7 +8,7 @@ CARGO ?= cargo
 # end-to-end tests.
 APT_PACKAGES := librocksdb-dev libclang-dev clang etcd-client curl python3-venv
 
-.PHONY: deps run test lint bench fmt sim
+.PHONY: deps run test lint bench bench-vs-etcd bench-soak fmt sim
 
 # System packages: Debian's RocksDB (linked, not built from source) and
 # libclang for its bindings. Checked first so a second run is fast.
@@ -35,6 +35,27 @@ test: lint
 
 bench: deps
 	$(CARGO) bench -p benches
+
+# Side-by-side cluster benchmark against Debian's etcd 3.4 (issue 7): 3 etcd
+# and 3 raft-kv-server members on loopback, the same raft-kv-bench matrix
+# against each, RSS after loading 1M keys. Output in target/bench-vs-etcd/
+# (table.md, results.jsonl). QUICK=1 for a smoke run; totals and RSS_KEYS
+# are overridable (benches/scripts/bench-vs-etcd.sh).
+bench-vs-etcd: deps
+	@command -v etcd >/dev/null 2>&1 || { \
+	  echo "installing: etcd-server"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq etcd-server; }
+	$(CARGO) build --release -p examples --bin raft-kv-server
+	$(CARGO) build --release -p benches --bin raft-kv-bench
+	benches/scripts/bench-vs-etcd.sh
+
+# Soak: a 3-member raft-kv cluster under steady puts for SOAK_SECS (default
+# 600), each member's RSS sampled every 30 s (benches/scripts/soak.sh).
+bench-soak: deps
+	$(CARGO) build --release -p examples --bin raft-kv-server
+	$(CARGO) build --release -p benches --bin raft-kv-bench
+	benches/scripts/soak.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -513,6 +513,9 @@ fn run<E: Engine>(
                     if let Some(write) = write {
                         writer.submit(write);
                     }
+                    if let Some(job) = peer.take_compaction() {
+                        compact_in_background(cfg.id, job);
+                    }
                     if let Some(members) = peer.take_members_changed() {
                         transport.set_members(&members);
                     }
@@ -632,5 +635,21 @@ fn write_log<E: Engine>(engine: &E, queue: &Inbox<Option<LogWrite>>, node: &Inbo
             queue.close();
             return;
         }
+    }
+}
+
+/// Runs a physical compaction on a thread of its own: deleting a large
+/// history takes seconds, which must not stall the member.
+fn compact_in_background<E: Engine>(id: u64, job: crate::mvcc::Compaction<E>) {
+    let revision = job.revision();
+    let spawned = std::thread::Builder::new().name(format!("raft-kv-compact-{id}")).spawn(move || {
+        let started = Instant::now();
+        match job.run() {
+            Ok(n) => tracing::info!(id, revision, deleted = n, took = ?started.elapsed(), "history compacted"),
+            Err(e) => tracing::warn!(id, revision, error = %e, "physical compaction failed; the next one retries"),
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(id, revision, error = %e, "cannot start physical compaction; the next one retries");
     }
 }

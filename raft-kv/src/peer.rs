@@ -31,7 +31,7 @@ use crate::dedup::{AppliedIds, DEDUP_WINDOW};
 use crate::engine::{Cf, Engine, WriteBatch};
 use crate::lease::Lessor;
 use crate::membership::{self, Members};
-use crate::mvcc::Mvcc;
+use crate::mvcc::{Compaction, Mvcc};
 use crate::raftlog::{decode_u64, RaftLog};
 use crate::watch::{WatchHub, WatchRequest, Watcher};
 use crate::{keys, snapshot, Config, Error, Result};
@@ -170,6 +170,8 @@ pub struct Peer<E: Engine, T> {
     /// Readies handed to the driver as [`LogWrite`]s and not yet reported
     /// durable, oldest first, with the messages that must wait for them.
     unpersisted: VecDeque<(u64, Vec<Message>)>,
+    /// Physical compactions for the driver to run off this thread.
+    compactions: Vec<Compaction<E>>,
     /// Recently applied command ids: a command applies at most once even if
     /// its proposal was duplicated on the way to the leader.
     applied_ids: AppliedIds,
@@ -264,6 +266,7 @@ impl<E: Engine, T> Peer<E, T> {
             incoming: None,
             last_stream: 0,
             unpersisted: VecDeque::new(),
+            compactions: Vec::new(),
             applied_ids,
         })
     }
@@ -536,6 +539,12 @@ impl<E: Engine, T> Peer<E, T> {
     /// every earlier [`LogWrite`] is durable.
     fn snapshot_waits(&self) -> bool {
         !self.unpersisted.is_empty() && self.raw.snap().is_some_and(|s| !s.is_empty())
+    }
+
+    /// The next physical compaction to run, on any thread (see
+    /// [`Compaction`]); the driver should check after each Ready.
+    pub fn take_compaction(&mut self) -> Option<Compaction<E>> {
+        self.compactions.pop()
     }
 
     /// True while some [`LogWrite`] handed out is not yet reported durable.
@@ -860,6 +869,9 @@ impl<E: Engine, T> Peer<E, T> {
         extra.put(Cf::Meta, keys::APPLIED_INDEX.to_vec(), last_index.to_be_bytes().to_vec());
         extra.put(Cf::Meta, keys::APPLIED_TERM.to_vec(), last_term.to_be_bytes().to_vec());
         self.mvcc.commit(extra)?;
+        if let Some(job) = self.mvcc.take_compaction() {
+            self.compactions.push(job);
+        }
         let events = std::mem::take(&mut self.applied_events);
         self.watches.dispatch(&events);
         Ok(())

@@ -155,6 +155,9 @@ struct Member {
     /// Log writes handed out by `handle_ready_async` and not yet written
     /// (the production log writer's queue); lost if the member crashes.
     log_queue: Vec<LogWrite>,
+    /// Physical compactions handed out and not yet run (the production
+    /// background thread); lost if the member crashes.
+    compactions: Vec<raft_kv::mvcc::Compaction<MemEngine>>,
 }
 
 /// A membership change.
@@ -289,6 +292,7 @@ impl Member {
             retire_at: NEVER,
             retired: false,
             log_queue: Vec::new(),
+            compactions: Vec::new(),
         }
     }
 }
@@ -508,6 +512,16 @@ impl World {
                     }
                     busy = true;
                 }
+                // Background compactions run at some later step.
+                m.compactions.extend(peer.take_compaction());
+                if !m.compactions.is_empty() && self.rng_disk.chance(0.3) {
+                    let failed = m.compactions.drain(..).map(|job| job.run()).find_map(|r| r.err());
+                    if let Some(e) = failed {
+                        self.violate(ViolationKind::CoreError, format!("m{id} compaction: {e}"));
+                        self.stopped = true;
+                        return;
+                    }
+                }
                 let ready = peer.has_ready();
                 let streaming = round == 0 && peer.is_streaming_snapshots();
                 if !ready && !streaming && !flush {
@@ -577,8 +591,9 @@ impl World {
 
     fn start_member(&mut self, i: usize) {
         let m = &mut self.members[i];
-        // Writes queued by an earlier incarnation died with it.
+        // Writes and compactions queued by an earlier incarnation died with it.
         m.log_queue.clear();
+        m.compactions.clear();
         match Peer::open(m.cfg.clone(), m.engine.clone()) {
             Ok(peer) => {
                 m.peer = Some(peer);

@@ -11,6 +11,14 @@
 //! overlay that reads (and later applies) see, and [`Mvcc::commit`] writes the
 //! overlay, the revision counters and the caller's metadata to the engine in
 //! one atomic batch.
+//!
+//! Compaction is logical when applied (the compact revision moves; reads
+//! below it fail) and physical later: [`Mvcc::take_compaction`] hands out a
+//! [`Compaction`] job that deletes the dropped versions from a snapshot view,
+//! off the applying thread, so a large compaction never stalls writes. Until
+//! it has run, the dropped versions are invisible: every read at or above the
+//! compact revision resolves to a kept version, and [`Mvcc::hash`] skips
+//! them by the same rule ([`KeepRule`]).
 
 pub mod encoding;
 
@@ -168,6 +176,9 @@ pub struct Mvcc<E: Engine> {
     events: Vec<Event>,
     /// Whether events carry the previous value (costs a read per write).
     prev_values: bool,
+    /// A compaction applied (and, after the next commit, durable) whose
+    /// physical deletion has not been handed out yet.
+    pending_compaction: Option<i64>,
 }
 
 impl<E: Engine> std::fmt::Debug for Mvcc<E> {
@@ -231,6 +242,7 @@ impl<E: Engine> Mvcc<E> {
             undo: Vec::new(),
             events: Vec::new(),
             prev_values: false,
+            pending_compaction: None,
         })
     }
 
@@ -364,6 +376,18 @@ impl<E: Engine> Mvcc<E> {
         Ok(())
     }
 
+    /// The physical part of the compactions committed so far, if any: a job
+    /// to run on any thread (see [`Compaction`]). Its deletes come after the
+    /// commit that recorded the compact revision, so a crash can never keep
+    /// them without it.
+    pub fn take_compaction(&mut self) -> Option<Compaction<E>> {
+        if self.overlay.is_empty() && self.committed_compact_revision == self.compact_revision {
+            let revision = self.pending_compaction.take()?;
+            return Some(Compaction { engine: self.engine.clone(), view: self.engine.snapshot(), revision });
+        }
+        None
+    }
+
     /// A hash of all key-value history at or below `revision` (0: the
     /// current revision), for cross-member consistency checks like etcd's
     /// HashKV: 64-bit FNV-1a over every stored version's encoded key and
@@ -373,8 +397,14 @@ impl<E: Engine> Mvcc<E> {
         let revision = self.check_read_revision(revision, self.revision)?;
         let revision = if revision == 0 { self.revision } else { revision };
         let mut hash = Fnv64::new();
+        // Versions compaction dropped may still be stored: skip them, so
+        // members agree however far their physical compaction got.
+        let mut keep = KeepRule::new(self.compact_revision);
         self.scan_history(b"", None, &mut |k, v| {
-            let (_, rev) = decode_key(k)?;
+            let (user, rev) = decode_key(k)?;
+            if keep.drops(&user, rev, v)? {
+                return Ok(true);
+            }
             if rev <= revision {
                 hash.write(&(k.len() as u64).to_be_bytes());
                 hash.write(k);
@@ -565,32 +595,9 @@ impl<E: Engine> Mvcc<E> {
         if rev > self.revision {
             return Err(Error::FutureRevision { requested: rev, current: self.revision });
         }
-        // Per key: keep every version above `rev` and the newest one at or
-        // below it unless that is a tombstone below `rev`; drop the rest. A
-        // tombstone *at* `rev` stays (until a later compaction), so a watch
-        // from the compact revision still sees that delete (etcd issue
-        // 18089, fixed the same way; found by the simulator).
-        let mut doomed = Vec::new();
-        let mut group: Option<Vec<u8>> = None;
-        let mut kept = false;
-        self.scan_history(b"", None, &mut |k, v| {
-            let (user, version_rev) = decode_key(k)?;
-            if group.as_deref() != Some(&user[..]) {
-                group = Some(user);
-                kept = false;
-            }
-            if version_rev > rev {
-                return Ok(true);
-            }
-            if kept || (version_rev < rev && Record::is_tombstone(v)?) {
-                doomed.push(k.to_vec());
-            }
-            kept = true;
-            Ok(true)
-        })?;
-        for key in doomed {
-            self.stage(key, None);
-        }
+        // Logical now, physical later (`take_compaction`): the versions the
+        // keep rule drops are invisible from here on.
+        self.pending_compaction = Some(rev);
         self.compact_revision = rev;
         Ok(CompactionResponse { revision: self.revision })
     }
@@ -1079,5 +1086,99 @@ impl Fnv64 {
 
     fn finish(&self) -> u64 {
         self.0
+    }
+}
+
+/// Which stored versions a compaction at `revision` drops. Per key (versions
+/// come newest first): every version above `revision` stays, and so does the
+/// newest one at or below it unless that is a tombstone *below* it; the
+/// rest go. A tombstone *at* the compact revision stays (until a later
+/// compaction) so a watch from the compact revision still sees that delete
+/// (etcd issue 18089, fixed the same way; found by the simulator).
+pub(crate) struct KeepRule {
+    revision: i64,
+    key: Option<Vec<u8>>,
+    kept: bool,
+}
+
+impl KeepRule {
+    pub(crate) fn new(revision: i64) -> Self {
+        KeepRule { revision, key: None, kept: false }
+    }
+
+    /// Feed every version in storage order; true if this one is dropped.
+    pub(crate) fn drops(&mut self, user_key: &[u8], version_rev: i64, record: &[u8]) -> Result<bool> {
+        if self.key.as_deref() != Some(user_key) {
+            self.key = Some(user_key.to_vec());
+            self.kept = false;
+        }
+        if version_rev > self.revision {
+            return Ok(false);
+        }
+        let drop = self.kept || (version_rev < self.revision && Record::is_tombstone(record)?);
+        self.kept = true;
+        Ok(drop)
+    }
+}
+
+/// The physical part of a compaction: deletes the versions a compaction at
+/// `revision` dropped, scanning a snapshot view taken after that compaction
+/// was committed. Safe to run on any thread alongside new writes (it only
+/// deletes versions at or below the compact revision, which are never
+/// written again), and to lose in a crash (the next compaction's scan
+/// covers whatever is left).
+pub struct Compaction<E: Engine> {
+    engine: E,
+    view: E::Snapshot,
+    revision: i64,
+}
+
+impl<E: Engine> std::fmt::Debug for Compaction<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compaction").field("revision", &self.revision).finish_non_exhaustive()
+    }
+}
+
+impl<E: Engine> Compaction<E> {
+    /// Versions deleted per engine batch (a key's versions never split).
+    const BATCH: usize = 4_096;
+
+    /// The compact revision this job completes.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// Deletes the dropped versions in batches of unsynced writes; returns
+    /// how many were deleted. All of one key's dropped versions go in one
+    /// batch, so a read never sees an older version uncovered by the
+    /// deletion of a newer one.
+    pub fn run(self) -> Result<usize> {
+        let mut keep = KeepRule::new(self.revision);
+        let mut batch = WriteBatch::new();
+        let mut deleted = 0;
+        let mut failed = None;
+        scan_fallible(&self.view, Cf::Kv, b"", None, &mut |k, v| {
+            let (user, rev) = decode_key(k)?;
+            let new_key = keep.key.as_deref() != Some(&user[..]);
+            if new_key && batch.len() >= Self::BATCH {
+                deleted += batch.len();
+                if let Err(e) = self.engine.write(batch.take(), false) {
+                    failed = Some(e);
+                    return Ok(false);
+                }
+            }
+            if keep.drops(&user, rev, v)? {
+                batch.delete(Cf::Kv, k.to_vec());
+            }
+            Ok(true)
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        deleted += batch.len();
+        if !batch.is_empty() {
+            self.engine.write(batch, false)?;
+        }
+        Ok(deleted)
     }
 }

@@ -64,11 +64,33 @@ impl<E: Engine> H<E> {
         }
     }
 
+    /// Compacts logically, then commits and runs the physical part, which
+    /// must not change what the store shows (reads and hash alike).
     fn compact(&mut self, revision: i64) -> Result<CompactionResponse> {
-        match self.apply(Op::Compact(CompactionRequest { revision, physical: false }))? {
-            Response::Compact(r) => Ok(r),
+        let r = match self.apply(Op::Compact(CompactionRequest { revision, physical: false }))? {
+            Response::Compact(r) => r,
             other => panic!("unexpected {other:?}"),
+        };
+        let before = (self.m.hash(0).unwrap(), self.all_at(revision));
+        if !self.autocommit {
+            assert!(self.m.take_compaction().is_none(), "handed out before the commit");
         }
+        self.m.commit(WriteBatch::new()).unwrap();
+        let job = self.m.take_compaction().expect("a compaction job after the commit");
+        assert_eq!(job.revision(), revision);
+        job.run().unwrap();
+        assert!(self.m.take_compaction().is_none(), "one job per compaction");
+        assert_eq!(
+            (self.m.hash(0).unwrap(), self.all_at(revision)),
+            before,
+            "physical compaction changed what is seen"
+        );
+        Ok(r)
+    }
+
+    /// Every key-value at `revision`.
+    fn all_at(&self, revision: i64) -> Vec<KeyValue> {
+        self.range(RangeRequest::prefix(Bytes::new()).at_revision(revision)).unwrap().kvs
     }
 
     fn range(&self, req: RangeRequest) -> Result<RangeResponse> {

@@ -28,6 +28,11 @@ mod gateway;
 mod grpc;
 mod metrics;
 
+/// mimalloc: glibc malloc cost ~17% of the write path's instructions
+/// (callgrind, issue 7).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
