@@ -64,6 +64,11 @@ impl<T> Inbox<T> {
         std::mem::swap(&mut s.queue, out);
     }
 
+    /// True when nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.state.lock().queue.is_empty()
+    }
+
     /// Refuses further pushes and returns what is still queued.
     pub(crate) fn close(&self) -> Vec<T> {
         let mut s = self.state.lock();

@@ -547,9 +547,9 @@ impl<E: Engine, T> Peer<E, T> {
         self.compactions.pop()
     }
 
-    /// True while some [`LogWrite`] handed out is not yet reported durable.
-    pub fn has_unpersisted_writes(&self) -> bool {
-        !self.unpersisted.is_empty()
+    /// How many [`LogWrite`]s handed out are not yet reported durable.
+    pub fn unpersisted_writes(&self) -> usize {
+        self.unpersisted.len()
     }
 
     /// [`Peer::handle_ready_with`], except that new log entries and hard
