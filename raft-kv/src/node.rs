@@ -1,11 +1,14 @@
 //! [`Node`]: the production driver of a [`Peer`].
 //!
 //! One thread per member owns the `Peer`. Each loop it takes everything in its
-//! inbox (client requests and raft messages, up to `max_batch`), ticks when the
-//! interval has passed, and runs one [`Peer::handle_ready`]: so many
-//! concurrent proposals share one Ready, one synced write and one network
-//! write per peer (group commit). Finished requests are completed through
-//! their callbacks on the node thread.
+//! inbox (client requests and raft messages, handled `max_batch` at a time),
+//! ticks when the interval has passed, and runs one
+//! [`Peer::handle_ready_async`]: so many concurrent proposals share one Ready
+//! and one network write per peer. The Ready's log write goes to a second
+//! thread, the log writer, which merges whatever queued up during its last
+//! fsync into the next one (group commit) and reports back with
+//! `Input::Persisted`; an idle member writes inline instead. Finished requests
+//! are completed through their callbacks on the node thread.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;

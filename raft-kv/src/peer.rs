@@ -222,6 +222,11 @@ impl<E: Engine, T> Peer<E, T> {
             max_inflight_msgs: cfg.max_inflight_msgs,
             check_quorum: cfg.check_quorum,
             pre_vote: cfg.pre_vote,
+            // Proposals taken in one loop go out as one MsgAppend per
+            // follower, not one each (raft-rs sends on every propose): under
+            // 64 clients this cut raft messages per write from ~4 to well
+            // under 1 (issue 7).
+            batch_append: true,
             ..Default::default()
         };
         let compacted_at = log.first() - 1;
