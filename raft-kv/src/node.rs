@@ -479,6 +479,7 @@ fn run<E: Engine>(
     let mut stop = false;
     // What the inbox held at the last take, handled `max_batch` at a time.
     let mut pending: std::collections::VecDeque<Input> = std::collections::VecDeque::new();
+    let mut compactions = Compactions::default();
     let mut taken = Vec::new();
     while !stop {
         if pending.is_empty() {
@@ -527,7 +528,7 @@ fn run<E: Engine>(
                         }
                     }
                     if let Some(job) = peer.take_compaction() {
-                        compact_in_background(cfg.id, job);
+                        compactions.start(cfg.id, job);
                     }
                     if let Some(members) = peer.take_members_changed() {
                         transport.set_members(&members);
@@ -550,6 +551,8 @@ fn run<E: Engine>(
             }
         }
     }
+    // A stopped member leaves no thread behind holding its engine open.
+    compactions.stop();
     for (cb, res) in peer.fail_all() {
         cb(res);
     }
@@ -681,18 +684,39 @@ fn write_log<E: Engine>(engine: &E, queue: &Inbox<Option<LogWrite>>, node: &Inbo
     }
 }
 
-/// Runs a physical compaction on a thread of its own: deleting a large
-/// history takes seconds, which must not stall the member.
-fn compact_in_background<E: Engine>(id: u64, job: crate::mvcc::Compaction<E>) {
-    let revision = job.revision();
-    let spawned = std::thread::Builder::new().name(format!("raft-kv-compact-{id}")).spawn(move || {
-        let started = Instant::now();
-        match job.run() {
-            Ok(n) => tracing::info!(id, revision, deleted = n, took = ?started.elapsed(), "history compacted"),
-            Err(e) => tracing::warn!(id, revision, error = %e, "physical compaction failed; the next one retries"),
+/// Physical compactions running on threads of their own: deleting a large
+/// history takes seconds, which must not stall the member. Stopped (between
+/// batches) and joined when the member stops.
+#[derive(Default)]
+struct Compactions {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    running: Vec<JoinHandle<()>>,
+}
+
+impl Compactions {
+    fn start<E: Engine>(&mut self, id: u64, job: crate::mvcc::Compaction<E>) {
+        self.running.retain(|t| !t.is_finished());
+        let revision = job.revision();
+        let stop = Arc::clone(&self.stop);
+        let spawned = std::thread::Builder::new().name(format!("raft-kv-compact-{id}")).spawn(move || {
+            let started = Instant::now();
+            match job.run_until(&|| stop.load(std::sync::atomic::Ordering::Relaxed)) {
+                Ok(n) => tracing::info!(id, revision, deleted = n, took = ?started.elapsed(), "history compacted"),
+                Err(e) => tracing::warn!(id, revision, error = %e, "physical compaction failed; the next one retries"),
+            }
+        });
+        match spawned {
+            Ok(t) => self.running.push(t),
+            Err(e) => {
+                tracing::warn!(id, revision, error = %e, "cannot start physical compaction; the next one retries")
+            }
         }
-    });
-    if let Err(e) = spawned {
-        tracing::warn!(id, revision, error = %e, "cannot start physical compaction; the next one retries");
+    }
+
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.running {
+            let _ = t.join();
+        }
     }
 }

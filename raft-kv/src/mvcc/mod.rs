@@ -1153,6 +1153,12 @@ impl<E: Engine> Compaction<E> {
     /// batch, so a read never sees an older version uncovered by the
     /// deletion of a newer one.
     pub fn run(self) -> Result<usize> {
+        self.run_until(&|| false)
+    }
+
+    /// [`Compaction::run`], stopping between batches once `stop()` says so
+    /// (a member shutting down); what is left waits for the next compaction.
+    pub fn run_until(self, stop: &dyn Fn() -> bool) -> Result<usize> {
         let mut keep = KeepRule::new(self.revision);
         let mut batch = WriteBatch::new();
         let mut deleted = 0;
@@ -1161,6 +1167,9 @@ impl<E: Engine> Compaction<E> {
             let (user, rev) = decode_key(k)?;
             let new_key = keep.key.as_deref() != Some(&user[..]);
             if new_key && batch.len() >= Self::BATCH {
+                if stop() {
+                    return Ok(false);
+                }
                 deleted += batch.len();
                 if let Err(e) = self.engine.write(batch.take(), false) {
                     failed = Some(e);
@@ -1175,8 +1184,8 @@ impl<E: Engine> Compaction<E> {
         if let Some(e) = failed {
             return Err(e);
         }
-        deleted += batch.len();
-        if !batch.is_empty() {
+        if !batch.is_empty() && !stop() {
+            deleted += batch.len();
             self.engine.write(batch, false)?;
         }
         Ok(deleted)
