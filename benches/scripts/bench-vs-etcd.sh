@@ -24,15 +24,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-SERVER=${SERVER:-target/release/raft-kv-server}
-BENCH=${BENCH:-target/release/raft-kv-bench}
-ETCD_BIN=${ETCD_BIN:-etcd}
-ETCDCTL_BIN=${ETCDCTL_BIN:-etcdctl}
 OUT=${OUT:-target/bench-vs-etcd}
 QUICK=${QUICK:-0}
-HEARTBEAT=100
-ELECTION=1000
-SNAPSHOT_COUNT=${SNAPSHOT_COUNT:-10000}
 CLIENTS=${CLIENTS:-64}
 CONNS=${CONNS:-8}
 if [ "$QUICK" = 1 ]; then

@@ -2,8 +2,17 @@
 # 3-member etcd and raft-kv-server clusters on loopback, health and leader
 # checks through etcdctl, RSS sampling, and teardown of everything started.
 #
-# The caller sets: OUT (output dir), SERVER (raft-kv-server binary),
-# ETCD_BIN, ETCDCTL_BIN, HEARTBEAT, ELECTION, SNAPSHOT_COUNT.
+# The caller sets OUT (output dir). The binaries and the raft flags both
+# scripts run with are set here, once (each overridable from the environment
+# except the timing flags, which must match between etcd and raft-kv).
+
+SERVER=${SERVER:-target/release/raft-kv-server}
+BENCH=${BENCH:-target/release/raft-kv-bench}
+ETCD_BIN=${ETCD_BIN:-etcd}
+ETCDCTL_BIN=${ETCDCTL_BIN:-etcdctl}
+HEARTBEAT=100
+ELECTION=1000
+SNAPSHOT_COUNT=${SNAPSHOT_COUNT:-10000}
 
 export ETCDCTL_API=3
 

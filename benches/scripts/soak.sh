@@ -19,10 +19,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-SERVER=${SERVER:-target/release/raft-kv-server}
-BENCH=${BENCH:-target/release/raft-kv-bench}
-ETCD_BIN=${ETCD_BIN:-etcd}
-ETCDCTL_BIN=${ETCDCTL_BIN:-etcdctl}
 OUT=${OUT:-target/bench-soak}
 SOAK_SECS=${SOAK_SECS:-600}
 INTERVAL=${INTERVAL:-30}
@@ -30,9 +26,6 @@ CLIENTS=${CLIENTS:-64}
 CONNS=${CONNS:-8}
 KEY_SPACE=${KEY_SPACE:-100000}
 VAL_SIZE=${VAL_SIZE:-256}
-HEARTBEAT=100
-ELECTION=1000
-SNAPSHOT_COUNT=${SNAPSHOT_COUNT:-10000}
 # The sample growth is measured from (after warm-up).
 BASELINE_SECS=${BASELINE_SECS:-120}
 COMPACT=${COMPACT:-1}
