@@ -472,7 +472,7 @@ fn run<E: Engine>(
     mut peer: Peer<E, Callback>,
     cfg: Config,
     inbox: &Inbox<Input>,
-    writer: &LogWriter,
+    writer: &LogWriter<E>,
     transport: &mut dyn Transport,
 ) {
     let mut next_tick = Instant::now() + cfg.tick_interval;
@@ -589,27 +589,15 @@ fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input) -> bool {
 /// while the node thread goes on, then reports it with
 /// [`Input::Persisted`]. Whatever queued up during one fsync goes into the
 /// next engine batch and fsync together (group commit across Readies).
-struct LogWriter {
+struct LogWriter<E> {
     queue: Arc<Inbox<Option<LogWrite>>>,
     thread: Option<JoinHandle<()>>,
     /// For writes done inline by the node thread (`write_inline`).
-    engine: Box<dyn DynEngineWrite>,
+    engine: E,
 }
 
-/// The one engine method the node thread needs from the writer's engine,
-/// object-safe so `LogWriter` stays free of the engine type.
-trait DynEngineWrite: Send {
-    fn write(&self, batch: crate::engine::WriteBatch, sync: bool) -> Result<()>;
-}
-
-impl<E: Engine> DynEngineWrite for E {
-    fn write(&self, batch: crate::engine::WriteBatch, sync: bool) -> Result<()> {
-        Engine::write(self, batch, sync)
-    }
-}
-
-impl LogWriter {
-    fn start<E: Engine>(id: u64, engine: E, node: Arc<Inbox<Input>>) -> Result<LogWriter> {
+impl<E: Engine> LogWriter<E> {
+    fn start(id: u64, engine: E, node: Arc<Inbox<Input>>) -> Result<LogWriter<E>> {
         let queue = Arc::new(Inbox::new());
         let q = Arc::clone(&queue);
         let inline = engine.clone();
@@ -617,17 +605,12 @@ impl LogWriter {
             .name(format!("raft-kv-log-{id}"))
             .spawn(move || write_log(&engine, &q, &node))
             .map_err(|e| Error::Storage(format!("cannot spawn log writer thread: {e}")))?;
-        Ok(LogWriter { queue, thread: Some(thread), engine: Box::new(inline) })
+        Ok(LogWriter { queue, thread: Some(thread), engine: inline })
     }
 
     /// Writes `write` on the calling (node) thread and reports it to the
     /// peer. Only when no earlier write is still queued, so order holds.
-    fn write_inline<E: Engine>(
-        &self,
-        write: LogWrite,
-        peer: &mut Peer<E, Callback>,
-        transport: &mut dyn Transport,
-    ) -> Result<()> {
+    fn write_inline(&self, write: LogWrite, peer: &mut Peer<E, Callback>, transport: &mut dyn Transport) -> Result<()> {
         if !write.batch.is_empty() {
             self.engine.write(write.batch, write.sync)?;
         }
