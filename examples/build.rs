@@ -1,34 +1,25 @@
-//! Compiles etcd's v3 API (`proto/`) with tonic-build, using the `protoc`
-//! shipped by the protoc-bin-vendored crate so no system protoc is needed.
+//! Generates the etcd v3 gRPC services (server and client) with
+//! tonic-prost-build from the library's `.proto` files, using the `protoc`
+//! shipped by protoc-bin-vendored so no system protoc is needed.
 //!
-//! Messages whose wire form is identical to raft-kv's own request types are
-//! mapped onto them (`extern_path`), so requests pass to the library without
-//! conversion.
+//! Every message is mapped onto the library's generated types
+//! (`raft_kv::pb`, `extern_path`): the schema is defined once, and requests
+//! pass between tonic and the library without conversion.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("PROTOC").is_none() {
         std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
     }
-    let shared = [
-        (".mvccpb.KeyValue", "::raft_kv::KeyValue"),
-        (".mvccpb.Event", "::raft_kv::Event"),
-        (".etcdserverpb.RangeRequest", "::raft_kv::RangeRequest"),
-        (".etcdserverpb.PutRequest", "::raft_kv::PutRequest"),
-        (".etcdserverpb.DeleteRangeRequest", "::raft_kv::DeleteRangeRequest"),
-        (".etcdserverpb.Compare", "::raft_kv::Compare"),
-        (".etcdserverpb.RequestOp", "::raft_kv::RequestOp"),
-        (".etcdserverpb.TxnRequest", "::raft_kv::TxnRequest"),
-        (".etcdserverpb.CompactionRequest", "::raft_kv::CompactionRequest"),
-        (".etcdserverpb.LeaseGrantRequest", "::raft_kv::LeaseGrantRequest"),
-        (".etcdserverpb.LeaseRevokeRequest", "::raft_kv::LeaseRevokeRequest"),
-        (".etcdserverpb.LeaseKeepAliveRequest", "::raft_kv::LeaseKeepAliveRequest"),
-        (".etcdserverpb.Member", "::raft_kv::Member"),
-    ];
-    let mut b = tonic_build::configure().build_client(true).build_server(true).bytes(["."]);
-    for (proto, rust) in shared {
-        b = b.extern_path(proto, rust);
-    }
-    b.compile(&["proto/rpc.proto", "proto/kv.proto"], &["proto"])?;
-    println!("cargo:rerun-if-changed=proto");
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .extern_path(".etcdserverpb", "::raft_kv::pb::etcdserverpb")
+        .extern_path(".mvccpb", "::raft_kv::pb::mvccpb")
+        .extern_path(".authpb", "::raft_kv::pb::authpb")
+        .compile_protos(
+            &["../raft-kv/proto/rpc.proto", "../raft-kv/proto/kv.proto", "../raft-kv/proto/auth.proto"],
+            &["../raft-kv/proto"],
+        )?;
+    println!("cargo:rerun-if-changed=../raft-kv/proto");
     Ok(())
 }

@@ -45,7 +45,7 @@ fn fan_out(c: &mut Criterion) {
                         while seen < per * CALLERS {
                             match w.recv_timeout(Duration::from_secs(30)) {
                                 Some(WatchMessage::Events { events, .. }) => seen += events.len() as u64,
-                                Some(WatchMessage::Canceled { reason }) => panic!("watch canceled: {reason}"),
+                                Some(WatchMessage::Canceled { reason, .. }) => panic!("watch canceled: {reason}"),
                                 Some(_) => {}
                                 None => panic!("watch stalled"),
                             }

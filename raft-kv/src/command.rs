@@ -3,14 +3,20 @@
 //! Each normal entry's data is one encoded [`Command`]: a format version, a
 //! request id (so the member that proposed it can complete its caller when the
 //! entry applies) and the operation.
+//!
+//! Operations carry etcd's wire messages, except where the log needs more
+//! than a client may say: [`LeaseRevoke`] (a conditional revoke) and
+//! [`MemberUpdate`] (a member publishing its name and client URLs) are
+//! command types of their own whose extra fields no client request reaches.
+//! Their field numbers keep the log format of earlier releases.
 
 use prost::Message as _;
 
 use crate::api::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest, LeaseRevokeResponse, Member,
-    MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, MembersResponse, PutRequest, PutResponse,
-    RangeResponse, TxnRequest, TxnResponse,
+    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeResponse, Member,
+    MemberPromoteRequest, MemberRemoveRequest, MembersResponse, PutRequest, PutResponse, RangeResponse, TxnRequest,
+    TxnResponse,
 };
 use crate::{Error, Result};
 
@@ -51,7 +57,7 @@ pub enum Op {
     LeaseGrant(LeaseGrantRequest),
     /// Revoke a lease and delete its keys.
     #[prost(message, tag = "8")]
-    LeaseRevoke(LeaseRevokeRequest),
+    LeaseRevoke(LeaseRevoke),
     /// Renew a lease.
     #[prost(message, tag = "9")]
     LeaseKeepAlive(LeaseKeepAliveRequest),
@@ -66,7 +72,79 @@ pub enum Op {
     MemberPromote(MemberPromoteRequest),
     /// Update a member's URLs or name.
     #[prost(message, tag = "13")]
-    MemberUpdate(MemberUpdateRequest),
+    MemberUpdate(MemberUpdate),
+}
+
+/// Revoke a lease, deleting its keys: etcd's `LeaseRevokeRequest` plus the
+/// leader's condition for an expiry revoke.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct LeaseRevoke {
+    /// The lease id.
+    #[prost(int64, tag = "1")]
+    pub id: i64,
+    /// Revoke only if the lease was renewed exactly this many times. Set by
+    /// a leader revoking a lease it saw expire, so a keep-alive that applies
+    /// first wins (the keep-alive's caller was promised a full TTL).
+    #[prost(uint64, optional, tag = "1000")]
+    if_renewals: Option<u64>,
+}
+
+impl LeaseRevoke {
+    /// An unconditional revoke of lease `id` (what a client asks for).
+    pub fn new(id: i64) -> Self {
+        LeaseRevoke { id, if_renewals: None }
+    }
+
+    /// A revoke that applies only if the lease was renewed exactly
+    /// `renewals` times.
+    pub(crate) fn conditional(id: i64, renewals: u64) -> Self {
+        LeaseRevoke { id, if_renewals: Some(renewals) }
+    }
+
+    /// The renewal count the revoke is conditional on.
+    pub(crate) fn condition(&self) -> Option<u64> {
+        self.if_renewals
+    }
+}
+
+impl From<crate::api::LeaseRevokeRequest> for LeaseRevoke {
+    fn from(r: crate::api::LeaseRevokeRequest) -> Self {
+        LeaseRevoke::new(r.id)
+    }
+}
+
+/// Change a member's peer URLs (etcd's `MemberUpdateRequest`), or, with
+/// `publish`, record the name and client URLs a member publishes about
+/// itself when it starts.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct MemberUpdate {
+    /// The member id.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// New peer URLs.
+    #[prost(string, repeated, tag = "2")]
+    pub peer_urls: Vec<String>,
+    /// With `publish`: the member's name.
+    #[prost(string, tag = "3")]
+    pub name: String,
+    /// With `publish`: the member's client URLs.
+    #[prost(string, repeated, tag = "4")]
+    pub client_urls: Vec<String>,
+    /// Set name and client URLs instead of peer URLs.
+    #[prost(bool, tag = "5")]
+    pub publish: bool,
+}
+
+impl MemberUpdate {
+    /// A change of member `id`'s peer URLs.
+    pub fn peer_urls(id: u64, peer_urls: Vec<String>) -> Self {
+        MemberUpdate { id, peer_urls, ..Default::default() }
+    }
+
+    /// Member `id` publishing its name and client URLs.
+    pub fn publish(id: u64, name: String, client_urls: Vec<String>) -> Self {
+        MemberUpdate { id, name, client_urls, publish: true, ..Default::default() }
+    }
 }
 
 impl Op {

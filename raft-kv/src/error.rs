@@ -1,23 +1,31 @@
 //! The one error type of the raft-kv library.
 //!
 //! Every variant is something a caller can act on: retry elsewhere
-//! ([`Error::NotLeader`]), retry later ([`Error::Timeout`],
-//! [`Error::ProposalDropped`]), fix the request ([`Error::InvalidArgument`],
-//! [`Error::Compacted`], [`Error::FutureRevision`]) or give up
-//! ([`Error::Stopped`], [`Error::Storage`], [`Error::Corruption`]).
+//! ([`Error::NotLeader`]), retry later ([`Error::NoLeader`],
+//! [`Error::Timeout`], [`Error::ProposalDropped`]), fix the request
+//! ([`Error::Invalid`], [`Error::Compacted`], [`Error::FutureRevision`]) or
+//! give up ([`Error::Stopped`], [`Error::Storage`], [`Error::Corruption`]).
+//! Both enums are `#[non_exhaustive]`: match them with a wildcard arm.
+
+use std::sync::Arc;
 
 /// The result type used throughout raft-kv.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in raft-kv.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    /// The request must be served by the leader and this member does not
-    /// know one (an election is in progress). Retry after a short pause.
-    #[error("no leader known; retry later (last known leader: {leader:?})")]
+    /// The request needs the leader and this member knows none (an
+    /// election is in progress). Retry after a short pause.
+    #[error("no leader")]
+    NoLeader,
+    /// The request must be served by the leader, and that is member
+    /// `leader`, not this one. Send it there.
+    #[error("not leader; the leader is member {leader:x}")]
     NotLeader {
-        /// The id of the leader this member last heard of, if any.
-        leader: Option<u64>,
+        /// The id of the leader.
+        leader: u64,
     },
     /// The proposal was lost because leadership changed before it committed.
     /// It was *not* applied; the caller may retry it.
@@ -46,6 +54,9 @@ pub enum Error {
     /// The lease does not exist (never granted, expired or revoked).
     #[error("requested lease not found")]
     LeaseNotFound,
+    /// A lease with that id exists already.
+    #[error("lease already exists")]
+    LeaseExists,
     /// No member has that id.
     #[error("member not found")]
     MemberNotFound,
@@ -55,15 +66,22 @@ pub enum Error {
     /// A learner cannot be promoted until it has caught up with the leader.
     #[error("can only promote a learner member which is in sync with leader")]
     LearnerNotReady,
+    /// Only a learner can be promoted.
+    #[error("can only promote a learner member")]
+    MemberNotLearner,
     /// The node has been shut down.
     #[error("node stopped")]
     Stopped,
-    /// The request is malformed; the message says why.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    /// The request is malformed; the reason's `Display` is etcd's message.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    /// A raft message from another member was refused (misaddressed or
+    /// not meant for the network).
+    #[error("bad peer message: {0}")]
+    BadPeerMessage(String),
     /// The storage engine failed (I/O error, RocksDB error).
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(#[source] StorageError),
     /// Stored or received data could not be decoded.
     #[error("corrupt data: {0}")]
     Corruption(String),
@@ -72,16 +90,96 @@ pub enum Error {
     Raft(String),
 }
 
+/// Why a request is invalid. `Display` gives etcd's message for it, so a
+/// server can pass it to etcd clients unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidRequest {
+    /// The request has no key.
+    #[error("etcdserver: key is not provided")]
+    KeyNotProvided,
+    /// A transaction branch has more operations than allowed.
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    /// A transaction writes one key twice.
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    /// `ignore_value` with a value.
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    /// `ignore_lease` with a lease.
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    /// `ignore_value` or `ignore_lease` on a key that does not exist.
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    /// The request is larger than the configured limit.
+    #[error("etcdserver: request is too large")]
+    TooLarge,
+    /// A lease TTL beyond etcd's maximum (9 000 000 000 s).
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    /// A member without peer URLs.
+    #[error("etcdserver: member peer URLs not provided")]
+    NoPeerUrls,
+    /// Anything else; the text says what.
+    #[error("etcdserver: {0}")]
+    Malformed(String),
+}
+
+/// A storage failure, keeping the engine's error as its source.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{context}")]
+pub struct StorageError {
+    context: String,
+    #[source]
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StorageError {
+    /// A failure described by `context`, caused by `source`.
+    pub fn new(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StorageError { context: context.into(), source: Some(Arc::new(source)) }
+    }
+
+    /// A failure with no underlying error.
+    pub fn msg(context: impl Into<String>) -> Self {
+        StorageError { context: context.into(), source: None }
+    }
+}
+
+impl PartialEq for StorageError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for StorageError {}
+
 impl Error {
-    /// A shorthand for [`Error::InvalidArgument`].
+    /// A shorthand for [`InvalidRequest::Malformed`].
     pub fn invalid(msg: impl Into<String>) -> Self {
-        Error::InvalidArgument(msg.into())
+        Error::Invalid(InvalidRequest::Malformed(msg.into()))
+    }
+
+    /// A shorthand for a [`StorageError`] without a source.
+    pub fn storage(msg: impl Into<String>) -> Self {
+        Error::Storage(StorageError::msg(msg))
+    }
+
+    /// "No leader" or "not leader, the leader is `leader`" (0: unknown).
+    pub fn not_leader(leader: u64) -> Self {
+        if leader == 0 {
+            Error::NoLeader
+        } else {
+            Error::NotLeader { leader }
+        }
     }
 
     /// True when retrying the same request (possibly on another member)
     /// may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::NotLeader { .. } | Error::ProposalDropped | Error::Timeout)
+        matches!(self, Error::NoLeader | Error::NotLeader { .. } | Error::ProposalDropped | Error::Timeout)
     }
 }
 
@@ -89,7 +187,7 @@ impl From<raft::Error> for Error {
     fn from(e: raft::Error) -> Self {
         match e {
             raft::Error::ProposalDropped => Error::ProposalDropped,
-            raft::Error::Store(raft::StorageError::Other(inner)) => Error::Storage(inner.to_string()),
+            raft::Error::Store(raft::StorageError::Other(inner)) => Error::storage(inner.to_string()),
             other => Error::Raft(other.to_string()),
         }
     }

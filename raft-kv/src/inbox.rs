@@ -1,13 +1,10 @@
-//! The node thread's inbox and the one-shot reply slot its blocking callers
-//! wait on.
+//! The node thread's inbox (callers' replies are in [`crate::call`]).
 //!
-//! Both are a mutex and a condition variable rather than channels, for the
+//! It is a mutex and a condition variable rather than a channel, for the
 //! hot path: the node thread takes *everything* waiting with one lock and one
 //! `Vec` swap (group commit wants the whole backlog at once), and a sender
-//! wakes the thread only when it is actually asleep. A waiting caller parks
-//! at once instead of spinning: with tens of callers on two cores, the
-//! spin-then-yield of a channel's receive cost more CPU than raft itself
-//! (measured with `perf`, see ARCHITECTURE.md).
+//! wakes the thread only when it is actually asleep (measured with `perf`,
+//! see ARCHITECTURE.md).
 
 use std::time::{Duration, Instant};
 
@@ -77,69 +74,6 @@ impl<T> Inbox<T> {
     }
 }
 
-/// Why [`ReplyWaiter::wait`] returned no value.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum NoReply {
-    /// The timeout passed.
-    Timeout,
-    /// The [`Reply`] was dropped without a value (its request was dropped).
-    Dropped,
-}
-
-struct Slot<T> {
-    value: Mutex<(Option<T>, bool)>,
-    ready: Condvar,
-}
-
-/// The filling half of a one-shot reply slot.
-pub(crate) struct Reply<T> {
-    slot: std::sync::Arc<Slot<T>>,
-}
-
-/// The waiting half of a one-shot reply slot.
-pub(crate) struct ReplyWaiter<T> {
-    slot: std::sync::Arc<Slot<T>>,
-}
-
-/// A one-shot slot: one thread fills it once, another waits on it.
-pub(crate) fn reply<T>() -> (Reply<T>, ReplyWaiter<T>) {
-    let slot = std::sync::Arc::new(Slot { value: Mutex::new((None, false)), ready: Condvar::new() });
-    (Reply { slot: std::sync::Arc::clone(&slot) }, ReplyWaiter { slot })
-}
-
-impl<T> Reply<T> {
-    /// Fills the slot and wakes the waiter.
-    pub(crate) fn set(self, value: T) {
-        self.slot.value.lock().0 = Some(value);
-        // Drop marks the slot finished and wakes the waiter.
-    }
-}
-
-impl<T> Drop for Reply<T> {
-    fn drop(&mut self) {
-        self.slot.value.lock().1 = true;
-        self.slot.ready.notify_one();
-    }
-}
-
-impl<T> ReplyWaiter<T> {
-    /// Waits up to `timeout` for the value.
-    pub(crate) fn wait(self, timeout: Duration) -> Result<T, NoReply> {
-        let deadline = Instant::now() + timeout;
-        let mut v = self.slot.value.lock();
-        while !v.1 {
-            if self.slot.ready.wait_until(&mut v, deadline).timed_out() {
-                break;
-            }
-        }
-        match v.0.take() {
-            Some(value) => Ok(value),
-            None if v.1 => Err(NoReply::Dropped),
-            None => Err(NoReply::Timeout),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,24 +109,5 @@ mod tests {
         inbox.push(1).expect("open");
         assert_eq!(inbox.close(), vec![1]);
         assert_eq!(inbox.push(2), Err(2));
-    }
-
-    #[test]
-    fn reply_wakes_the_waiter_times_out_or_reports_a_drop() {
-        let (tx, rx) = reply::<u32>();
-        let setter = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            tx.set(7)
-        });
-        assert_eq!(rx.wait(Duration::from_secs(10)), Ok(7));
-        setter.join().expect("setter");
-
-        let (tx, rx) = reply::<u32>();
-        assert_eq!(rx.wait(Duration::from_millis(10)), Err(NoReply::Timeout));
-        drop(tx);
-
-        let (tx, rx) = reply::<u32>();
-        std::thread::spawn(move || drop(tx));
-        assert_eq!(rx.wait(Duration::from_secs(10)), Err(NoReply::Dropped));
     }
 }

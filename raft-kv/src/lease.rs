@@ -110,7 +110,7 @@ impl Lessor {
             return Err(Error::invalid("lease TTL must be positive"));
         }
         if self.leases.contains_key(&id) {
-            return Err(Error::invalid("lease already exists"));
+            return Err(Error::LeaseExists);
         }
         wb.put(Cf::Lease, lease_key(id).to_vec(), lease_value(ttl, 0));
         let expiry = now + ticks_in(self.tick, ttl);
@@ -195,7 +195,7 @@ impl Lessor {
     /// Lease `id`'s remaining time to live as this member sees it.
     pub fn time_to_live(&self, id: i64, now: u64, with_keys: bool) -> LeaseTimeToLiveResponse {
         match self.leases.get(&id) {
-            None => LeaseTimeToLiveResponse { id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
+            None => LeaseTimeToLiveResponse { id, ttl: -1, ..Default::default() },
             Some(l) => {
                 let left_ms = l.expiry.saturating_sub(now) as u128 * self.tick.as_millis();
                 LeaseTimeToLiveResponse {
@@ -203,6 +203,7 @@ impl Lessor {
                     ttl: left_ms.div_ceil(1000) as i64,
                     granted_ttl: l.ttl,
                     keys: if with_keys { l.keys.iter().cloned().collect() } else { Vec::new() },
+                    header: None,
                 }
             }
         }

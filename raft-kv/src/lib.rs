@@ -28,6 +28,7 @@
 //! raft member), [`node`] (the production driver thread) and [`transport`].
 
 pub mod api;
+mod call;
 pub mod command;
 pub mod config;
 mod dedup;
@@ -40,20 +41,24 @@ pub mod membership;
 pub mod metrics;
 pub mod mvcc;
 pub mod node;
+pub mod pb;
 pub mod peer;
 pub mod raftlog;
 pub mod snapshot;
+pub mod state;
 pub mod transport;
 pub mod watch;
 
 pub use api::*;
-pub use command::{Op, Response};
+pub use call::Call;
+pub use command::{LeaseRevoke, MemberUpdate, Op, Response};
 pub use config::Config;
 pub use engine::{Engine, MemEngine, RocksEngine};
-pub use error::{Error, Result};
-pub use node::{Callback, Node, NodeBuilder};
+pub use error::{Error, InvalidRequest, Result, StorageError};
+pub use node::{AsyncNode, Callback, Node, NodeBuilder};
 pub use peer::{Completion, LogWrite, Peer, Role, Status};
 pub use raft::eraftpb::Message as RaftMessage;
+pub use state::{MemberState, StateChanges};
 pub use transport::{Mailbox, NoTransport, Transport};
 pub use watch::{WatchMessage, WatchRequest, Watcher};
 

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use prost::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2};
 
-use crate::api::{Member, MemberUpdateRequest};
+use crate::api::Member;
+use crate::command::MemberUpdate;
 use crate::command::Op;
 use crate::engine::{Cf, ReadView, WriteBatch};
 use crate::{keys, Error, Result};
@@ -68,7 +69,7 @@ impl Members {
     pub fn check(&self, op: &Op) -> Result<()> {
         match op {
             Op::MemberAdd(m) => {
-                let dup_url = m.peer_urls.iter().any(|u| self.members.values().any(|o| o.peer_urls.contains(u)));
+                let dup_url = m.peer_ur_ls.iter().any(|u| self.members.values().any(|o| o.peer_ur_ls.contains(u)));
                 if self.members.contains_key(&m.id) || dup_url {
                     return Err(Error::MemberExists);
                 }
@@ -77,7 +78,7 @@ impl Members {
             Op::MemberRemove(r) => self.get(r.id).map(|_| ()).ok_or(Error::MemberNotFound),
             Op::MemberPromote(r) => match self.get(r.id) {
                 None => Err(Error::MemberNotFound),
-                Some(m) if !m.is_learner => Err(Error::invalid("member is not a learner")),
+                Some(m) if !m.is_learner => Err(Error::MemberNotLearner),
                 Some(_) => Ok(()),
             },
             Op::MemberUpdate(u) => self.get(u.id).map(|_| ()).ok_or(Error::MemberNotFound),
@@ -114,12 +115,12 @@ impl Members {
     }
 }
 
-fn update(m: &mut Member, u: &MemberUpdateRequest) {
+fn update(m: &mut Member, u: &MemberUpdate) {
     if u.publish {
         m.name = u.name.clone();
-        m.client_urls = u.client_urls.clone();
+        m.client_ur_ls = u.client_urls.clone();
     } else {
-        m.peer_urls = u.peer_urls.clone();
+        m.peer_ur_ls = u.peer_urls.clone();
     }
 }
 

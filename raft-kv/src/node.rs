@@ -20,15 +20,19 @@ use raft::eraftpb::Message;
 
 use crate::api::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, KeyValue, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest, LeaseRevokeResponse,
-    LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse,
+    Member, MemberPromoteRequest, MemberRemoveRequest, MembersResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, TxnRequest, TxnResponse,
 };
-use crate::api::{Member, MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, MembersResponse};
-use crate::command::{Op, Response};
+use futures_core::Stream as _;
+
+use crate::call::{call, Call, Responder};
+use crate::command::{LeaseRevoke, MemberUpdate, Op, Response};
 use crate::engine::Engine;
-use crate::inbox::{reply, Inbox, NoReply};
+use crate::inbox::Inbox;
 use crate::metrics::{NodeMetrics, TimedEngine};
 use crate::peer::{LogWrite, Peer, Status};
+use crate::state::{MemberState, StateBoard, StateChanges};
 use crate::transport::{Mailbox, Transport};
 use crate::watch::{WatchRequest, Watcher};
 use crate::{Config, Error, Result};
@@ -44,6 +48,9 @@ pub(crate) enum Input {
     Read(RangeRequest, Callback),
     /// Runs a closure on the member (status, watches, lease queries...).
     Local(LocalFn),
+    /// Move leadership to the member and answer once it has it (or
+    /// [`Error::Timeout`] after `deadline`).
+    MoveLeader(u64, Instant, Responder<()>),
     /// The log writer made every write up to this Ready number durable.
     Persisted(u64),
     /// The log writer failed; the member must stop.
@@ -141,32 +148,37 @@ impl<E: Engine> NodeBuilder<E> {
         let peer: Peer<TimedEngine<E>, Callback> = Peer::open(self.cfg.clone(), engine.clone())?;
         let mut transport = self.transport.unwrap_or_else(|| Box::new(crate::transport::NoTransport));
         let writer = LogWriter::start(self.cfg.id, engine, Arc::clone(&self.inbox))?;
-        let (cfg, inbox) = (self.cfg.clone(), Arc::clone(&self.inbox));
+        let board = StateBoard::new(self.cfg.id);
+        board.publish(peer.member_state());
+        let (cfg, inbox, b) = (self.cfg.clone(), Arc::clone(&self.inbox), Arc::clone(&board));
         let thread = std::thread::Builder::new()
             .name(format!("raft-kv-node-{}", cfg.id))
             .spawn(move || {
-                run(peer, cfg, &inbox, &writer, transport.as_mut());
+                let fatal = run(peer, cfg, &inbox, &writer, transport.as_mut(), &b);
                 writer.stop();
+                b.stop(fatal);
             })
-            .map_err(|e| Error::Storage(format!("cannot spawn node thread: {e}")))?;
-        Ok(Node {
-            shared: Arc::new(Shared {
-                id: self.cfg.id,
-                timeout: self.cfg.tick_interval * (self.cfg.request_timeout_ticks as u32 + 2),
-                inbox: self.inbox,
-                thread: Mutex::new(Some(thread)),
-                metrics,
-            }),
-        })
+            .map_err(|e| Error::Storage(crate::error::StorageError::new("cannot spawn node thread", e)))?;
+        let shared = Arc::new(Shared {
+            id: self.cfg.id,
+            timeout: self.cfg.tick_interval * (self.cfg.request_timeout_ticks as u32 + 2),
+            inbox: self.inbox,
+            thread: Mutex::new(Some(thread)),
+            metrics,
+            board,
+        });
+        Ok(Node { inner: AsyncNode { shared } })
     }
 }
 
 struct Shared {
     metrics: Arc<NodeMetrics>,
     id: u64,
+    /// How long a blocking caller waits for an answer.
     timeout: Duration,
     inbox: Arc<Inbox<Input>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    board: Arc<StateBoard>,
 }
 
 impl Shared {
@@ -184,30 +196,82 @@ impl Drop for Shared {
     }
 }
 
-/// A running member: a handle to its thread. Cheap to clone, `Send + Sync`;
-/// the member stops when [`Node::shutdown`] is called or the last handle is
-/// dropped.
+/// A response type the member produces for some request.
+trait FromResponse: Sized {
+    fn from_response(r: Response) -> Result<Self>;
+}
+
+macro_rules! from_response {
+    ($($t:ty => $v:ident),* $(,)?) => {$(
+        impl FromResponse for $t {
+            fn from_response(r: Response) -> Result<Self> {
+                match r {
+                    Response::$v(x) => Ok(x),
+                    other => Err(Error::Corruption(format!("unexpected response kind: {other:?}"))),
+                }
+            }
+        }
+    )*};
+}
+
+from_response!(
+    RangeResponse => Range,
+    PutResponse => Put,
+    DeleteRangeResponse => DeleteRange,
+    TxnResponse => Txn,
+    CompactionResponse => Compact,
+    LeaseGrantResponse => LeaseGrant,
+    LeaseRevokeResponse => LeaseRevoke,
+    LeaseKeepAliveResponse => LeaseKeepAlive,
+    MembersResponse => Members,
+);
+
+/// A running member, driven from async code: every operation returns a
+/// [`Call`], a future that needs no particular runtime (tokio, async-std,
+/// a hand-rolled executor). Cheap to clone, `Send + Sync`; the member stops
+/// when [`AsyncNode::shutdown`] is called or the last handle (async or
+/// blocking) is dropped. [`Node`] is the same member with blocking methods.
 ///
-/// Writes go through raft and return once committed by a quorum that
-/// persisted them and applied on this member. Reads are linearizable unless
-/// the request asks for `serializable`.
+/// There is no timer inside a `Call`: the member itself fails a request it
+/// cannot finish with [`Error::Timeout`] after `request_timeout_ticks`.
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use raft_kv::{engine::RocksEngine, Config, Node, RangeRequest, WatchMessage, WatchRequest};
+///
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// # rt.block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let node = Node::builder(Config::new(1).peers(vec![1]))
+///     .engine(RocksEngine::open(dir.path())?)
+///     .start()?
+///     .to_async();
+/// node.wait_leader().await?;
+/// let mut watch = node.watch(WatchRequest::prefix("/app/")).await?;
+/// node.put("/app/a", "1").await?;
+/// let r = node.range(RangeRequest::prefix("/app/")).await?;
+/// assert_eq!(r.kvs[0].value, "1");
+/// match watch.next().await {
+///     Some(WatchMessage::Events { events, .. }) => assert_eq!(events[0].key(), b"/app/a"),
+///     other => panic!("{other:?}"),
+/// }
+/// node.shutdown();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
-pub struct Node {
+pub struct AsyncNode {
     shared: Arc<Shared>,
 }
 
-impl std::fmt::Debug for Node {
+impl std::fmt::Debug for AsyncNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("id", &self.shared.id).finish()
+        f.debug_struct("AsyncNode").field("id", &self.shared.id).finish()
     }
 }
 
-impl Node {
-    /// Starts building member `cfg.id`.
-    pub fn builder(cfg: Config) -> NodeBuilder<()> {
-        NodeBuilder { cfg, engine: (), transport: None, inbox: Arc::new(Inbox::new()) }
-    }
-
+impl AsyncNode {
     /// This member's id.
     pub fn id(&self) -> u64 {
         self.shared.id
@@ -218,265 +282,536 @@ impl Node {
         &self.shared.metrics
     }
 
-    fn submit(&self, input: Input) -> Result<()> {
-        self.shared.inbox.push(input).map_err(|_| Error::Stopped)
+    /// The same member with blocking methods.
+    pub fn blocking(&self) -> Node {
+        Node { inner: self.clone() }
     }
 
-    /// Proposes `op`; `done` receives the outcome.
+    /// Leader, term, role, indexes and revision as the member last
+    /// published them (after its latest step): no round trip.
+    pub fn state(&self) -> MemberState {
+        self.shared.board.current()
+    }
+
+    /// A stream of the member's state whenever its leader, term, role or
+    /// liveness changes (starting with the current state).
+    pub fn state_changes(&self) -> StateChanges {
+        StateChanges::new(Arc::clone(&self.shared.board))
+    }
+
+    /// The error that stopped the member, if a fatal (storage) error did.
+    /// A server should exit non-zero on it so its supervisor restarts it.
+    pub fn fatal_error(&self) -> Option<Error> {
+        self.shared.board.fatal()
+    }
+
+    fn submit(&self, input: Input) {
+        // A refused input is dropped with its responder or callback inside,
+        // which completes the call with `Stopped`.
+        let _ = self.shared.inbox.push(input);
+    }
+
+    /// Proposes `op`; `done` receives the outcome on the node thread. The
+    /// building block of the typed methods, for adapters of their own.
     pub fn propose_with(&self, op: Op, done: Callback) {
         if let Err(Input::Propose(_, done)) = self.shared.inbox.push(Input::Propose(op, done)) {
             done(Err(Error::Stopped));
         }
     }
 
-    /// Reads a range; `done` receives the outcome.
+    /// Reads a range; `done` receives the outcome on the node thread.
     pub fn range_with(&self, req: RangeRequest, done: Callback) {
         if let Err(Input::Read(_, done)) = self.shared.inbox.push(Input::Read(req, done)) {
             done(Err(Error::Stopped));
         }
     }
 
-    fn wait(&self, f: impl FnOnce(Callback)) -> Result<Response> {
-        let (slot, waiter) = reply();
-        f(Box::new(move |res| slot.set(res)));
-        waiter.wait(self.shared.timeout).unwrap_or_else(|e| Err(no_reply(e)))
+    fn propose_as<T: FromResponse + Send + 'static>(&self, op: Op) -> Call<T> {
+        let (tx, rx) = call();
+        self.propose_with(op, Box::new(move |r| tx.send(r.and_then(T::from_response))));
+        rx
     }
 
-    /// Proposes `op` and waits for its outcome.
-    pub fn propose(&self, op: Op) -> Result<Response> {
-        self.wait(|cb| self.propose_with(op, cb))
+    /// Runs `f` on the member's thread; the call completes with its result.
+    fn local<R: Send + 'static>(&self, f: impl FnOnce(&mut dyn Local) -> Result<R> + Send + 'static) -> Call<R> {
+        let (tx, rx) = call();
+        self.submit(Input::Local(Box::new(move |peer| tx.send(f(peer)))));
+        rx
+    }
+
+    /// Proposes `op` through raft; completes once it has applied here.
+    pub fn propose(&self, op: Op) -> Call<Response> {
+        let (tx, rx) = call();
+        self.propose_with(op, Box::new(move |r| tx.send(r)));
+        rx
     }
 
     /// Writes `value` at `key`.
-    pub fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<PutResponse> {
+    pub fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Call<PutResponse> {
         self.put_request(PutRequest::new(key, value))
     }
 
     /// Runs a put request.
-    pub fn put_request(&self, req: PutRequest) -> Result<PutResponse> {
-        match self.propose(Op::Put(req))? {
-            Response::Put(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+    pub fn put_request(&self, req: PutRequest) -> Call<PutResponse> {
+        self.propose_as(Op::Put(req))
     }
 
-    /// Reads a range.
-    pub fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
-        match self.wait(|cb| self.range_with(req, cb))? {
-            Response::Range(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+    /// Reads a range (linearizable unless the request is serializable).
+    pub fn range(&self, req: RangeRequest) -> Call<RangeResponse> {
+        let (tx, rx) = call();
+        self.range_with(req, Box::new(move |r| tx.send(r.and_then(RangeResponse::from_response))));
+        rx
     }
 
     /// Reads one key (linearizably).
-    pub fn get(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>> {
-        Ok(self.range(RangeRequest::key(key))?.kvs.into_iter().next())
+    pub fn get(&self, key: impl Into<Bytes>) -> Call<Option<KeyValue>> {
+        let (tx, rx) = call();
+        let done: Callback = Box::new(move |r| {
+            tx.send(r.and_then(RangeResponse::from_response).map(|r| r.kvs.into_iter().next()));
+        });
+        self.range_with(RangeRequest::key(key), done);
+        rx
     }
 
     /// Deletes a key or a range.
-    pub fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        match self.propose(Op::DeleteRange(req))? {
-            Response::DeleteRange(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+    pub fn delete_range(&self, req: DeleteRangeRequest) -> Call<DeleteRangeResponse> {
+        self.propose_as(Op::DeleteRange(req))
     }
 
     /// Runs a transaction.
-    pub fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
-        match self.propose(Op::Txn(req))? {
-            Response::Txn(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+    pub fn txn(&self, req: TxnRequest) -> Call<TxnResponse> {
+        self.propose_as(Op::Txn(req))
     }
 
     /// Drops history below `revision`.
-    pub fn compact(&self, revision: i64) -> Result<CompactionResponse> {
-        match self.propose(Op::Compact(CompactionRequest { revision, physical: false }))? {
-            Response::Compact(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+    pub fn compact(&self, revision: i64) -> Call<CompactionResponse> {
+        self.compact_request(CompactionRequest { revision, physical: false })
     }
 
-    /// Runs `f` on the member's thread and returns its result.
-    fn local<R: Send + 'static>(&self, f: impl FnOnce(&mut dyn Local) -> R + Send + 'static) -> Result<R> {
-        let (slot, waiter) = reply();
-        self.submit(Input::Local(Box::new(move |peer| slot.set(f(peer)))))?;
-        waiter.wait(self.shared.timeout).map_err(no_reply)
+    /// Runs a compaction request.
+    pub fn compact_request(&self, req: CompactionRequest) -> Call<CompactionResponse> {
+        self.propose_as(Op::Compact(req))
     }
 
-    /// The member's status.
-    pub fn status(&self) -> Result<Status> {
-        self.local(|p| p.status())
+    /// The member's full status (including its engine size).
+    pub fn status(&self) -> Call<Status> {
+        self.local(|p| Ok(p.status()))
     }
 
     /// A hash of the key-value history up to `revision` (0: current), equal
     /// on members that applied the same entries (etcd's HashKV).
-    pub fn hash(&self, revision: i64) -> Result<u64> {
-        self.local(move |p| p.hash(revision))?
+    pub fn hash(&self, revision: i64) -> Call<u64> {
+        self.local(move |p| p.hash(revision))
     }
 
-    /// Watches keys; see [`crate::watch`]. Works on any member.
-    pub fn watch(&self, req: WatchRequest) -> Result<Watcher> {
-        self.local(move |p| p.watch(req))?
+    /// Watches keys; see [`crate::watch`]. Works on any member. The
+    /// [`Watcher`] is a stream; dropping it cancels the watch.
+    pub fn watch(&self, req: WatchRequest) -> Call<Watcher> {
+        let inbox = Arc::clone(&self.shared.inbox);
+        self.local(move |p| {
+            let mut w = p.watch(req)?;
+            let id = w.id();
+            w.on_drop(move || {
+                let cancel: LocalFn = Box::new(move |p| p.cancel_watch(id));
+                let _ = inbox.push(Input::Local(cancel));
+            });
+            Ok(w)
+        })
     }
 
     /// Cancels watch `id` (its watcher receives a `Canceled`).
-    pub fn cancel_watch(&self, id: u64) -> Result<()> {
-        self.local(move |p| p.cancel_watch(id))
+    pub fn cancel_watch(&self, id: u64) -> Call<()> {
+        self.local(move |p| {
+            p.cancel_watch(id);
+            Ok(())
+        })
     }
 
     /// Asks for a progress notification on watch `id`.
-    pub fn watch_progress(&self, id: u64) -> Result<()> {
-        self.local(move |p| p.watch_progress(id))
+    pub fn watch_progress(&self, id: u64) -> Call<()> {
+        self.local(move |p| {
+            p.watch_progress(id);
+            Ok(())
+        })
     }
 
     /// Grants a lease of `ttl` seconds (`id` 0: the member picks one).
-    pub fn lease_grant(&self, ttl: i64, id: i64) -> Result<LeaseGrantResponse> {
-        match self.propose(Op::LeaseGrant(LeaseGrantRequest { ttl, id }))? {
-            Response::LeaseGrant(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+    pub fn lease_grant(&self, ttl: i64, id: i64) -> Call<LeaseGrantResponse> {
+        self.propose_as(Op::LeaseGrant(LeaseGrantRequest { ttl, id }))
     }
 
     /// Revokes a lease, deleting its keys.
-    pub fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
-        match self.propose(Op::LeaseRevoke(LeaseRevokeRequest::new(id)))? {
-            Response::LeaseRevoke(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+    pub fn lease_revoke(&self, id: i64) -> Call<LeaseRevokeResponse> {
+        self.propose_as(Op::LeaseRevoke(LeaseRevoke::new(id)))
     }
 
     /// Renews a lease to its full TTL.
-    pub fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
-        match self.propose(Op::LeaseKeepAlive(LeaseKeepAliveRequest { id }))? {
-            Response::LeaseKeepAlive(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+    pub fn lease_keep_alive(&self, id: i64) -> Call<LeaseKeepAliveResponse> {
+        self.propose_as(Op::LeaseKeepAlive(LeaseKeepAliveRequest { id }))
     }
 
     /// A lease's remaining life (`ttl == -1`: no such lease).
-    pub fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
-        self.local(move |p| p.lease_time_to_live(id, keys))
+    pub fn lease_time_to_live(&self, id: i64, keys: bool) -> Call<LeaseTimeToLiveResponse> {
+        self.local(move |p| Ok(p.lease_time_to_live(id, keys)))
     }
 
     /// Every lease id.
-    pub fn leases(&self) -> Result<Vec<i64>> {
-        self.local(|p| p.leases())
-    }
-
-    fn member_op(&self, op: Op) -> Result<MembersResponse> {
-        match self.propose(op)? {
-            Response::Members(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+    pub fn leases(&self) -> Call<Vec<i64>> {
+        self.local(|p| Ok(p.leases()))
     }
 
     /// Adds a member (a learner when `member.is_learner`); `member.id` 0
     /// lets this member pick an id. Start the new member with an empty
     /// engine and no `peers`: the leader sends it a snapshot.
-    pub fn member_add(&self, member: Member) -> Result<MembersResponse> {
-        self.member_op(Op::MemberAdd(member))
+    pub fn member_add(&self, member: Member) -> Call<MembersResponse> {
+        self.propose_as(Op::MemberAdd(member))
     }
 
     /// Removes a member. Removing the leader makes it hand over leadership.
-    pub fn member_remove(&self, id: u64) -> Result<MembersResponse> {
-        self.member_op(Op::MemberRemove(MemberRemoveRequest { id }))
+    pub fn member_remove(&self, id: u64) -> Call<MembersResponse> {
+        self.propose_as(Op::MemberRemove(MemberRemoveRequest { id }))
     }
 
     /// Promotes a learner to a voter; refused with
     /// [`Error::LearnerNotReady`] while it is far behind, and with
-    /// [`Error::NotLeader`] on a member that is not the leader.
-    pub fn member_promote(&self, id: u64) -> Result<MembersResponse> {
-        self.member_op(Op::MemberPromote(MemberPromoteRequest { id }))
+    /// [`Error::NotLeader`] (naming the leader) on a member that is not it.
+    pub fn member_promote(&self, id: u64) -> Call<MembersResponse> {
+        self.propose_as(Op::MemberPromote(MemberPromoteRequest { id }))
     }
 
     /// Changes a member's peer URLs.
-    pub fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<MembersResponse> {
-        self.member_op(Op::MemberUpdate(MemberUpdateRequest { id, peer_urls, ..Default::default() }))
+    pub fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Call<MembersResponse> {
+        self.propose_as(Op::MemberUpdate(MemberUpdate::peer_urls(id, peer_urls)))
+    }
+
+    /// Records this member's name and client URLs in the member list (what
+    /// a server does once it is up, so `member list` shows them).
+    pub fn member_publish(&self, name: String, client_urls: Vec<String>) -> Call<MembersResponse> {
+        self.propose_as(Op::MemberUpdate(MemberUpdate::publish(self.shared.id, name, client_urls)))
+    }
+
+    /// Every member, as this member has applied them.
+    pub fn member_list(&self) -> Call<Vec<Member>> {
+        self.local(|p| Ok(p.members()))
     }
 
     /// A consistent copy of this member's state machine (key-value history,
     /// leases, members) as of its applied index, in the raft snapshot
     /// format: what `etcdctl snapshot save` downloads.
-    pub fn backup(&self) -> Result<Vec<u8>> {
-        self.local(|p| p.backup())?
+    pub fn backup(&self) -> Call<Vec<u8>> {
+        self.local(|p| p.backup())
     }
 
-    /// Every member, as this member has applied them.
-    pub fn member_list(&self) -> Result<Vec<Member>> {
-        self.local(|p| p.members())
-    }
-
-    /// Moves leadership to voter `to` and waits until it has it.
-    pub fn move_leader(&self, to: u64) -> Result<()> {
-        let deadline = Instant::now() + self.shared.timeout;
-        loop {
-            if self.status()?.leader == to {
-                return Ok(());
-            }
-            self.transfer_leader(to)?;
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits until this member knows a leader, for at most `timeout`;
-    /// returns the leader's id.
-    pub fn wait_leader(&self, timeout: Duration) -> Result<u64> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let leader = self.status()?.leader;
-            if leader != 0 {
-                return Ok(leader);
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    /// Moves leadership to voter `to` (this member must be the leader) and
+    /// completes once `to` has it, or with [`Error::Timeout`] after the
+    /// request timeout.
+    pub fn move_leader(&self, to: u64) -> Call<()> {
+        let (tx, rx) = call();
+        self.submit(Input::MoveLeader(to, Instant::now() + self.shared.timeout, tx));
+        rx
     }
 
     /// Makes this member campaign for leadership now.
-    pub fn campaign(&self) -> Result<()> {
-        self.local(|p| p.campaign())?
+    pub fn campaign(&self) -> Call<()> {
+        self.local(|p| p.campaign())
     }
 
-    /// Asks the leader (this member must be it) to hand leadership to `to`.
-    pub fn transfer_leader(&self, to: u64) -> Result<()> {
-        self.local(move |p| p.transfer_leader(to))
+    /// Asks the leader (this member must be it) to hand leadership to `to`,
+    /// without waiting for the outcome.
+    pub fn transfer_leader(&self, to: u64) -> Call<()> {
+        self.local(move |p| {
+            p.transfer_leader(to);
+            Ok(())
+        })
     }
 
-    /// Stops the member and waits for its thread; pending requests fail with
-    /// [`Error::Stopped`]. Other handles then get `Stopped` too.
+    /// Completes once this member knows a leader, with the leader's id
+    /// ([`Error::Stopped`] if the member stops first). Wrap it in your
+    /// runtime's timeout to bound the wait.
+    pub fn wait_leader(&self) -> impl std::future::Future<Output = Result<u64>> + Send + 'static {
+        let mut changes = self.state_changes();
+        std::future::poll_fn(move |cx| loop {
+            match std::pin::Pin::new(&mut changes).poll_next(cx) {
+                std::task::Poll::Ready(Some(st)) if st.stopped => return std::task::Poll::Ready(Err(Error::Stopped)),
+                std::task::Poll::Ready(Some(st)) if st.leader != 0 => return std::task::Poll::Ready(Ok(st.leader)),
+                std::task::Poll::Ready(Some(_)) => continue,
+                std::task::Poll::Ready(None) => return std::task::Poll::Ready(Err(Error::Stopped)),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        })
+    }
+
+    /// Stops the member and waits for its thread (briefly: pending requests
+    /// fail with [`Error::Stopped`]). Other handles then get `Stopped` too.
     pub fn shutdown(&self) {
         self.shared.stop();
     }
 }
 
-/// The error for a request that got no reply.
-fn no_reply(e: NoReply) -> Error {
-    match e {
-        NoReply::Timeout => Error::Timeout,
-        NoReply::Dropped => Error::Stopped,
+/// A running member, driven from blocking code: the methods of
+/// [`AsyncNode`], each waiting for its outcome (at most the request
+/// timeout, then [`Error::Timeout`]). Cheap to clone, `Send + Sync`; the
+/// member stops when [`Node::shutdown`] is called or the last handle is
+/// dropped.
+///
+/// Writes go through raft and return once committed by a quorum that
+/// persisted them and applied on this member. Reads are linearizable unless
+/// the request asks for `serializable`.
+#[derive(Clone)]
+pub struct Node {
+    inner: AsyncNode,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.inner.shared.id).finish()
     }
 }
 
-fn unexpected(r: Response) -> Error {
-    Error::Corruption(format!("unexpected response kind: {r:?}"))
+impl Node {
+    /// Starts building member `cfg.id`.
+    pub fn builder(cfg: Config) -> NodeBuilder<()> {
+        NodeBuilder { cfg, engine: (), transport: None, inbox: Arc::new(Inbox::new()) }
+    }
+
+    /// The same member with async methods.
+    pub fn to_async(&self) -> AsyncNode {
+        self.inner.clone()
+    }
+
+    /// The async handle this blocking one wraps.
+    pub fn as_async(&self) -> &AsyncNode {
+        &self.inner
+    }
+
+    fn wait<T>(&self, c: Call<T>) -> Result<T> {
+        c.wait(self.inner.shared.timeout)
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> u64 {
+        self.inner.id()
+    }
+
+    /// Latency histograms of the member's synced (fsync) and apply writes.
+    pub fn metrics(&self) -> &NodeMetrics {
+        self.inner.metrics()
+    }
+
+    /// See [`AsyncNode::state`].
+    pub fn state(&self) -> MemberState {
+        self.inner.state()
+    }
+
+    /// See [`AsyncNode::propose_with`].
+    pub fn propose_with(&self, op: Op, done: Callback) {
+        self.inner.propose_with(op, done)
+    }
+
+    /// See [`AsyncNode::range_with`].
+    pub fn range_with(&self, req: RangeRequest, done: Callback) {
+        self.inner.range_with(req, done)
+    }
+
+    /// Proposes `op` and waits for its outcome.
+    pub fn propose(&self, op: Op) -> Result<Response> {
+        self.wait(self.inner.propose(op))
+    }
+
+    /// Writes `value` at `key`.
+    pub fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<PutResponse> {
+        self.wait(self.inner.put(key, value))
+    }
+
+    /// Runs a put request.
+    pub fn put_request(&self, req: PutRequest) -> Result<PutResponse> {
+        self.wait(self.inner.put_request(req))
+    }
+
+    /// Reads a range.
+    pub fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        self.wait(self.inner.range(req))
+    }
+
+    /// Reads one key (linearizably).
+    pub fn get(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>> {
+        self.wait(self.inner.get(key))
+    }
+
+    /// Deletes a key or a range.
+    pub fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        self.wait(self.inner.delete_range(req))
+    }
+
+    /// Runs a transaction.
+    pub fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        self.wait(self.inner.txn(req))
+    }
+
+    /// Drops history below `revision`.
+    pub fn compact(&self, revision: i64) -> Result<CompactionResponse> {
+        self.wait(self.inner.compact(revision))
+    }
+
+    /// The member's status.
+    pub fn status(&self) -> Result<Status> {
+        self.wait(self.inner.status())
+    }
+
+    /// See [`AsyncNode::hash`].
+    pub fn hash(&self, revision: i64) -> Result<u64> {
+        self.wait(self.inner.hash(revision))
+    }
+
+    /// Watches keys; see [`crate::watch`]. Works on any member.
+    pub fn watch(&self, req: WatchRequest) -> Result<Watcher> {
+        self.wait(self.inner.watch(req))
+    }
+
+    /// Cancels watch `id` (its watcher receives a `Canceled`).
+    pub fn cancel_watch(&self, id: u64) -> Result<()> {
+        self.wait(self.inner.cancel_watch(id))
+    }
+
+    /// Asks for a progress notification on watch `id`.
+    pub fn watch_progress(&self, id: u64) -> Result<()> {
+        self.wait(self.inner.watch_progress(id))
+    }
+
+    /// Grants a lease of `ttl` seconds (`id` 0: the member picks one).
+    pub fn lease_grant(&self, ttl: i64, id: i64) -> Result<LeaseGrantResponse> {
+        self.wait(self.inner.lease_grant(ttl, id))
+    }
+
+    /// Revokes a lease, deleting its keys.
+    pub fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
+        self.wait(self.inner.lease_revoke(id))
+    }
+
+    /// Renews a lease to its full TTL.
+    pub fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
+        self.wait(self.inner.lease_keep_alive(id))
+    }
+
+    /// A lease's remaining life (`ttl == -1`: no such lease).
+    pub fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
+        self.wait(self.inner.lease_time_to_live(id, keys))
+    }
+
+    /// Every lease id.
+    pub fn leases(&self) -> Result<Vec<i64>> {
+        self.wait(self.inner.leases())
+    }
+
+    /// See [`AsyncNode::member_add`].
+    pub fn member_add(&self, member: Member) -> Result<MembersResponse> {
+        self.wait(self.inner.member_add(member))
+    }
+
+    /// See [`AsyncNode::member_remove`].
+    pub fn member_remove(&self, id: u64) -> Result<MembersResponse> {
+        self.wait(self.inner.member_remove(id))
+    }
+
+    /// See [`AsyncNode::member_promote`].
+    pub fn member_promote(&self, id: u64) -> Result<MembersResponse> {
+        self.wait(self.inner.member_promote(id))
+    }
+
+    /// Changes a member's peer URLs.
+    pub fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<MembersResponse> {
+        self.wait(self.inner.member_update(id, peer_urls))
+    }
+
+    /// See [`AsyncNode::backup`].
+    pub fn backup(&self) -> Result<Vec<u8>> {
+        self.wait(self.inner.backup())
+    }
+
+    /// Every member, as this member has applied them.
+    pub fn member_list(&self) -> Result<Vec<Member>> {
+        self.wait(self.inner.member_list())
+    }
+
+    /// See [`AsyncNode::move_leader`].
+    pub fn move_leader(&self, to: u64) -> Result<()> {
+        self.wait(self.inner.move_leader(to))
+    }
+
+    /// Waits until this member knows a leader, for at most `timeout`;
+    /// returns the leader's id.
+    pub fn wait_leader(&self, timeout: Duration) -> Result<u64> {
+        let st = self.inner.shared.board.wait_for(Instant::now() + timeout, |s| s.leader != 0);
+        match st {
+            s if s.leader != 0 => Ok(s.leader),
+            s if s.stopped => Err(Error::Stopped),
+            _ => Err(Error::Timeout),
+        }
+    }
+
+    /// Makes this member campaign for leadership now.
+    pub fn campaign(&self) -> Result<()> {
+        self.wait(self.inner.campaign())
+    }
+
+    /// Asks the leader (this member must be it) to hand leadership to `to`.
+    pub fn transfer_leader(&self, to: u64) -> Result<()> {
+        self.wait(self.inner.transfer_leader(to))
+    }
+
+    /// Stops the member and waits for its thread; pending requests fail with
+    /// [`Error::Stopped`]. Other handles then get `Stopped` too.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
 }
 
-/// The node thread.
+/// Leadership transfers waiting for their outcome (`move_leader`).
+#[derive(Default)]
+struct Transfers {
+    waiting: Vec<(u64, Instant, Responder<()>)>,
+}
+
+impl Transfers {
+    /// Answers the transfers that have finished or run out of time, and
+    /// asks raft again for those still going (a lost MsgTimeoutNow would
+    /// otherwise stall them).
+    fn check<E: Engine>(&mut self, peer: &mut Peer<E, Callback>, ticked: bool) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let leader = peer.leader().unwrap_or(0);
+        let mut still = Vec::new();
+        for (to, deadline, tx) in self.waiting.drain(..) {
+            if leader == to {
+                tx.send(Ok(()));
+            } else if now >= deadline {
+                tx.send(Err(Error::Timeout));
+            } else {
+                if ticked && peer.is_leader() {
+                    peer.transfer_leader(to);
+                }
+                still.push((to, deadline, tx));
+            }
+        }
+        self.waiting = still;
+    }
+}
+
+/// The node thread. Returns the fatal error that stopped it, if one did.
 fn run<E: Engine>(
     mut peer: Peer<E, Callback>,
     cfg: Config,
     inbox: &Inbox<Input>,
     writer: &LogWriter<E>,
     transport: &mut dyn Transport,
-) {
+    board: &StateBoard,
+) -> Option<Error> {
     let mut next_tick = Instant::now() + cfg.tick_interval;
     let mut stop = false;
+    let mut fatal: Option<Error> = None;
+    let mut transfers = Transfers::default();
     // What the inbox held at the last take, handled `max_batch` at a time.
     let mut pending: std::collections::VecDeque<Input> = std::collections::VecDeque::new();
     let mut compactions = Compactions::default();
@@ -498,13 +833,23 @@ fn run<E: Engine>(
                 Input::Persisted(number) => peer.persisted(number, &mut |msgs| transport.send(msgs)),
                 Input::WriteFailed(e) => {
                     tracing::error!(id = cfg.id, error = %e, "log write failed; stopping member");
+                    fatal = Some(e);
                     stop = true;
+                }
+                Input::MoveLeader(to, deadline, tx) => {
+                    if !peer.is_leader() {
+                        tx.send(Err(Error::not_leader(peer.leader().unwrap_or(0))));
+                    } else {
+                        peer.transfer_leader(to);
+                        transfers.waiting.push((to, deadline, tx));
+                    }
                 }
                 input => stop |= handle(&mut peer, input),
             }
         }
         let now = Instant::now();
-        if now >= next_tick {
+        let ticked = now >= next_tick;
+        if ticked {
             peer.tick();
             next_tick += cfg.tick_interval;
             if next_tick < now {
@@ -521,6 +866,7 @@ fn run<E: Engine>(
                             // than they hide when the member is idle).
                             if let Err(e) = writer.write_inline(write, &mut peer, transport) {
                                 tracing::error!(id = cfg.id, error = %e, "log write failed; stopping member");
+                                fatal = Some(e);
                                 stop = true;
                             }
                         } else {
@@ -536,6 +882,7 @@ fn run<E: Engine>(
                 }
                 Err(e) => {
                     tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
+                    fatal = Some(e);
                     stop = true;
                 }
             }
@@ -546,10 +893,13 @@ fn run<E: Engine>(
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
+                    fatal = Some(e);
                     stop = true;
                 }
             }
         }
+        transfers.check(&mut peer, ticked);
+        board.publish(peer.member_state());
     }
     // A stopped member leaves no thread behind holding its engine open.
     compactions.stop();
@@ -561,10 +911,13 @@ fn run<E: Engine>(
     for input in pending {
         match input {
             Input::Propose(_, cb) | Input::Read(_, cb) => cb(Err(Error::Stopped)),
+            // Dropping a responder completes its call with `Stopped`.
             _ => {}
         }
     }
+    drop(transfers);
     tracing::info!(id = cfg.id, "member stopped");
+    fatal
 }
 
 /// Handles one input; returns true on shutdown.
@@ -580,7 +933,7 @@ fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input) -> bool {
         Input::Local(f) => f(peer),
         Input::Shutdown => return true,
         // Handled by the loop in `run`.
-        Input::Persisted(_) | Input::WriteFailed(_) => {}
+        Input::Persisted(_) | Input::WriteFailed(_) | Input::MoveLeader(..) => {}
     }
     false
 }
@@ -604,7 +957,7 @@ impl<E: Engine> LogWriter<E> {
         let thread = std::thread::Builder::new()
             .name(format!("raft-kv-log-{id}"))
             .spawn(move || write_log(&engine, &q, &node))
-            .map_err(|e| Error::Storage(format!("cannot spawn log writer thread: {e}")))?;
+            .map_err(|e| Error::Storage(crate::error::StorageError::new("cannot spawn log writer thread", e)))?;
         Ok(LogWriter { queue, thread: Some(thread), engine: inline })
     }
 

@@ -29,6 +29,7 @@ use crate::api::{Member, MembersResponse};
 use crate::command::{Command, Op, Response};
 use crate::dedup::{AppliedIds, DEDUP_WINDOW};
 use crate::engine::{Cf, Engine, WriteBatch};
+use crate::error::InvalidRequest;
 use crate::lease::Lessor;
 use crate::membership::{self, Members};
 use crate::mvcc::{Compaction, Mvcc};
@@ -313,7 +314,24 @@ impl<E: Engine, T> Peer<E, T> {
         &self.mvcc
     }
 
-    /// A summary of the member's state.
+    /// Leader, term, role, indexes and revision: cheap enough to read
+    /// after every step.
+    pub fn member_state(&self) -> crate::state::MemberState {
+        crate::state::MemberState {
+            id: self.cfg.id,
+            leader: self.raw.raft.leader_id,
+            term: self.raw.raft.term,
+            role: self.raw.raft.state.into(),
+            commit_index: self.raw.raft.raft_log.committed,
+            applied_index: self.applied_index,
+            revision: self.mvcc.revision(),
+            compact_revision: self.mvcc.compact_revision(),
+            stopped: false,
+        }
+    }
+
+    /// The member's full status, including the engine's size (which costs a
+    /// few engine property reads; [`Peer::member_state`] is free).
     pub fn status(&self) -> Status {
         let cs = self.raw.store().conf_state();
         Status {
@@ -339,10 +357,12 @@ impl<E: Engine, T> Peer<E, T> {
         self.now += 1;
         self.raw.tick();
         self.expire_requests();
+        // Watchers that fell behind read what they missed from history.
+        self.watches.catch_up(&self.mvcc);
         if self.is_leader() {
             let retry = self.cfg.election_ticks as u64 * 2;
             for (id, renewals) in self.lessor.expired(self.now, retry) {
-                let revoke = crate::api::LeaseRevokeRequest { id, if_renewals: Some(renewals) };
+                let revoke = crate::command::LeaseRevoke::conditional(id, renewals);
                 self.propose_internal(Op::LeaseRevoke(revoke));
             }
         }
@@ -407,10 +427,10 @@ impl<E: Engine, T> Peer<E, T> {
     /// and messages not meant for this member are ignored by raft itself.
     pub fn step(&mut self, msg: Message) -> Result<()> {
         if msg.to != self.cfg.id {
-            return Err(Error::invalid(format!("message for member {} delivered to {}", msg.to, self.cfg.id)));
+            return Err(Error::BadPeerMessage(format!("message for member {} delivered to {}", msg.to, self.cfg.id)));
         }
         if raft::raw_node::is_local_msg(msg.get_msg_type()) {
-            return Err(Error::invalid("local raft message received from the network"));
+            return Err(Error::BadPeerMessage("local raft message received from the network".into()));
         }
         let msg = if snapshot::is_chunk(&msg) {
             let mut wb = WriteBatch::new();
@@ -455,7 +475,7 @@ impl<E: Engine, T> Peer<E, T> {
     fn try_propose(&mut self, op: Op) -> Result<u64> {
         self.validate(&op)?;
         if self.raw.raft.leader_id == INVALID_ID {
-            return Err(Error::NotLeader { leader: None });
+            return Err(Error::NoLeader);
         }
         self.next_request = (self.next_request + 1) & 0xffff_ffff;
         let id = self.request_prefix | self.next_request;
@@ -478,11 +498,7 @@ impl<E: Engine, T> Peer<E, T> {
         let conf_change = membership::conf_change(&op);
         let data = Command::new(id, op).encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
-            return Err(Error::invalid(format!(
-                "request is {} bytes, more than the limit of {}",
-                data.len(),
-                self.cfg.max_request_bytes
-            )));
+            return Err(InvalidRequest::TooLarge.into());
         }
         match conf_change {
             Some(cc) => self.raw.propose_conf_change(data, cc)?,
@@ -498,7 +514,7 @@ impl<E: Engine, T> Peer<E, T> {
     /// weaken the quorum until it catches up). Only the leader can tell.
     fn check_learner_ready(&self, id: u64) -> Result<()> {
         if !self.is_leader() {
-            return Err(Error::NotLeader { leader: self.leader() });
+            return Err(Error::not_leader(self.leader().unwrap_or(0)));
         }
         let last = self.raw.raft.raft_log.last_index();
         let matched = self.raw.raft.prs().get(id).map_or(0, |p| p.matched);
@@ -638,9 +654,8 @@ impl<E: Engine, T> Peer<E, T> {
             return;
         }
         if self.raw.raft.leader_id == INVALID_ID {
-            let leader = None;
             for (_, token) in self.queued_reads.drain(..) {
-                self.completions.push((token, Err(Error::NotLeader { leader })));
+                self.completions.push((token, Err(Error::NoLeader)));
             }
             return;
         }
@@ -937,11 +952,11 @@ impl<E: Engine, T> Peer<E, T> {
             Op::LeaseGrant(g) => self
                 .lessor
                 .grant(g.id, g.ttl, self.now, extra)
-                .map(|()| Response::LeaseGrant(LeaseGrantResponse { id: g.id, ttl: g.ttl })),
+                .map(|()| Response::LeaseGrant(LeaseGrantResponse { id: g.id, ttl: g.ttl, ..Default::default() })),
             Op::LeaseKeepAlive(k) => self
                 .lessor
                 .renew(k.id, self.now, extra)
-                .map(|ttl| Response::LeaseKeepAlive(LeaseKeepAliveResponse { id: k.id, ttl })),
+                .map(|ttl| Response::LeaseKeepAlive(LeaseKeepAliveResponse { id: k.id, ttl, header: None })),
             Op::LeaseRevoke(r) => self.revoke(r, extra),
             Op::MemberUpdate(_) => self.members.apply(op, extra).map(|member| {
                 self.members_changed = true;
@@ -963,10 +978,10 @@ impl<E: Engine, T> Peer<E, T> {
 
     /// Deletes a lease's keys (at one revision) and the lease — unless the
     /// revoke was for an expiry and a keep-alive applied since.
-    fn revoke(&mut self, r: &crate::api::LeaseRevokeRequest, extra: &mut WriteBatch) -> Result<Response> {
+    fn revoke(&mut self, r: &crate::command::LeaseRevoke, extra: &mut WriteBatch) -> Result<Response> {
         let id = r.id;
         let keys = self.lessor.keys(id)?;
-        if r.if_renewals.is_some_and(|n| self.lessor.renewals(id) != Some(n)) {
+        if r.condition().is_some_and(|n| self.lessor.renewals(id) != Some(n)) {
             return Err(Error::invalid("lease was renewed after it was seen to expire"));
         }
         if !keys.is_empty() {
@@ -974,7 +989,7 @@ impl<E: Engine, T> Peer<E, T> {
             self.mvcc.apply(&Op::Txn(txn))?;
         }
         self.lessor.remove(id, extra)?;
-        Ok(Response::LeaseRevoke(LeaseRevokeResponse { revision: self.mvcc.revision() }))
+        Ok(Response::LeaseRevoke(LeaseRevokeResponse { header: crate::api::header(self.mvcc.revision()) }))
     }
 
     /// Refuses puts that name a lease that does not exist.
@@ -982,10 +997,12 @@ impl<E: Engine, T> Peer<E, T> {
         fn walk(lessor: &Lessor, ops: &[RequestOp]) -> Result<()> {
             for op in ops {
                 match &op.request {
-                    Some(crate::api::request_op::Request::Put(p)) if p.lease != 0 && !lessor.contains(p.lease) => {
+                    Some(crate::api::request_op::Request::RequestPut(p))
+                        if p.lease != 0 && !lessor.contains(p.lease) =>
+                    {
                         return Err(Error::LeaseNotFound)
                     }
-                    Some(crate::api::request_op::Request::Txn(t)) => {
+                    Some(crate::api::request_op::Request::RequestTxn(t)) => {
                         walk(lessor, &t.success)?;
                         walk(lessor, &t.failure)?;
                     }
@@ -1161,16 +1178,16 @@ fn bootstrap(cfg: &Config, wb: &mut WriteBatch) -> Result<()> {
 fn check_txn_ops(txn: &TxnRequest, max: usize) -> Result<()> {
     for branch in [&txn.success, &txn.failure] {
         if branch.len() > max {
-            return Err(Error::invalid(format!("too many operations in txn request ({} > {max})", branch.len())));
+            return Err(InvalidRequest::TooManyOps.into());
         }
         for op in branch.iter() {
-            if let RequestOp { request: Some(crate::api::request_op::Request::Txn(inner)) } = op {
+            if let RequestOp { request: Some(crate::api::request_op::Request::RequestTxn(inner)) } = op {
                 check_txn_ops(inner, max)?;
             }
         }
     }
     if txn.compare.len() > max {
-        return Err(Error::invalid(format!("too many compares in txn request ({} > {max})", txn.compare.len())));
+        return Err(InvalidRequest::TooManyOps.into());
     }
     Ok(())
 }

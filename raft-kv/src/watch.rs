@@ -7,20 +7,32 @@
 //! (both happen on the thread that applies).
 //!
 //! Delivery: one [`WatchMessage::Events`] per revision, holding every event
-//! of that revision that matches (never split). A slow watcher never blocks
-//! apply: each watcher has a bound on undelivered messages; when it is
-//! exceeded the watcher is **cancelled** with a reason naming the revision
-//! to watch again from (a resynchronising client re-watches from there and
-//! gets the missed history). Cancelling is chosen over silent resync so a
-//! consumer can never mistake a gap for quiet.
+//! of that revision that matches (never split). A [`Watcher`] is read as a
+//! `futures` stream or with blocking [`Watcher::recv_timeout`]; no thread
+//! is spent per watch.
+//!
+//! A slow watcher never blocks apply or other watchers, and is not dropped
+//! for being slow: it does what etcd's watchers do. Each watcher holds at
+//! most `watch_buffer` undelivered messages. When it is full, the watcher
+//! becomes *unsynced*: live events pass it by and it remembers the first
+//! revision it has not received. Once its consumer has drained half the
+//! buffer, [`WatchHub::catch_up`] (run on every tick) reads the missed
+//! revisions from MVCC history, at most the free room at a time, until the
+//! watcher is level with the store and takes live events again. Only if
+//! that history has been compacted away meanwhile is the watcher cancelled,
+//! with the compact revision ([`WatchMessage::Canceled`]), as etcd cancels
+//! a watcher whose next revision was compacted. A watch starting at a past
+//! revision catches up the same way, so its history is never held whole in
+//! memory either.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::api::{Event, RangeRequest};
 use crate::engine::Engine;
@@ -98,16 +110,90 @@ pub enum WatchMessage {
     Canceled {
         /// Why.
         reason: String,
+        /// When the watch ended because the history it still needed was
+        /// compacted: the compact revision (watch again from there); else 0.
+        compact_revision: i64,
     },
 }
 
-/// The receiving end of a watch. Dropping it cancels the watch.
-#[derive(Debug)]
+/// The queue between the hub (on the applying thread) and a [`Watcher`].
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+struct QueueState {
+    messages: VecDeque<WatchMessage>,
+    /// The hub has let go: after `messages`, the watch is over.
+    closed: bool,
+    /// The [`Watcher`] was dropped: the hub removes the entry.
+    dropped: bool,
+    waker: Option<Waker>,
+}
+
+impl Queue {
+    fn new() -> Arc<Self> {
+        Arc::new(Queue {
+            state: Mutex::new(QueueState { messages: VecDeque::new(), closed: false, dropped: false, waker: None }),
+            ready: Condvar::new(),
+        })
+    }
+
+    /// Appends `msg`; false when the watcher is gone.
+    fn push(&self, msg: WatchMessage) -> bool {
+        let waker = {
+            let mut s = self.state.lock();
+            if s.dropped {
+                return false;
+            }
+            s.messages.push_back(msg);
+            s.waker.take()
+        };
+        self.ready.notify_one();
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// Ends the watch with `msg` as its last message.
+    fn close(&self, msg: WatchMessage) {
+        let waker = {
+            let mut s = self.state.lock();
+            s.messages.push_back(msg);
+            s.closed = true;
+            s.waker.take()
+        };
+        self.ready.notify_one();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.state.lock().messages.len()
+    }
+
+    fn is_dropped(&self) -> bool {
+        self.state.lock().dropped
+    }
+}
+
+/// The receiving end of a watch: a `futures` [`Stream`](futures_core::Stream)
+/// of [`WatchMessage`]s, or read with [`Watcher::recv_timeout`] and
+/// [`Watcher::try_recv`]. Its last message is a [`WatchMessage::Canceled`].
+/// Dropping it cancels the watch.
 pub struct Watcher {
     id: u64,
-    rx: Receiver<WatchMessage>,
-    reason: Arc<Mutex<Option<String>>>,
+    queue: Arc<Queue>,
     ended: bool,
+    on_drop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher").field("id", &self.id).field("ended", &self.ended).finish()
+    }
 }
 
 impl Watcher {
@@ -116,16 +202,41 @@ impl Watcher {
         self.id
     }
 
+    /// Runs `f` when the watcher is dropped (the node uses it to remove the
+    /// watch from its member at once).
+    pub(crate) fn on_drop(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.on_drop = Some(Box::new(f));
+    }
+
+    fn take(&mut self, s: &mut QueueState) -> Option<WatchMessage> {
+        let msg = s.messages.pop_front();
+        if msg.is_none() && s.closed {
+            // Closed without a final message: cannot happen, but end cleanly.
+            self.ended = true;
+            return Some(WatchMessage::Canceled { reason: "watch closed".into(), compact_revision: 0 });
+        }
+        if s.closed && s.messages.is_empty() {
+            self.ended = true;
+        }
+        msg
+    }
+
     /// The next message, waiting at most `timeout`. `None` on timeout or
-    /// after the watch ended (its last message is a `Canceled`).
+    /// after the watch ended.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<WatchMessage> {
         if self.ended {
             return None;
         }
-        match self.rx.recv_timeout(timeout) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => Some(self.end()),
+        let deadline = Instant::now() + timeout;
+        let queue = Arc::clone(&self.queue);
+        let mut s = queue.state.lock();
+        loop {
+            if let Some(m) = self.take(&mut s) {
+                return Some(m);
+            }
+            if queue.ready.wait_until(&mut s, deadline).timed_out() {
+                return self.take(&mut s);
+            }
         }
     }
 
@@ -134,27 +245,58 @@ impl Watcher {
         if self.ended {
             return None;
         }
-        match self.rx.try_recv() {
-            Ok(m) => Some(m),
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => Some(self.end()),
+        let queue = Arc::clone(&self.queue);
+        let mut s = queue.state.lock();
+        self.take(&mut s)
+    }
+}
+
+impl futures_core::Stream for Watcher {
+    type Item = WatchMessage;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchMessage>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let queue = Arc::clone(&self.queue);
+        let mut s = queue.state.lock();
+        match self.take(&mut s) {
+            Some(m) => Poll::Ready(Some(m)),
+            None => {
+                match &s.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => s.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
         }
     }
+}
 
-    fn end(&mut self) -> WatchMessage {
-        self.ended = true;
-        let reason = self.reason.lock().take().unwrap_or_else(|| "watch closed".into());
-        WatchMessage::Canceled { reason }
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.queue.state.lock().dropped = true;
+        if let Some(f) = self.on_drop.take() {
+            f();
+        }
     }
 }
 
 struct Entry {
     req: WatchRequest,
     range: KeyRange,
-    tx: Sender<WatchMessage>,
-    reason: Arc<Mutex<Option<String>>>,
+    queue: Arc<Queue>,
     /// The first revision not yet delivered.
     next_rev: i64,
+    /// Fell behind: live events pass it by until [`WatchHub::catch_up`]
+    /// has read the missed revisions from history.
+    unsynced: bool,
+}
+
+impl Entry {
+    fn cancel(&self, reason: String, compact_revision: i64) {
+        self.queue.close(WatchMessage::Canceled { reason, compact_revision });
+    }
 }
 
 /// The watchers of one member. Lives beside the state machine: events are
@@ -162,14 +304,16 @@ struct Entry {
 pub struct WatchHub {
     watchers: BTreeMap<u64, Entry>,
     next_id: u64,
-    /// Most undelivered messages a watcher may have before it is cancelled.
+    /// Most undelivered messages a watcher holds before it becomes unsynced.
     buffer: usize,
+    /// Number of unsynced watchers (so `catch_up` is free when none are).
+    unsynced: usize,
 }
 
 impl WatchHub {
-    /// A hub whose watchers may each fall `buffer` messages behind.
+    /// A hub whose watchers may each hold `buffer` undelivered messages.
     pub fn new(buffer: usize) -> Self {
-        WatchHub { watchers: BTreeMap::new(), next_id: 0, buffer: buffer.max(1) }
+        WatchHub { watchers: BTreeMap::new(), next_id: 0, buffer: buffer.max(2), unsynced: 0 }
     }
 
     /// Number of active watchers.
@@ -187,11 +331,12 @@ impl WatchHub {
         self.watchers.values().any(|w| w.req.prev_kv)
     }
 
-    /// Creates a watcher, first queueing the history from its start revision
-    /// (which must not be compacted).
+    /// Creates a watcher. A start revision in the past must not be
+    /// compacted; its history is then delivered by catching up, starting
+    /// at once.
     pub fn create<E: Engine>(&mut self, req: WatchRequest, mvcc: &Mvcc<E>) -> Result<Watcher> {
         if req.key.is_empty() {
-            return Err(Error::invalid("key is not provided"));
+            return Err(crate::error::InvalidRequest::KeyNotProvided.into());
         }
         if !req.range_end.is_empty() && req.range_end[..] != [0] && req.range_end < req.key {
             return Err(Error::invalid("range_end is below key"));
@@ -200,101 +345,184 @@ impl WatchHub {
             return Err(Error::invalid("negative start revision"));
         }
         let current = mvcc.revision();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let range = KeyRange::new(&req.key, &req.range_end);
         let mut next_rev = current + 1;
+        let mut unsynced = false;
         if req.start_revision != 0 && req.start_revision <= current {
-            let history = mvcc.history(&req.key, &req.range_end, req.start_revision)?;
-            for (revision, events) in group_by_revision(&history, &req, &range) {
-                // The receiver is ours: this cannot fail.
-                let _ = tx.send(WatchMessage::Events { revision, events });
+            if req.start_revision < mvcc.compact_revision() {
+                return Err(Error::Compacted {
+                    requested: req.start_revision,
+                    compact_revision: mvcc.compact_revision(),
+                });
             }
+            next_rev = req.start_revision;
+            unsynced = true;
         } else if req.start_revision > current {
             next_rev = req.start_revision;
         }
         self.next_id += 1;
-        let reason = Arc::new(Mutex::new(None));
         let id = self.next_id;
-        self.watchers.insert(id, Entry { req, range, tx, reason: Arc::clone(&reason), next_rev });
-        Ok(Watcher { id, rx, reason, ended: false })
+        let queue = Queue::new();
+        let range = KeyRange::new(&req.key, &req.range_end);
+        let mut entry = Entry { req, range, queue: Arc::clone(&queue), next_rev, unsynced };
+        if unsynced {
+            self.unsynced += 1;
+            if !catch_up_one(&mut entry, mvcc, self.buffer) {
+                self.unsynced -= 1;
+                return Err(Error::Compacted { requested: next_rev, compact_revision: mvcc.compact_revision() });
+            }
+            if !entry.unsynced {
+                self.unsynced -= 1;
+            }
+        }
+        self.watchers.insert(id, entry);
+        Ok(Watcher { id, queue, ended: false, on_drop: None })
     }
 
     /// Cancels watcher `id` (no-op if unknown).
     pub fn cancel(&mut self, id: u64) {
-        if let Some(w) = self.watchers.remove(&id) {
-            *w.reason.lock() = Some("canceled by request".into());
+        if let Some(w) = self.remove(id) {
+            w.cancel("canceled by request".into(), 0);
         }
     }
 
-    /// Sends watcher `id` a progress notification at `revision`.
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        let w = self.watchers.remove(&id)?;
+        if w.unsynced {
+            self.unsynced -= 1;
+        }
+        Some(w)
+    }
+
+    /// Sends watcher `id` a progress notification at `revision` (the
+    /// store's current revision), once everything before it was delivered;
+    /// an unsynced watcher gets none (etcd skips those too).
     pub fn progress(&mut self, id: u64, revision: i64) {
-        if let Some(w) = self.watchers.get(&id) {
-            if w.tx.send(WatchMessage::Progress { revision }).is_err() {
-                self.watchers.remove(&id);
-            }
+        let Some(w) = self.watchers.get(&id) else { return };
+        if w.unsynced {
+            return;
+        }
+        if !w.queue.push(WatchMessage::Progress { revision }) {
+            self.remove(id);
         }
     }
 
-    /// After a snapshot replaced the state machine: replays to each watcher
-    /// the history it has not seen yet, or cancels it when that history was
-    /// compacted away.
+    /// After a snapshot replaced the state machine: every watcher that has
+    /// not seen the new revisions catches up from the new history (or is
+    /// cancelled if that history was compacted away).
     pub fn resync<E: Engine>(&mut self, mvcc: &Mvcc<E>) {
         let current = mvcc.revision();
-        self.watchers.retain(|_, w| {
-            if w.next_rev > current {
-                return true;
+        for w in self.watchers.values_mut() {
+            if w.next_rev <= current && !w.unsynced {
+                w.unsynced = true;
+                self.unsynced += 1;
             }
-            match mvcc.history(&w.req.key, &w.req.range_end, w.next_rev) {
-                Ok(history) => {
-                    for (revision, events) in group_by_revision(&history, &w.req, &w.range) {
-                        if w.tx.send(WatchMessage::Events { revision, events }).is_err() {
-                            return false;
-                        }
-                    }
-                    w.next_rev = current + 1;
-                    true
-                }
-                Err(e) => {
-                    *w.reason.lock() = Some(format!("{e}; watch again"));
-                    false
-                }
-            }
-        });
+        }
+        self.catch_up(mvcc);
     }
 
-    /// Delivers applied events (in revision order) to every matching watcher.
+    /// Moves unsynced watchers forward through history, each by at most its
+    /// free room, once its consumer has drained half its buffer. Called on
+    /// every tick (and after a snapshot install); free when all are synced.
+    pub fn catch_up<E: Engine>(&mut self, mvcc: &Mvcc<E>) {
+        if self.unsynced == 0 {
+            return;
+        }
+        let buffer = self.buffer;
+        let mut gone = Vec::new();
+        for (id, w) in self.watchers.iter_mut().filter(|(_, w)| w.unsynced) {
+            if w.queue.is_dropped() || !catch_up_one(w, mvcc, buffer) {
+                gone.push(*id);
+            } else if !w.unsynced {
+                self.unsynced -= 1;
+            }
+        }
+        for id in gone {
+            self.remove(id);
+        }
+    }
+
+    /// Delivers applied events (in revision order) to every synced,
+    /// matching watcher; a watcher whose buffer is full becomes unsynced.
     pub fn dispatch(&mut self, events: &[Event]) {
         if events.is_empty() || self.watchers.is_empty() {
             return;
         }
         let buffer = self.buffer;
+        let mut newly_unsynced = 0;
         self.watchers.retain(|_, w| {
-            for (revision, evs) in group_by_revision(events, &w.req, &w.range) {
-                if revision < w.next_rev {
-                    continue;
+            if w.unsynced {
+                return true;
+            }
+            for (revision, evs) in group_by_revision(events, &w.req, &w.range, w.next_rev, i64::MAX) {
+                if w.queue.len() >= buffer {
+                    w.unsynced = true;
+                    newly_unsynced += 1;
+                    return !w.queue.is_dropped();
                 }
-                if w.tx.len() >= buffer {
-                    *w.reason.lock() = Some(format!(
-                        "watcher fell behind by more than {buffer} revisions; watch again from revision {}",
-                        w.next_rev
-                    ));
-                    return false;
-                }
-                if w.tx.send(WatchMessage::Events { revision, events: evs }).is_err() {
+                if !w.queue.push(WatchMessage::Events { revision, events: evs }) {
                     return false; // the Watcher was dropped
                 }
                 w.next_rev = revision + 1;
             }
             true
         });
+        self.unsynced += newly_unsynced;
     }
 }
 
-/// The events matching `req`, grouped per revision, `prev_kv` kept only when
-/// asked for.
-fn group_by_revision(events: &[Event], req: &WatchRequest, range: &KeyRange) -> Vec<(i64, Vec<Event>)> {
+/// Catches `w` up by at most its free room; false when it had to be
+/// cancelled (its history was compacted) or is gone.
+fn catch_up_one<E: Engine>(w: &mut Entry, mvcc: &Mvcc<E>, buffer: usize) -> bool {
+    let queued = w.queue.len();
+    if queued > buffer / 2 {
+        return true; // wait for the consumer
+    }
+    let current = mvcc.revision();
+    if w.next_rev > current {
+        w.unsynced = false;
+        return true;
+    }
+    // At most one message per revision: a window of `room` revisions can
+    // never overfill the buffer.
+    let room = (buffer - queued) as i64;
+    let until = w.next_rev.saturating_add(room - 1).min(current);
+    match mvcc.history_until(&w.req.key, &w.req.range_end, w.next_rev, until) {
+        Ok(history) => {
+            for (revision, events) in group_by_revision(&history, &w.req, &w.range, w.next_rev, until) {
+                if !w.queue.push(WatchMessage::Events { revision, events }) {
+                    return false;
+                }
+            }
+            w.next_rev = until + 1;
+            w.unsynced = w.next_rev <= current;
+            true
+        }
+        Err(Error::Compacted { compact_revision, .. }) => {
+            w.cancel(
+                format!("etcdserver: mvcc: required revision has been compacted; watch again from revision {compact_revision}"),
+                compact_revision,
+            );
+            false
+        }
+        Err(e) => {
+            w.cancel(format!("{e}; watch again from revision {}", w.next_rev), 0);
+            false
+        }
+    }
+}
+
+/// The events matching `req` with revisions in `[from, until]`, grouped per
+/// revision, `prev_kv` kept only when asked for.
+fn group_by_revision(
+    events: &[Event],
+    req: &WatchRequest,
+    range: &KeyRange,
+    from: i64,
+    until: i64,
+) -> Vec<(i64, Vec<Event>)> {
     let mut out: Vec<(i64, Vec<Event>)> = Vec::new();
-    for ev in events.iter().filter(|ev| req.matches(range, ev)) {
+    let in_window = |ev: &&Event| (from..=until).contains(&ev.revision());
+    for ev in events.iter().filter(in_window).filter(|ev| req.matches(range, ev)) {
         let mut ev = ev.clone();
         if !req.prev_kv {
             ev.prev_kv = None;

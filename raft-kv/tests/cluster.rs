@@ -20,11 +20,11 @@ fn three_members_elect_a_leader_and_commit() {
     let c = Cluster::start(3);
     let leader = c.leader();
     let put = retry(|| c.node(leader).put("hello", "world"));
-    assert_eq!(put.revision, 2, "first write of an empty store is revision 2");
+    assert_eq!(put.revision(), 2, "first write of an empty store is revision 2");
     for id in c.running() {
         let r = retry(|| c.node(id).range(RangeRequest::key("hello")));
         assert_eq!(value_of(&r).as_deref(), Some(&b"world"[..]), "member {id}");
-        assert_eq!(r.revision, 2);
+        assert_eq!(r.revision(), 2);
     }
 }
 
@@ -52,7 +52,7 @@ fn ten_thousand_puts_from_eight_threads_through_any_member() {
     for id in c.running() {
         let all = retry(|| c.node(id).range(RangeRequest::prefix("key-").serializable()));
         assert_eq!(all.count, 10_000, "member {id}");
-        assert_eq!(all.revision, rev, "member {id}");
+        assert_eq!(all.revision(), rev, "member {id}");
         let lin = retry(|| c.node(id).range(RangeRequest::prefix("key-").with_limit(1)));
         assert_eq!(lin.count, 10_000);
         assert!(lin.more);
@@ -69,9 +69,9 @@ fn compaction_makes_old_revisions_unreadable() {
     let c = Cluster::start(3);
     let leader = c.leader();
     let n = c.node(leader);
-    let r1 = retry(|| n.put("k", "v1")).revision;
-    let r2 = retry(|| n.put("k", "v2")).revision;
-    let r3 = retry(|| n.put("k", "v3")).revision;
+    let r1 = retry(|| n.put("k", "v1")).revision();
+    let r2 = retry(|| n.put("k", "v2")).revision();
+    let r3 = retry(|| n.put("k", "v3")).revision();
     retry(|| n.compact(r2));
     for id in c.running() {
         let node = c.node(id);
@@ -163,7 +163,7 @@ fn full_cluster_restart_keeps_every_acknowledged_write() {
         assert_eq!(r.kvs[0].key, "k001");
     }
     let next = retry(|| c.node(leader).put("after-restart", "x"));
-    assert_eq!(next.revision, rev + 1);
+    assert_eq!(next.revision(), rev + 1);
 }
 
 #[test]
@@ -184,7 +184,7 @@ fn follower_down_during_log_compaction_catches_up_by_snapshot() {
     assert!(s.first_index > 100, "the lagging member installed a snapshot: {s:?}");
     let r = c.node(lagger).range(RangeRequest::prefix("k").serializable()).expect("range");
     assert_eq!(r.count, 500);
-    assert_eq!(r.revision, rev);
+    assert_eq!(r.revision(), rev);
     // And it keeps up afterwards.
     retry(|| c.node(lagger).put("after", "snapshot"));
     c.converge();

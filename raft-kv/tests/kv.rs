@@ -29,7 +29,7 @@ fn range_limit_sort_prefix_and_revision() {
     }
     let all = n.range(RangeRequest::prefix("/p/")).expect("range");
     assert_eq!(keys(&all.kvs), ["/p/a", "/p/b", "/p/c"]);
-    assert_eq!((all.count, all.more, all.revision), (3, false, 6));
+    assert_eq!((all.count, all.more, all.revision()), (3, false, 6));
     let b = &all.kvs[1];
     assert_eq!((b.create_revision, b.mod_revision, b.version), (3, 5, 2));
 
@@ -75,9 +75,9 @@ fn range_limit_sort_prefix_and_revision() {
     assert!(r.kvs.iter().all(|kv| kv.value.is_empty()));
 
     let bad = n.range(RangeRequest::range("b", "a")).expect_err("range_end < key");
-    assert!(matches!(bad, Error::InvalidArgument(_)), "{bad:?}");
+    assert!(matches!(bad, Error::Invalid(_)), "{bad:?}");
     let empty = n.put("", "x").expect_err("empty key");
-    assert!(matches!(empty, Error::InvalidArgument(_)), "{empty:?}");
+    assert!(matches!(empty, Error::Invalid(_)), "{empty:?}");
 }
 
 #[test]
@@ -89,9 +89,9 @@ fn delete_range_with_prev_kv() {
     let del = n.delete_range(DeleteRangeRequest::prefix("/d/").with_prev_kv()).expect("delete");
     assert_eq!(del.deleted, 2);
     assert_eq!(keys(&del.prev_kvs), ["/d/1", "/d/2"]);
-    assert_eq!(del.revision, 5);
+    assert_eq!(del.revision(), 5);
     let none = n.delete_range(DeleteRangeRequest::prefix("/d/")).expect("delete");
-    assert_eq!((none.deleted, none.revision), (0, 5), "deleting nothing keeps the revision");
+    assert_eq!((none.deleted, none.revision()), (0, 5), "deleting nothing keeps the revision");
     let put = n.put_request(PutRequest::new("/e/1", "w").with_prev_kv()).expect("put");
     assert_eq!(put.prev_kv.map(|kv| kv.value), Some(Bytes::from_static(b"v")));
 }
@@ -109,7 +109,7 @@ fn txn_holds(n: &Node, cmp: Compare) -> bool {
     assert_eq!(branch, if r.succeeded { "success" } else { "failure" });
     assert_eq!(r.responses.len(), if r.succeeded { 2 } else { 1 });
     if r.succeeded {
-        assert!(matches!(r.responses[1].response, Some(response_op::Response::Range(_))));
+        assert!(matches!(r.responses[1].response, Some(response_op::Response::ResponseRange(_))));
     }
     r.succeeded
 }
@@ -119,8 +119,8 @@ fn txn_every_compare_operator_and_target_both_branches() {
     let (_c, n) = setup();
     let first = retry(|| n.put_request(PutRequest::new("subject", "m")));
     let second = retry(|| n.put_request(PutRequest::new("subject", "m")));
-    // subject: value "m", version 2, create = first.revision, mod = second.revision, lease 0.
-    let (create, modr) = (first.revision, second.revision);
+    // subject: value "m", version 2, create = first.revision(), mod = second.revision(), lease 0.
+    let (create, modr) = (first.revision(), second.revision());
     use CompareResult::*;
     let cases: Vec<(Compare, bool)> = vec![
         (Compare::value("subject", Equal, "m"), true),
@@ -159,7 +159,7 @@ fn txn_every_compare_operator_and_target_both_branches() {
 #[test]
 fn txn_is_atomic_at_one_revision_and_rejects_duplicates() {
     let (_c, n) = setup();
-    let before = retry(|| n.put("a", "0")).revision;
+    let before = retry(|| n.put("a", "0")).revision();
     let txn = TxnRequest::new()
         .when(Compare::version("a", CompareResult::Equal, 1))
         .and_then(PutRequest::new("a", "1"))
@@ -168,10 +168,12 @@ fn txn_is_atomic_at_one_revision_and_rejects_duplicates() {
         .and_then(TxnRequest::new().and_then(RangeRequest::key("b")));
     let r = n.txn(txn).expect("txn");
     assert!(r.succeeded);
-    assert_eq!(r.revision, before + 1, "all writes of a txn share one revision");
+    assert_eq!(r.revision(), before + 1, "all writes of a txn share one revision");
     match &r.responses[3].response {
-        Some(response_op::Response::Txn(inner)) => match &inner.responses[0].response {
-            Some(response_op::Response::Range(rr)) => assert_eq!(rr.kvs[0].value, "1", "reads see the txn's writes"),
+        Some(response_op::Response::ResponseTxn(inner)) => match &inner.responses[0].response {
+            Some(response_op::Response::ResponseRange(rr)) => {
+                assert_eq!(rr.kvs[0].value, "1", "reads see the txn's writes")
+            }
             other => panic!("{other:?}"),
         },
         other => panic!("{other:?}"),
@@ -181,12 +183,12 @@ fn txn_is_atomic_at_one_revision_and_rejects_duplicates() {
     assert_eq!((a.mod_revision, b.mod_revision), (before + 1, before + 1));
 
     let dup = TxnRequest::new().and_then(PutRequest::new("x", "1")).and_then(PutRequest::new("x", "2"));
-    assert!(matches!(n.txn(dup), Err(Error::InvalidArgument(_))));
+    assert!(matches!(n.txn(dup), Err(Error::Invalid(_))));
     let bad = TxnRequest { success: vec![raft_kv::RequestOp { request: None }], ..Default::default() };
     let _ = n.txn(bad); // an empty op must not crash the member
     let too_many = (0..200).fold(TxnRequest::new(), |t, i| t.and_then(PutRequest::new(format!("k{i}"), "v")));
-    assert!(matches!(n.txn(too_many), Err(Error::InvalidArgument(_))));
-    let _ = request_op::Request::Range(RangeRequest::key("unused"));
+    assert!(matches!(n.txn(too_many), Err(Error::Invalid(_))));
+    let _ = request_op::Request::RequestRange(RangeRequest::key("unused"));
     // The member still serves after bad input.
     retry(|| n.put("still", "alive"));
 }
@@ -196,6 +198,6 @@ fn oversized_request_is_refused() {
     let (_c, n) = setup();
     let big = vec![b'x'; 2 * 1024 * 1024];
     let err = n.put("big", big).expect_err("over max_request_bytes");
-    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     retry(|| n.put("small", "ok"));
 }

@@ -102,14 +102,14 @@ fn move_leader_and_bad_membership_requests() {
     let n = c.node(target).clone();
     assert_eq!(n.member_add(Member { id: 2, ..Default::default() }).expect_err("dup"), Error::MemberExists);
     assert_eq!(n.member_promote(9).expect_err("unknown"), Error::MemberNotFound);
-    assert!(matches!(n.member_promote(1), Err(Error::InvalidArgument(_))), "not a learner");
+    assert!(matches!(n.member_promote(1), Err(Error::MemberNotLearner)), "not a learner");
     let updated = retry(|| n.member_update(1, vec!["http://10.0.0.1:2380".into()]));
-    assert_eq!(updated.member.expect("member").peer_urls, vec!["http://10.0.0.1:2380".to_string()]);
+    assert_eq!(updated.member.expect("member").peer_ur_ls, vec!["http://10.0.0.1:2380".to_string()]);
     for id in c.ids.clone() {
         c.stop(id);
         c.restart(id);
     }
     let leader = c.leader();
     let m1 = c.node(leader).member_list().expect("list").into_iter().find(|m| m.id == 1).expect("member 1");
-    assert_eq!(m1.peer_urls, vec!["http://10.0.0.1:2380".to_string()], "membership survives a restart");
+    assert_eq!(m1.peer_ur_ls, vec!["http://10.0.0.1:2380".to_string()], "membership survives a restart");
 }

@@ -29,7 +29,7 @@ fn collect_until(w: &mut Watcher, until: i64) -> Seen {
                 assert!(events.iter().all(|e| e.revision() == revision), "one revision per message");
                 seen.extend(events.iter().map(describe));
             }
-            Some(WatchMessage::Canceled { reason }) => panic!("watch canceled: {reason}"),
+            Some(WatchMessage::Canceled { reason, .. }) => panic!("watch canceled: {reason}"),
             _ => {}
         }
     }
@@ -133,7 +133,7 @@ fn lease_expiry_deletes_keys_on_all_members_at_one_revision() {
     assert!(lease.id > 0 && lease.ttl >= 1);
     retry(|| n.put_request(PutRequest::new("/l/a", "1").with_lease(lease.id)));
     retry(|| n.put_request(PutRequest::new("/l/b", "2").with_lease(lease.id)));
-    let last_put = retry(|| n.put("/l/free", "3")).revision;
+    let last_put = retry(|| n.put("/l/free", "3")).revision();
     let ttl = n.lease_time_to_live(lease.id, true).expect("ttl");
     assert_eq!(ttl.keys.len(), 2);
     let mut watchers: Vec<Watcher> = c

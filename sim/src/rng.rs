@@ -123,6 +123,12 @@ impl RngCore for SimRng {
     }
 }
 
+impl transport_mem::sim::Entropy for SimRng {
+    fn next_u64(&mut self) -> u64 {
+        self.inner.next_u64()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

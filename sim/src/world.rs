@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use raft_kv::{
     CompactionRequest, Compare, CompareResult, Config, DeleteRangeRequest, Error, LeaseGrantRequest,
-    LeaseKeepAliveRequest, LeaseRevokeRequest, LogWrite, MemEngine, MemberPromoteRequest, MemberRemoveRequest, Peer,
-    PutRequest, RangeRequest, Response, Role, TxnRequest, WatchMessage, WatchRequest, Watcher,
+    LeaseKeepAliveRequest, LogWrite, MemEngine, MemberPromoteRequest, MemberRemoveRequest, Peer, PutRequest,
+    RangeRequest, Response, Role, TxnRequest, WatchMessage, WatchRequest, Watcher,
 };
 use transport_mem::sim::{LinkFaults, SimNetwork};
 
@@ -952,10 +952,11 @@ impl World {
                 self.violate(ViolationKind::BadResponse, format!("membership {change:?} answered {other:?}"));
                 self.admin_done(None);
             }
-            Err(Error::NotLeader { leader }) => self.admin_backoff(leader),
+            Err(Error::NotLeader { leader }) => self.admin_backoff(Some(leader)),
+            Err(Error::NoLeader) => self.admin_backoff(None),
             // The outcome of an earlier attempt shows up as these refusals;
             // the next attempt checks the leader's members first.
-            Err(Error::MemberExists | Error::MemberNotFound | Error::InvalidArgument(_)) => {
+            Err(Error::MemberExists | Error::MemberNotFound | Error::MemberNotLearner | Error::Invalid(_)) => {
                 self.trace.event(self.now, format_args!("membership {change:?} refused: m{id} already changed?"));
                 self.admin_backoff(None);
             }
@@ -1164,7 +1165,7 @@ impl World {
                         slot.log.deliver_at(revision, events, self.now);
                     }
                     WatchMessage::Progress { .. } => {}
-                    WatchMessage::Canceled { reason } => {
+                    WatchMessage::Canceled { reason, .. } => {
                         ended = Some(reason);
                         break;
                     }
@@ -1430,7 +1431,9 @@ impl World {
             Op::LeaseKeepAlive { lease } => {
                 peer.propose(raft_kv::Op::LeaseKeepAlive(LeaseKeepAliveRequest { id: *lease }), token)
             }
-            Op::LeaseRevoke { lease } => peer.propose(raft_kv::Op::LeaseRevoke(LeaseRevokeRequest::new(*lease)), token),
+            Op::LeaseRevoke { lease } => {
+                peer.propose(raft_kv::Op::LeaseRevoke(raft_kv::LeaseRevoke::new(*lease)), token)
+            }
         }
         self.clients[c].state = ClientState::InFlight { record, member };
     }
@@ -1458,7 +1461,8 @@ impl World {
                     self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown });
                 }
             },
-            Err(Error::NotLeader { leader }) => self.backoff(c, record, leader),
+            Err(Error::NotLeader { leader }) => self.backoff(c, record, Some(leader)),
+            Err(Error::NoLeader) => self.backoff(c, record, None),
             Err(Error::ProposalDropped) => self.backoff(c, record, None),
             Err(Error::Timeout | Error::Stopped) => {
                 self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown })
@@ -1501,14 +1505,14 @@ impl World {
             ))
         };
         match (op, resp) {
-            (Op::Put { .. }, Response::Put(p)) => Ok(Observed::Put { revision: p.revision }),
+            (Op::Put { .. }, Response::Put(p)) => Ok(Observed::Put { revision: p.revision() }),
             (Op::Delete { .. }, Response::DeleteRange(d)) => {
-                Ok(Observed::Delete { revision: d.revision, deleted: d.deleted })
+                Ok(Observed::Delete { revision: d.revision(), deleted: d.deleted })
             }
             (Op::Cas { key, .. }, Response::Txn(t)) => {
                 let mut current = None;
                 if !t.succeeded {
-                    let Some(raft_kv::response_op::Response::Range(r)) =
+                    let Some(raft_kv::response_op::Response::ResponseRange(r)) =
                         t.responses.first().and_then(|r| r.response.clone())
                     else {
                         return Err("failed txn without a range response".into());
@@ -1521,7 +1525,7 @@ impl World {
                         current = Some(obs);
                     }
                 }
-                Ok(Observed::Cas { revision: t.revision, succeeded: t.succeeded, current })
+                Ok(Observed::Cas { revision: t.revision(), succeeded: t.succeeded, current })
             }
             (Op::Read { keys, .. }, Response::Range(r)) => {
                 let mut kvs = BTreeMap::new();
@@ -1532,13 +1536,13 @@ impl World {
                     }
                     kvs.insert(k, obs);
                 }
-                Ok(Observed::Read { revision: r.revision, kvs })
+                Ok(Observed::Read { revision: r.revision(), kvs })
             }
             (Op::Compact { .. }, Response::Compact(_)) => Ok(Observed::Compact),
             (Op::LeaseGrant { .. }, Response::LeaseGrant(g)) => Ok(Observed::LeaseGranted { id: g.id, ttl: g.ttl }),
-            (Op::LeasePut { .. }, Response::Put(p)) => Ok(Observed::Put { revision: p.revision }),
+            (Op::LeasePut { .. }, Response::Put(p)) => Ok(Observed::Put { revision: p.revision() }),
             (Op::LeaseKeepAlive { .. }, Response::LeaseKeepAlive(_)) => Ok(Observed::LeaseKept),
-            (Op::LeaseRevoke { .. }, Response::LeaseRevoke(r)) => Ok(Observed::LeaseRevoked { revision: r.revision }),
+            (Op::LeaseRevoke { .. }, Response::LeaseRevoke(r)) => Ok(Observed::LeaseRevoked { revision: r.revision() }),
             (_, other) => Err(format!("response {other:?} does not match the request")),
         }
     }
@@ -1775,7 +1779,7 @@ impl World {
             op: Op::Read { keys, linearizable: true },
             invoke: self.now,
             complete: self.now,
-            outcome: Outcome::Ok(Observed::Read { revision: resp.revision, kvs }),
+            outcome: Outcome::Ok(Observed::Read { revision: resp.revision(), kvs }),
             member: finals[0].0,
             incarnation: 0,
             attempts: 1,

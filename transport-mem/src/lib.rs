@@ -141,7 +141,7 @@ impl MemNetwork {
         let st = &mut *guard;
         for msg in msgs {
             let to = msg.to;
-            let lost = st.blocked.contains(&(from, to)) || (st.drop_rate > 0.0 && st.rng.gen_bool(st.drop_rate));
+            let lost = st.blocked.contains(&(from, to)) || (st.drop_rate > 0.0 && st.rng.random_bool(st.drop_rate));
             let delivered = !lost && st.mailboxes.get(&to).is_some_and(|mb| mb.deliver(msg));
             if delivered {
                 st.stats.delivered += 1;

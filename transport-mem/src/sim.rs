@@ -35,7 +35,27 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use raft::eraftpb::MessageType;
 use raft_kv::RaftMessage;
-use rand::RngCore;
+
+/// Where the simulated network draws its randomness from: 64 random bits at
+/// a time. Implemented for rand's generators; the simulator implements it
+/// for its own pinned RNG, so the network's draws never depend on a `rand`
+/// release.
+pub trait Entropy {
+    /// The next 64 random bits.
+    fn next_u64(&mut self) -> u64;
+}
+
+impl Entropy for rand::rngs::StdRng {
+    fn next_u64(&mut self) -> u64 {
+        rand::RngCore::next_u64(self)
+    }
+}
+
+impl Entropy for rand::rngs::SmallRng {
+    fn next_u64(&mut self) -> u64 {
+        rand::RngCore::next_u64(self)
+    }
+}
 
 /// Random per-message faults of every link, in the simulator's time unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -119,12 +139,12 @@ pub struct SimNetwork {
 
 /// A uniform draw from `0..n` (`n > 0`), computed from one `u64` so the
 /// result depends only on the RNG's output stream.
-fn below(rng: &mut dyn RngCore, n: u64) -> u64 {
+fn below(rng: &mut dyn Entropy, n: u64) -> u64 {
     ((u128::from(rng.next_u64()) * u128::from(n)) >> 64) as u64
 }
 
 /// True with probability `p`.
-fn chance(rng: &mut dyn RngCore, p: f64) -> bool {
+fn chance(rng: &mut dyn Entropy, p: f64) -> bool {
     p > 0.0 && ((rng.next_u64() >> 11) as f64) < p * (1u64 << 53) as f64
 }
 
@@ -153,7 +173,7 @@ impl SimNetwork {
 
     /// Sends `msgs` from `from` at virtual time `now`, drawing every random
     /// choice from `rng`.
-    pub fn send(&mut self, now: u64, from: u64, msgs: Vec<RaftMessage>, rng: &mut dyn RngCore) {
+    pub fn send(&mut self, now: u64, from: u64, msgs: Vec<RaftMessage>, rng: &mut dyn Entropy) {
         for msg in msgs {
             let to = msg.to;
             if self.is_blocked(from, to) {
@@ -174,7 +194,7 @@ impl SimNetwork {
         }
     }
 
-    fn delay(&self, rng: &mut dyn RngCore) -> u64 {
+    fn delay(&self, rng: &mut dyn Entropy) -> u64 {
         let f = &self.faults;
         let lo = f.min_delay.max(1);
         let hi = f.max_delay.max(lo);

@@ -297,7 +297,7 @@ impl Transport for TcpTransport {
             return;
         }
         for m in members {
-            let Some(url) = m.peer_urls.first() else { continue };
+            let Some(url) = m.peer_ur_ls.first() else { continue };
             if let Err(e) = self.handle.add_peer(m.id, url) {
                 tracing::warn!(peer = m.id, %url, error = %e, "cannot use a member's peer URL");
             }

@@ -5,7 +5,7 @@ use raft_kv::{Mailbox, Member, Node, Transport};
 use transport_tcp::{TcpConfig, TcpTransport};
 
 fn member(id: u64, url: &str) -> Member {
-    Member { id, name: format!("m{id}"), peer_urls: vec![url.into()], client_urls: Vec::new(), is_learner: false }
+    Member { id, name: format!("m{id}"), peer_ur_ls: vec![url.into()], client_ur_ls: Vec::new(), is_learner: false }
 }
 
 fn mailbox() -> Mailbox {

@@ -76,7 +76,7 @@ fn run_command(c: &mut Cluster, words: &[&str]) -> Result<bool> {
     match words {
         ["put", k, v] => {
             let r = c.any()?.put(k.to_string(), v.to_string())?;
-            println!("OK (revision {})", r.revision);
+            println!("OK (revision {})", r.revision());
         }
         ["get", k] => match c.any()?.get(k.to_string())? {
             Some(kv) => println!("{}", String::from_utf8_lossy(&kv.value)),
@@ -84,10 +84,10 @@ fn run_command(c: &mut Cluster, words: &[&str]) -> Result<bool> {
         },
         ["range", p] | ["range", p, ..] => {
             let r = c.any()?.range(RangeRequest::prefix(p.to_string()))?;
-            for kv in r.kvs {
+            for kv in &r.kvs {
                 println!("{} = {}", String::from_utf8_lossy(&kv.key), String::from_utf8_lossy(&kv.value));
             }
-            println!("({} keys at revision {})", r.count, r.revision);
+            println!("({} keys at revision {})", r.count, r.revision());
         }
         ["del", k] => println!("deleted {}", c.any()?.delete_range(DeleteRangeRequest::key(k.to_string()))?.deleted),
         ["compact", rev] => {

@@ -12,7 +12,7 @@ use crate::{Error, Result};
 
 impl From<rocksdb::Error> for Error {
     fn from(e: rocksdb::Error) -> Self {
-        Error::Storage(e.into_string())
+        Error::Storage(crate::error::StorageError::new("rocksdb", e))
     }
 }
 
@@ -81,7 +81,7 @@ impl RocksEngine {
 }
 
 fn cf_handle(db: &DB, cf: Cf) -> Result<&rocksdb::ColumnFamily> {
-    db.cf_handle(cf.name()).ok_or_else(|| Error::Storage(format!("column family {} missing", cf.name())))
+    db.cf_handle(cf.name()).ok_or_else(|| Error::storage(format!("column family {} missing", cf.name())))
 }
 
 /// Scans `[start, end)` of `cf` with `opts` (which may pin a snapshot).

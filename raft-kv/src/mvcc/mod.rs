@@ -39,6 +39,7 @@ use crate::api::{
 use crate::api::{Event, EventType};
 use crate::command::{Op, Response};
 use crate::engine::{Cf, Engine, ReadView, WriteBatch};
+use crate::error::InvalidRequest;
 use crate::keys;
 use crate::{Error, Result};
 
@@ -267,7 +268,7 @@ impl<E: Engine> Mvcc<E> {
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         validate_range(req)?;
         let mut resp = self.range_at(req, self.revision)?;
-        resp.revision = self.revision;
+        resp.header = crate::api::header(self.revision);
         Ok(resp)
     }
 
@@ -304,6 +305,12 @@ impl<E: Engine> Mvcc<E> {
     /// revision `>= from`, oldest first, each with its previous key-value.
     /// `from` must not be below the compact revision.
     pub fn history(&self, key: &[u8], range_end: &[u8], from: i64) -> Result<Vec<Event>> {
+        self.history_until(key, range_end, from, i64::MAX)
+    }
+
+    /// Like [`Mvcc::history`], but only the events with revision `<= until`
+    /// (so a caller reading a window holds only that window in memory).
+    pub fn history_until(&self, key: &[u8], range_end: &[u8], from: i64, until: i64) -> Result<Vec<Event>> {
         if from < self.compact_revision {
             return Err(Error::Compacted { requested: from, compact_revision: self.compact_revision });
         }
@@ -333,7 +340,7 @@ impl<E: Engine> Mvcc<E> {
                 }
                 events.push(ev);
             }
-            if rev >= from {
+            if rev >= from && rev <= until {
                 let ev = if rec.tombstone {
                     let kv = KeyValue { key: kv.key, mod_revision: rev, ..Default::default() };
                     Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None }
@@ -448,13 +455,13 @@ impl<E: Engine> Mvcc<E> {
             Op::Put(req) => {
                 let mut resp = self.put(req, &mut exec)?;
                 self.finish(&exec);
-                resp.revision = self.revision;
+                resp.header = crate::api::header(self.revision);
                 Response::Put(resp)
             }
             Op::DeleteRange(req) => {
                 let mut resp = self.delete_range(req, &mut exec)?;
                 self.finish(&exec);
-                resp.revision = self.revision;
+                resp.header = crate::api::header(self.revision);
                 Response::DeleteRange(resp)
             }
             Op::Txn(req) => {
@@ -479,7 +486,7 @@ impl<E: Engine> Mvcc<E> {
     fn put(&mut self, req: &PutRequest, exec: &mut Exec) -> Result<PutResponse> {
         let prev = self.index.get(&req.key).copied();
         if (req.ignore_value || req.ignore_lease) && prev.is_none() {
-            return Err(Error::invalid("key not found"));
+            return Err(InvalidRequest::KeyNotFound.into());
         }
         let prev_kv = match prev {
             Some(meta) if req.prev_kv || req.ignore_value || self.prev_values => Some(self.load_kv(&req.key, meta)?),
@@ -512,7 +519,7 @@ impl<E: Engine> Mvcc<E> {
         kv.value = Bytes::from(record.value);
         let event_prev = prev_kv.clone().or_else(|| prev.map(|p| p.to_kv(&req.key)));
         self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: event_prev });
-        Ok(PutResponse { revision: exec.rev, prev_kv: prev_kv.filter(|_| req.prev_kv) })
+        Ok(PutResponse { header: crate::api::header(exec.rev), prev_kv: prev_kv.filter(|_| req.prev_kv) })
     }
 
     fn delete_range(&mut self, req: &DeleteRangeRequest, exec: &mut Exec) -> Result<DeleteRangeResponse> {
@@ -530,7 +537,7 @@ impl<E: Engine> Mvcc<E> {
         }
         let prev_kvs = if req.prev_kv { prevs } else { Vec::new() };
         exec.changed |= !doomed.is_empty();
-        Ok(DeleteRangeResponse { revision: exec.visible(), deleted: doomed.len() as i64, prev_kvs })
+        Ok(DeleteRangeResponse { header: crate::api::header(exec.visible()), deleted: doomed.len() as i64, prev_kvs })
     }
 
     fn txn(&mut self, req: &TxnRequest, exec: &mut Exec) -> Result<TxnResponse> {
@@ -545,20 +552,20 @@ impl<E: Engine> Mvcc<E> {
         let mut responses = Vec::with_capacity(branch.len());
         for op in branch {
             let response = match &op.request {
-                Some(request_op::Request::Range(r)) => {
+                Some(request_op::Request::RequestRange(r)) => {
                     let visible = exec.visible();
-                    response_op::Response::Range(self.range_at(r, visible)?)
+                    response_op::Response::ResponseRange(self.range_at(r, visible)?)
                 }
-                Some(request_op::Request::Put(r)) => response_op::Response::Put(self.put(r, exec)?),
-                Some(request_op::Request::DeleteRange(r)) => {
-                    response_op::Response::DeleteRange(self.delete_range(r, exec)?)
+                Some(request_op::Request::RequestPut(r)) => response_op::Response::ResponsePut(self.put(r, exec)?),
+                Some(request_op::Request::RequestDeleteRange(r)) => {
+                    response_op::Response::ResponseDeleteRange(self.delete_range(r, exec)?)
                 }
-                Some(request_op::Request::Txn(r)) => response_op::Response::Txn(self.txn(r, exec)?),
+                Some(request_op::Request::RequestTxn(r)) => response_op::Response::ResponseTxn(self.txn(r, exec)?),
                 None => return Err(Error::invalid("empty request op in txn")),
             };
             responses.push(ResponseOp { response: Some(response) });
         }
-        Ok(TxnResponse { revision: exec.visible(), succeeded, responses })
+        Ok(TxnResponse { header: crate::api::header(exec.visible()), succeeded, responses })
     }
 
     /// Evaluates one compare against the current state (etcd's rules: with a
@@ -599,7 +606,7 @@ impl<E: Engine> Mvcc<E> {
         // keep rule drops are invisible from here on.
         self.pending_compaction = Some(rev);
         self.compact_revision = rev;
-        Ok(CompactionResponse { revision: self.revision })
+        Ok(CompactionResponse { header: crate::api::header(self.revision) })
     }
 
     // ---- staging ----------------------------------------------------------
@@ -650,7 +657,12 @@ impl<E: Engine> Mvcc<E> {
 
         if req.count_only && from_index {
             let count = if range.is_empty() { 0 } else { self.index.range::<[u8], _>(range.bounds()).count() };
-            return Ok(RangeResponse { revision: 0, kvs: Vec::new(), more: false, count: count as i64 });
+            return Ok(RangeResponse {
+                header: crate::api::header(0),
+                kvs: Vec::new(),
+                more: false,
+                count: count as i64,
+            });
         }
         // Index entries carry no value; history entries do.
         let (mut kvs, mut have_values) = if from_index {
@@ -661,7 +673,7 @@ impl<E: Engine> Mvcc<E> {
         };
         let count = kvs.len() as i64;
         if req.count_only {
-            return Ok(RangeResponse { revision: 0, kvs: Vec::new(), more: false, count });
+            return Ok(RangeResponse { header: crate::api::header(0), kvs: Vec::new(), more: false, count });
         }
 
         let bound = |min: i64, max: i64, v: i64| (min == 0 || v >= min) && (max == 0 || v <= max);
@@ -699,7 +711,7 @@ impl<E: Engine> Mvcc<E> {
         } else if !have_values {
             self.fill_values(&mut kvs)?;
         }
-        Ok(RangeResponse { revision: 0, kvs, more, count })
+        Ok(RangeResponse { header: crate::api::header(0), kvs, more, count })
     }
 
     /// Checks a read revision against the compact revision and `current`;
@@ -873,13 +885,13 @@ fn read_i64(engine: &impl ReadView, key: &[u8]) -> Result<Option<i64>> {
 /// Sets the revision of a transaction response and of all its nested
 /// responses to the store revision after the transaction.
 fn set_txn_revision(resp: &mut TxnResponse, rev: i64) {
-    resp.revision = rev;
+    resp.header = crate::api::header(rev);
     for op in &mut resp.responses {
         match &mut op.response {
-            Some(response_op::Response::Range(r)) => r.revision = rev,
-            Some(response_op::Response::Put(r)) => r.revision = rev,
-            Some(response_op::Response::DeleteRange(r)) => r.revision = rev,
-            Some(response_op::Response::Txn(r)) => set_txn_revision(r, rev),
+            Some(response_op::Response::ResponseRange(r)) => r.header = crate::api::header(rev),
+            Some(response_op::Response::ResponsePut(r)) => r.header = crate::api::header(rev),
+            Some(response_op::Response::ResponseDeleteRange(r)) => r.header = crate::api::header(rev),
+            Some(response_op::Response::ResponseTxn(r)) => set_txn_revision(r, rev),
             None => {}
         }
     }
@@ -949,7 +961,7 @@ fn holds(result: CompareResult, ord: Ordering) -> bool {
 
 fn validate_key_range(key: &[u8], range_end: &[u8]) -> Result<()> {
     if key.is_empty() {
-        return Err(Error::invalid("key is not provided"));
+        return Err(InvalidRequest::KeyNotProvided.into());
     }
     if !range_end.is_empty() && range_end != b"\0" && range_end < key {
         return Err(Error::invalid("range end is before the key"));
@@ -974,13 +986,13 @@ fn validate_range(req: &RangeRequest) -> Result<()> {
 
 fn validate_put(req: &PutRequest) -> Result<()> {
     if req.key.is_empty() {
-        return Err(Error::invalid("key is not provided"));
+        return Err(InvalidRequest::KeyNotProvided.into());
     }
     if req.ignore_value && !req.value.is_empty() {
-        return Err(Error::invalid("value is provided"));
+        return Err(InvalidRequest::ValueProvided.into());
     }
     if req.ignore_lease && req.lease != 0 {
-        return Err(Error::invalid("lease is provided"));
+        return Err(InvalidRequest::LeaseProvided.into());
     }
     Ok(())
 }
@@ -1007,10 +1019,10 @@ fn validate_txn(req: &TxnRequest, depth: usize) -> Result<()> {
     }
     for op in req.success.iter().chain(&req.failure) {
         match &op.request {
-            Some(request_op::Request::Range(r)) => validate_range(r)?,
-            Some(request_op::Request::Put(r)) => validate_put(r)?,
-            Some(request_op::Request::DeleteRange(r)) => validate_delete(r)?,
-            Some(request_op::Request::Txn(r)) => validate_txn(r, depth + 1)?,
+            Some(request_op::Request::RequestRange(r)) => validate_range(r)?,
+            Some(request_op::Request::RequestPut(r)) => validate_put(r)?,
+            Some(request_op::Request::RequestDeleteRange(r)) => validate_delete(r)?,
+            Some(request_op::Request::RequestTxn(r)) => validate_txn(r, depth + 1)?,
             None => return Err(Error::invalid("empty request op in txn")),
         }
     }
@@ -1027,7 +1039,7 @@ struct BranchWrites {
 }
 
 fn duplicate_key() -> Error {
-    Error::invalid("duplicate key given in txn request")
+    Error::Invalid(InvalidRequest::DuplicateKey)
 }
 
 /// Collects a branch's writes, rejecting a key put twice or put and deleted
@@ -1040,13 +1052,15 @@ fn branch_writes(ops: &[RequestOp]) -> Result<BranchWrites> {
     let mut deletes: Vec<(Option<usize>, KeyRange)> = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         match &op.request {
-            Some(request_op::Request::Put(r)) => {
+            Some(request_op::Request::RequestPut(r)) => {
                 if puts.insert(r.key.clone(), None).is_some() {
                     return Err(duplicate_key());
                 }
             }
-            Some(request_op::Request::DeleteRange(r)) => deletes.push((None, KeyRange::new(&r.key, &r.range_end))),
-            Some(request_op::Request::Txn(t)) => {
+            Some(request_op::Request::RequestDeleteRange(r)) => {
+                deletes.push((None, KeyRange::new(&r.key, &r.range_end)))
+            }
+            Some(request_op::Request::RequestTxn(t)) => {
                 let then = branch_writes(&t.success)?;
                 let otherwise = branch_writes(&t.failure)?;
                 for key in then.puts.into_iter().chain(otherwise.puts) {
@@ -1057,7 +1071,7 @@ fn branch_writes(ops: &[RequestOp]) -> Result<BranchWrites> {
                 }
                 deletes.extend(then.deletes.into_iter().chain(otherwise.deletes).map(|d| (Some(i), d)));
             }
-            Some(request_op::Request::Range(_)) | None => {}
+            Some(request_op::Request::RequestRange(_)) | None => {}
         }
     }
     for (key, owner) in &puts {

@@ -133,7 +133,7 @@ fn keys_of(resp: &RangeResponse) -> Vec<String> {
 }
 
 fn is_invalid<T: std::fmt::Debug>(r: Result<T>) -> bool {
-    matches!(r, Err(Error::InvalidArgument(_)))
+    matches!(r, Err(Error::Invalid(_)))
 }
 
 /// Commits, reopens on the same engine and checks the state is identical.
@@ -216,11 +216,11 @@ fn put_tracks_versions_and_revisions<E: Engine>(h: &mut H<E>) {
     assert_eq!(h.m.key_count(), 0);
     assert_eq!(h.get("a"), None);
 
-    assert_eq!(h.put("a", "1").revision, 2);
+    assert_eq!(h.put("a", "1").revision(), 2);
     let kv = h.get("a").unwrap();
     assert_eq!((kv.create_revision, kv.mod_revision, kv.version, &kv.value[..]), (2, 2, 1, &b"1"[..]));
 
-    assert_eq!(h.put("a", "2").revision, 3);
+    assert_eq!(h.put("a", "2").revision(), 3);
     let kv = h.get("a").unwrap();
     assert_eq!((kv.create_revision, kv.mod_revision, kv.version, &kv.value[..]), (2, 3, 2, &b"2"[..]));
 
@@ -253,7 +253,7 @@ fn put_prev_kv_and_ignore_flags<E: Engine>(h: &mut H<E>) {
     // ignore_value keeps the value, takes the new lease.
     let req = PutRequest { key: b("k"), lease: 9, ignore_value: true, ..Default::default() };
     let r = h.put_req(req).unwrap();
-    assert_eq!(r.revision, 5);
+    assert_eq!(r.revision(), 5);
     let kv = h.get("k").unwrap();
     assert_eq!((&kv.value[..], kv.lease, kv.version), (&b"v3"[..], 9, 4));
 
@@ -283,7 +283,7 @@ fn delete_range_with_prev_kvs<E: Engine>(h: &mut H<E>) {
     }
     assert_eq!(h.m.revision(), 5);
     let r = h.del(DeleteRangeRequest { key: b("b"), range_end: b("d"), prev_kv: true }).unwrap();
-    assert_eq!((r.revision, r.deleted), (6, 2));
+    assert_eq!((r.revision(), r.deleted), (6, 2));
     assert_eq!(
         r.prev_kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect::<Vec<_>>(),
         vec![(b("b"), b("vb")), (b("c"), b("vc"))]
@@ -293,17 +293,17 @@ fn delete_range_with_prev_kvs<E: Engine>(h: &mut H<E>) {
 
     // Deleting nothing leaves the revision alone.
     let r = h.del(DeleteRangeRequest::key(b("zzz"))).unwrap();
-    assert_eq!((r.revision, r.deleted), (6, 0));
+    assert_eq!((r.revision(), r.deleted), (6, 0));
     assert_eq!(h.m.revision(), 6);
 
     // Without prev_kv, no prev_kvs.
     let r = h.del(DeleteRangeRequest::key(b("a"))).unwrap();
-    assert_eq!((r.revision, r.deleted, r.prev_kvs.len()), (7, 1, 0));
+    assert_eq!((r.revision(), r.deleted, r.prev_kvs.len()), (7, 1, 0));
 
     // Delete everything.
     h.put("x", "1");
     let r = h.del(DeleteRangeRequest::prefix(Bytes::new()).with_prev_kv()).unwrap();
-    assert_eq!((r.revision, r.deleted), (9, 2));
+    assert_eq!((r.revision(), r.deleted), (9, 2));
     assert_eq!(h.m.key_count(), 0);
     // The deleted keys are still visible in history.
     assert_eq!(h.get_at("b", 5).unwrap().value, b("vb"));
@@ -322,7 +322,7 @@ fn range_shapes<E: Engine>(h: &mut H<E>) {
     assert_eq!(h.keys(RangeRequest::from_key(b("abd"))), ["abd", "b", "c"]);
     assert_eq!(h.keys(RangeRequest::range(b("\0"), b("\0"))), ["a", "ab", "abc", "abd", "b", "c"]);
     let r = h.range(RangeRequest::prefix(b("a"))).unwrap();
-    assert_eq!((r.count, r.more, r.revision), (4, false, 7));
+    assert_eq!((r.count, r.more, r.revision()), (4, false, 7));
     assert_eq!(r.kvs[1].value, b("ab"));
 }
 
@@ -409,7 +409,7 @@ fn range_at_past_revision<E: Engine>(h: &mut H<E>) {
     h.put("b", "b2"); // 7
     let at = |rev| {
         let r = h.range(RangeRequest::prefix(Bytes::new()).at_revision(rev)).unwrap();
-        assert_eq!(r.revision, 7);
+        assert_eq!(r.revision(), 7);
         assert_eq!(r.count, r.kvs.len() as i64);
         r.kvs
             .iter()
@@ -489,7 +489,7 @@ impl<E: Engine> H<E> {
         let r = self
             .txn(TxnRequest::new().when(cmp).and_then(RangeRequest::key(b("k"))).or_else(RangeRequest::key(b("zz"))))
             .unwrap();
-        assert_eq!(r.revision, rev);
+        assert_eq!(r.revision(), rev);
         assert_eq!(r.responses.len(), 1);
         r.succeeded
     }
@@ -540,7 +540,7 @@ fn compare_every_operator_and_target<E: Engine>(h: &mut H<E>) {
         )
         .unwrap();
     assert!(r.succeeded);
-    let Some(response_op::Response::Range(rr)) = &r.responses[0].response else { panic!() };
+    let Some(response_op::Response::ResponseRange(rr)) = &r.responses[0].response else { panic!() };
     assert_eq!(keys_of(rr), ["k"]);
     let r = h
         .txn(
@@ -551,7 +551,7 @@ fn compare_every_operator_and_target<E: Engine>(h: &mut H<E>) {
         )
         .unwrap();
     assert!(!r.succeeded);
-    let Some(response_op::Response::Range(rr)) = &r.responses[0].response else { panic!() };
+    let Some(response_op::Response::ResponseRange(rr)) = &r.responses[0].response else { panic!() };
     assert_eq!(keys_of(rr), ["other"]);
     // All compares must hold.
     let t = TxnRequest::new().when(Compare::version(b("k"), R::Equal, 2)).when(Compare::lease(b("k"), R::Equal, 4));
@@ -600,17 +600,17 @@ fn txn_is_atomic_at_one_revision<E: Engine>(h: &mut H<E>) {
         .or_else(PutRequest::new(b("failed"), b("1")));
     let r = h.txn(t.clone()).unwrap();
     assert!(r.succeeded);
-    assert_eq!(r.revision, 3);
+    assert_eq!(r.revision(), 3);
     assert_eq!(h.m.revision(), 3);
     let resp: Vec<_> = r.responses.iter().map(|r| r.response.clone().unwrap()).collect();
-    let response_op::Response::Put(p) = &resp[0] else { panic!() };
-    assert_eq!(p.revision, 3);
+    let response_op::Response::ResponsePut(p) = &resp[0] else { panic!() };
+    assert_eq!(p.revision(), 3);
     // Reads inside the txn see its earlier writes.
-    let response_op::Response::Range(rr) = &resp[1] else { panic!() };
-    assert_eq!((rr.revision, rr.kvs[0].mod_revision, &rr.kvs[0].value[..]), (3, 3, &b"1"[..]));
-    let response_op::Response::DeleteRange(d) = &resp[3] else { panic!() };
-    assert_eq!((d.deleted, d.revision, &d.prev_kvs[0].value[..]), (1, 3, &b"x"[..]));
-    let response_op::Response::Range(rr) = &resp[4] else { panic!() };
+    let response_op::Response::ResponseRange(rr) = &resp[1] else { panic!() };
+    assert_eq!((rr.revision(), rr.kvs[0].mod_revision, &rr.kvs[0].value[..]), (3, 3, &b"1"[..]));
+    let response_op::Response::ResponseDeleteRange(d) = &resp[3] else { panic!() };
+    assert_eq!((d.deleted, d.revision(), &d.prev_kvs[0].value[..]), (1, 3, &b"x"[..]));
+    let response_op::Response::ResponseRange(rr) = &resp[4] else { panic!() };
     assert_eq!(keys_of(rr), ["a", "b"]);
     for k in ["a", "b"] {
         assert_eq!(h.get(k).unwrap().mod_revision, 3);
@@ -622,14 +622,14 @@ fn txn_is_atomic_at_one_revision<E: Engine>(h: &mut H<E>) {
     // The failure branch now runs.
     let r = h.txn(t).unwrap();
     assert!(!r.succeeded);
-    assert_eq!((r.revision, r.responses.len()), (4, 1));
+    assert_eq!((r.revision(), r.responses.len()), (4, 1));
     assert_eq!(h.get("failed").unwrap().mod_revision, 4);
 
     // A txn that changes nothing keeps the revision.
     let r = h
         .txn(TxnRequest::new().and_then(RangeRequest::key(b("a"))).and_then(DeleteRangeRequest::key(b("nope"))))
         .unwrap();
-    assert_eq!((r.revision, h.m.revision()), (4, 4));
+    assert_eq!((r.revision(), h.m.revision()), (4, 4));
     // A read in a txn at an explicit past revision doesn't see the txn's writes.
     let r = h
         .txn(
@@ -639,9 +639,9 @@ fn txn_is_atomic_at_one_revision<E: Engine>(h: &mut H<E>) {
                 .and_then(RangeRequest::key(b("a")).at_revision(5)),
         )
         .unwrap();
-    let Some(response_op::Response::Range(old)) = &r.responses[1].response else { panic!() };
+    let Some(response_op::Response::ResponseRange(old)) = &r.responses[1].response else { panic!() };
     assert_eq!(old.kvs[0].value, b("1"));
-    let Some(response_op::Response::Range(new)) = &r.responses[2].response else { panic!() };
+    let Some(response_op::Response::ResponseRange(new)) = &r.responses[2].response else { panic!() };
     assert_eq!(new.kvs[0].value, b("new"));
 }
 
@@ -652,17 +652,17 @@ fn nested_txn<E: Engine>(h: &mut H<E>) {
         .or_else(PutRequest::new(b("inner"), b("no")));
     let t = TxnRequest::new().and_then(PutRequest::new(b("outer"), b("1"))).and_then(inner);
     let r = h.txn(t).unwrap();
-    assert_eq!(r.revision, 2);
-    let Some(response_op::Response::Txn(inner)) = &r.responses[1].response else { panic!() };
+    assert_eq!(r.revision(), 2);
+    let Some(response_op::Response::ResponseTxn(inner)) = &r.responses[1].response else { panic!() };
     assert!(inner.succeeded);
-    assert_eq!(inner.revision, 2);
-    let Some(response_op::Response::Put(p)) = &inner.responses[0].response else { panic!() };
-    assert_eq!(p.revision, 2);
+    assert_eq!(inner.revision(), 2);
+    let Some(response_op::Response::ResponsePut(p)) = &inner.responses[0].response else { panic!() };
+    assert_eq!(p.revision(), 2);
     assert_eq!(h.value("inner").as_deref(), Some("yes"));
     assert_eq!(h.get("inner").unwrap().mod_revision, 2);
     // A nested txn that writes makes the outer one advance the revision.
     let t = TxnRequest::new().and_then(TxnRequest::new().and_then(DeleteRangeRequest::key(b("inner"))));
-    assert_eq!(h.txn(t).unwrap().revision, 3);
+    assert_eq!(h.txn(t).unwrap().revision(), 3);
     assert_eq!(h.get("inner"), None);
 }
 
@@ -684,7 +684,7 @@ fn duplicate_keys_in_txn_rejected<E: Engine>(h: &mut H<E>) {
     ];
     for t in dup {
         let op = Op::Txn(t);
-        assert_eq!(Mvcc::<E>::validate(&op), Err(Error::invalid("duplicate key given in txn request")), "{op:?}");
+        assert_eq!(Mvcc::<E>::validate(&op), Err(Error::Invalid(crate::error::InvalidRequest::DuplicateKey)), "{op:?}");
         assert!(is_invalid(h.apply(op)));
     }
     assert_eq!(h.m.revision(), 1);
@@ -722,7 +722,7 @@ fn compaction<E: Engine>(h: &mut H<E>) {
     assert_eq!(h.compact(0), Err(Error::Compacted { requested: 0, compact_revision: 0 }));
     assert_eq!(h.compact(11), Err(Error::FutureRevision { requested: 11, current: 10 }));
     let r = h.compact(7).unwrap();
-    assert_eq!(r.revision, 10);
+    assert_eq!(r.revision(), 10);
     assert_eq!((h.m.revision(), h.m.compact_revision()), (10, 7));
 
     // a keeps @6 (newest <= 7); b's tombstone @5 and its put @4 are gone;

@@ -43,6 +43,10 @@ pub mod pb {
     pub mod mvccpb {
         tonic::include_proto!("mvccpb");
     }
+    /// etcd's `authpb` package (referenced by the auth messages).
+    pub mod authpb {
+        tonic::include_proto!("authpb");
+    }
 }
 
 /// A run with more failed requests than this fraction exits non-zero.
@@ -269,7 +273,7 @@ async fn caller(
     start: Instant,
     (next, done): (Arc<AtomicU64>, Arc<AtomicU64>),
 ) -> Outcome {
-    let mut rng = SmallRng::from_entropy();
+    let mut rng = SmallRng::from_os_rng();
     let mut out = Outcome::default();
     loop {
         if let Phase::Measure { deadline: Some(d), .. } = phase {
@@ -284,7 +288,7 @@ async fn caller(
         let (op, n) = match phase {
             Phase::Prefill => (OpKind::Put, i),
             Phase::Measure { sequential: true, .. } => (w.mix.pick(&mut rng), i % w.key_space),
-            Phase::Measure { sequential: false, .. } => (w.mix.pick(&mut rng), rng.gen_range(0..w.key_space)),
+            Phase::Measure { sequential: false, .. } => (w.mix.pick(&mut rng), rng.random_range(0..w.key_space)),
         };
         let key = w.keys.key(n);
         let t = Instant::now();

@@ -52,7 +52,7 @@ impl Mix {
         if let [(op, _)] = self.weights.as_slice() {
             return *op;
         }
-        self.pick_at(rng.gen_range(0..self.total))
+        self.pick_at(rng.random_range(0..self.total))
     }
 
     /// The operation whose weight interval holds `r` (`r < total`).

@@ -1,21 +1,32 @@
-//! The etcd v3 gRPC services (KV, Watch, Lease, Cluster, Maintenance) on top
-//! of a raft-kv member.
+//! The etcd v3 gRPC services (KV, Watch, Lease, Cluster, Maintenance, Auth)
+//! over a raft-kv member's async API.
+//!
+//! Requests are the library's own types (one schema), so a handler is a
+//! check, one call to the member and a header. No handler blocks a thread:
+//! every call is a future completed by the member's thread. The streaming
+//! methods are written over plain `Stream`s ([`watch_stream`],
+//! [`keep_alive_stream`], [`snapshot_stream`]) so the JSON gateway serves
+//! them with the same code.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use futures_core::Stream;
+use futures_util::StreamExt;
 use prost::Message as _;
-use raft_kv::{Error, Op, Response, Role, WatchMessage};
+use raft_kv::pb::etcdserverpb as pb;
+use raft_kv::{Error, Role, WatchMessage};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
+use tokio_stream::StreamMap;
 use tonic::{Request, Response as Reply, Status, Streaming};
 
-use crate::etcd::{key_not_provided, member_id, to_status, Shared, ETCD_VERSION};
-use crate::pb;
+use crate::etcd::{member_id, to_status, Shared, ETCD_VERSION};
+use crate::services;
+
+/// A boxed stream of responses, as tonic's streaming methods return them.
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Implements every service over one shared context.
 #[derive(Clone)]
@@ -28,151 +39,437 @@ impl Api {
     pub fn new(ctx: Shared) -> Self {
         Api { ctx }
     }
-}
 
-/// Converts a library range result to etcd's, with a header.
-pub fn range_reply(ctx: &crate::etcd::Ctx, r: raft_kv::RangeResponse) -> pb::RangeResponse {
-    pb::RangeResponse { header: ctx.header(r.revision), kvs: r.kvs, more: r.more, count: r.count }
-}
-
-/// Converts a library put result to etcd's.
-pub fn put_reply(ctx: &crate::etcd::Ctx, r: raft_kv::PutResponse) -> pb::PutResponse {
-    pb::PutResponse { header: ctx.header(r.revision), prev_kv: r.prev_kv }
-}
-
-/// Converts a library delete result to etcd's.
-pub fn delete_reply(ctx: &crate::etcd::Ctx, r: raft_kv::DeleteRangeResponse) -> pb::DeleteRangeResponse {
-    pb::DeleteRangeResponse { header: ctx.header(r.revision), deleted: r.deleted, prev_kvs: r.prev_kvs }
-}
-
-/// Converts a library transaction result to etcd's (recursively).
-pub fn txn_reply(ctx: &crate::etcd::Ctx, r: raft_kv::TxnResponse) -> pb::TxnResponse {
-    use pb::response_op::Response as P;
-    use raft_kv::response_op::Response as L;
-    let responses = r
-        .responses
-        .into_iter()
-        .map(|op| pb::ResponseOp {
-            response: op.response.map(|resp| match resp {
-                L::Range(x) => P::ResponseRange(range_reply(ctx, x)),
-                L::Put(x) => P::ResponsePut(put_reply(ctx, x)),
-                L::DeleteRange(x) => P::ResponseDeleteRange(delete_reply(ctx, x)),
-                L::Txn(x) => P::ResponseTxn(txn_reply(ctx, x)),
-            }),
-        })
-        .collect();
-    pb::TxnResponse { header: ctx.header(r.revision), succeeded: r.succeeded, responses }
-}
-
-fn unexpected() -> Status {
-    Status::internal("etcdserver: unexpected response")
-}
-
-/// Shared by the gRPC and HTTP handlers: the etcd operations with
-/// validation, returning etcd's message types.
-impl Api {
-    /// KV.Range.
-    pub async fn do_range(&self, req: raft_kv::RangeRequest) -> Result<pb::RangeResponse, Status> {
-        self.ctx.metrics.request("Range");
-        if req.key.is_empty() {
-            return Err(key_not_provided());
-        }
-        let r = self.ctx.range(req).await?;
-        Ok(range_reply(&self.ctx, r))
+    fn count(&self, method: &'static str) {
+        self.ctx.metrics.request(method);
     }
+}
 
-    /// KV.Put.
-    pub async fn do_put(&self, req: raft_kv::PutRequest) -> Result<pb::PutResponse, Status> {
-        self.ctx.metrics.request("Put");
-        if req.key.is_empty() {
-            return Err(key_not_provided());
-        }
-        self.ctx.check_size(req.encoded_len())?;
-        match self.ctx.propose(Op::Put(req)).await? {
-            Response::Put(r) => Ok(put_reply(&self.ctx, r)),
-            _ => Err(unexpected()),
-        }
-    }
+/// Gives a library result etcd's header (cluster, member, term), also on
+/// the responses nested in a transaction.
+trait Headed {
+    fn headed(self, ctx: &crate::etcd::Ctx) -> Self;
+}
 
-    /// KV.DeleteRange.
-    pub async fn do_delete(&self, req: raft_kv::DeleteRangeRequest) -> Result<pb::DeleteRangeResponse, Status> {
-        self.ctx.metrics.request("DeleteRange");
-        if req.key.is_empty() {
-            return Err(key_not_provided());
-        }
-        match self.ctx.propose(Op::DeleteRange(req)).await? {
-            Response::DeleteRange(r) => Ok(delete_reply(&self.ctx, r)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    /// KV.Txn. A transaction of reads only is served as a proposal too (it
-    /// is linearizable either way).
-    pub async fn do_txn(&self, req: raft_kv::TxnRequest) -> Result<pb::TxnResponse, Status> {
-        self.ctx.metrics.request("Txn");
-        self.ctx.check_txn(&req)?;
-        self.ctx.check_size(req.encoded_len())?;
-        match self.ctx.propose(Op::Txn(req)).await? {
-            Response::Txn(r) => Ok(txn_reply(&self.ctx, r)),
-            _ => Err(unexpected()),
-        }
-    }
-
-    /// KV.Compact.
-    pub async fn do_compact(&self, req: raft_kv::CompactionRequest) -> Result<pb::CompactionResponse, Status> {
-        self.ctx.metrics.request("Compact");
-        match self.ctx.propose(Op::Compact(req)).await? {
-            Response::Compact(r) => Ok(pb::CompactionResponse { header: self.ctx.header(r.revision) }),
-            _ => Err(unexpected()),
-        }
-    }
-
-    /// Lease.LeaseGrant.
-    pub async fn do_lease_grant(&self, req: raft_kv::LeaseGrantRequest) -> Result<pb::LeaseGrantResponse, Status> {
-        self.ctx.metrics.request("LeaseGrant");
-        match self.ctx.propose(Op::LeaseGrant(req)).await {
-            Ok(Response::LeaseGrant(r)) => Ok(pb::LeaseGrantResponse {
-                header: self.ctx.latest_header(),
-                id: r.id,
-                ttl: r.ttl,
-                error: String::new(),
-            }),
-            Ok(_) => Err(unexpected()),
-            Err(s) if s.message().contains("exists") => {
-                Err(Status::failed_precondition("etcdserver: lease already exists"))
+macro_rules! headed {
+    ($($t:ty),* $(,)?) => {$(
+        impl Headed for $t {
+            fn headed(mut self, ctx: &crate::etcd::Ctx) -> Self {
+                self.header = ctx.complete(self.header.take());
+                self
             }
-            Err(s) => Err(s),
         }
+    )*};
+}
+
+headed!(
+    pb::RangeResponse,
+    pb::PutResponse,
+    pb::DeleteRangeResponse,
+    pb::CompactionResponse,
+    pb::LeaseGrantResponse,
+    pb::LeaseRevokeResponse,
+    pb::LeaseKeepAliveResponse,
+    pb::LeaseTimeToLiveResponse,
+);
+
+impl Headed for pb::TxnResponse {
+    fn headed(mut self, ctx: &crate::etcd::Ctx) -> Self {
+        self.header = ctx.complete(self.header.take());
+        self
+    }
+}
+
+/// Runs a member call and gives its result etcd's header.
+async fn answer<T: Headed>(ctx: &Shared, call: raft_kv::Call<T>) -> Result<Reply<T>, Status> {
+    call.await.map(|r| Reply::new(r.headed(ctx))).map_err(to_status)
+}
+
+fn key_not_provided() -> Status {
+    to_status(raft_kv::InvalidRequest::KeyNotProvided.into())
+}
+
+#[tonic::async_trait]
+impl services::kv_server::Kv for Api {
+    async fn range(&self, req: Request<pb::RangeRequest>) -> Result<Reply<pb::RangeResponse>, Status> {
+        self.count("Range");
+        let req = req.into_inner();
+        if req.key.is_empty() {
+            return Err(key_not_provided());
+        }
+        answer(&self.ctx, self.ctx.node.range(req)).await
     }
 
-    /// Lease.LeaseRevoke.
-    pub async fn do_lease_revoke(&self, req: raft_kv::LeaseRevokeRequest) -> Result<pb::LeaseRevokeResponse, Status> {
-        self.ctx.metrics.request("LeaseRevoke");
-        match self.ctx.propose(Op::LeaseRevoke(req)).await? {
-            Response::LeaseRevoke(r) => Ok(pb::LeaseRevokeResponse { header: self.ctx.header(r.revision) }),
-            _ => Err(unexpected()),
+    async fn put(&self, req: Request<pb::PutRequest>) -> Result<Reply<pb::PutResponse>, Status> {
+        self.count("Put");
+        let req = req.into_inner();
+        if req.key.is_empty() {
+            return Err(key_not_provided());
         }
+        self.ctx.check_size(req.encoded_len())?;
+        let started = Instant::now();
+        let r = answer(&self.ctx, self.ctx.node.put_request(req)).await;
+        self.ctx.metrics.observe_proposal(started.elapsed(), r.is_ok());
+        r
     }
 
-    /// Lease.LeaseTimeToLive.
-    pub async fn do_lease_ttl(&self, req: pb::LeaseTimeToLiveRequest) -> Result<pb::LeaseTimeToLiveResponse, Status> {
-        self.ctx.metrics.request("LeaseTimeToLive");
-        let (id, keys) = (req.id, req.keys);
-        let r = self.ctx.blocking(move |n| n.lease_time_to_live(id, keys)).await?;
-        Ok(pb::LeaseTimeToLiveResponse {
-            header: self.ctx.latest_header(),
-            id: r.id.max(id),
-            ttl: r.ttl,
-            granted_ttl: r.granted_ttl,
-            keys: r.keys,
+    async fn delete_range(
+        &self,
+        req: Request<pb::DeleteRangeRequest>,
+    ) -> Result<Reply<pb::DeleteRangeResponse>, Status> {
+        self.count("DeleteRange");
+        let req = req.into_inner();
+        if req.key.is_empty() {
+            return Err(key_not_provided());
+        }
+        answer(&self.ctx, self.ctx.node.delete_range(req)).await
+    }
+
+    /// A transaction of reads only is served as a proposal too (it is
+    /// linearizable either way); the member checks `--max-txn-ops` and keys.
+    async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Reply<pb::TxnResponse>, Status> {
+        self.count("Txn");
+        let req = req.into_inner();
+        self.ctx.check_size(req.encoded_len())?;
+        let started = Instant::now();
+        let r = answer(&self.ctx, self.ctx.node.txn(req)).await;
+        self.ctx.metrics.observe_proposal(started.elapsed(), r.is_ok());
+        r
+    }
+
+    async fn compact(&self, req: Request<pb::CompactionRequest>) -> Result<Reply<pb::CompactionResponse>, Status> {
+        self.count("Compact");
+        answer(&self.ctx, self.ctx.node.compact_request(req.into_inner())).await
+    }
+}
+
+/// Converts an etcd watch-create request to the library's.
+fn watch_request(c: &pb::WatchCreateRequest) -> raft_kv::WatchRequest {
+    use pb::watch_create_request::FilterType;
+    raft_kv::WatchRequest {
+        key: c.key.clone(),
+        range_end: c.range_end.clone(),
+        start_revision: c.start_revision,
+        prev_kv: c.prev_kv,
+        no_put: c.filters.contains(&(FilterType::Noput as i32)),
+        no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
+    }
+}
+
+/// One watch of a stream: the member's id for it and its progress wishes.
+struct WatchSlot {
+    member_watch: u64,
+    progress_notify: bool,
+    last_sent: Instant,
+}
+
+/// The Watch service over any stream of requests (gRPC's, or the JSON
+/// gateway's decoded body): one task per stream, however many watches it
+/// carries, and no thread. Ends when the client goes away; a client that
+/// only half-closes keeps its watches, as with etcd.
+///
+/// Backpressure is end to end: when the client reads slowly the task waits
+/// on the response channel, the member's watchers fill up and fall behind,
+/// and the member catches them up from history later (see
+/// `raft_kv::watch`). Neither apply nor other streams wait.
+pub fn watch_stream<S>(ctx: Shared, input: S) -> ResponseStream<pb::WatchResponse>
+where
+    S: Stream<Item = Result<pb::WatchRequest, Status>> + Send + Unpin + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Result<pb::WatchResponse, Status>>(64);
+    tokio::spawn(run_watch_stream(ctx, input, tx));
+    Box::pin(ReceiverStream::new(rx))
+}
+
+async fn run_watch_stream<S>(ctx: Shared, mut input: S, tx: mpsc::Sender<Result<pb::WatchResponse, Status>>)
+where
+    S: Stream<Item = Result<pb::WatchRequest, Status>> + Send + Unpin + 'static,
+{
+    use pb::watch_request::RequestUnion;
+    let mut watchers: StreamMap<i64, raft_kv::Watcher> = StreamMap::new();
+    let mut slots: HashMap<i64, WatchSlot> = HashMap::new();
+    let mut next_id: i64 = 0;
+    let mut input_open = true;
+    let interval = ctx.watch_progress_interval;
+    let mut progress = tokio::time::interval(interval.min(Duration::from_secs(1)));
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let send = |resp: pb::WatchResponse| {
+        let tx = tx.clone();
+        async move { tx.send(Ok(resp)).await.is_ok() }
+    };
+    loop {
+        tokio::select! {
+            _ = tx.closed() => break,
+            msg = input.next(), if input_open => {
+                let Some(Ok(msg)) = msg else {
+                    input_open = false;
+                    continue;
+                };
+                match msg.request_union {
+                    Some(RequestUnion::CreateRequest(c)) => {
+                        let watch_id = if c.watch_id != 0 { c.watch_id } else { next_id };
+                        next_id = next_id.max(watch_id) + 1;
+                        let mut resp = pb::WatchResponse { header: ctx.header(0), watch_id, created: true, ..Default::default() };
+                        if slots.contains_key(&watch_id) {
+                            resp.canceled = true;
+                            resp.cancel_reason = "etcdserver: duplicate watch ID".into();
+                            if !send(resp).await { break }
+                            continue;
+                        }
+                        match ctx.node.watch(watch_request(&c)).await {
+                            Ok(w) => {
+                                slots.insert(watch_id, WatchSlot { member_watch: w.id(), progress_notify: c.progress_notify, last_sent: Instant::now() });
+                                watchers.insert(watch_id, w);
+                                if !send(resp).await { break }
+                            }
+                            Err(e) => {
+                                // Like etcd: the watch is created, then
+                                // cancelled; a compacted start revision is
+                                // reported with the compact revision.
+                                if !send(resp.clone()).await { break }
+                                resp.created = false;
+                                resp.canceled = true;
+                                if let Error::Compacted { compact_revision, .. } = e {
+                                    resp.compact_revision = compact_revision;
+                                }
+                                resp.cancel_reason = to_status(e).message().to_string();
+                                if !send(resp).await { break }
+                            }
+                        }
+                    }
+                    Some(RequestUnion::CancelRequest(c)) => {
+                        // Dropping the watcher cancels it on the member.
+                        watchers.remove(&c.watch_id);
+                        slots.remove(&c.watch_id);
+                        let resp = pb::WatchResponse { header: ctx.header(0), watch_id: c.watch_id, canceled: true, ..Default::default() };
+                        if !send(resp).await { break }
+                    }
+                    Some(RequestUnion::ProgressRequest(_)) => {
+                        if slots.is_empty() {
+                            let resp = pb::WatchResponse { header: ctx.header(0), watch_id: -1, ..Default::default() };
+                            if !send(resp).await { break }
+                        }
+                        for s in slots.values() {
+                            // The notification comes back through the
+                            // watcher, after the events it still holds.
+                            drop(ctx.node.watch_progress(s.member_watch));
+                        }
+                    }
+                    None => {}
+                }
+            }
+            Some((watch_id, msg)) = watchers.next(), if !watchers.is_empty() => {
+                let resp = match msg {
+                    WatchMessage::Events { revision, events } => pb::WatchResponse { header: ctx.header(revision), watch_id, events, ..Default::default() },
+                    WatchMessage::Progress { revision } => pb::WatchResponse { header: ctx.header(revision), watch_id, ..Default::default() },
+                    WatchMessage::Canceled { reason, compact_revision } => {
+                        watchers.remove(&watch_id);
+                        slots.remove(&watch_id);
+                        pb::WatchResponse { header: ctx.header(0), watch_id, canceled: true, cancel_reason: reason, compact_revision, ..Default::default() }
+                    }
+                };
+                if let Some(s) = slots.get_mut(&watch_id) {
+                    s.last_sent = Instant::now();
+                }
+                if !send(resp).await { break }
+            }
+            _ = progress.tick() => {
+                for s in slots.values_mut().filter(|s| s.progress_notify && s.last_sent.elapsed() >= interval) {
+                    drop(ctx.node.watch_progress(s.member_watch));
+                    s.last_sent = Instant::now();
+                }
+            }
+        }
+    }
+    // Dropping the watchers cancels them on the member.
+}
+
+#[tonic::async_trait]
+impl services::watch_server::Watch for Api {
+    type WatchStream = ResponseStream<pb::WatchResponse>;
+
+    async fn watch(&self, req: Request<Streaming<pb::WatchRequest>>) -> Result<Reply<Self::WatchStream>, Status> {
+        self.count("Watch");
+        Ok(Reply::new(watch_stream(self.ctx.clone(), req.into_inner())))
+    }
+}
+
+/// The LeaseKeepAlive service over any stream of requests: one renewal per
+/// request, answered in order; ends when the requests end.
+pub fn keep_alive_stream<S>(ctx: Shared, mut input: S) -> ResponseStream<pb::LeaseKeepAliveResponse>
+where
+    S: Stream<Item = Result<pb::LeaseKeepAliveRequest, Status>> + Send + Unpin + 'static,
+{
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let k = tokio::select! {
+                _ = tx.closed() => return,
+                k = input.next() => k,
+            };
+            let Some(Ok(k)) = k else { return };
+            let resp = match ctx.node.lease_keep_alive(k.id).await {
+                Ok(r) => r.headed(&ctx),
+                // etcd answers an unknown lease with TTL 0, not an error.
+                Err(Error::LeaseNotFound) => pb::LeaseKeepAliveResponse { header: ctx.header(0), id: k.id, ttl: 0 },
+                Err(e) => {
+                    let _ = tx.send(Err(to_status(e))).await;
+                    return;
+                }
+            };
+            if tx.send(Ok(resp)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+#[tonic::async_trait]
+impl services::lease_server::Lease for Api {
+    async fn lease_grant(&self, req: Request<pb::LeaseGrantRequest>) -> Result<Reply<pb::LeaseGrantResponse>, Status> {
+        self.count("LeaseGrant");
+        let r = req.into_inner();
+        answer(&self.ctx, self.ctx.node.lease_grant(r.ttl, r.id)).await
+    }
+
+    async fn lease_revoke(
+        &self,
+        req: Request<pb::LeaseRevokeRequest>,
+    ) -> Result<Reply<pb::LeaseRevokeResponse>, Status> {
+        self.count("LeaseRevoke");
+        answer(&self.ctx, self.ctx.node.lease_revoke(req.into_inner().id)).await
+    }
+
+    type LeaseKeepAliveStream = ResponseStream<pb::LeaseKeepAliveResponse>;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<pb::LeaseKeepAliveRequest>>,
+    ) -> Result<Reply<Self::LeaseKeepAliveStream>, Status> {
+        self.count("LeaseKeepAlive");
+        Ok(Reply::new(keep_alive_stream(self.ctx.clone(), req.into_inner())))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> Result<Reply<pb::LeaseTimeToLiveResponse>, Status> {
+        self.count("LeaseTimeToLive");
+        let r = req.into_inner();
+        let mut resp = answer(&self.ctx, self.ctx.node.lease_time_to_live(r.id, r.keys)).await?;
+        resp.get_mut().id = r.id;
+        Ok(resp)
+    }
+
+    async fn lease_leases(
+        &self,
+        _req: Request<pb::LeaseLeasesRequest>,
+    ) -> Result<Reply<pb::LeaseLeasesResponse>, Status> {
+        self.count("LeaseLeases");
+        let ids = self.ctx.node.leases().await.map_err(to_status)?;
+        let leases = ids.into_iter().map(|id| pb::LeaseStatus { id }).collect();
+        Ok(Reply::new(pb::LeaseLeasesResponse { header: self.ctx.header(0), leases }))
+    }
+}
+
+#[tonic::async_trait]
+impl services::cluster_server::Cluster for Api {
+    async fn member_add(&self, req: Request<pb::MemberAddRequest>) -> Result<Reply<pb::MemberAddResponse>, Status> {
+        self.count("MemberAdd");
+        let r = req.into_inner();
+        if r.peer_ur_ls.is_empty() {
+            return Err(to_status(raft_kv::InvalidRequest::NoPeerUrls.into()));
+        }
+        let mut member = raft_kv::Member::new(member_id(&self.ctx.token, &r.peer_ur_ls), r.peer_ur_ls);
+        member.is_learner = r.is_learner;
+        let m = self.ctx.node.member_add(member).await.map_err(to_status)?;
+        Ok(Reply::new(pb::MemberAddResponse { header: self.ctx.header(0), member: m.member, members: m.members }))
+    }
+
+    async fn member_remove(
+        &self,
+        req: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Reply<pb::MemberRemoveResponse>, Status> {
+        self.count("MemberRemove");
+        let m = self.ctx.node.member_remove(req.into_inner().id).await.map_err(to_status)?;
+        Ok(Reply::new(pb::MemberRemoveResponse { header: self.ctx.header(0), members: m.members }))
+    }
+
+    async fn member_update(
+        &self,
+        req: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Reply<pb::MemberUpdateResponse>, Status> {
+        self.count("MemberUpdate");
+        let r = req.into_inner();
+        let m = self.ctx.node.member_update(r.id, r.peer_ur_ls).await.map_err(to_status)?;
+        Ok(Reply::new(pb::MemberUpdateResponse { header: self.ctx.header(0), members: m.members }))
+    }
+
+    async fn member_list(&self, _req: Request<pb::MemberListRequest>) -> Result<Reply<pb::MemberListResponse>, Status> {
+        self.count("MemberList");
+        let members = self.ctx.node.member_list().await.map_err(to_status)?;
+        Ok(Reply::new(pb::MemberListResponse { header: self.ctx.header(0), members }))
+    }
+
+    async fn member_promote(
+        &self,
+        req: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Reply<pb::MemberPromoteResponse>, Status> {
+        self.count("MemberPromote");
+        let id = req.get_ref().id;
+        match self.ctx.node.member_promote(id).await {
+            Ok(m) => Ok(Reply::new(pb::MemberPromoteResponse { header: self.ctx.header(0), members: m.members })),
+            // Only the leader can judge a learner's progress: ask it.
+            Err(Error::NotLeader { leader }) => {
+                let url = self.ctx.client_url(leader).await?;
+                let mut client = services::cluster_client::ClusterClient::connect(url)
+                    .await
+                    .map_err(|_| Status::unavailable("etcdserver: not leader"))?;
+                client.member_promote(pb::MemberPromoteRequest { id }).await
+            }
+            Err(e) => Err(to_status(e)),
+        }
+    }
+}
+
+/// etcd's hashes are 32-bit: fold the library's 64-bit hash.
+fn fold_hash(h: u64) -> u32 {
+    (h ^ (h >> 32)) as u32
+}
+
+/// A member backup as etcd's snapshot stream: 64 KiB chunks, each with the
+/// bytes still to come.
+pub fn snapshot_stream(ctx: Shared, blob: Vec<u8>) -> ResponseStream<pb::SnapshotResponse> {
+    const CHUNK: usize = 64 * 1024;
+    let blob = bytes::Bytes::from(etcd_snapshot_file(blob));
+    let header = ctx.header(0);
+    let total = blob.len();
+    let chunks = (0..total.div_ceil(CHUNK).max(1)).map(move |i| {
+        let (start, end) = (i * CHUNK, ((i + 1) * CHUNK).min(total));
+        Ok(pb::SnapshotResponse {
+            header: header.clone(),
+            remaining_bytes: (total - end) as u64,
+            blob: blob.slice(start..end),
+            version: ETCD_VERSION.into(),
         })
+    });
+    Box::pin(tokio_stream::iter(chunks))
+}
+
+#[tonic::async_trait]
+impl services::maintenance_server::Maintenance for Api {
+    /// No alarms are raised by this member (no quota yet): GET lists none,
+    /// and raising or clearing one by hand is accepted and changes nothing.
+    async fn alarm(&self, _req: Request<pb::AlarmRequest>) -> Result<Reply<pb::AlarmResponse>, Status> {
+        self.count("Alarm");
+        Ok(Reply::new(pb::AlarmResponse { header: self.ctx.header(0), alarms: Vec::new() }))
     }
 
-    /// Maintenance.Status.
-    pub async fn do_status(&self) -> Result<pb::StatusResponse, Status> {
-        self.ctx.metrics.request("Status");
-        let s = self.ctx.refresh_status().await?;
-        Ok(pb::StatusResponse {
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Reply<pb::StatusResponse>, Status> {
+        self.count("Status");
+        let s = self.ctx.node.status().await.map_err(to_status)?;
+        Ok(Reply::new(pb::StatusResponse {
             header: self.ctx.header(s.revision),
             version: ETCD_VERSION.to_string(),
             db_size: s.db_size as i64,
@@ -183,431 +480,26 @@ impl Api {
             errors: if s.leader == 0 { vec!["etcdserver: no leader".into()] } else { Vec::new() },
             db_size_in_use: s.db_size as i64,
             is_learner: s.learners.contains(&s.id),
-        })
+        }))
     }
 
-    /// The client URL of the current leader, for requests only it can serve.
-    async fn leader_url(&self) -> Result<Option<String>, Status> {
-        let st = self.ctx.refresh_status().await?;
-        if st.leader == 0 {
-            return Err(to_status(Error::NotLeader { leader: None }));
-        }
-        if st.leader == st.id {
-            return Ok(None);
-        }
-        let members = self.ctx.blocking(|n| n.member_list()).await?;
-        let url = members.into_iter().find(|m| m.id == st.leader).and_then(|m| m.client_urls.into_iter().next());
-        match url {
-            Some(u) => Ok(Some(u)),
-            None => Err(Status::unavailable("etcdserver: not leader")),
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl pb::kv_server::Kv for Api {
-    async fn range(&self, req: Request<raft_kv::RangeRequest>) -> Result<Reply<pb::RangeResponse>, Status> {
-        self.do_range(req.into_inner()).await.map(Reply::new)
-    }
-
-    async fn put(&self, req: Request<raft_kv::PutRequest>) -> Result<Reply<pb::PutResponse>, Status> {
-        self.do_put(req.into_inner()).await.map(Reply::new)
-    }
-
-    async fn delete_range(
-        &self,
-        req: Request<raft_kv::DeleteRangeRequest>,
-    ) -> Result<Reply<pb::DeleteRangeResponse>, Status> {
-        self.do_delete(req.into_inner()).await.map(Reply::new)
-    }
-
-    async fn txn(&self, req: Request<raft_kv::TxnRequest>) -> Result<Reply<pb::TxnResponse>, Status> {
-        self.do_txn(req.into_inner()).await.map(Reply::new)
-    }
-
-    async fn compact(&self, req: Request<raft_kv::CompactionRequest>) -> Result<Reply<pb::CompactionResponse>, Status> {
-        self.do_compact(req.into_inner()).await.map(Reply::new)
-    }
-}
-
-/// Watches of one stream: the client's watch id → the member's watcher id
-/// and the flag that stops its pump.
-type StreamWatches = Arc<Mutex<HashMap<i64, (u64, Arc<AtomicBool>)>>>;
-
-/// Starts a thread that moves a watcher's messages into `out` as etcd
-/// responses until the watch ends, `stop` is set or `out` closes. With
-/// `progress_notify`, a watch that has been quiet for the server's progress
-/// interval gets a progress notification (an empty response at the current
-/// revision), as etcd sends them.
-pub fn pump_watch(
-    ctx: Shared,
-    mut watcher: raft_kv::Watcher,
-    watch_id: i64,
-    progress_notify: bool,
-    stop: Arc<AtomicBool>,
-    out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
-    on_end: impl FnOnce() + Send + 'static,
-) {
-    let spawned = std::thread::Builder::new().name(format!("watch-{watch_id}")).spawn(move || {
-        let mut quiet_since = std::time::Instant::now();
-        while !stop.load(Ordering::Acquire) && !out.is_closed() {
-            let Some(msg) = watcher.recv_timeout(Duration::from_millis(200)) else {
-                if progress_notify && quiet_since.elapsed() >= ctx.watch_progress_interval {
-                    // The progress message comes back through the watcher,
-                    // after any events it still holds.
-                    let _ = ctx.node.watch_progress(watcher.id());
-                    quiet_since = std::time::Instant::now();
-                }
-                continue;
-            };
-            quiet_since = std::time::Instant::now();
-            let (resp, last) = match msg {
-                WatchMessage::Events { revision, events } => {
-                    (pb::WatchResponse { header: ctx.header(revision), watch_id, events, ..Default::default() }, false)
-                }
-                WatchMessage::Progress { revision } => {
-                    (pb::WatchResponse { header: ctx.header(revision), watch_id, ..Default::default() }, false)
-                }
-                WatchMessage::Canceled { reason } => (
-                    pb::WatchResponse {
-                        header: ctx.latest_header(),
-                        watch_id,
-                        canceled: true,
-                        cancel_reason: reason,
-                        ..Default::default()
-                    },
-                    true,
-                ),
-            };
-            if out.blocking_send(Ok(resp)).is_err() || last {
-                break;
-            }
-        }
-        on_end();
-    });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start a watch thread");
-    }
-}
-
-/// Converts an etcd watch-create request to the library's.
-pub fn watch_request(c: &pb::WatchCreateRequest) -> raft_kv::WatchRequest {
-    raft_kv::WatchRequest {
-        key: c.key.clone(),
-        range_end: c.range_end.clone(),
-        start_revision: c.start_revision,
-        prev_kv: c.prev_kv,
-        no_put: c.filters.contains(&(pb::watch_create_request::FilterType::Noput as i32)),
-        no_delete: c.filters.contains(&(pb::watch_create_request::FilterType::Nodelete as i32)),
-    }
-}
-
-/// Creates one watch and answers like etcd: `created`, then (for a
-/// compacted start revision) a cancel carrying the compact revision.
-/// Returns the member's watcher, if the watch is live.
-pub async fn create_watch(
-    ctx: &Shared,
-    c: &pb::WatchCreateRequest,
-    watch_id: i64,
-    out: &mpsc::Sender<Result<pb::WatchResponse, Status>>,
-) -> Option<raft_kv::Watcher> {
-    let req = watch_request(c);
-    let node = ctx.node.clone();
-    let created = match tokio::task::spawn_blocking(move || node.watch(req)).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::Stopped),
-    };
-    let header = ctx.latest_header();
-    let _ =
-        out.send(Ok(pb::WatchResponse { header: header.clone(), watch_id, created: true, ..Default::default() })).await;
-    match created {
-        Ok(w) => Some(w),
-        Err(e) => {
-            // Like etcd: the watch is created, then cancelled; a compacted
-            // start revision is reported with the compact revision.
-            let compact_revision = match e {
-                Error::Compacted { compact_revision, .. } => compact_revision,
-                _ => 0,
-            };
-            let resp = pb::WatchResponse {
-                header,
-                watch_id,
-                canceled: true,
-                compact_revision,
-                cancel_reason: to_status(e).message().to_string(),
-                ..Default::default()
-            };
-            let _ = out.send(Ok(resp)).await;
-            None
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl pb::watch_server::Watch for Api {
-    type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
-
-    async fn watch(&self, req: Request<Streaming<pb::WatchRequest>>) -> Result<Reply<Self::WatchStream>, Status> {
-        self.ctx.metrics.request("Watch");
-        let mut input = req.into_inner();
-        let (tx, rx) = mpsc::channel(1024);
-        let ctx = self.ctx.clone();
-        tokio::spawn(async move {
-            let watches: StreamWatches = Arc::default();
-            let mut next_id: i64 = 0;
-            while let Some(Ok(msg)) = input.next().await {
-                use pb::watch_request::RequestUnion;
-                match msg.request_union {
-                    Some(RequestUnion::CreateRequest(c)) => {
-                        let watch_id = if c.watch_id != 0 { c.watch_id } else { next_id };
-                        next_id = next_id.max(watch_id) + 1;
-                        if watches.lock().contains_key(&watch_id) {
-                            let resp = pb::WatchResponse {
-                                header: ctx.latest_header(),
-                                watch_id,
-                                created: true,
-                                canceled: true,
-                                cancel_reason: "etcdserver: duplicate watch ID".into(),
-                                ..Default::default()
-                            };
-                            let _ = tx.send(Ok(resp)).await;
-                            continue;
-                        }
-                        let Some(w) = create_watch(&ctx, &c, watch_id, &tx).await else { continue };
-                        let stop = Arc::new(AtomicBool::new(false));
-                        watches.lock().insert(watch_id, (w.id(), stop.clone()));
-                        let ws = watches.clone();
-                        pump_watch(ctx.clone(), w, watch_id, c.progress_notify, stop, tx.clone(), move || {
-                            ws.lock().remove(&watch_id);
-                        });
-                    }
-                    Some(RequestUnion::CancelRequest(c)) => {
-                        let entry = watches.lock().get(&c.watch_id).cloned();
-                        match entry {
-                            Some((id, _)) => {
-                                let _ = ctx.blocking(move |n| n.cancel_watch(id)).await;
-                            }
-                            None => {
-                                let resp = pb::WatchResponse {
-                                    header: ctx.latest_header(),
-                                    watch_id: c.watch_id,
-                                    canceled: true,
-                                    ..Default::default()
-                                };
-                                let _ = tx.send(Ok(resp)).await;
-                            }
-                        }
-                    }
-                    Some(RequestUnion::ProgressRequest(_)) => {
-                        let ids: Vec<u64> = watches.lock().values().map(|(id, _)| *id).collect();
-                        if ids.is_empty() {
-                            let _ = ctx.refresh_status().await;
-                            let resp =
-                                pb::WatchResponse { header: ctx.latest_header(), watch_id: -1, ..Default::default() };
-                            let _ = tx.send(Ok(resp)).await;
-                        }
-                        for id in ids {
-                            let _ = ctx.blocking(move |n| n.watch_progress(id)).await;
-                        }
-                    }
-                    None => {}
-                }
-            }
-            // The client went away: stop every pump (dropping a watcher
-            // cancels it on the member).
-            for (_, (_, stop)) in watches.lock().drain() {
-                stop.store(true, Ordering::Release);
-            }
-        });
-        Ok(Reply::new(ReceiverStream::new(rx)))
-    }
-}
-
-#[tonic::async_trait]
-impl pb::lease_server::Lease for Api {
-    async fn lease_grant(
-        &self,
-        req: Request<raft_kv::LeaseGrantRequest>,
-    ) -> Result<Reply<pb::LeaseGrantResponse>, Status> {
-        self.do_lease_grant(req.into_inner()).await.map(Reply::new)
-    }
-
-    async fn lease_revoke(
-        &self,
-        req: Request<raft_kv::LeaseRevokeRequest>,
-    ) -> Result<Reply<pb::LeaseRevokeResponse>, Status> {
-        self.do_lease_revoke(req.into_inner()).await.map(Reply::new)
-    }
-
-    type LeaseKeepAliveStream = ReceiverStream<Result<pb::LeaseKeepAliveResponse, Status>>;
-
-    async fn lease_keep_alive(
-        &self,
-        req: Request<Streaming<raft_kv::LeaseKeepAliveRequest>>,
-    ) -> Result<Reply<Self::LeaseKeepAliveStream>, Status> {
-        self.ctx.metrics.request("LeaseKeepAlive");
-        let mut input = req.into_inner();
-        let (tx, rx) = mpsc::channel(64);
-        let ctx = self.ctx.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(k)) = input.next().await {
-                let id = k.id;
-                let resp = match ctx.propose(Op::LeaseKeepAlive(k)).await {
-                    Ok(Response::LeaseKeepAlive(r)) => {
-                        pb::LeaseKeepAliveResponse { header: ctx.latest_header(), id: r.id, ttl: r.ttl }
-                    }
-                    // etcd answers an unknown lease with TTL 0, not an error.
-                    Err(s) if s.code() == tonic::Code::NotFound => {
-                        pb::LeaseKeepAliveResponse { header: ctx.latest_header(), id, ttl: 0 }
-                    }
-                    Ok(_) => break,
-                    Err(s) => {
-                        let _ = tx.send(Err(s)).await;
-                        break;
-                    }
-                };
-                if tx.send(Ok(resp)).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Reply::new(ReceiverStream::new(rx)))
-    }
-
-    async fn lease_time_to_live(
-        &self,
-        req: Request<pb::LeaseTimeToLiveRequest>,
-    ) -> Result<Reply<pb::LeaseTimeToLiveResponse>, Status> {
-        self.do_lease_ttl(req.into_inner()).await.map(Reply::new)
-    }
-
-    async fn lease_leases(
-        &self,
-        _req: Request<pb::LeaseLeasesRequest>,
-    ) -> Result<Reply<pb::LeaseLeasesResponse>, Status> {
-        self.ctx.metrics.request("LeaseLeases");
-        let ids = self.ctx.blocking(|n| n.leases()).await?;
-        let leases = ids.into_iter().map(|id| pb::LeaseStatus { id }).collect();
-        Ok(Reply::new(pb::LeaseLeasesResponse { header: self.ctx.latest_header(), leases }))
-    }
-}
-
-#[tonic::async_trait]
-impl pb::cluster_server::Cluster for Api {
-    async fn member_add(&self, req: Request<pb::MemberAddRequest>) -> Result<Reply<pb::MemberAddResponse>, Status> {
-        self.ctx.metrics.request("MemberAdd");
-        let r = req.into_inner();
-        if r.peer_ur_ls.is_empty() {
-            return Err(Status::invalid_argument("etcdserver: member peer URLs not provided"));
-        }
-        let member = raft_kv::Member {
-            id: member_id(&self.ctx.token, &r.peer_ur_ls),
-            name: String::new(),
-            peer_urls: r.peer_ur_ls,
-            client_urls: Vec::new(),
-            is_learner: r.is_learner,
-        };
-        match self.ctx.propose(Op::MemberAdd(member)).await? {
-            Response::Members(m) => Ok(Reply::new(pb::MemberAddResponse {
-                header: self.ctx.latest_header(),
-                member: m.member,
-                members: m.members,
-            })),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn member_remove(
-        &self,
-        req: Request<pb::MemberRemoveRequest>,
-    ) -> Result<Reply<pb::MemberRemoveResponse>, Status> {
-        self.ctx.metrics.request("MemberRemove");
-        let id = req.into_inner().id;
-        let op = Op::MemberRemove(raft_kv::MemberRemoveRequest { id });
-        match self.ctx.propose(op).await? {
-            Response::Members(m) => {
-                Ok(Reply::new(pb::MemberRemoveResponse { header: self.ctx.latest_header(), members: m.members }))
-            }
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn member_update(
-        &self,
-        req: Request<pb::MemberUpdateRequest>,
-    ) -> Result<Reply<pb::MemberUpdateResponse>, Status> {
-        self.ctx.metrics.request("MemberUpdate");
-        let r = req.into_inner();
-        let op =
-            Op::MemberUpdate(raft_kv::MemberUpdateRequest { id: r.id, peer_urls: r.peer_ur_ls, ..Default::default() });
-        match self.ctx.propose(op).await? {
-            Response::Members(m) => {
-                Ok(Reply::new(pb::MemberUpdateResponse { header: self.ctx.latest_header(), members: m.members }))
-            }
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn member_list(&self, _req: Request<pb::MemberListRequest>) -> Result<Reply<pb::MemberListResponse>, Status> {
-        self.ctx.metrics.request("MemberList");
-        let members = self.ctx.blocking(|n| n.member_list()).await?;
-        Ok(Reply::new(pb::MemberListResponse { header: self.ctx.latest_header(), members }))
-    }
-
-    async fn member_promote(
-        &self,
-        req: Request<pb::MemberPromoteRequest>,
-    ) -> Result<Reply<pb::MemberPromoteResponse>, Status> {
-        self.ctx.metrics.request("MemberPromote");
-        let id = req.get_ref().id;
-        let op = Op::MemberPromote(raft_kv::MemberPromoteRequest { id });
-        match self.ctx.propose(op).await {
-            Ok(Response::Members(m)) => {
-                Ok(Reply::new(pb::MemberPromoteResponse { header: self.ctx.latest_header(), members: m.members }))
-            }
-            Ok(_) => Err(unexpected()),
-            // Only the leader can judge a learner's progress: ask it.
-            Err(s) if s.message() == "etcdserver: not leader" => match self.leader_url().await? {
-                Some(url) => {
-                    let mut client = pb::cluster_client::ClusterClient::connect(url)
-                        .await
-                        .map_err(|_| Status::unavailable("etcdserver: not leader"))?;
-                    client.member_promote(pb::MemberPromoteRequest { id }).await
-                }
-                None => Err(s),
-            },
-            Err(s) => Err(s),
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl pb::maintenance_server::Maintenance for Api {
-    async fn alarm(&self, _req: Request<pb::AlarmRequest>) -> Result<Reply<pb::AlarmResponse>, Status> {
-        self.ctx.metrics.request("Alarm");
-        Ok(Reply::new(pb::AlarmResponse { header: self.ctx.latest_header(), alarms: Vec::new() }))
-    }
-
-    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Reply<pb::StatusResponse>, Status> {
-        self.do_status().await.map(Reply::new)
-    }
-
+    /// RocksDB compacts in the background; there is nothing to defragment.
     async fn defragment(&self, _req: Request<pb::DefragmentRequest>) -> Result<Reply<pb::DefragmentResponse>, Status> {
-        self.ctx.metrics.request("Defragment");
-        Ok(Reply::new(pb::DefragmentResponse { header: self.ctx.latest_header() }))
+        self.count("Defragment");
+        Ok(Reply::new(pb::DefragmentResponse { header: self.ctx.header(0) }))
     }
 
     async fn hash(&self, _req: Request<pb::HashRequest>) -> Result<Reply<pb::HashResponse>, Status> {
-        self.ctx.metrics.request("Hash");
-        let h = self.ctx.blocking(|n| n.hash(0)).await?;
-        Ok(Reply::new(pb::HashResponse { header: self.ctx.latest_header(), hash: fold_hash(h) }))
+        self.count("Hash");
+        let h = self.ctx.node.hash(0).await.map_err(to_status)?;
+        Ok(Reply::new(pb::HashResponse { header: self.ctx.header(0), hash: fold_hash(h) }))
     }
 
     async fn hash_kv(&self, req: Request<pb::HashKvRequest>) -> Result<Reply<pb::HashKvResponse>, Status> {
-        self.ctx.metrics.request("HashKV");
+        self.count("HashKV");
         let rev = req.into_inner().revision;
-        let st = self.ctx.refresh_status().await?;
-        let h = self.ctx.blocking(move |n| n.hash(rev)).await?;
+        let st = self.ctx.node.state();
+        let h = self.ctx.node.hash(rev).await.map_err(to_status)?;
         Ok(Reply::new(pb::HashKvResponse {
             header: self.ctx.header(st.revision),
             hash: fold_hash(h),
@@ -616,60 +508,182 @@ impl pb::maintenance_server::Maintenance for Api {
         }))
     }
 
-    type SnapshotStream = ReceiverStream<Result<pb::SnapshotResponse, Status>>;
+    type SnapshotStream = ResponseStream<pb::SnapshotResponse>;
 
     async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Reply<Self::SnapshotStream>, Status> {
-        self.ctx.metrics.request("Snapshot");
-        let blob = etcd_snapshot_file(self.ctx.blocking(|n| n.backup()).await?);
-        let (tx, rx) = mpsc::channel(4);
-        let header = self.ctx.latest_header();
-        tokio::spawn(async move {
-            const CHUNK: usize = 64 * 1024;
-            let total = blob.len();
-            let mut sent = 0;
-            for chunk in blob.chunks(CHUNK) {
-                sent += chunk.len();
-                let resp = pb::SnapshotResponse {
-                    header: header.clone(),
-                    remaining_bytes: (total - sent) as u64,
-                    blob: bytes::Bytes::copy_from_slice(chunk),
-                    version: ETCD_VERSION.into(),
-                };
-                if tx.send(Ok(resp)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Reply::new(ReceiverStream::new(rx)))
+        self.count("Snapshot");
+        let blob = self.ctx.node.backup().await.map_err(to_status)?;
+        Ok(Reply::new(snapshot_stream(self.ctx.clone(), blob)))
     }
 
     async fn move_leader(&self, req: Request<pb::MoveLeaderRequest>) -> Result<Reply<pb::MoveLeaderResponse>, Status> {
-        self.ctx.metrics.request("MoveLeader");
+        self.count("MoveLeader");
         let target = req.into_inner().target_id;
-        let st = self.ctx.refresh_status().await?;
+        let st = self.ctx.node.status().await.map_err(to_status)?;
         if !st.voters.contains(&target) {
             return Err(Status::failed_precondition("etcdserver: bad leader transferee"));
         }
         if st.role != Role::Leader {
             // etcd requires this call on the leader; we forward it there.
-            return match self.leader_url().await? {
-                Some(url) => {
-                    let mut client = pb::maintenance_client::MaintenanceClient::connect(url)
-                        .await
-                        .map_err(|_| Status::unavailable("etcdserver: not leader"))?;
-                    client.move_leader(pb::MoveLeaderRequest { target_id: target }).await
-                }
-                None => Err(Status::unavailable("etcdserver: not leader")),
-            };
+            if st.leader == 0 {
+                return Err(to_status(Error::NoLeader));
+            }
+            let url = self.ctx.client_url(st.leader).await?;
+            let mut client = services::maintenance_client::MaintenanceClient::connect(url)
+                .await
+                .map_err(|_| Status::unavailable("etcdserver: not leader"))?;
+            return client.move_leader(pb::MoveLeaderRequest { target_id: target }).await;
         }
-        self.ctx.blocking(move |n| n.move_leader(target)).await?;
-        Ok(Reply::new(pb::MoveLeaderResponse { header: self.ctx.latest_header() }))
+        self.ctx.node.move_leader(target).await.map_err(to_status)?;
+        Ok(Reply::new(pb::MoveLeaderResponse { header: self.ctx.header(0) }))
+    }
+
+    /// Downgrades need a second storage format to go back to; raft-kv has
+    /// one. A well-formed target is checked like etcd checks it, and an
+    /// actual downgrade is refused.
+    async fn downgrade(&self, req: Request<pb::DowngradeRequest>) -> Result<Reply<pb::DowngradeResponse>, Status> {
+        use pb::downgrade_request::DowngradeAction;
+        self.count("Downgrade");
+        let r = req.into_inner();
+        let action = DowngradeAction::try_from(r.action).unwrap_or(DowngradeAction::Validate);
+        if action == DowngradeAction::Cancel {
+            return Err(Status::failed_precondition("etcdserver: no inflight downgrade job"));
+        }
+        let valid = r.version.split('.').take(2).map(|p| p.parse::<u32>()).collect::<Result<Vec<_>, _>>();
+        match valid {
+            Ok(v) if v.len() == 2 => {}
+            _ => return Err(Status::invalid_argument("etcdserver: wrong downgrade target version format")),
+        }
+        Err(Status::failed_precondition("etcdserver: invalid downgrade target version"))
     }
 }
 
-/// etcd's hashes are 32-bit: fold the library's 64-bit hash.
-fn fold_hash(h: u64) -> u32 {
-    (h ^ (h >> 32)) as u32
+/// Authentication is not enabled on this server (users and roles arrive
+/// with TLS and auth): status reports it off, lists are empty, and every
+/// change or sign-in is refused with etcd's "not enabled" error.
+fn auth_not_enabled() -> Status {
+    Status::failed_precondition("etcdserver: authentication is not enabled")
+}
+
+#[tonic::async_trait]
+impl services::auth_server::Auth for Api {
+    async fn auth_enable(&self, _req: Request<pb::AuthEnableRequest>) -> Result<Reply<pb::AuthEnableResponse>, Status> {
+        self.count("AuthEnable");
+        Err(Status::failed_precondition("etcdserver: root user does not exist"))
+    }
+
+    async fn auth_disable(
+        &self,
+        _req: Request<pb::AuthDisableRequest>,
+    ) -> Result<Reply<pb::AuthDisableResponse>, Status> {
+        self.count("AuthDisable");
+        Ok(Reply::new(pb::AuthDisableResponse { header: self.ctx.header(0) }))
+    }
+
+    async fn auth_status(&self, _req: Request<pb::AuthStatusRequest>) -> Result<Reply<pb::AuthStatusResponse>, Status> {
+        self.count("AuthStatus");
+        Ok(Reply::new(pb::AuthStatusResponse { header: self.ctx.header(0), enabled: false, auth_revision: 1 }))
+    }
+
+    async fn user_list(
+        &self,
+        _req: Request<pb::AuthUserListRequest>,
+    ) -> Result<Reply<pb::AuthUserListResponse>, Status> {
+        self.count("UserList");
+        Ok(Reply::new(pb::AuthUserListResponse { header: self.ctx.header(0), users: Vec::new() }))
+    }
+
+    async fn role_list(
+        &self,
+        _req: Request<pb::AuthRoleListRequest>,
+    ) -> Result<Reply<pb::AuthRoleListResponse>, Status> {
+        self.count("RoleList");
+        Ok(Reply::new(pb::AuthRoleListResponse { header: self.ctx.header(0), roles: Vec::new() }))
+    }
+
+    async fn user_get(&self, _req: Request<pb::AuthUserGetRequest>) -> Result<Reply<pb::AuthUserGetResponse>, Status> {
+        self.count("UserGet");
+        Err(Status::failed_precondition("etcdserver: user name not found"))
+    }
+
+    async fn role_get(&self, _req: Request<pb::AuthRoleGetRequest>) -> Result<Reply<pb::AuthRoleGetResponse>, Status> {
+        self.count("RoleGet");
+        Err(Status::failed_precondition("etcdserver: role name not found"))
+    }
+
+    async fn authenticate(
+        &self,
+        _req: Request<pb::AuthenticateRequest>,
+    ) -> Result<Reply<pb::AuthenticateResponse>, Status> {
+        self.count("authenticate");
+        Err(auth_not_enabled())
+    }
+
+    async fn user_add(&self, _req: Request<pb::AuthUserAddRequest>) -> Result<Reply<pb::AuthUserAddResponse>, Status> {
+        self.count("user_add");
+        Err(auth_not_enabled())
+    }
+
+    async fn user_delete(
+        &self,
+        _req: Request<pb::AuthUserDeleteRequest>,
+    ) -> Result<Reply<pb::AuthUserDeleteResponse>, Status> {
+        self.count("user_delete");
+        Err(auth_not_enabled())
+    }
+
+    async fn user_change_password(
+        &self,
+        _req: Request<pb::AuthUserChangePasswordRequest>,
+    ) -> Result<Reply<pb::AuthUserChangePasswordResponse>, Status> {
+        self.count("user_change_password");
+        Err(auth_not_enabled())
+    }
+
+    async fn user_grant_role(
+        &self,
+        _req: Request<pb::AuthUserGrantRoleRequest>,
+    ) -> Result<Reply<pb::AuthUserGrantRoleResponse>, Status> {
+        self.count("user_grant_role");
+        Err(auth_not_enabled())
+    }
+
+    async fn user_revoke_role(
+        &self,
+        _req: Request<pb::AuthUserRevokeRoleRequest>,
+    ) -> Result<Reply<pb::AuthUserRevokeRoleResponse>, Status> {
+        self.count("user_revoke_role");
+        Err(auth_not_enabled())
+    }
+
+    async fn role_add(&self, _req: Request<pb::AuthRoleAddRequest>) -> Result<Reply<pb::AuthRoleAddResponse>, Status> {
+        self.count("role_add");
+        Err(auth_not_enabled())
+    }
+
+    async fn role_delete(
+        &self,
+        _req: Request<pb::AuthRoleDeleteRequest>,
+    ) -> Result<Reply<pb::AuthRoleDeleteResponse>, Status> {
+        self.count("role_delete");
+        Err(auth_not_enabled())
+    }
+
+    async fn role_grant_permission(
+        &self,
+        _req: Request<pb::AuthRoleGrantPermissionRequest>,
+    ) -> Result<Reply<pb::AuthRoleGrantPermissionResponse>, Status> {
+        self.count("role_grant_permission");
+        Err(auth_not_enabled())
+    }
+
+    async fn role_revoke_permission(
+        &self,
+        _req: Request<pb::AuthRoleRevokePermissionRequest>,
+    ) -> Result<Reply<pb::AuthRoleRevokePermissionResponse>, Status> {
+        self.count("role_revoke_permission");
+        Err(auth_not_enabled())
+    }
 }
 
 /// Frames a raft-kv backup the way etcdctl checks a downloaded snapshot:

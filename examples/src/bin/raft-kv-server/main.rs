@@ -36,18 +36,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use parking_lot::Mutex;
-use raft_kv::{Config, Member, MemberUpdateRequest, Node, Op, RocksEngine};
-use tokio_stream::StreamExt;
+use futures_util::StreamExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use raft_kv::{AsyncNode, Config, Member, Node, RocksEngine};
 use transport_tcp::{TcpConfig, TcpTransport};
 
-/// The etcd API messages and services, generated from `proto/`.
+/// The etcd v3 gRPC services, generated from the library's `.proto` files
+/// over its message types (`raft_kv::pb`).
 #[allow(missing_docs, clippy::all, clippy::unwrap_used)]
-pub mod pb {
+pub mod services {
     tonic::include_proto!("etcdserverpb");
 }
 
@@ -206,11 +208,8 @@ async fn run(flags: Flags) -> Result<()> {
     let mut members: Vec<Member> = initial
         .iter()
         .map(|m| Member {
-            id: etcd::member_id(&token, &m.peer_urls),
             name: m.name.clone(),
-            peer_urls: m.peer_urls.clone(),
-            client_urls: Vec::new(),
-            is_learner: false,
+            ..Member::new(etcd::member_id(&token, &m.peer_urls), m.peer_urls.clone())
         })
         .collect();
     match members.iter_mut().find(|m| m.id == my_id) {
@@ -218,7 +217,7 @@ async fn run(flags: Flags) -> Result<()> {
             if me.name != flags.name {
                 bail!("--initial-cluster names this member's peer URLs {:?}, not {:?}", me.name, flags.name);
             }
-            me.client_urls = flags.advertise_client_urls.clone();
+            me.client_ur_ls = flags.advertise_client_urls.clone();
         }
         None => bail!(
             "--initial-advertise-peer-urls {:?} do not match any member of --initial-cluster",
@@ -242,19 +241,18 @@ async fn run(flags: Flags) -> Result<()> {
         cfg.peers = members.iter().map(|m| m.id).collect();
         cfg.initial_members = members.clone();
     }
-    let request_timeout = tick * (cfg.request_timeout_ticks as u32 + 5);
 
     let peer_listen = url_addr(flags.listen_peer_urls.first().context("--listen-peer-urls is empty")?)?;
     let mut tcfg = TcpConfig::new(my_id, cluster_id, peer_listen);
     for m in &members {
-        if let Some(url) = m.peer_urls.first() {
+        if let Some(url) = m.peer_ur_ls.first() {
             tcfg = tcfg.peer(m.id, url.clone());
         }
     }
     let builder = Node::builder(cfg).engine(engine);
     let transport = TcpTransport::start(tcfg, builder.mailbox()).context("cannot start the peer transport")?;
     let transport_handle = transport.handle();
-    let node = builder.transport(transport).start().context("cannot start the member")?;
+    let node: Node = builder.transport(transport).start().context("cannot start the member")?;
     tracing::info!(
         name = %flags.name,
         id = format_args!("{my_id:x}"),
@@ -263,60 +261,80 @@ async fn run(flags: Flags) -> Result<()> {
         "member started"
     );
 
+    let node = node.to_async();
     let ctx: etcd::Shared = Arc::new(etcd::Ctx {
         node: node.clone(),
         cluster_id,
         member_id: my_id,
         token,
         max_request_bytes: flags.max_request_bytes,
-        max_txn_ops: flags.max_txn_ops,
-        request_timeout,
         watch_progress_interval: flags.experimental_watch_progress_notify_interval,
         metrics: metrics::Metrics::default(),
-        status: Mutex::new(None),
-        status_at: Mutex::new(Instant::now()),
+        transport: transport_handle,
     });
-    tokio::spawn(poll_status(ctx.clone()));
-    tokio::spawn(publish(ctx.clone(), flags.name.clone(), flags.advertise_client_urls.clone()));
+    let fatal = tokio::spawn(watch_member(ctx.clone()));
+    tokio::spawn(publish(node.clone(), flags.name.clone(), flags.advertise_client_urls.clone()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     for url in &flags.listen_client_urls {
         let addr = url_addr(url)?;
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {url}"))?;
-        let app = gateway::router(ctx.clone(), transport_handle.clone());
-        let mut stop = stop_rx.clone();
-        // Each connection is wrapped so HTTP/2 requests whose :authority is
-        // a URL (etcdctl's per-endpoint calls) are accepted; see authority.rs.
-        // A failed accept is logged and skipped: hyper would end the server.
-        let conns = tokio_stream::wrappers::TcpListenerStream::new(listener).filter_map(|conn| match conn {
-            Ok(s) => {
-                let _ = s.set_nodelay(true);
-                Some(Ok::<_, std::io::Error>(authority::AuthorityFix::new(s)))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accepting a client connection failed");
-                None
-            }
-        });
-        let server = axum::Server::builder(hyper::server::accept::from_stream(conns))
-            .serve(app.into_make_service())
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
         tracing::info!(%url, "serving clients (gRPC and HTTP)");
-        servers.push(tokio::spawn(server));
+        servers.push(tokio::spawn(serve(listener, gateway::router(ctx.clone()), stop_rx.clone())));
     }
 
-    shutdown_signal().await;
+    let failed = tokio::select! {
+        _ = shutdown_signal() => None,
+        f = fatal => f.ok().flatten(),
+    };
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     for s in servers {
-        // Streams (watches) may keep connections open: do not wait forever.
-        let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
+        let _ = s.await;
     }
     let _ = tokio::task::spawn_blocking(move || node.shutdown()).await;
+    if let Some(e) = failed {
+        // Exit non-zero so a supervisor (Docker's restart policy, systemd)
+        // restarts the member.
+        bail!("the member stopped on a fatal error: {e}");
+    }
     Ok(())
+}
+
+/// Serves one client listener: every connection gets HTTP/1.1 or HTTP/2
+/// (prior knowledge) from hyper, behind the `:authority` fix-up (etcdctl's
+/// per-endpoint calls send a URL there; see authority.rs). A failed accept
+/// is logged and skipped. On `stop`, connections are closed gracefully,
+/// waiting at most 2 s for streams (watches) to end.
+async fn serve(listener: tokio::net::TcpListener, app: axum::Router, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            conn = listener.accept() => {
+                let stream = match conn {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a client connection failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let io = TokioIo::new(authority::AuthorityFix::new(stream));
+                let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app.clone()));
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "client connection ended with an error");
+                    }
+                });
+            }
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -344,44 +362,40 @@ async fn shutdown_signal() {
     }
 }
 
-/// Keeps the cached status (headers, metrics, health) fresh.
-async fn poll_status(ctx: etcd::Shared) {
-    loop {
-        if let Err(e) = ctx.refresh_status().await {
-            tracing::debug!(error = %e, "status poll failed");
+/// Follows the member's state changes (no polling): counts leader changes
+/// for the metrics, and returns the fatal error if the member stops on one.
+async fn watch_member(ctx: etcd::Shared) -> Option<raft_kv::Error> {
+    let mut changes = ctx.node.state_changes();
+    while let Some(st) = changes.next().await {
+        ctx.metrics.observe_state(&st);
+        if st.stopped {
+            return ctx.node.fatal_error();
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    ctx.node.fatal_error()
 }
 
 /// Publishes this member's name and client URLs to the cluster once a
 /// leader is known (through raft, so every member lists them), retrying
 /// until one publication has applied. Each member knows only its own client
 /// URLs at bootstrap, so this runs on every start.
-async fn publish(ctx: etcd::Shared, name: String, client_urls: Vec<String>) {
+async fn publish(node: AsyncNode, name: String, client_urls: Vec<String>) {
     let mut pause = Duration::from_millis(100);
     loop {
-        let has_leader = ctx.status.lock().as_ref().is_some_and(|s| s.leader != 0);
-        if has_leader {
-            let op = Op::MemberUpdate(MemberUpdateRequest {
-                id: ctx.member_id,
-                name: name.clone(),
-                client_urls: client_urls.clone(),
-                publish: true,
-                ..Default::default()
-            });
-            match ctx.propose(op).await {
-                Ok(_) => {
-                    tracing::info!(%name, ?client_urls, "member published");
-                    return;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "publishing member attributes failed; retrying");
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
+        if node.wait_leader().await.is_err() {
+            return; // the member stopped
+        }
+        match node.member_publish(name.clone(), client_urls.clone()).await {
+            Ok(_) => {
+                tracing::info!(%name, ?client_urls, "member published");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "publishing member attributes failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
             }
         }
-        tokio::time::sleep(pause).await;
     }
 }
 

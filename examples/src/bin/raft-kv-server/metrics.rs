@@ -1,6 +1,7 @@
 //! Prometheus metrics of the server, rendered in the text exposition format.
 //!
-//! Raft figures come from the member's status (polled); proposal latency is
+//! Raft figures come from the state the member publishes; leader changes are
+//! counted from its stream of state changes; proposal latency is
 //! measured around each proposal from this member (submit → applied here);
 //! request counts by gRPC/HTTP method are counted by the handlers.
 
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use raft_kv::{Role, Status};
+use raft_kv::{MemberState, Role};
 
 /// Upper bounds of the latency histograms, in seconds.
 const BUCKETS: [f64; 14] =
@@ -54,7 +55,7 @@ pub struct Metrics {
     proposals_failed: AtomicU64,
     proposal_latency: Mutex<Histogram>,
     leader_changes: AtomicU64,
-    last: Mutex<Option<Status>>,
+    last_leader: AtomicU64,
 }
 
 impl Metrics {
@@ -73,22 +74,27 @@ impl Metrics {
         }
     }
 
-    /// Tracks leader changes between two status snapshots.
-    pub fn observe_status(&self, prev: Option<&Status>, now: &Status) {
-        if now.leader != 0 && prev.is_none_or(|p| p.leader != now.leader) {
+    /// Counts a leader change when `now` names a new leader.
+    pub fn observe_state(&self, now: &MemberState) {
+        if now.leader != 0 && self.last_leader.swap(now.leader, Ordering::Relaxed) != now.leader {
             self.leader_changes.fetch_add(1, Ordering::Relaxed);
         }
-        *self.last.lock() = Some(now.clone());
     }
 
     /// The Prometheus text of every metric, plus the transport's counters
     /// and the member's disk latencies.
-    pub fn render(&self, transport: &transport_tcp::Metrics, node: &raft_kv::metrics::NodeMetrics) -> String {
+    pub fn render(
+        &self,
+        s: &MemberState,
+        db_size: Option<u64>,
+        transport: &transport_tcp::Metrics,
+        node: &raft_kv::metrics::NodeMetrics,
+    ) -> String {
         let mut out = String::new();
         let mut gauge = |name: &str, kind: &str, help: &str, v: f64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };
-        if let Some(s) = self.last.lock().as_ref() {
+        {
             gauge("etcd_server_has_leader", "gauge", "1 when the member knows a leader.", f64::from(s.leader != 0));
             gauge(
                 "etcd_server_is_leader",
@@ -109,7 +115,9 @@ impl Metrics {
                 "Highest applied raft index.",
                 s.applied_index as f64,
             );
-            gauge("etcd_mvcc_db_total_size_in_bytes", "gauge", "Approximate engine size.", s.db_size as f64);
+            if let Some(db_size) = db_size {
+                gauge("etcd_mvcc_db_total_size_in_bytes", "gauge", "Approximate engine size.", db_size as f64);
+            }
             gauge("raft_kv_mvcc_revision", "gauge", "Current store revision.", s.revision as f64);
             gauge("raft_kv_mvcc_compact_revision", "gauge", "Store compact revision.", s.compact_revision as f64);
         }
