@@ -23,9 +23,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! The same member is an async API: [`Node::to_async`] gives an
+//! [`AsyncNode`] whose operations are [`Call`]s, futures that need no
+//! particular runtime; a [`Watcher`] is a `futures` stream, and
+//! [`AsyncNode::state_changes`] reports leader changes without polling.
+//! Errors are typed ([`Error`], [`InvalidRequest`], both `#[non_exhaustive]`).
+//!
 //! Layers, bottom up: [`engine`] (the storage seam), [`raftlog`] (raft's
 //! storage on an engine), [`mvcc`] (the state machine), [`peer`] (the sans-IO
-//! raft member), [`node`] (the production driver thread) and [`transport`].
+//! raft member), [`node`] (the production driver thread, and the blocking
+//! and async handles) and [`transport`]. The request and response types are
+//! etcd's wire messages, generated once from `proto/` into [`pb`] and
+//! re-exported by [`api`].
 
 pub mod api;
 mod call;

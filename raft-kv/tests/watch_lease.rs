@@ -208,3 +208,97 @@ fn leases_survive_a_full_restart() {
     retry(|| c.node(leader).lease_revoke(42));
     assert!(c.node(leader).get("kept").expect("get").is_none());
 }
+
+/// A watcher whose consumer stops reading falls behind without holding up
+/// apply or another watcher, then catches up from history with every
+/// revision in order; one whose missed history is compacted meanwhile is
+/// cancelled with the compact revision.
+#[test]
+fn slow_watcher_catches_up_from_history_or_is_cancelled_when_compacted() {
+    const BUFFER: usize = 16;
+    const PUTS: i64 = 200;
+    let c = Cluster::start_with(1, |cfg| {
+        let mut cfg = cfg;
+        cfg.watch_buffer = BUFFER;
+        cfg
+    });
+    let n = c.node(c.leader()).clone();
+    let mut slow = n.watch(WatchRequest::prefix("/s/")).expect("watch");
+    let mut doomed = n.watch(WatchRequest::prefix("/s/")).expect("watch");
+    let mut live = n.watch(WatchRequest::prefix("/s/")).expect("watch");
+    let first = n.status().expect("status").revision + 1;
+    let mut seen_live = Seen::new();
+    for i in 0..PUTS {
+        // Puts never wait for the stalled watchers.
+        retry(|| n.put(format!("/s/{}", i % 7), i.to_string()));
+        // The live watcher keeps up and gets every revision as it happens.
+        seen_live.extend(collect_until(&mut live, first + i));
+    }
+    let last = first + PUTS - 1;
+    let revisions: Vec<i64> = seen_live.iter().map(|(r, _, _)| *r).collect();
+    assert_eq!(revisions, (first..=last).collect::<Vec<_>>(), "live watcher saw every revision once");
+
+    // The stalled watcher reads everything now: it caught up from history.
+    let seen_slow = collect_until(&mut slow, last);
+    assert_eq!(seen_slow, seen_live, "the slow watcher got the same events, in order, no gap or duplicate");
+
+    // Compact past what the other stalled watcher has not read: it held at
+    // most BUFFER messages, the rest of its history is gone.
+    n.compact(last).expect("compact");
+    retry(|| n.put("/s/after", "x"));
+    let deadline = Instant::now() + PATIENCE;
+    let mut got = Vec::new();
+    let compact_revision = loop {
+        assert!(Instant::now() < deadline, "no cancel after {got:?}");
+        match doomed.recv_timeout(Duration::from_millis(100)) {
+            Some(WatchMessage::Events { revision, .. }) => got.push(revision),
+            Some(WatchMessage::Canceled { compact_revision, .. }) => break compact_revision,
+            _ => {}
+        }
+    };
+    assert_eq!(compact_revision, last, "cancelled with the compact revision");
+    assert!(got.len() <= BUFFER, "only its buffer was delivered: {got:?}");
+    assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "what it got has no gap: {got:?}");
+    assert!(doomed.recv_timeout(Duration::from_millis(200)).is_none(), "nothing after the cancel");
+}
+
+/// The async API: a watch is a `futures` stream, and leader changes are
+/// observed from the state stream without polling.
+#[test]
+fn async_watch_stream_and_state_changes() {
+    use futures_util::StreamExt;
+    let c = Cluster::start(3);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let leader = c.leader();
+    let follower = c.ids.iter().copied().find(|id| *id != leader).expect("follower");
+    let a = c.node(follower).to_async();
+    rt.block_on(async {
+        let mut w = a.watch(WatchRequest::key("/async")).await.expect("watch");
+        let mut states = a.state_changes();
+        let first = states.next().await.expect("current state");
+        assert_eq!(first.leader, leader);
+        let put = a.put("/async", "1").await.expect("put through a follower");
+        match tokio::time::timeout(PATIENCE, w.next()).await {
+            Ok(Some(WatchMessage::Events { revision, events })) => {
+                assert_eq!(revision, put.revision());
+                assert_eq!(&events[0].kv.as_ref().expect("kv").value[..], b"1");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Move leadership to the follower; its state stream reports it.
+        c.node(leader).to_async().move_leader(follower).await.expect("move leader");
+        let became = tokio::time::timeout(PATIENCE, async {
+            while let Some(st) = states.next().await {
+                if st.leader == follower {
+                    return st;
+                }
+            }
+            panic!("state stream ended");
+        })
+        .await
+        .expect("leader change observed");
+        assert_eq!(became.role, raft_kv::Role::Leader);
+        // Dropping the stream cancels the watch on the member.
+        drop(w);
+    });
+}

@@ -61,6 +61,10 @@ pub enum FrameError {
     /// The body is not a raft message.
     #[error("malformed raft message: {0}")]
     Decode(protobuf::ProtobufError),
+    /// The body holds a field no raft message has (a group), refused before
+    /// parsing (see the `groups` module).
+    #[error("malformed raft message: {0}")]
+    Malformed(&'static str),
     /// The message could not be encoded.
     #[error("cannot encode raft message: {0}")]
     Encode(protobuf::ProtobufError),
@@ -135,6 +139,7 @@ impl FrameDecoder {
         }
         self.buf.advance(FRAME_HEADER_LEN);
         let body = self.buf.split_to(len).freeze();
+        crate::groups::check(&body).map_err(FrameError::Malformed)?;
         RaftMessage::parse_from_carllerche_bytes(&body).map(Some).map_err(FrameError::Decode)
     }
 }
@@ -193,6 +198,6 @@ mod tests {
         assert!(matches!(dec.next_message(), Err(FrameError::Version(9))));
         let mut dec = FrameDecoder::new(16);
         dec.extend(&[0, 0, 0, 3, FRAME_VERSION, 0xff, 0xff, 0xff]);
-        assert!(matches!(dec.next_message(), Err(FrameError::Decode(_))));
+        assert!(matches!(dec.next_message(), Err(FrameError::Decode(_) | FrameError::Malformed(_))));
     }
 }

@@ -51,6 +51,7 @@
 mod config;
 mod error;
 pub mod frame;
+mod groups;
 pub mod handshake;
 mod metrics;
 mod reader;

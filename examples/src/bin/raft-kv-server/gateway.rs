@@ -40,12 +40,12 @@ use tonic::{Code, Request, Status};
 
 use crate::etcd::{Shared, CLUSTER_VERSION, ETCD_VERSION};
 use crate::grpc::{keep_alive_stream, snapshot_stream, watch_stream, Api};
-use crate::services;
-use crate::services::auth_server::Auth;
-use crate::services::cluster_server::Cluster;
-use crate::services::kv_server::Kv;
-use crate::services::lease_server::Lease;
-use crate::services::maintenance_server::Maintenance;
+use examples::services;
+use examples::services::auth_server::Auth;
+use examples::services::cluster_server::Cluster;
+use examples::services::kv_server::Kv;
+use examples::services::lease_server::Lease;
+use examples::services::maintenance_server::Maintenance;
 
 /// What the HTTP handlers need.
 #[derive(Clone)]
@@ -174,11 +174,6 @@ fn json_routes(prefix: &str) -> Router<Gw> {
     ];
     routes.into_iter().fold(Router::new(), |r, (path, m)| r.route(&format!("{prefix}{path}"), m))
 }
-
-/// The number of distinct gateway routes under one prefix (what the tests
-/// check they cover).
-#[cfg(test)]
-pub const ROUTES_PER_PREFIX: usize = 44;
 
 // ---- encoding --------------------------------------------------------------
 

@@ -23,7 +23,7 @@ use tokio_stream::StreamMap;
 use tonic::{Request, Response as Reply, Status, Streaming};
 
 use crate::etcd::{member_id, to_status, Shared, ETCD_VERSION};
-use crate::services;
+use examples::services;
 
 /// A boxed stream of responses, as tonic's streaming methods return them.
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -45,8 +45,9 @@ impl Api {
     }
 }
 
-/// Gives a library result etcd's header (cluster, member, term), also on
-/// the responses nested in a transaction.
+/// Gives a library result etcd's header (cluster, member, term). Responses
+/// nested in a transaction keep the library's revision-only header, as
+/// etcd's do.
 trait Headed {
     fn headed(self, ctx: &crate::etcd::Ctx) -> Self;
 }
@@ -66,19 +67,13 @@ headed!(
     pb::RangeResponse,
     pb::PutResponse,
     pb::DeleteRangeResponse,
+    pb::TxnResponse,
     pb::CompactionResponse,
     pb::LeaseGrantResponse,
     pb::LeaseRevokeResponse,
     pb::LeaseKeepAliveResponse,
     pb::LeaseTimeToLiveResponse,
 );
-
-impl Headed for pb::TxnResponse {
-    fn headed(mut self, ctx: &crate::etcd::Ctx) -> Self {
-        self.header = ctx.complete(self.header.take());
-        self
-    }
-}
 
 /// Runs a member call and gives its result etcd's header.
 async fn answer<T: Headed>(ctx: &Shared, call: raft_kv::Call<T>) -> Result<Reply<T>, Status> {
@@ -448,7 +443,7 @@ pub fn snapshot_stream(ctx: Shared, blob: Vec<u8>) -> ResponseStream<pb::Snapsho
     let chunks = (0..total.div_ceil(CHUNK).max(1)).map(move |i| {
         let (start, end) = (i * CHUNK, ((i + 1) * CHUNK).min(total));
         Ok(pb::SnapshotResponse {
-            header: header.clone(),
+            header,
             remaining_bytes: (total - end) as u64,
             blob: blob.slice(start..end),
             version: ETCD_VERSION.into(),

@@ -46,13 +46,6 @@ use hyper_util::service::TowerToHyperService;
 use raft_kv::{AsyncNode, Config, Member, Node, RocksEngine};
 use transport_tcp::{TcpConfig, TcpTransport};
 
-/// The etcd v3 gRPC services, generated from the library's `.proto` files
-/// over its message types (`raft_kv::pb`).
-#[allow(missing_docs, clippy::all, clippy::unwrap_used)]
-pub mod services {
-    tonic::include_proto!("etcdserverpb");
-}
-
 /// Whether the member founds a new cluster or joins an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ClusterState {
