@@ -8,7 +8,7 @@ CARGO ?= cargo
 # end-to-end tests.
 APT_PACKAGES := librocksdb-dev libclang-dev clang etcd-client curl python3-venv
 
-.PHONY: deps run test lint bench bench-vs-etcd bench-soak fmt sim
+.PHONY: deps run test lint bench bench-vs-etcd bench-soak bench-cpu fmt sim
 
 # System packages: Debian's RocksDB (linked, not built from source) and
 # libclang for its bindings. Checked first so a second run is fast.
@@ -56,6 +56,14 @@ bench-soak: deps
 	$(CARGO) build --release -p examples --bin raft-kv-server
 	$(CARGO) build --release -p benches --bin raft-kv-bench
 	benches/scripts/soak.sh
+
+# CPU per request of two raft-kv-server builds side by side (3 members each,
+# 64-client puts and serializable ranges, CPU from /proc), e.g. before and
+# after a change: make bench-cpu BEFORE=/path/to/old/raft-kv-server
+bench-cpu: deps
+	$(CARGO) build --release -p examples --bin raft-kv-server
+	$(CARGO) build --release -p benches --bin raft-kv-bench
+	benches/scripts/cpu-per-request.sh $(if $(BEFORE),before=$(BEFORE)) after=target/release/raft-kv-server
 
 fmt:
 	$(CARGO) fmt --all

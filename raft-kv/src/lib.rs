@@ -29,6 +29,27 @@
 //! [`AsyncNode::state_changes`] reports leader changes without polling.
 //! Errors are typed ([`Error`], [`InvalidRequest`], both `#[non_exhaustive]`).
 //!
+//! ```
+//! use futures_util::StreamExt;
+//! use raft_kv::{engine::RocksEngine, Config, Node, WatchMessage, WatchRequest};
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let dir = tempfile::tempdir()?;
+//!     let node = Node::builder(Config::new(1).peers(vec![1]))
+//!         .engine(RocksEngine::open(dir.path())?)
+//!         .start()?
+//!         .to_async();
+//!     node.wait_leader().await?;
+//!     let mut watch = node.watch(WatchRequest::key("/config")).await?;
+//!     let put = node.put("/config", "v2").await?;
+//!     let Some(WatchMessage::Events { revision, .. }) = watch.next().await else { panic!() };
+//!     assert_eq!(revision, put.revision());
+//!     node.shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
 //! Layers, bottom up: [`engine`] (the storage seam), [`raftlog`] (raft's
 //! storage on an engine), [`mvcc`] (the state machine), [`peer`] (the sans-IO
 //! raft member), [`node`] (the production driver thread, and the blocking

@@ -334,17 +334,28 @@ impl<E: Engine, T> Peer<E, T> {
     /// few engine property reads; [`Peer::member_state`] is free).
     pub fn status(&self) -> Status {
         let cs = self.raw.store().conf_state();
+        let crate::state::MemberState {
+            id,
+            leader,
+            term,
+            role,
+            commit_index,
+            applied_index,
+            revision,
+            compact_revision,
+            ..
+        } = self.member_state();
         Status {
-            id: self.cfg.id,
-            leader: self.raw.raft.leader_id,
-            term: self.raw.raft.term,
-            role: self.raw.raft.state.into(),
-            commit_index: self.raw.raft.raft_log.committed,
-            applied_index: self.applied_index,
+            id,
+            leader,
+            term,
+            role,
+            commit_index,
+            applied_index,
             first_index: self.raw.store().first(),
             last_index: self.raw.raft.raft_log.last_index(),
-            revision: self.mvcc.revision(),
-            compact_revision: self.mvcc.compact_revision(),
+            revision,
+            compact_revision,
             db_size: self.engine.size_bytes(),
             voters: cs.voters.clone(),
             learners: cs.learners.clone(),

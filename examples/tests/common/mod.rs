@@ -46,6 +46,11 @@ impl Member {
     pub fn port(&self) -> u16 {
         self.client_addr().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
     }
+
+    /// The process id of the running member.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("member is running")
+    }
 }
 
 /// Running members plus the directory that holds their data.
@@ -332,26 +337,35 @@ pub fn ensure_etcdctl() {
 /// A Python venv with `etcd3==0.12.0` (and the protobuf it needs) under the
 /// cargo target directory; returns its python interpreter.
 pub fn python_with_etcd3() -> PathBuf {
+    python_with("py-etcd3", &["etcd3==0.12.0", "protobuf==3.20.*"], "etcd3")
+}
+
+/// A Python venv `target/<venv>` with `packages` (pip requirement specifiers,
+/// pinned) installed; set up once (serialised across parallel tests) and
+/// reused while `module` imports. Returns its python interpreter.
+pub fn python_with(venv: &str, packages: &[&str], module: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let venv = target.join("py-etcd3");
-    let python = venv.join("bin/python");
-    let lock = target.join("py-etcd3.lock");
+    let dir = target.join(venv);
+    let python = dir.join("bin/python");
+    let lock = target.join(format!("{venv}.lock"));
     // Tests run in parallel: serialise the one-time setup through a lock file.
     let _guard = FileLock::acquire(&lock);
     let ready = Command::new(&python)
-        .args(["-c", "import etcd3"])
+        .args(["-c", &format!("import {module}")])
         .stderr(Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     if !ready {
-        let out = run(300, "python3", &["-m", "venv", &venv.to_string_lossy()], &[], None);
+        let out = run(300, "python3", &["-m", "venv", &dir.to_string_lossy()], &[], None);
         assert!(out.status.success(), "python3 -m venv failed: {}", String::from_utf8_lossy(&out.stderr));
-        let pip = venv.join("bin/pip");
-        let out = run(600, &pip.to_string_lossy(), &["install", "-q", "etcd3==0.12.0", "protobuf==3.20.*"], &[], None);
-        assert!(out.status.success(), "pip install etcd3 failed: {}", String::from_utf8_lossy(&out.stderr));
+        let pip = dir.join("bin/pip");
+        let mut args = vec!["install", "-q"];
+        args.extend_from_slice(packages);
+        let out = run(600, &pip.to_string_lossy(), &args, &[], None);
+        assert!(out.status.success(), "pip install {packages:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     python
 }

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# CPU per request of raft-kv-server builds, side by side: for each build,
+# a 3-member cluster on loopback, 64-client puts to the leader and
+# 64-client serializable ranges over all members (raft-kv-bench), and the
+# CPU time (user + system, from /proc) the three members spent, divided by
+# the requests served. Builds alternate over ROUNDS rounds in one run, so
+# they share the machine's state; the table gives each build's median.
+#
+#   benches/scripts/cpu-per-request.sh before=/path/to/old/raft-kv-server after=target/release/raft-kv-server
+#
+# Environment: ROUNDS (default 2), PUTS (default 20000), RANGES (default
+# 40000), OUT (default target/cpu-per-request).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-target/cpu-per-request}
+ROUNDS=${ROUNDS:-2}
+PUTS=${PUTS:-20000}
+RANGES=${RANGES:-40000}
+# shellcheck source=lib.sh
+source benches/scripts/lib.sh
+trap stop_members EXIT
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+[ -x "$BENCH" ] || die "$BENCH not built (cargo build --release -p benches --bin raft-kv-bench)"
+[ $# -gt 0 ] || die "usage: $0 label=server-binary..."
+TCK=$(getconf CLK_TCK)
+
+# CPU ticks (user + system) of the members of SYSTEM.
+cpu_ticks() {
+  local sys=$1 i total=0 t
+  for i in 1 2 3; do
+    t=$(awk '{ print $14 + $15 }' "/proc/${PID_OF[$sys/m$i]}/stat")
+    total=$((total + t))
+  done
+  echo "$total"
+}
+
+# measure LABEL ROW OPS ARGS...: one bench run; records ops/s and CPU µs/op.
+measure() {
+  local label=$1 row=$2 ops=$3 before after line
+  shift 3
+  before=$(cpu_ticks "$label")
+  line=$("$BENCH" "$@" --total "$ops" --label "$label: $row" 2>>"$OUT/logs/bench-$label.log")
+  after=$(cpu_ticks "$label")
+  python3 - "$label" "$row" "$ops" "$before" "$after" "$TCK" "$line" >>"$RESULTS" <<'PY'
+import json, sys
+label, row, ops, before, after, tck, line = sys.argv[1:]
+d = json.loads(line)
+us = (int(after) - int(before)) / int(tck) * 1e6 / int(ops)
+print(json.dumps({"build": label, "row": row, "ops_per_sec": d["ops_per_sec"], "p99_ms": d["p99_ms"],
+                  "errors": d["errors"], "cpu_us_per_op": round(us, 1)}))
+PY
+  tail -n 1 "$RESULTS" >&2
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+  for spec in "$@"; do
+    label=${spec%%=*}
+    SERVER=${spec#*=}
+    [ -x "$SERVER" ] || die "$SERVER is not an executable"
+    start_cluster "$label" "cpu-$label-$round"
+    wait_healthy "$label"
+    leader=$(leader_of "$label")
+    "$BENCH" --endpoints "$leader" --op put --clients 64 --conns 8 --total 1 --key-space 10000 --prefill \
+      --key-size 8 --val-size 256 >/dev/null 2>>"$OUT/logs/bench-$label.log"
+    measure "$label" "put 64c/8conn leader" "$PUTS" --endpoints "$leader" --op put --clients 64 --conns 8 \
+      --key-space 10000 --key-size 8 --val-size 256
+    measure "$label" "range-serializable 64c/8conn all" "$RANGES" --endpoints "${ENDPOINTS_OF[$label]}" \
+      --op range-serializable --clients 64 --conns 8 --key-space 10000 --key-size 8 --val-size 256
+    stop_members
+  done
+done
+
+python3 - "$RESULTS" <<'PY' | tee "$OUT/table.md"
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+builds = list(dict.fromkeys(r["build"] for r in rows))
+print("| row | " + " | ".join(f"{b} CPU µs/op | {b} ops/s" for b in builds) + " |")
+print("| --- |" + " ---: | ---: |" * len(builds))
+for row in dict.fromkeys(r["row"] for r in rows):
+    cells = []
+    for b in builds:
+        rs = [r for r in rows if r["build"] == b and r["row"] == row]
+        cells += [f'{statistics.median(r["cpu_us_per_op"] for r in rs):.1f}',
+                  f'{statistics.median(r["ops_per_sec"] for r in rs):.0f}']
+    print(f"| {row} | " + " | ".join(cells) + " |")
+PY
