@@ -450,6 +450,16 @@ fn every_gateway_route_answers_like_etcd() {
     let updated = g.ok("/v3/cluster/member/update", &json!({"ID": learner, "peerURLs": [moved_url]}).to_string());
     let entry = updated["members"].as_array().expect("members").iter().find(|m| m["ID"] == learner.as_str()).cloned();
     assert_eq!(entry.map(|m| m["peerURLs"].clone()), Some(json!([moved_url])), "{updated}");
+    // Another member's peer URL is refused, as on add.
+    let taken = updated["members"].as_array().expect("members").iter().find(|m| m["ID"] != learner.as_str()).cloned();
+    let taken_url = taken.expect("another member")["peerURLs"][0].clone();
+    g.refuses(
+        "/v3/cluster/member/update",
+        &json!({"ID": learner, "peerURLs": [taken_url]}).to_string(),
+        400,
+        9,
+        "etcdserver: Peer URLs already exists",
+    );
     // The learner never started: it cannot be in sync.
     g.refuses(
         "/v3/cluster/member/promote",
@@ -502,6 +512,23 @@ fn every_gateway_route_answers_like_etcd() {
         400,
         3,
         "etcdserver: wrong downgrade target version format",
+    );
+    // As etcd 3.5: one minor version down validates, anything else does not.
+    let v = g.ok("/v3/maintenance/downgrade", r#"{"action": "VALIDATE", "version": "3.4"}"#);
+    assert_eq!(v["version"], "3.5.0", "{v}");
+    g.refuses(
+        "/v3/maintenance/downgrade",
+        r#"{"action": "VALIDATE", "version": "3.3"}"#,
+        400,
+        3,
+        "etcdserver: invalid downgrade target version",
+    );
+    g.refuses(
+        "/v3/maintenance/downgrade",
+        r#"{"action": "CANCEL", "version": "3.4"}"#,
+        400,
+        9,
+        "etcdserver: no inflight downgrade job",
     );
 
     // Compaction: history before the compacted revision is gone.

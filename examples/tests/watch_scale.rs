@@ -12,6 +12,8 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -141,7 +143,12 @@ enum Report {
 
 /// Opens stream `stream` with its 100 watches and reports everything that
 /// arrives on it until the test ends.
-async fn scale_stream(channel: Channel, stream: usize, report: mpsc::UnboundedSender<Report>) {
+async fn scale_stream(
+    channel: Channel,
+    stream: usize,
+    report: mpsc::UnboundedSender<Report>,
+    created: Arc<AtomicUsize>,
+) {
     let creates = (0..WATCHES_PER_STREAM).map(|w| create(scale_key(stream, w).as_bytes(), b"")).collect();
     let mut s = match open_stream(channel, creates).await {
         Ok(s) => s,
@@ -169,6 +176,7 @@ async fn scale_stream(channel: Channel, stream: usize, report: mpsc::UnboundedSe
             return;
         }
         if r.created {
+            created.fetch_add(1, Ordering::Relaxed);
             ids.push(r.watch_id);
             if ids.len() == WATCHES_PER_STREAM {
                 let _ = report.send(Report::Created { stream, ids: ids.clone() });
@@ -201,11 +209,29 @@ fn hundred_thousand_watches_on_fixed_threads() {
         let (threads_before, rss_before) = proc_status(pid);
 
         let (report_tx, mut reports) = mpsc::unbounded_channel();
+        let watches_created = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::with_capacity(STREAMS);
         for s in 0..STREAMS {
-            tasks.push(tokio::spawn(scale_stream(channels[s % CONNECTIONS].clone(), s, report_tx.clone())));
+            let channel = channels[s % CONNECTIONS].clone();
+            tasks.push(tokio::spawn(scale_stream(channel, s, report_tx.clone(), watches_created.clone())));
         }
         drop(report_tx);
+        // Progress, for whoever watches the test run.
+        let progress = {
+            let created = watches_created.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    let (threads, rss) = proc_status(pid);
+                    eprintln!(
+                        "watch_scale: progress t={:.0}s watches_created={} threads={threads} rss_mib={}",
+                        started.elapsed().as_secs_f64(),
+                        created.load(Ordering::Relaxed),
+                        rss / 1024
+                    );
+                }
+            })
+        };
 
         // Every created response of every stream.
         let mut ids: Vec<Option<Vec<i64>>> = vec![None; STREAMS];
@@ -226,6 +252,7 @@ fn hundred_thousand_watches_on_fixed_threads() {
                 Report::Failed { stream, what } => panic!("stream {stream}: {what}"),
             }
         }
+        progress.abort();
         let created_in = started.elapsed();
         let (threads_after, rss_after) = proc_status(pid);
         eprintln!(

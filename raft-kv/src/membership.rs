@@ -81,7 +81,16 @@ impl Members {
                 Some(m) if !m.is_learner => Err(Error::MemberNotLearner),
                 Some(_) => Ok(()),
             },
-            Op::MemberUpdate(u) => self.get(u.id).map(|_| ()).ok_or(Error::MemberNotFound),
+            Op::MemberUpdate(u) => {
+                self.get(u.id).ok_or(Error::MemberNotFound)?;
+                // Peer URLs another member already uses (etcd: "Peer URLs
+                // already exists").
+                let taken = |url: &String| self.members.values().any(|o| o.id != u.id && o.peer_ur_ls.contains(url));
+                if !u.publish && u.peer_urls.iter().any(taken) {
+                    return Err(Error::MemberExists);
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

@@ -105,6 +105,10 @@ fn move_leader_and_bad_membership_requests() {
     assert!(matches!(n.member_promote(1), Err(Error::MemberNotLearner)), "not a learner");
     let updated = retry(|| n.member_update(1, vec!["http://10.0.0.1:2380".into()]));
     assert_eq!(updated.member.expect("member").peer_ur_ls, vec!["http://10.0.0.1:2380".to_string()]);
+    assert_eq!(
+        n.member_update(2, vec!["http://10.0.0.1:2380".into()]).expect_err("another member's URL"),
+        Error::MemberExists
+    );
     for id in c.ids.clone() {
         c.stop(id);
         c.restart(id);

@@ -255,7 +255,12 @@ where
             }
             Some((watch_id, msg)) = watchers.next(), if !watchers.is_empty() => {
                 let resp = match msg {
-                    WatchMessage::Events { revision, events } => pb::WatchResponse { header: ctx.header(revision), watch_id, events, ..Default::default() },
+                    // Like etcd, the header carries the store's revision
+                    // (a catching-up watcher's events are older than it).
+                    WatchMessage::Events { revision, events } => {
+                        let current = revision.max(ctx.node.state().revision);
+                        pb::WatchResponse { header: ctx.header(current), watch_id, events, ..Default::default() }
+                    }
                     WatchMessage::Progress { revision } => pb::WatchResponse { header: ctx.header(revision), watch_id, ..Default::default() },
                     WatchMessage::Canceled { reason, compact_revision } => {
                         watchers.remove(&watch_id);
@@ -534,8 +539,9 @@ impl services::maintenance_server::Maintenance for Api {
     }
 
     /// Downgrades need a second storage format to go back to; raft-kv has
-    /// one. A well-formed target is checked like etcd checks it, and an
-    /// actual downgrade is refused.
+    /// one. The target is checked like etcd checks it (one minor version
+    /// below the cluster's), so VALIDATE answers as etcd does, and ENABLE
+    /// of a valid target is refused.
     async fn downgrade(&self, req: Request<pb::DowngradeRequest>) -> Result<Reply<pb::DowngradeResponse>, Status> {
         use pb::downgrade_request::DowngradeAction;
         self.count("Downgrade");
@@ -544,12 +550,21 @@ impl services::maintenance_server::Maintenance for Api {
         if action == DowngradeAction::Cancel {
             return Err(Status::failed_precondition("etcdserver: no inflight downgrade job"));
         }
-        let valid = r.version.split('.').take(2).map(|p| p.parse::<u32>()).collect::<Result<Vec<_>, _>>();
-        match valid {
-            Ok(v) if v.len() == 2 => {}
+        let parts = r.version.split('.').take(2).map(|p| p.parse::<u32>()).collect::<Result<Vec<_>, _>>();
+        let target = match parts.as_deref() {
+            Ok([major, minor]) => (*major, *minor),
             _ => return Err(Status::invalid_argument("etcdserver: wrong downgrade target version format")),
+        };
+        if target != (3, 4) {
+            return Err(Status::invalid_argument("etcdserver: invalid downgrade target version"));
         }
-        Err(Status::failed_precondition("etcdserver: invalid downgrade target version"))
+        if action == DowngradeAction::Enable {
+            return Err(Status::failed_precondition("etcdserver: raft-kv cannot downgrade its storage format"));
+        }
+        Ok(Reply::new(pb::DowngradeResponse {
+            header: self.ctx.header(0),
+            version: crate::etcd::CLUSTER_VERSION.into(),
+        }))
     }
 }
 
