@@ -25,7 +25,7 @@
 //! revision catches up the same way, so its history is never held whole in
 //! memory either.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -301,19 +301,39 @@ impl Entry {
 
 /// The watchers of one member. Lives beside the state machine: events are
 /// dispatched right after each apply batch commits.
+///
+/// Every operation is cheap in the number of watchers: watchers of a single
+/// key are found from an index by key, so an applied event costs a lookup
+/// plus a test per range watcher, and creating or cancelling a watch costs
+/// a map insert or removal (the counts below are kept as watchers come and
+/// go, never recomputed by a scan).
 pub struct WatchHub {
     watchers: BTreeMap<u64, Entry>,
+    /// Single-key watchers by their key.
+    by_key: BTreeMap<Bytes, BTreeSet<u64>>,
+    /// Watchers of a range or prefix.
+    ranged: BTreeSet<u64>,
     next_id: u64,
     /// Most undelivered messages a watcher holds before it becomes unsynced.
     buffer: usize,
-    /// Number of unsynced watchers (so `catch_up` is free when none are).
-    unsynced: usize,
+    /// The unsynced watchers (so `catch_up` visits only them).
+    unsynced: BTreeSet<u64>,
+    /// Number of watchers that asked for previous key-values.
+    with_prev_kv: usize,
 }
 
 impl WatchHub {
     /// A hub whose watchers may each hold `buffer` undelivered messages.
     pub fn new(buffer: usize) -> Self {
-        WatchHub { watchers: BTreeMap::new(), next_id: 0, buffer: buffer.max(2), unsynced: 0 }
+        WatchHub {
+            watchers: BTreeMap::new(),
+            by_key: BTreeMap::new(),
+            ranged: BTreeSet::new(),
+            next_id: 0,
+            buffer: buffer.max(2),
+            unsynced: BTreeSet::new(),
+            with_prev_kv: 0,
+        }
     }
 
     /// Number of active watchers.
@@ -328,7 +348,39 @@ impl WatchHub {
 
     /// True when some watcher wants previous values.
     pub fn wants_prev_values(&self) -> bool {
-        self.watchers.values().any(|w| w.req.prev_kv)
+        self.with_prev_kv > 0
+    }
+
+    /// Adds a watcher, keeping the index and counts.
+    fn insert(&mut self, id: u64, entry: Entry) {
+        if entry.req.range_end.is_empty() {
+            self.by_key.entry(entry.req.key.clone()).or_default().insert(id);
+        } else {
+            self.ranged.insert(id);
+        }
+        if entry.unsynced {
+            self.unsynced.insert(id);
+        }
+        self.with_prev_kv += usize::from(entry.req.prev_kv);
+        self.watchers.insert(id, entry);
+    }
+
+    /// Removes a watcher, keeping the index and counts: the one way out.
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        let w = self.watchers.remove(&id)?;
+        if w.req.range_end.is_empty() {
+            if let Some(ids) = self.by_key.get_mut(&w.req.key) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_key.remove(&w.req.key);
+                }
+            }
+        } else {
+            self.ranged.remove(&id);
+        }
+        self.unsynced.remove(&id);
+        self.with_prev_kv -= usize::from(w.req.prev_kv);
+        Some(w)
     }
 
     /// Creates a watcher. A start revision in the past must not be
@@ -364,17 +416,10 @@ impl WatchHub {
         let queue = Queue::new();
         let range = KeyRange::new(&req.key, &req.range_end);
         let mut entry = Entry { req, range, queue: Arc::clone(&queue), next_rev, unsynced };
-        if unsynced {
-            self.unsynced += 1;
-            if !catch_up_one(&mut entry, mvcc, self.buffer) {
-                self.unsynced -= 1;
-                return Err(Error::Compacted { requested: next_rev, compact_revision: mvcc.compact_revision() });
-            }
-            if !entry.unsynced {
-                self.unsynced -= 1;
-            }
+        if unsynced && !catch_up_one(&mut entry, mvcc, self.buffer) {
+            return Err(Error::Compacted { requested: next_rev, compact_revision: mvcc.compact_revision() });
         }
-        self.watchers.insert(id, entry);
+        self.insert(id, entry);
         Ok(Watcher { id, queue, ended: false, on_drop: None })
     }
 
@@ -383,14 +428,6 @@ impl WatchHub {
         if let Some(w) = self.remove(id) {
             w.cancel("canceled by request".into(), 0);
         }
-    }
-
-    fn remove(&mut self, id: u64) -> Option<Entry> {
-        let w = self.watchers.remove(&id)?;
-        if w.unsynced {
-            self.unsynced -= 1;
-        }
-        Some(w)
     }
 
     /// Sends watcher `id` a progress notification at `revision` (the
@@ -411,10 +448,10 @@ impl WatchHub {
     /// cancelled if that history was compacted away).
     pub fn resync<E: Engine>(&mut self, mvcc: &Mvcc<E>) {
         let current = mvcc.revision();
-        for w in self.watchers.values_mut() {
+        for (id, w) in self.watchers.iter_mut() {
             if w.next_rev <= current && !w.unsynced {
                 w.unsynced = true;
-                self.unsynced += 1;
+                self.unsynced.insert(*id);
             }
         }
         self.catch_up(mvcc);
@@ -424,17 +461,22 @@ impl WatchHub {
     /// free room, once its consumer has drained half its buffer. Called on
     /// every tick (and after a snapshot install); free when all are synced.
     pub fn catch_up<E: Engine>(&mut self, mvcc: &Mvcc<E>) {
-        if self.unsynced == 0 {
+        if self.unsynced.is_empty() {
             return;
         }
         let buffer = self.buffer;
         let mut gone = Vec::new();
-        for (id, w) in self.watchers.iter_mut().filter(|(_, w)| w.unsynced) {
+        let mut synced = Vec::new();
+        for id in &self.unsynced {
+            let Some(w) = self.watchers.get_mut(id) else { continue };
             if w.queue.is_dropped() || !catch_up_one(w, mvcc, buffer) {
                 gone.push(*id);
             } else if !w.unsynced {
-                self.unsynced -= 1;
+                synced.push(*id);
             }
+        }
+        for id in synced {
+            self.unsynced.remove(&id);
         }
         for id in gone {
             self.remove(id);
@@ -447,26 +489,45 @@ impl WatchHub {
         if events.is_empty() || self.watchers.is_empty() {
             return;
         }
-        let buffer = self.buffer;
-        let mut newly_unsynced = 0;
-        self.watchers.retain(|_, w| {
-            if w.unsynced {
-                return true;
+        // Which events concern which watcher: single-key watchers by lookup,
+        // range watchers by test.
+        let mut hits: BTreeMap<u64, Vec<&Event>> = BTreeMap::new();
+        for ev in events {
+            for id in self.by_key.get(ev.key()).into_iter().flatten() {
+                hits.entry(*id).or_default().push(ev);
             }
-            for (revision, evs) in group_by_revision(events, &w.req, &w.range, w.next_rev, i64::MAX) {
+            for id in &self.ranged {
+                if self.watchers.get(id).is_some_and(|w| w.range.contains(ev.key())) {
+                    hits.entry(*id).or_default().push(ev);
+                }
+            }
+        }
+        let buffer = self.buffer;
+        let mut gone = Vec::new();
+        for (id, evs) in hits {
+            let Some(w) = self.watchers.get_mut(&id) else { continue };
+            if w.unsynced {
+                continue;
+            }
+            for (revision, evs) in group_by_revision(evs, &w.req, &w.range, w.next_rev, i64::MAX) {
                 if w.queue.len() >= buffer {
                     w.unsynced = true;
-                    newly_unsynced += 1;
-                    return !w.queue.is_dropped();
+                    self.unsynced.insert(id);
+                    if w.queue.is_dropped() {
+                        gone.push(id);
+                    }
+                    break;
                 }
                 if !w.queue.push(WatchMessage::Events { revision, events: evs }) {
-                    return false; // the Watcher was dropped
+                    gone.push(id); // the Watcher was dropped
+                    break;
                 }
                 w.next_rev = revision + 1;
             }
-            true
-        });
-        self.unsynced += newly_unsynced;
+        }
+        for id in gone {
+            self.remove(id);
+        }
     }
 }
 
@@ -513,8 +574,8 @@ fn catch_up_one<E: Engine>(w: &mut Entry, mvcc: &Mvcc<E>, buffer: usize) -> bool
 
 /// The events matching `req` with revisions in `[from, until]`, grouped per
 /// revision, `prev_kv` kept only when asked for.
-fn group_by_revision(
-    events: &[Event],
+fn group_by_revision<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
     req: &WatchRequest,
     range: &KeyRange,
     from: i64,
@@ -522,7 +583,7 @@ fn group_by_revision(
 ) -> Vec<(i64, Vec<Event>)> {
     let mut out: Vec<(i64, Vec<Event>)> = Vec::new();
     let in_window = |ev: &&Event| (from..=until).contains(&ev.revision());
-    for ev in events.iter().filter(in_window).filter(|ev| req.matches(range, ev)) {
+    for ev in events.into_iter().filter(in_window).filter(|ev| req.matches(range, ev)) {
         let mut ev = ev.clone();
         if !req.prev_kv {
             ev.prev_kv = None;
