@@ -96,9 +96,7 @@ mod tests {
 
     #[test]
     fn real_messages_pass() {
-        let mut m = Message::default();
-        m.to = 2;
-        m.commit = u64::MAX;
+        let mut m = Message { to: 2, commit: u64::MAX, ..Default::default() };
         m.entries.push(Entry { data: vec![3; 100].into(), context: vec![1].into(), ..Default::default() });
         let mut snap = Snapshot::default();
         snap.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
