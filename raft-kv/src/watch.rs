@@ -156,10 +156,13 @@ impl Queue {
         true
     }
 
-    /// Ends the watch with `msg` as its last message.
+    /// Ends the watch with `msg` as its last message (no-op once ended).
     fn close(&self, msg: WatchMessage) {
         let waker = {
             let mut s = self.state.lock();
+            if s.closed {
+                return;
+            }
             s.messages.push_back(msg);
             s.closed = true;
             s.waker.take()
@@ -296,6 +299,15 @@ struct Entry {
 impl Entry {
     fn cancel(&self, reason: String, compact_revision: i64) {
         self.queue.close(WatchMessage::Canceled { reason, compact_revision });
+    }
+}
+
+impl Drop for Entry {
+    /// A watch the hub lets go of without a reason (its member stopped or
+    /// crashed) still ends with a `Canceled`, so its reader can watch again
+    /// elsewhere.
+    fn drop(&mut self) {
+        self.cancel("watch closed: the member stopped".into(), 0);
     }
 }
 

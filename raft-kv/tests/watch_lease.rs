@@ -302,3 +302,18 @@ fn async_watch_stream_and_state_changes() {
         drop(w);
     });
 }
+
+/// A watch whose member stops ends with a `Canceled`, so its reader knows
+/// to watch again elsewhere.
+#[test]
+fn watch_ends_when_its_member_stops() {
+    let mut c = Cluster::start(1);
+    let id = c.leader();
+    let mut w = c.node(id).watch(WatchRequest::key("/k")).expect("watch");
+    c.stop(id);
+    match w.recv_timeout(PATIENCE) {
+        Some(WatchMessage::Canceled { reason, .. }) => assert!(reason.contains("stopped"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.recv_timeout(Duration::from_millis(50)).is_none(), "nothing after the end");
+}

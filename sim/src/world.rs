@@ -98,7 +98,8 @@ pub struct RunStats {
     pub watches: u64,
     /// Watch re-opens after the member died.
     pub watch_reopens: u64,
-    /// Watch opens refused as compacted.
+    /// Watch opens refused as compacted, and watchers cancelled because
+    /// history they had not caught up on was compacted.
     pub watch_compacted: u64,
     /// Event messages delivered to client watches.
     pub watch_messages: u64,
@@ -1165,7 +1166,10 @@ impl World {
                         slot.log.deliver_at(revision, events, self.now);
                     }
                     WatchMessage::Progress { .. } => {}
-                    WatchMessage::Canceled { reason, .. } => {
+                    WatchMessage::Canceled { reason, compact_revision } => {
+                        if compact_revision > 0 {
+                            self.stats.watch_compacted += 1;
+                        }
                         ended = Some(reason);
                         break;
                     }
