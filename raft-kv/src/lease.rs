@@ -48,7 +48,7 @@ fn lease_key(id: i64) -> [u8; 8] {
 /// Ticks of length `tick` in `ttl` seconds (rounded up).
 fn ticks_in(tick: Duration, ttl: i64) -> u64 {
     let ms = tick.as_millis().max(1) as u64;
-    (ttl.max(0) as u64 * 1000).div_ceil(ms)
+    (ttl.max(0) as u64).saturating_mul(1000).div_ceil(ms)
 }
 
 /// A lease record: granted TTL and keep-alive count (both BE).
@@ -69,7 +69,7 @@ impl Lessor {
             let renewals = v.get(8..).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
             match (<[u8; 8]>::try_from(k), ttl, renewals) {
                 (Ok(k), Some(ttl), Some(renewals)) => {
-                    let expiry = now + ticks_in(tick, ttl);
+                    let expiry = now.saturating_add(ticks_in(tick, ttl));
                     let lease = Lease { ttl, expiry, keys: BTreeSet::new(), revoking_since: None, renewals };
                     lessor.leases.insert(i64::from_be_bytes(k), lease);
                     true
@@ -113,7 +113,7 @@ impl Lessor {
             return Err(Error::LeaseExists);
         }
         wb.put(Cf::Lease, lease_key(id).to_vec(), lease_value(ttl, 0));
-        let expiry = now + ticks_in(self.tick, ttl);
+        let expiry = now.saturating_add(ticks_in(self.tick, ttl));
         self.leases.insert(id, Lease { ttl, expiry, keys: BTreeSet::new(), revoking_since: None, renewals: 0 });
         Ok(())
     }
@@ -135,7 +135,7 @@ impl Lessor {
     pub fn renew(&mut self, id: i64, now: u64, wb: &mut WriteBatch) -> Result<i64> {
         let tick = self.tick;
         let l = self.leases.get_mut(&id).ok_or_else(not_found)?;
-        l.expiry = now + ticks_in(tick, l.ttl);
+        l.expiry = now.saturating_add(ticks_in(tick, l.ttl));
         l.revoking_since = None;
         l.renewals += 1;
         wb.put(Cf::Lease, lease_key(id).to_vec(), lease_value(l.ttl, l.renewals));
@@ -151,7 +151,7 @@ impl Lessor {
     pub fn extend_all(&mut self, now: u64) {
         let tick = self.tick;
         for l in self.leases.values_mut() {
-            l.expiry = now + ticks_in(tick, l.ttl);
+            l.expiry = now.saturating_add(ticks_in(tick, l.ttl));
             l.revoking_since = None;
         }
     }

@@ -64,6 +64,8 @@ pub struct NodeMetrics {
     pub fsync: Histogram,
     /// Unsynced engine writes: apply batches (and commit-index updates).
     pub apply_write: Histogram,
+    /// Peer messages refused before raft saw them (forged or malformed).
+    pub refused_peer_messages: std::sync::atomic::AtomicU64,
 }
 
 /// An engine wrapper that times writes into [`NodeMetrics`].

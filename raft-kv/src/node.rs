@@ -150,11 +150,11 @@ impl<E: Engine> NodeBuilder<E> {
         let writer = LogWriter::start(self.cfg.id, engine, Arc::clone(&self.inbox))?;
         let board = StateBoard::new(self.cfg.id);
         board.publish(peer.member_state());
-        let (cfg, inbox, b) = (self.cfg.clone(), Arc::clone(&self.inbox), Arc::clone(&board));
+        let (cfg, inbox, b, m) = (self.cfg.clone(), Arc::clone(&self.inbox), Arc::clone(&board), Arc::clone(&metrics));
         let thread = std::thread::Builder::new()
             .name(format!("raft-kv-node-{}", cfg.id))
             .spawn(move || {
-                let fatal = run(peer, cfg, &inbox, &writer, transport.as_mut(), &b);
+                let fatal = run(peer, cfg, &inbox, &writer, transport.as_mut(), &b, &m);
                 writer.stop();
                 b.stop(fatal);
             })
@@ -807,6 +807,7 @@ fn run<E: Engine>(
     writer: &LogWriter<E>,
     transport: &mut dyn Transport,
     board: &StateBoard,
+    metrics: &NodeMetrics,
 ) -> Option<Error> {
     let mut next_tick = Instant::now() + cfg.tick_interval;
     let mut stop = false;
@@ -844,7 +845,7 @@ fn run<E: Engine>(
                         transfers.waiting.push((to, deadline, tx));
                     }
                 }
-                input => stop |= handle(&mut peer, input),
+                input => stop |= handle(&mut peer, input, metrics),
             }
         }
         let now = Instant::now();
@@ -921,10 +922,11 @@ fn run<E: Engine>(
 }
 
 /// Handles one input; returns true on shutdown.
-fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input) -> bool {
+fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input, metrics: &NodeMetrics) -> bool {
     match input {
         Input::Raft(msg) => {
             if let Err(e) = peer.step(msg) {
+                metrics.refused_peer_messages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(id = peer.id(), error = %e, "dropped raft message");
             }
         }

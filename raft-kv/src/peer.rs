@@ -131,6 +131,14 @@ struct ReadBatch<T> {
 /// ReadIndex (a leader change) holds reads back at most this long.
 const READ_INDEX_RETRY_TICKS: u64 = 2;
 
+/// The largest term a peer message may carry beyond this member's: a
+/// member campaigning once per election timeout needs centuries to get this
+/// far ahead, while `u64::MAX` from a forged message would overflow raft.
+const MAX_TERM_JUMP: u64 = 1 << 32;
+
+/// etcd's largest lease TTL, in seconds ("etcdserver: too large lease TTL").
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
 /// The sans-IO raft member. See the module docs.
 pub struct Peer<E: Engine, T> {
     cfg: Config,
@@ -429,6 +437,38 @@ impl<E: Engine, T> Peer<E, T> {
         Ok(self.raw.campaign()?)
     }
 
+    /// Refuses a message raft-rs would trust blindly (and panic or stop on):
+    /// a term no election could have reached, a heartbeat committing beyond
+    /// this member's log, an append whose entries are not contiguous, or a
+    /// snapshot that
+    /// did not come as this transport's chunk stream. A genuine member never
+    /// sends any of these. (Senders are not checked against the
+    /// configuration: a lagging member must accept a leader added after
+    /// the configuration it has applied.)
+    fn check_peer_message(&self, msg: &Message) -> Result<()> {
+        let bad = |why: String| Err(Error::BadPeerMessage(why));
+        if msg.term > self.raw.raft.term.saturating_add(MAX_TERM_JUMP) {
+            return bad(format!("term {} is implausibly far beyond {}", msg.term, self.raw.raft.term));
+        }
+        let last = self.raw.raft.raft_log.last_index();
+        if msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit > last {
+            return bad(format!("heartbeat commits {} beyond the last index {last}", msg.commit));
+        }
+        if msg.get_msg_type() == MessageType::MsgAppend {
+            // raft-rs appends what it is given; a gap would reach the log
+            // store, which refuses it as a storage error and stops.
+            for (i, e) in msg.entries.iter().enumerate() {
+                if Some(e.index) != msg.index.checked_add(i as u64 + 1) {
+                    return bad(format!("append at {} holds entry {} out of sequence", msg.index, e.index));
+                }
+            }
+        }
+        if msg.get_msg_type() == MessageType::MsgSnapshot && !snapshot::is_chunk(msg) {
+            return bad("snapshot outside a chunk stream".into());
+        }
+        Ok(())
+    }
+
     /// Asks the leader to hand leadership to `to`.
     pub fn transfer_leader(&mut self, to: u64) {
         self.raw.transfer_leader(to);
@@ -443,6 +483,7 @@ impl<E: Engine, T> Peer<E, T> {
         if raft::raw_node::is_local_msg(msg.get_msg_type()) {
             return Err(Error::BadPeerMessage("local raft message received from the network".into()));
         }
+        self.check_peer_message(&msg)?;
         let msg = if snapshot::is_chunk(&msg) {
             let mut wb = WriteBatch::new();
             let complete = snapshot::receive_chunk(&mut self.incoming, &mut self.last_stream, msg, &mut wb)?;
@@ -464,6 +505,11 @@ impl<E: Engine, T> Peer<E, T> {
 
     fn validate(&self, op: &Op) -> Result<()> {
         Mvcc::<E>::validate(op)?;
+        if let Op::LeaseGrant(g) = op {
+            if g.ttl > MAX_LEASE_TTL {
+                return Err(InvalidRequest::LeaseTtlTooLarge.into());
+            }
+        }
         if let Op::Txn(txn) = op {
             check_txn_ops(txn, self.cfg.max_txn_ops)?;
         }

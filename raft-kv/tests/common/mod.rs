@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use raft_kv::{Config, Node, RocksEngine};
+use raft_kv::{Config, Mailbox, Node, RocksEngine};
 use tempfile::TempDir;
 use transport_mem::MemNetwork;
 
@@ -16,6 +16,8 @@ pub struct Cluster {
     pub ids: Vec<u64>,
     dirs: Vec<TempDir>,
     nodes: Vec<Option<Node>>,
+    /// Each running member's inbox, for tests that forge peer messages.
+    mailboxes: Vec<Option<Mailbox>>,
     initial: usize,
     cfg: Box<dyn Fn(u64) -> Config + Send + Sync>,
 }
@@ -44,6 +46,7 @@ impl Cluster {
             net: MemNetwork::new(42),
             dirs: ids.iter().map(|_| tempfile::tempdir().expect("tempdir")).collect(),
             nodes: ids.iter().map(|_| None).collect(),
+            mailboxes: ids.iter().map(|_| None).collect(),
             initial: ids.len(),
             ids,
             cfg: Box::new(move |id| tweak(test_config(id, &peers))),
@@ -61,6 +64,7 @@ impl Cluster {
         self.ids.push(id);
         self.dirs.push(tempfile::tempdir().expect("tempdir"));
         self.nodes.push(None);
+        self.mailboxes.push(None);
         self.restart(id);
     }
 
@@ -74,6 +78,7 @@ impl Cluster {
             cfg.peers.clear(); // a joiner learns the configuration from the leader
         }
         let b = Node::builder(cfg).engine(engine);
+        self.mailboxes[i] = Some(b.mailbox());
         let t = self.net.join(id, b.mailbox());
         self.nodes[i] = Some(b.transport(t).start().expect("start node"));
     }
@@ -85,6 +90,11 @@ impl Cluster {
         if let Some(n) = self.nodes[i].take() {
             n.shutdown();
         }
+    }
+
+    /// Member `id`'s inbox, as a peer (or an attacker) reaches it.
+    pub fn mailbox(&self, id: u64) -> &Mailbox {
+        self.mailboxes[(id - 1) as usize].as_ref().expect("member was started")
     }
 
     pub fn node(&self, id: u64) -> &Node {

@@ -40,6 +40,14 @@ const PRIORITY: u8 = 0x20;
 const MAX_FRAME: usize = 16_384;
 /// Largest header block we reassemble before giving up on the connection.
 const MAX_BLOCK: usize = 1 << 20;
+/// Largest decoded header list accepted (RFC 7541 sizes: name + value + 32
+/// per field), the same bound the server's HTTP/2 layer advertises. A small
+/// block can reference one large literal thousands of times; the decoded
+/// size, not the block's, is what is bounded.
+pub const MAX_HEADER_LIST: usize = 256 << 10;
+/// The HPACK dynamic table a client may ask for: HTTP/2's default
+/// SETTINGS_HEADER_TABLE_SIZE, which the server does not raise.
+const MAX_TABLE: usize = 4096;
 
 enum Mode {
     /// Collecting the first bytes to see whether this is HTTP/2.
@@ -88,7 +96,11 @@ impl<S> AuthorityFix<S> {
             out_pos: 0,
             pending: None,
             rewriting: false,
-            decoder: fluke_hpack::Decoder::new(),
+            decoder: {
+                let mut d = fluke_hpack::Decoder::new();
+                d.set_max_allowed_table_size(MAX_TABLE);
+                d
+            },
             encoder: fluke_hpack::Encoder::new(),
             eof: false,
         }
@@ -182,10 +194,25 @@ impl<S> AuthorityFix<S> {
     /// false: the connection needs no rewriting.
     fn rewrite(&mut self, p: Pending) -> io::Result<bool> {
         let decoder = &mut self.decoder;
-        // The decoder can panic on some malformed size updates: contain it.
-        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode(&p.block)))
-            .map_err(|_| malformed("undecodable header block"))?
-            .map_err(|e| malformed(&format!("header block: {e:?}")))?;
+        // Decoded fields are kept only up to MAX_HEADER_LIST; the rest of the
+        // block is still decoded (the client's table must stay in step) but
+        // referenced, not copied. The decoder can panic on some malformed
+        // size updates: contain it.
+        let mut decoded: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut size = 0usize;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            decoder.decode_with_cb(&p.block, |name, value| {
+                size = size.saturating_add(name.len() + value.len() + 32);
+                if size <= MAX_HEADER_LIST {
+                    decoded.push((name.into_owned(), value.into_owned()));
+                }
+            })
+        }))
+        .map_err(|_| malformed("undecodable header block"))?;
+        result.map_err(|e| malformed(&format!("header block: {e:?}")))?;
+        if size > MAX_HEADER_LIST {
+            return Err(malformed("header list larger than the limit"));
+        }
         if !self.rewriting {
             let dirty = decoded.iter().any(|(n, v)| n == b":authority" && clean_authority(v) != *v);
             if !dirty {
@@ -391,6 +418,50 @@ mod tests {
         let mut bad = PREFACE.to_vec();
         bad.extend(frame(HEADERS, END_HEADERS, 1, &[0xff, 0xff, 0xff, 0xff, 0xff]));
         assert!(run(&bad).is_err());
+    }
+
+    /// HPACK's integer with an `n`-bit prefix (RFC 7541 5.1).
+    fn hpack_int(first: u8, n: u32, mut v: usize, out: &mut Vec<u8>) {
+        let max = (1usize << n) - 1;
+        if v < max {
+            out.push(first | v as u8);
+            return;
+        }
+        out.push(first | max as u8);
+        v -= max;
+        while v >= 128 {
+            out.push((v % 128) as u8 | 0x80);
+            v /= 128;
+        }
+        out.push(v as u8);
+    }
+
+    #[test]
+    fn a_small_block_that_decodes_huge_is_refused() {
+        // One 2 KiB literal added to the dynamic table, then 4,000 one-byte
+        // references to it: a 4 KiB block that decodes to 8 MiB.
+        let mut block = Vec::new();
+        block.push(0x40); // literal with incremental indexing, new name
+        hpack_int(0, 7, 1, &mut block);
+        block.push(b'x');
+        hpack_int(0, 7, 2048, &mut block);
+        block.extend(std::iter::repeat_n(b'v', 2048));
+        block.extend(std::iter::repeat_n(0x80 | 62, 4000)); // indexed: the dynamic entry
+        let mut input = PREFACE.to_vec();
+        for chunk_start in (0..block.len()).step_by(MAX_FRAME) {
+            let chunk = &block[chunk_start..(chunk_start + MAX_FRAME).min(block.len())];
+            let last = chunk_start + MAX_FRAME >= block.len();
+            let (kind, flags) = if chunk_start == 0 { (HEADERS, 0) } else { (CONTINUATION, 0) };
+            input.extend(frame(kind, flags | if last { END_HEADERS } else { 0 }, 1, chunk));
+        }
+        let err = run(&input).expect_err("refused");
+        assert!(err.to_string().contains("larger than the limit"), "{err}");
+        // A table size update beyond the advertised table is refused too.
+        let mut input = PREFACE.to_vec();
+        let mut update = Vec::new();
+        hpack_int(0x20, 5, 65536, &mut update);
+        input.extend(frame(HEADERS, END_HEADERS, 1, &update));
+        assert!(run(&input).is_err());
     }
 
     #[test]

@@ -41,7 +41,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use futures_util::StreamExt;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use raft_kv::{AsyncNode, Config, Member, Node, RocksEngine};
 use transport_tcp::{TcpConfig, TcpTransport};
@@ -115,6 +115,14 @@ struct Flags {
         value_parser = parse_duration
     )]
     experimental_watch_progress_notify_interval: Duration,
+    /// Most concurrent HTTP/2 streams per client connection (etcd's flag;
+    /// etcd leaves it unbounded by default, raft-kv does not).
+    #[arg(long, env = "RAFT_KV_MAX_CONCURRENT_STREAMS", default_value_t = 1000)]
+    max_concurrent_streams: u32,
+    /// Most client connections served at once per client URL; further
+    /// connections wait in the listen backlog.
+    #[arg(long, env = "RAFT_KV_MAX_CLIENT_CONNECTIONS", default_value_t = 4096)]
+    max_client_connections: usize,
     /// Log filter (tracing-subscriber syntax), e.g. `info` or `raft_kv=debug`.
     #[arg(long, env = "RAFT_KV_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -274,7 +282,11 @@ async fn run(flags: Flags) -> Result<()> {
         let addr = url_addr(url)?;
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {url}"))?;
         tracing::info!(%url, "serving clients (gRPC and HTTP)");
-        servers.push(tokio::spawn(serve(listener, gateway::router(ctx.clone()), stop_rx.clone())));
+        let limits = Limits {
+            max_concurrent_streams: flags.max_concurrent_streams.max(1),
+            max_connections: flags.max_client_connections.max(1),
+        };
+        servers.push(tokio::spawn(serve(listener, gateway::router(ctx.clone()), limits, stop_rx.clone())));
     }
 
     let failed = tokio::select! {
@@ -295,25 +307,58 @@ async fn run(flags: Flags) -> Result<()> {
     Ok(())
 }
 
+/// Bounds of one client listener.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_concurrent_streams: u32,
+    max_connections: usize,
+}
+
+/// How long an HTTP/1.1 client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves one client listener: every connection gets HTTP/1.1 or HTTP/2
 /// (prior knowledge) from hyper, behind the `:authority` fix-up (etcdctl's
-/// per-endpoint calls send a URL there; see authority.rs). A failed accept
-/// is logged and skipped. On `stop`, connections are closed gracefully,
-/// waiting at most 2 s for streams (watches) to end.
-async fn serve(listener: tokio::net::TcpListener, app: axum::Router, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+/// per-endpoint calls send a URL there; see authority.rs). hyper's limits
+/// are set, not left open: concurrent streams, the decoded header list
+/// (the same bound the fix-up applies), HTTP/1.1 header read time, and the
+/// number of connections (past it, new ones wait in the backlog). A failed
+/// accept (EMFILE, ...) backs off instead of spinning. On `stop`,
+/// connections are closed gracefully, waiting at most 2 s for streams
+/// (watches) to end.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: Limits,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(authority::MAX_HEADER_LIST as u32);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut backoff = Duration::from_millis(5);
     loop {
+        let slot = tokio::select! {
+            s = Arc::clone(&slots).acquire_owned() => match s { Ok(s) => s, Err(_) => break },
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        };
         tokio::select! {
             conn = listener.accept() => {
                 let stream = match conn {
                     Ok((s, _)) => s,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accepting a client connection failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        tracing::warn!(error = %e, pause = ?backoff, "accepting a client connection failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
                         continue;
                     }
                 };
+                backoff = Duration::from_millis(5);
                 let _ = stream.set_nodelay(true);
                 let io = TokioIo::new(authority::AuthorityFix::new(stream));
                 let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app.clone()));
@@ -322,6 +367,7 @@ async fn serve(listener: tokio::net::TcpListener, app: axum::Router, mut stop: t
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "client connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             _ = async { let _ = stop.wait_for(|s| *s).await; } => break,

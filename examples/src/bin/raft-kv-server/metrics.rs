@@ -157,6 +157,12 @@ impl Metrics {
             "Raft messages dropped.",
             transport.messages_dropped as f64,
         );
+        gauge(
+            "raft_kv_peer_messages_refused_total",
+            "counter",
+            "Peer messages refused before raft saw them (forged or malformed).",
+            node.refused_peer_messages.load(Ordering::Relaxed) as f64,
+        );
         self.proposal_latency.lock().render(
             &mut out,
             "raft_kv_proposal_apply_duration_seconds",
