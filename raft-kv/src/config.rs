@@ -69,6 +69,10 @@ pub struct Config {
     /// Undelivered messages (one per revision) a watcher may hold before it
     /// is cancelled as too slow. Default 4 096.
     pub watch_buffer: usize,
+    /// Proposals this member may have waiting to apply (its own and those
+    /// it forwarded); past it, a proposal fails at once with
+    /// `TooManyRequests` ("etcdserver: too many requests"). Default 16 384.
+    pub max_pending_proposals: usize,
 }
 
 impl Config {
@@ -94,6 +98,7 @@ impl Config {
             max_batch: 4_096,
             unsafe_local_reads: false,
             watch_buffer: 4_096,
+            max_pending_proposals: 16_384,
             initial_members: Vec::new(),
             snapshot_chunk_bytes: 1 << 20,
         }

@@ -69,6 +69,10 @@ pub enum Error {
     /// Only a learner can be promoted.
     #[error("can only promote a learner member")]
     MemberNotLearner,
+    /// The member already has `max_pending_proposals` proposals waiting to
+    /// apply; retry later.
+    #[error("too many requests")]
+    TooManyRequests,
     /// The node has been shut down.
     #[error("node stopped")]
     Stopped,
@@ -179,7 +183,14 @@ impl Error {
     /// True when retrying the same request (possibly on another member)
     /// may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::NoLeader | Error::NotLeader { .. } | Error::ProposalDropped | Error::Timeout)
+        matches!(
+            self,
+            Error::NoLeader
+                | Error::NotLeader { .. }
+                | Error::ProposalDropped
+                | Error::Timeout
+                | Error::TooManyRequests
+        )
     }
 }
 

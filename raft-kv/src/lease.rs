@@ -160,9 +160,12 @@ impl Lessor {
     /// yet, or proposed more than `retry` ticks ago without effect), with
     /// their renewal counts: the revoke applies only if no keep-alive
     /// applied in between.
-    pub fn expired(&mut self, now: u64, retry: u64) -> Vec<(i64, u64)> {
+    pub fn expired(&mut self, now: u64, retry: u64, limit: usize) -> Vec<(i64, u64)> {
         let mut out = Vec::new();
         for (id, l) in self.leases.iter_mut() {
+            if out.len() >= limit {
+                break; // the rest are due next tick
+            }
             let due = l.expiry <= now;
             let stale = l.revoking_since.is_none_or(|t| now >= t + retry);
             if due && stale {
@@ -240,17 +243,27 @@ mod tests {
         l.on_events(&[put_event("a", 7, None), put_event("b", 7, None)]);
         l.on_events(&[put_event("b", 0, Some(7))]);
         assert_eq!(l.keys(7).unwrap(), vec![Bytes::from("a")]);
-        assert!(l.expired(19, 10).is_empty());
-        assert_eq!(l.expired(20, 10), vec![(7, 0)]);
-        assert!(l.expired(25, 10).is_empty(), "revoke already proposed");
-        assert_eq!(l.expired(30, 10), vec![(7, 0)], "retried after `retry` ticks");
+        assert!(l.expired(19, 10, usize::MAX).is_empty());
+        assert_eq!(l.expired(20, 10, usize::MAX), vec![(7, 0)]);
+        assert!(l.expired(25, 10, usize::MAX).is_empty(), "revoke already proposed");
+        assert_eq!(l.expired(30, 10, usize::MAX), vec![(7, 0)], "retried after `retry` ticks");
         assert_eq!(l.time_to_live(7, 5, true).ttl, 2);
         assert_eq!(l.time_to_live(9, 5, true).ttl, -1);
         let mut wb = WriteBatch::new();
         l.renew(7, 30, &mut wb).unwrap();
         engine.write(wb, true).unwrap();
         assert_eq!(l.renewals(7), Some(1));
-        assert!(l.expired(40, 10).is_empty());
+        assert!(l.expired(40, 10, usize::MAX).is_empty());
+
+        // A mass expiry comes out at most `limit` leases at a time.
+        let mut wb = WriteBatch::new();
+        for id in 100..110 {
+            l.grant(id, 1, 0, &mut wb).unwrap();
+        }
+        assert_eq!(l.expired(50, 1000, 4).len(), 4);
+        assert_eq!(l.expired(50, 1000, 4).len(), 4, "the next ones on the next tick");
+        assert_eq!(l.expired(50, 1000, 4).len(), 3, "eleven in all: lease 7 (renewed at 30, TTL 2 s) is due too");
+        assert!(l.expired(50, 1000, 4).is_empty());
 
         let reloaded = Lessor::open(&engine, vec![(Bytes::from("a"), 7)], 100, tick).unwrap();
         assert_eq!(reloaded.ids(), vec![7]);

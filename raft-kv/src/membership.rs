@@ -69,6 +69,7 @@ impl Members {
     pub fn check(&self, op: &Op) -> Result<()> {
         match op {
             Op::MemberAdd(m) => {
+                check_peer_urls(&m.peer_ur_ls)?;
                 let dup_url = m.peer_ur_ls.iter().any(|u| self.members.values().any(|o| o.peer_ur_ls.contains(u)));
                 if self.members.contains_key(&m.id) || dup_url {
                     return Err(Error::MemberExists);
@@ -86,6 +87,9 @@ impl Members {
                 // Peer URLs another member already uses (etcd: "Peer URLs
                 // already exists").
                 let taken = |url: &String| self.members.values().any(|o| o.id != u.id && o.peer_ur_ls.contains(url));
+                if !u.publish {
+                    check_peer_urls(&u.peer_urls)?;
+                }
                 if !u.publish && u.peer_urls.iter().any(taken) {
                     return Err(Error::MemberExists);
                 }
@@ -122,6 +126,18 @@ impl Members {
             _ => Ok(None),
         }
     }
+}
+
+/// A member's peer URLs: at least one, none twice.
+fn check_peer_urls(urls: &[String]) -> Result<()> {
+    if urls.is_empty() || urls.iter().any(|u| u.trim().is_empty()) {
+        return Err(crate::error::InvalidRequest::NoPeerUrls.into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if !urls.iter().all(|u| seen.insert(u.trim_end_matches('/'))) {
+        return Err(Error::invalid("duplicate peer URLs"));
+    }
+    Ok(())
 }
 
 fn update(m: &mut Member, u: &MemberUpdate) {

@@ -136,6 +136,11 @@ const READ_INDEX_RETRY_TICKS: u64 = 2;
 /// far ahead, while `u64::MAX` from a forged message would overflow raft.
 const MAX_TERM_JUMP: u64 = 1 << 32;
 
+/// Expired leases a leader revokes per tick: a mass expiry becomes a steady
+/// stream of revokes (1 000/s at the default tick, etcd's revoke rate)
+/// instead of one burst of proposals.
+const MAX_EXPIRY_REVOKES_PER_TICK: usize = 100;
+
 /// etcd's largest lease TTL, in seconds ("etcdserver: too large lease TTL").
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
@@ -380,7 +385,7 @@ impl<E: Engine, T> Peer<E, T> {
         self.watches.catch_up(&self.mvcc);
         if self.is_leader() {
             let retry = self.cfg.election_ticks as u64 * 2;
-            for (id, renewals) in self.lessor.expired(self.now, retry) {
+            for (id, renewals) in self.lessor.expired(self.now, retry, MAX_EXPIRY_REVOKES_PER_TICK) {
                 let revoke = crate::command::LeaseRevoke::conditional(id, renewals);
                 self.propose_internal(Op::LeaseRevoke(revoke));
             }
@@ -520,6 +525,10 @@ impl<E: Engine, T> Peer<E, T> {
     /// [`Peer::handle_ready`] with `token`, once the entry is committed by a
     /// quorum that persisted it and applied here.
     pub fn propose(&mut self, op: Op, token: T) {
+        if self.proposals.len() >= self.cfg.max_pending_proposals {
+            self.completions.push((token, Err(Error::TooManyRequests)));
+            return;
+        }
         match self.try_propose(op) {
             Ok(id) => {
                 self.proposals.insert(id, Pending { token, deadline: self.now + self.cfg.request_timeout_ticks });

@@ -78,3 +78,35 @@ fn lease_ttls_beyond_etcds_limit_are_refused_and_large_ones_do_not_overflow() {
         assert!(retry(|| n.lease_grant(ttl, 0)).ttl > 0);
     }
 }
+
+#[test]
+fn proposals_past_the_pending_bound_fail_fast_with_too_many_requests() {
+    let mut c = Cluster::start_with(3, |mut cfg| {
+        cfg.max_pending_proposals = 8;
+        cfg
+    });
+    let leader = c.leader();
+    retry(|| c.node(leader).put("/k", "0"));
+    // Without a quorum nothing commits: pending proposals pile up to the bound.
+    for id in c.ids.clone() {
+        if id != leader {
+            c.stop(id);
+        }
+    }
+    let n = c.node(leader).to_async();
+    let calls: Vec<_> = (0..20).map(|i| n.put(format!("/p/{i}"), "v")).collect();
+    let refused =
+        calls.into_iter().map(|call| call.wait(PATIENCE)).filter(|r| matches!(r, Err(Error::TooManyRequests))).count();
+    assert_eq!(refused, 12, "past 8 pending, each proposal is refused at once");
+}
+
+#[test]
+fn member_updates_need_distinct_non_empty_peer_urls() {
+    let c = Cluster::start(1);
+    let n = c.node(c.leader()).clone();
+    assert_eq!(n.member_update(1, vec![]).expect_err("empty"), Error::Invalid(InvalidRequest::NoPeerUrls));
+    assert!(matches!(
+        n.member_update(1, vec!["http://a:1".into(), "http://a:1/".into()]),
+        Err(Error::Invalid(InvalidRequest::Malformed(_)))
+    ));
+}
