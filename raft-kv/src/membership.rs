@@ -69,7 +69,11 @@ impl Members {
     pub fn check(&self, op: &Op) -> Result<()> {
         match op {
             Op::MemberAdd(m) => {
-                check_peer_urls(&m.peer_ur_ls)?;
+                // A library cluster on an in-process transport needs no URLs;
+                // those given must be distinct.
+                if !m.peer_ur_ls.is_empty() {
+                    check_peer_urls(&m.peer_ur_ls)?;
+                }
                 let dup_url = m.peer_ur_ls.iter().any(|u| self.members.values().any(|o| o.peer_ur_ls.contains(u)));
                 if self.members.contains_key(&m.id) || dup_url {
                     return Err(Error::MemberExists);
