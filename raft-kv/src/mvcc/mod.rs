@@ -1074,13 +1074,48 @@ fn branch_writes(ops: &[RequestOp]) -> Result<BranchWrites> {
             Some(request_op::Request::RequestRange(_)) | None => {}
         }
     }
-    for (key, owner) in &puts {
-        // A nested txn's own deletes were checked against its puts already.
-        if deletes.iter().any(|(d_owner, range)| (d_owner.is_none() || d_owner != owner) && range.contains(key)) {
+    check_puts_against_deletes(&puts, &deletes)?;
+    Ok(BranchWrites { puts: puts.into_keys().collect(), deletes: deletes.into_iter().map(|(_, d)| d).collect() })
+}
+
+/// Rejects a put inside a delete of another writer (a nested txn's own
+/// deletes were checked against its puts already; this level's, owner
+/// `None`, clash with every put). One sweep over the puts in key order with
+/// the deletes covering the current key kept by their end: O((puts +
+/// deletes) log deletes), where testing every put against every delete was
+/// quadratic on the applying thread.
+fn check_puts_against_deletes(
+    puts: &BTreeMap<Bytes, Option<usize>>,
+    deletes: &[(Option<usize>, KeyRange)],
+) -> Result<()> {
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, HashMap};
+    let mut by_start: Vec<&(Option<usize>, KeyRange)> = deletes.iter().filter(|(_, r)| !r.is_empty()).collect();
+    by_start.sort_by(|a, b| a.1.start.cmp(&b.1.start));
+    // Deletes covering the sweep's position, soonest end first (an
+    // unbounded end sorts last).
+    let mut covering: BinaryHeap<Reverse<((bool, Vec<u8>), Option<usize>)>> = BinaryHeap::new();
+    let mut per_owner: HashMap<Option<usize>, usize> = HashMap::new();
+    let mut next = 0;
+    for (key, owner) in puts {
+        while let Some((d_owner, range)) = by_start.get(next).copied().filter(|(_, r)| r.start.as_slice() <= &key[..]) {
+            covering.push(Reverse(((range.end.is_none(), range.end.clone().unwrap_or_default()), *d_owner)));
+            *per_owner.entry(*d_owner).or_default() += 1;
+            next += 1;
+        }
+        while let Some(Reverse(((false, end), d_owner))) = covering.peek() {
+            if end.as_slice() > &key[..] {
+                break;
+            }
+            *per_owner.entry(*d_owner).or_default() -= 1;
+            covering.pop();
+        }
+        let own = if owner.is_some() { per_owner.get(owner).copied().unwrap_or(0) } else { 0 };
+        if covering.len() > own {
             return Err(duplicate_key());
         }
     }
-    Ok(BranchWrites { puts: puts.into_keys().collect(), deletes: deletes.into_iter().map(|(_, d)| d).collect() })
+    Ok(())
 }
 
 /// 64-bit FNV-1a.
