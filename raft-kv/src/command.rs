@@ -29,9 +29,15 @@ pub struct Command {
     /// Format version ([`FORMAT_VERSION`]).
     #[prost(uint32, tag = "1")]
     pub format: u32,
-    /// Cluster-unique request id chosen by the proposing member.
+    /// Request id, unique among the proposing member's requests (boot
+    /// count ‖ counter). Commands written before `member` existed carry
+    /// the member's low bits in it instead.
     #[prost(uint64, tag = "2")]
     pub id: u64,
+    /// The proposing member's full id (0 in commands from older releases):
+    /// with `id`, unique across the cluster.
+    #[prost(uint64, tag = "14")]
+    pub member: u64,
     /// The operation.
     #[prost(oneof = "Op", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")]
     pub op: Option<Op>,
@@ -155,9 +161,14 @@ impl Op {
 }
 
 impl Command {
-    /// A command for `op` with request id `id`.
-    pub fn new(id: u64, op: Op) -> Self {
-        Command { format: FORMAT_VERSION, id, op: Some(op) }
+    /// A command for `op`, request `id` of `member`.
+    pub fn new(member: u64, id: u64, op: Op) -> Self {
+        Command { format: FORMAT_VERSION, id, member, op: Some(op) }
+    }
+
+    /// The cluster-unique key of the request: proposer and id.
+    pub fn request(&self) -> (u64, u64) {
+        (self.member, self.id)
     }
 
     /// Encodes the command for a log entry.
@@ -209,7 +220,7 @@ mod tests {
 
     #[test]
     fn command_round_trips_and_rejects_future_format() {
-        let cmd = Command::new(7, Op::Put(PutRequest::new("k", "v")));
+        let cmd = Command::new(3, 7, Op::Put(PutRequest::new("k", "v")));
         let bytes = cmd.encode_to_vec();
         assert_eq!(Command::decode(&bytes).unwrap(), cmd);
         let mut future = cmd.clone();

@@ -152,6 +152,8 @@ pub struct Peer<E: Engine, T> {
     engine: E,
     /// Ticks since start: the peer's only notion of time.
     now: u64,
+    /// Boot count in the high half of this member's request ids (the
+    /// member's own id travels beside them, see `Command::member`).
     request_prefix: u64,
     next_request: u64,
     /// Proposals waiting to apply, by request id.
@@ -263,7 +265,7 @@ impl<E: Engine, T> Peer<E, T> {
         }
         let raw = RawNode::new(&rcfg, log, &raft_logger(cfg.id))?;
         Ok(Peer {
-            request_prefix: ((cfg.id & 0xffff) << 48) | ((boots & 0xffff) << 32),
+            request_prefix: (boots & 0xffff_ffff) << 32,
             cfg,
             raw,
             mvcc,
@@ -545,16 +547,20 @@ impl<E: Engine, T> Peer<E, T> {
         }
         self.next_request = (self.next_request + 1) & 0xffff_ffff;
         let id = self.request_prefix | self.next_request;
+        // Lease and member ids the member picks: from its full id and the
+        // request id, so members do not pick alike.
+        let picked = (self.cfg.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ id) & (i64::MAX as u64);
+        let picked = picked.max(1);
         let mut op = op;
         if let Op::LeaseGrant(g) = &mut op {
             if g.id == 0 {
-                g.id = (id & i64::MAX as u64) as i64;
+                g.id = picked as i64;
             }
             g.ttl = g.ttl.max(self.min_lease_ttl());
         }
         if let Op::MemberAdd(m) = &mut op {
             if m.id == 0 {
-                m.id = id;
+                m.id = picked;
             }
         }
         self.members.check(&op)?;
@@ -562,7 +568,7 @@ impl<E: Engine, T> Peer<E, T> {
             self.check_learner_ready(p.id)?;
         }
         let conf_change = membership::conf_change(&op);
-        let data = Command::new(id, op).encode_to_vec();
+        let data = Command::new(self.cfg.id, id, op).encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(InvalidRequest::TooLarge.into());
         }
@@ -725,10 +731,10 @@ impl<E: Engine, T> Peer<E, T> {
             }
             return;
         }
-        // Contexts are unique across the cluster (member id and boot count in
-        // the high bits, like request ids): raft-rs keys pending reads by
-        // context, so a follower's forwarded read must never collide with
-        // the leader's own.
+        // Contexts are unique across the cluster (the full member id, then
+        // boot count and counter): raft-rs keys pending reads by context, so
+        // a follower's forwarded read must never collide with another's, or
+        // it could be answered with an older read index.
         self.next_read_ctx = (self.next_read_ctx + 1) & 0xffff_ffff;
         let ctx = self.request_prefix | self.next_read_ctx;
         let batch = ReadBatch {
@@ -737,7 +743,9 @@ impl<E: Engine, T> Peer<E, T> {
             reads: std::mem::take(&mut self.queued_reads),
         };
         self.inflight_reads.insert(ctx, batch);
-        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        let mut context = self.cfg.id.to_be_bytes().to_vec();
+        context.extend_from_slice(&ctx.to_be_bytes());
+        self.raw.read_index(context);
     }
 
     fn process_ready(
@@ -880,8 +888,9 @@ impl<E: Engine, T> Peer<E, T> {
     /// Moves read batches whose ReadIndex came back to the ready queue.
     fn take_read_states(&mut self, rd: &mut raft::Ready) {
         for rs in rd.take_read_states() {
-            let ctx = rs.request_ctx.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
-            if let Some(batch) = self.inflight_reads.remove(&ctx) {
+            let ours = rs.request_ctx.get(..8) == Some(&self.cfg.id.to_be_bytes()[..]);
+            let ctx = rs.request_ctx.get(8..).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+            if let Some(batch) = ctx.filter(|_| ours).and_then(|ctx| self.inflight_reads.remove(&ctx)) {
                 self.ready_reads.push_back((rs.index, batch));
             }
         }
@@ -992,8 +1001,10 @@ impl<E: Engine, T> Peer<E, T> {
                 return;
             }
         };
-        self.fail_overwritten(overwritten, Some(cmd.id));
-        if !self.applied_ids.record(cmd.id, entry.index, extra) {
+        // Only this member's own requests complete its callers.
+        let mine = (cmd.member == self.cfg.id).then_some(cmd.id);
+        self.fail_overwritten(overwritten, mine);
+        if !self.applied_ids.record(cmd.request(), entry.index, extra) {
             tracing::debug!(id = self.cfg.id, request = cmd.id, "skipping a duplicated command");
             return;
         }
@@ -1001,7 +1012,7 @@ impl<E: Engine, T> Peer<E, T> {
             Some(op) => self.apply_op(op, extra),
             None => Err(Error::invalid("empty command")),
         };
-        if let Some(p) = self.proposals.remove(&cmd.id) {
+        if let Some(p) = mine.and_then(|id| self.proposals.remove(&id)) {
             self.completions.push((p.token, result));
         }
     }
@@ -1100,7 +1111,8 @@ impl<E: Engine, T> Peer<E, T> {
         // The context is the command that described the change; raft's own
         // changes (leaving a joint configuration) have none.
         let cmd = Command::decode(&entry.context).ok().filter(|c| c.op.is_some());
-        self.fail_overwritten(overwritten, cmd.as_ref().map(|c| c.id));
+        let mine = cmd.as_ref().filter(|c| c.member == self.cfg.id).map(|c| c.id);
+        self.fail_overwritten(overwritten, mine);
         let result = match self.raw.apply_conf_change(&cc) {
             Ok(cs) => {
                 self.raw.mut_store().set_conf_state(cs, extra)?;
@@ -1118,7 +1130,7 @@ impl<E: Engine, T> Peer<E, T> {
                 Err(Error::Raft(e.to_string()))
             }
         };
-        if let Some(p) = cmd.and_then(|c| self.proposals.remove(&c.id)) {
+        if let Some(p) = mine.and_then(|id| self.proposals.remove(&id)) {
             self.completions.push((p.token, result));
         }
         Ok(())

@@ -1078,6 +1078,10 @@ fn branch_writes(ops: &[RequestOp]) -> Result<BranchWrites> {
     Ok(BranchWrites { puts: puts.into_keys().collect(), deletes: deletes.into_iter().map(|(_, d)| d).collect() })
 }
 
+/// A delete's end as a sort key: bounded ends in key order, then the
+/// unbounded one (`(true, [])`).
+type EndKey = (bool, Vec<u8>);
+
 /// Rejects a put inside a delete of another writer (a nested txn's own
 /// deletes were checked against its puts already; this level's, owner
 /// `None`, clash with every put). One sweep over the puts in key order with
@@ -1094,7 +1098,7 @@ fn check_puts_against_deletes(
     by_start.sort_by(|a, b| a.1.start.cmp(&b.1.start));
     // Deletes covering the sweep's position, soonest end first (an
     // unbounded end sorts last).
-    let mut covering: BinaryHeap<Reverse<((bool, Vec<u8>), Option<usize>)>> = BinaryHeap::new();
+    let mut covering: BinaryHeap<Reverse<(EndKey, Option<usize>)>> = BinaryHeap::new();
     let mut per_owner: HashMap<Option<usize>, usize> = HashMap::new();
     let mut next = 0;
     for (key, owner) in puts {
