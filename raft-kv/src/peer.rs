@@ -961,14 +961,17 @@ impl<E: Engine, T> Peer<E, T> {
             }
             match entry.get_entry_type() {
                 EntryType::EntryNormal => self.apply_normal(&entry, &mut extra),
-                EntryType::EntryConfChange => {
-                    let cc = ConfChange::parse_from_bytes(&entry.data)?;
-                    self.apply_conf_change(&entry, cc.into_v2(), &mut extra)?;
-                }
-                EntryType::EntryConfChangeV2 => {
-                    let cc = ConfChangeV2::parse_from_bytes(&entry.data)?;
-                    self.apply_conf_change(&entry, cc, &mut extra)?;
-                }
+                // An undecodable conf change is skipped like an undecodable
+                // command: every member sees the same bytes and skips them
+                // alike, instead of stopping (and stopping again on restart).
+                EntryType::EntryConfChange => match ConfChange::parse_from_bytes(&entry.data) {
+                    Ok(cc) => self.apply_conf_change(&entry, cc.into_v2(), &mut extra)?,
+                    Err(e) => self.skip_undecodable(&entry, &e),
+                },
+                EntryType::EntryConfChangeV2 => match ConfChangeV2::parse_from_bytes(&entry.data) {
+                    Ok(cc) => self.apply_conf_change(&entry, cc, &mut extra)?,
+                    Err(e) => self.skip_undecodable(&entry, &e),
+                },
             }
         }
         self.applied_index = last_index;
@@ -1096,6 +1099,14 @@ impl<E: Engine, T> Peer<E, T> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Skips an entry whose data cannot be decoded; a proposal of ours at
+    /// its index was overwritten.
+    fn skip_undecodable(&mut self, entry: &Entry, e: &dyn std::fmt::Display) {
+        tracing::error!(index = entry.index, error = %e, "skipping undecodable log entry");
+        let overwritten = self.by_index.remove(&entry.index);
+        self.fail_overwritten(overwritten, None);
     }
 
     fn fail_overwritten(&mut self, expected: Option<u64>, applied: Option<u64>) {
