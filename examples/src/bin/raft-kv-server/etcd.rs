@@ -46,10 +46,21 @@ impl Ctx {
     /// without a round trip.
     pub fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
         let st = self.node.state();
+        self.header_of(&st, if revision > 0 { revision } else { st.revision })
+    }
+
+    /// A header at the member's latest revision, or `revision` if that is
+    /// newer (one read of the member's state).
+    pub fn header_not_before(&self, revision: i64) -> Option<pb::ResponseHeader> {
+        let st = self.node.state();
+        self.header_of(&st, revision.max(st.revision))
+    }
+
+    fn header_of(&self, st: &raft_kv::MemberState, revision: i64) -> Option<pb::ResponseHeader> {
         Some(pb::ResponseHeader {
             cluster_id: self.cluster_id,
             member_id: self.member_id,
-            revision: if revision > 0 { revision } else { st.revision },
+            revision,
             raft_term: st.term,
         })
     }

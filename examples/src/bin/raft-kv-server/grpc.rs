@@ -80,27 +80,18 @@ async fn answer<T: Headed>(ctx: &Shared, call: raft_kv::Call<T>) -> Result<Reply
     call.await.map(|r| Reply::new(r.headed(ctx))).map_err(to_status)
 }
 
-fn key_not_provided() -> Status {
-    to_status(raft_kv::InvalidRequest::KeyNotProvided.into())
-}
-
 #[tonic::async_trait]
 impl services::kv_server::Kv for Api {
     async fn range(&self, req: Request<pb::RangeRequest>) -> Result<Reply<pb::RangeResponse>, Status> {
         self.count("Range");
-        let req = req.into_inner();
-        if req.key.is_empty() {
-            return Err(key_not_provided());
-        }
-        answer(&self.ctx, self.ctx.node.range(req)).await
+        // The member validates requests (an empty key is etcd's "key is not
+        // provided"); the handlers only add what it cannot see.
+        answer(&self.ctx, self.ctx.node.range(req.into_inner())).await
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Reply<pb::PutResponse>, Status> {
         self.count("Put");
         let req = req.into_inner();
-        if req.key.is_empty() {
-            return Err(key_not_provided());
-        }
         self.ctx.check_size(req.encoded_len())?;
         let started = Instant::now();
         let r = answer(&self.ctx, self.ctx.node.put_request(req)).await;
@@ -113,11 +104,7 @@ impl services::kv_server::Kv for Api {
         req: Request<pb::DeleteRangeRequest>,
     ) -> Result<Reply<pb::DeleteRangeResponse>, Status> {
         self.count("DeleteRange");
-        let req = req.into_inner();
-        if req.key.is_empty() {
-            return Err(key_not_provided());
-        }
-        answer(&self.ctx, self.ctx.node.delete_range(req)).await
+        answer(&self.ctx, self.ctx.node.delete_range(req.into_inner())).await
     }
 
     /// A transaction of reads only is served as a proposal too (it is
@@ -258,8 +245,7 @@ where
                     // Like etcd, the header carries the store's revision
                     // (a catching-up watcher's events are older than it).
                     WatchMessage::Events { revision, events } => {
-                        let current = revision.max(ctx.node.state().revision);
-                        pb::WatchResponse { header: ctx.header(current), watch_id, events, ..Default::default() }
+                        pb::WatchResponse { header: ctx.header_not_before(revision), watch_id, events, ..Default::default() }
                     }
                     WatchMessage::Progress { revision } => pb::WatchResponse { header: ctx.header(revision), watch_id, ..Default::default() },
                     WatchMessage::Canceled { reason, compact_revision } => {
