@@ -3,7 +3,7 @@
 //! One thread per member owns the `Peer`. Each loop it takes everything in its
 //! inbox (client requests and raft messages, handled `max_batch` at a time),
 //! ticks when the interval has passed, and runs one
-//! [`Peer::handle_ready_async`]: so many concurrent proposals share one Ready
+//! [`Peer::ready`] through its [`Driver`]: so many concurrent proposals share one Ready
 //! and one network write per peer. The Ready's log write goes to a second
 //! thread, the log writer, which merges whatever queued up during its last
 //! fsync into the next one (group commit) and reports back with
@@ -28,10 +28,12 @@ use futures_core::Stream as _;
 
 use crate::call::{call, Call, Responder};
 use crate::command::{LeaseRevoke, MemberUpdate, Op, Response};
+use crate::driver::{Driver, Io};
 use crate::engine::Engine;
 use crate::inbox::Inbox;
 use crate::metrics::{NodeMetrics, TimedEngine};
-use crate::peer::{LogWrite, Peer, Status};
+use crate::peer::{Peer, Status};
+use crate::ready::{Completion, DiskWrite};
 use crate::state::{MemberState, StateBoard, StateChanges};
 use crate::transport::{Mailbox, Transport};
 use crate::watch::{WatchRequest, Watcher};
@@ -147,14 +149,15 @@ impl<E: Engine> NodeBuilder<E> {
         let engine = TimedEngine::new(self.engine, Arc::clone(&metrics));
         let peer: Peer<TimedEngine<E>, Callback> = Peer::open(self.cfg.clone(), engine.clone())?;
         let mut transport = self.transport.unwrap_or_else(|| Box::new(crate::transport::NoTransport));
-        let writer = LogWriter::start(self.cfg.id, engine, Arc::clone(&self.inbox))?;
+        let writer = LogWriter::start(self.cfg.id, engine.clone(), Arc::clone(&self.inbox))?;
+        let driver = Driver::new(engine);
         let board = StateBoard::new(self.cfg.id);
         board.publish(peer.member_state());
         let (cfg, inbox, b, m) = (self.cfg.clone(), Arc::clone(&self.inbox), Arc::clone(&board), Arc::clone(&metrics));
         let thread = std::thread::Builder::new()
             .name(format!("raft-kv-node-{}", cfg.id))
             .spawn(move || {
-                let fatal = run(peer, cfg, &inbox, &writer, transport.as_mut(), &b, &m);
+                let fatal = run(peer, driver, cfg, &inbox, &writer, transport.as_mut(), &b, &m);
                 writer.stop();
                 b.stop(fatal);
             })
@@ -800,11 +803,13 @@ impl Transfers {
 }
 
 /// The node thread. Returns the fatal error that stopped it, if one did.
+#[allow(clippy::too_many_arguments)]
 fn run<E: Engine>(
     mut peer: Peer<E, Callback>,
+    mut driver: Driver<E>,
     cfg: Config,
     inbox: &Inbox<Input>,
-    writer: &LogWriter<E>,
+    writer: &LogWriter,
     transport: &mut dyn Transport,
     board: &StateBoard,
     metrics: &NodeMetrics,
@@ -831,7 +836,15 @@ fn run<E: Engine>(
         }
         for input in pending.drain(..pending.len().min(cfg.max_batch)) {
             match input {
-                Input::Persisted(number) => peer.persisted(number, &mut |msgs| transport.send(msgs)),
+                Input::Persisted(number) => {
+                    let mut io =
+                        NodeIo { transport: &mut *transport, writer, compactions: &mut compactions, id: cfg.id };
+                    if let Err(e) = driver.persisted(&mut peer, number, &mut io) {
+                        tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
+                        fatal = Some(e);
+                        stop = true;
+                    }
+                }
                 Input::WriteFailed(e) => {
                     tracing::error!(id = cfg.id, error = %e, "log write failed; stopping member");
                     fatal = Some(e);
@@ -857,36 +870,13 @@ fn run<E: Engine>(
                 next_tick = now + cfg.tick_interval;
             }
         }
-        if peer.has_ready() {
-            match peer.handle_ready_async(&mut |msgs| transport.send(msgs), &mut |(cb, res)| cb(res)) {
-                Ok(write) => {
-                    if let Some(write) = write {
-                        if peer.unpersisted_writes() == 1 && pending.is_empty() && inbox.is_empty() {
-                            // Nothing else to do meanwhile: write here and save
-                            // the two thread hand-offs (they cost more latency
-                            // than they hide when the member is idle).
-                            if let Err(e) = writer.write_inline(write, &mut peer, transport) {
-                                tracing::error!(id = cfg.id, error = %e, "log write failed; stopping member");
-                                fatal = Some(e);
-                                stop = true;
-                            }
-                        } else {
-                            writer.submit(write);
-                        }
-                    }
-                    if let Some(job) = peer.take_compaction() {
-                        compactions.start(cfg.id, job);
-                    }
-                    if let Some(members) = peer.take_members_changed() {
-                        transport.set_members(&members);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
-                    fatal = Some(e);
-                    stop = true;
-                }
-            }
+        // Idle: nothing else queued, so a log write may be done inline.
+        let idle = pending.is_empty() && inbox.is_empty();
+        let mut io = NodeIo { transport: &mut *transport, writer, compactions: &mut compactions, id: cfg.id };
+        if let Err(e) = driver.step(&mut peer, idle, &mut io) {
+            tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
+            fatal = Some(e);
+            stop = true;
         }
         if peer.is_streaming_snapshots() {
             match peer.snapshot_chunks(&mut |to| transport.snapshot_room(to), 4) {
@@ -940,40 +930,54 @@ fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input, metrics: &NodeM
     false
 }
 
-/// The member's log writer: a thread that makes each [`LogWrite`] durable
+/// The node thread's [`Io`]: the transport, the log writer thread and the
+/// compaction threads.
+struct NodeIo<'a> {
+    transport: &'a mut dyn Transport,
+    writer: &'a LogWriter,
+    compactions: &'a mut Compactions,
+    id: u64,
+}
+
+impl<E: Engine> Io<E, Callback> for NodeIo<'_> {
+    fn send(&mut self, msgs: Vec<Message>) {
+        self.transport.send(msgs);
+    }
+    fn complete(&mut self, (callback, result): Completion<Callback>) {
+        callback(result);
+    }
+    fn submit(&mut self, write: DiskWrite) {
+        self.writer.submit(write);
+    }
+    fn compact(&mut self, job: crate::mvcc::Compaction<E>) {
+        self.compactions.start(self.id, job);
+    }
+    fn members_changed(&mut self, members: Vec<Member>) {
+        self.transport.set_members(&members);
+    }
+}
+
+/// The member's log writer: a thread that makes each [`DiskWrite`] durable
 /// while the node thread goes on, then reports it with
 /// [`Input::Persisted`]. Whatever queued up during one fsync goes into the
 /// next engine batch and fsync together (group commit across Readies).
-struct LogWriter<E> {
-    queue: Arc<Inbox<Option<LogWrite>>>,
+struct LogWriter {
+    queue: Arc<Inbox<Option<DiskWrite>>>,
     thread: Option<JoinHandle<()>>,
-    /// For writes done inline by the node thread (`write_inline`).
-    engine: E,
 }
 
-impl<E: Engine> LogWriter<E> {
-    fn start(id: u64, engine: E, node: Arc<Inbox<Input>>) -> Result<LogWriter<E>> {
+impl LogWriter {
+    fn start<E: Engine>(id: u64, engine: E, node: Arc<Inbox<Input>>) -> Result<LogWriter> {
         let queue = Arc::new(Inbox::new());
         let q = Arc::clone(&queue);
-        let inline = engine.clone();
         let thread = std::thread::Builder::new()
             .name(format!("raft-kv-log-{id}"))
             .spawn(move || write_log(&engine, &q, &node))
             .map_err(|e| Error::Storage(crate::error::StorageError::new("cannot spawn log writer thread", e)))?;
-        Ok(LogWriter { queue, thread: Some(thread), engine: inline })
+        Ok(LogWriter { queue, thread: Some(thread) })
     }
 
-    /// Writes `write` on the calling (node) thread and reports it to the
-    /// peer. Only when no earlier write is still queued, so order holds.
-    fn write_inline(&self, write: LogWrite, peer: &mut Peer<E, Callback>, transport: &mut dyn Transport) -> Result<()> {
-        if !write.batch.is_empty() {
-            self.engine.write(write.batch, write.sync)?;
-        }
-        peer.persisted(write.number, &mut |msgs| transport.send(msgs));
-        Ok(())
-    }
-
-    fn submit(&self, write: LogWrite) {
+    fn submit(&self, write: DiskWrite) {
         // Refused only after `stop`, when nothing waits for the outcome.
         let _ = self.queue.push(Some(write));
     }
@@ -988,26 +992,16 @@ impl<E: Engine> LogWriter<E> {
 }
 
 /// The log writer thread's loop.
-fn write_log<E: Engine>(engine: &E, queue: &Inbox<Option<LogWrite>>, node: &Inbox<Input>) {
+fn write_log<E: Engine>(engine: &E, queue: &Inbox<Option<DiskWrite>>, node: &Inbox<Input>) {
     let mut taken = Vec::new();
     loop {
         queue.take_all(&mut taken, Duration::from_secs(1));
-        let mut batch = crate::engine::WriteBatch::new();
-        let (mut sync, mut last, mut stop) = (false, None, false);
-        for item in taken.drain(..) {
-            match item {
-                Some(w) => {
-                    batch.extend(w.batch);
-                    sync |= w.sync;
-                    last = Some(w.number);
-                }
-                None => stop = true,
-            }
-        }
-        if let Some(number) = last {
-            let res = if batch.is_empty() { Ok(()) } else { engine.write(batch, sync) };
-            let report = match res {
-                Ok(()) => Input::Persisted(number),
+        let stop_requested = taken.iter().any(Option::is_none);
+        let merged = DiskWrite::merge(taken.drain(..).flatten());
+        let mut stop = stop_requested;
+        if let Some(write) = merged {
+            let report = match write.write_to(engine) {
+                Ok(number) => Input::Persisted(number),
                 Err(e) => Input::WriteFailed(e),
             };
             let failed = matches!(report, Input::WriteFailed(_));

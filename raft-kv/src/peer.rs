@@ -4,12 +4,13 @@
 //! state machine ([`Mvcc`]) over one [`Engine`]. It has no threads, clock or
 //! sockets: a driver calls [`Peer::tick`] on its own schedule, feeds inbound
 //! raft messages to [`Peer::step`], submits requests with [`Peer::propose`] and
-//! [`Peer::read`], and calls [`Peer::handle_ready`], which hands outbound
-//! messages to the driver's `send` closure (the leader's appends *before* its
-//! own fsync, as raft allows), persists the Ready with one synced write batch,
-//! applies committed entries in one unsynced batch, and returns the finished
-//! requests. The production [`crate::Node`] and the simulator are two such
-//! drivers.
+//! [`Peer::read`], and takes each step's work as one value, [`Peer::ready`]
+//! returning a [`Ready`] (messages, the apply batch, the log write and the
+//! messages waiting for it, completions, compaction jobs), which the driver
+//! carries out in the order the `Ready` contract gives and answers with
+//! [`Peer::persisted`] once a log write is durable. The production
+//! [`crate::Node`] and the simulator run the same driver,
+//! [`crate::driver::Driver`].
 //!
 //! Requests carry a caller-chosen token `T` (a callback, a client id...) that
 //! comes back with the result.
@@ -34,28 +35,9 @@ use crate::lease::Lessor;
 use crate::membership::{self, Members};
 use crate::mvcc::{Compaction, Mvcc};
 use crate::raftlog::{decode_u64, RaftLog};
+use crate::ready::{Completion, DiskWrite, LogWrite, Ready};
 use crate::watch::{WatchHub, WatchRequest, Watcher};
 use crate::{keys, snapshot, Config, Error, Result};
-
-/// A finished request: the caller's token and the outcome.
-pub type Completion<T> = (T, Result<Response>);
-
-/// New log entries and hard state from one Ready, for the driver to write
-/// durably *off* the peer's thread (see [`Peer::handle_ready_async`]).
-///
-/// Writes must reach the engine in `number` order; the driver then reports
-/// the highest durable one with [`Peer::persisted`]. Consecutive writes may
-/// be merged into one engine batch and one fsync.
-#[derive(Debug)]
-pub struct LogWrite {
-    /// raft-rs's number of the Ready this write persists.
-    pub number: u64,
-    /// The entries and hard state (possibly empty: then only its order
-    /// matters).
-    pub batch: WriteBatch,
-    /// Whether raft requires an fsync (new entries, term or vote).
-    pub sync: bool,
-}
 
 /// A point-in-time summary of a member (what etcd's `Status` reports).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,9 +173,19 @@ pub struct Peer<E: Engine, T> {
     incoming: Option<snapshot::Incoming>,
     /// The last local id given to a received snapshot stream.
     last_stream: u64,
-    /// Readies handed to the driver as [`LogWrite`]s and not yet reported
-    /// durable, oldest first, with the messages that must wait for them.
-    unpersisted: VecDeque<(u64, Vec<Message>)>,
+    /// The number of the last Ready handed out as a [`LogWrite`].
+    handed: u64,
+    /// The highest Ready number reported durable ([`Peer::persisted`]).
+    durable: u64,
+    /// A snapshot install handed out and not yet durable: its Ready number,
+    /// index and term.
+    installing: Option<(u64, (u64, u64))>,
+    /// Snapshot messages that wait for a LogWrite (by Ready number) before
+    /// they become chunk streams.
+    waiting_snapshots: VecDeque<(u64, Vec<Message>)>,
+    /// Metadata (applied index, dedup records, lease and member records)
+    /// staged beside the state machine's writes of the current step.
+    apply_meta: WriteBatch,
     /// Physical compactions for the driver to run off this thread.
     compactions: Vec<Compaction<E>>,
     /// Recently applied command ids: a command applies at most once even if
@@ -293,7 +285,11 @@ impl<E: Engine, T> Peer<E, T> {
             outgoing: Vec::new(),
             incoming: None,
             last_stream: 0,
-            unpersisted: VecDeque::new(),
+            handed: 0,
+            durable: 0,
+            installing: None,
+            waiting_snapshots: VecDeque::new(),
+            apply_meta: WriteBatch::new(),
             compactions: Vec::new(),
             applied_ids,
         })
@@ -524,7 +520,7 @@ impl<E: Engine, T> Peer<E, T> {
     }
 
     /// Proposes a write. The outcome comes back from a later
-    /// [`Peer::handle_ready`] with `token`, once the entry is committed by a
+    /// [`Peer::ready`] with `token`, once the entry is committed by a
     /// quorum that persisted it and applied here.
     pub fn propose(&mut self, op: Op, token: T) {
         if self.proposals.len() >= self.cfg.max_pending_proposals {
@@ -608,12 +604,6 @@ impl<E: Engine, T> Peer<E, T> {
         self.members.list()
     }
 
-    /// The members, if they changed since the last call (so a driver can
-    /// update its transport's address book).
-    pub fn take_members_changed(&mut self) -> Option<Vec<Member>> {
-        std::mem::take(&mut self.members_changed).then(|| self.members.list())
-    }
-
     /// Reads a range. A serializable request is served at once from local
     /// state; otherwise the read joins the next ReadIndex round and is served
     /// once this member has applied up to the read index (linearizable).
@@ -628,90 +618,151 @@ impl<E: Engine, T> Peer<E, T> {
         }
     }
 
-    /// True when [`Peer::handle_ready`] has work to do.
+    /// True when [`Peer::ready`] has work to do.
     pub fn has_ready(&self) -> bool {
-        !self.completions.is_empty() || self.reads_flushable() || (self.raw.has_ready() && !self.snapshot_waits())
+        !self.completions.is_empty()
+            || self.members_changed
+            || !self.compactions.is_empty()
+            || self.reads_flushable()
+            || self.reads_servable()
+            || (self.raw.has_ready() && !self.snapshot_waits())
     }
 
-    /// A received snapshot is installed synchronously, so it waits until
-    /// every earlier [`LogWrite`] is durable.
+    /// A received snapshot is handed out for install only once every earlier
+    /// [`LogWrite`] is durable, and one install at a time.
     fn snapshot_waits(&self) -> bool {
-        !self.unpersisted.is_empty() && self.raw.snap().is_some_and(|s| !s.is_empty())
+        (self.handed > self.durable || self.installing.is_some()) && self.raw.snap().is_some_and(|s| !s.is_empty())
     }
 
-    /// The next physical compaction to run, on any thread (see
-    /// [`Compaction`]); the driver should check after each Ready.
-    pub fn take_compaction(&mut self) -> Option<Compaction<E>> {
-        self.compactions.pop()
-    }
-
-    /// How many [`LogWrite`]s handed out are not yet reported durable.
-    pub fn unpersisted_writes(&self) -> usize {
-        self.unpersisted.len()
-    }
-
-    /// [`Peer::handle_ready_with`], except that new log entries and hard
-    /// state are not written here: they come back as a [`LogWrite`] for the
-    /// driver to make durable on another thread while this one goes on
-    /// (raft-rs's asynchronous Ready). Meanwhile the peer keeps sending
-    /// appends, taking proposals and applying what a quorum has persisted;
-    /// messages that must follow the write (a follower's append response, a
-    /// vote) wait for [`Peer::persisted`]. A Ready carrying a snapshot is
-    /// handled synchronously once earlier writes are durable.
-    pub fn handle_ready_async(
-        &mut self,
-        send: &mut dyn FnMut(Vec<Message>),
-        complete: &mut dyn FnMut(Completion<T>),
-    ) -> Result<Option<LogWrite>> {
+    /// One step: everything the peer decided since the last one, for the
+    /// driver to carry out in the order [`Ready`]'s contract gives.
+    ///
+    /// In a step the peer serves the reads that earlier steps' applies made
+    /// ready, starts a ReadIndex round for the queued ones, and takes one
+    /// raft-rs Ready: its messages go out at once (snapshots become chunk
+    /// streams), its committed entries — already persisted here and on a
+    /// quorum — are applied into [`Ready::apply`] and their callers answered,
+    /// and its entries and hard state (or a snapshot install) become the
+    /// [`Ready::log_write`], with the messages that must wait for it. The
+    /// peer goes on taking proposals and applying while that write is in
+    /// flight (raft-rs's asynchronous Ready); the storage already serves the
+    /// new entries from its cache, as raft-rs requires.
+    pub fn ready(&mut self) -> Result<Ready<E, T>> {
+        let mut out = Ready::new();
+        // Earlier steps' apply batches are written by now (the contract).
+        self.serve_reads();
         self.flush_reads();
-        let mut write = None;
         if self.raw.has_ready() && !self.snapshot_waits() {
-            if self.raw.snap().is_some_and(|s| !s.is_empty()) {
-                self.process_ready(send, complete)?;
-            } else {
-                write = self.process_ready_async(send, complete)?;
-            }
+            out.log_write = self.take_raft_ready(&mut out.messages)?;
         }
-        self.completions.drain(..).for_each(complete);
-        Ok(write)
+        out.apply = self.mvcc.take_batch(std::mem::take(&mut self.apply_meta));
+        let events = std::mem::take(&mut self.applied_events);
+        self.watches.dispatch(&events);
+        self.compactions.extend(self.mvcc.take_compaction());
+        out.compactions = std::mem::take(&mut self.compactions);
+        out.completions = std::mem::take(&mut self.completions);
+        if std::mem::take(&mut self.members_changed) {
+            out.members = Some(self.members.list());
+        }
+        Ok(out)
     }
 
-    /// Reports that every [`LogWrite`] up to `number` is durable: sends the
-    /// messages that waited for them and lets raft count this member's copy.
-    pub fn persisted(&mut self, number: u64, send: &mut dyn FnMut(Vec<Message>)) {
-        while self.unpersisted.front().is_some_and(|(n, _)| *n <= number) {
-            if let Some((_, msgs)) = self.unpersisted.pop_front() {
-                if !msgs.is_empty() {
-                    self.send(msgs, send);
-                }
-            }
+    /// Takes one raft-rs Ready: sends, applies, and returns what must be
+    /// made durable.
+    fn take_raft_ready(&mut self, messages: &mut Vec<Message>) -> Result<Option<LogWrite>> {
+        let mut rd = self.raw.ready();
+        self.note_soft_state(&rd);
+        if !rd.messages().is_empty() {
+            self.send(rd.take_messages(), messages);
+        }
+        self.take_read_states(&mut rd);
+        let mut log = WriteBatch::new();
+        let snap = rd.snapshot();
+        let installs = if snap.is_empty() {
+            // raft-rs hands out only entries persisted here and on a quorum.
+            self.apply(rd.take_committed_entries())?;
+            None
+        } else {
+            // A snapshot Ready carries no committed entries; the state
+            // machine is replaced once the install is durable (`persisted`).
+            let meta = snap.get_metadata().clone();
+            snapshot::stage_restore(&self.engine, snap, &mut log)?;
+            self.raw.mut_store().apply_snapshot_meta(&meta, &mut log)?;
+            Some((meta.index, meta.term))
+        };
+        self.raw.mut_store().append(rd.entries(), &mut log)?;
+        if let Some(hs) = rd.hs() {
+            self.raw.mut_store().set_hard_state(hs.clone(), &mut log)?;
+        }
+        let (number, mut sync) = (rd.number(), rd.must_sync() || installs.is_some());
+        // Snapshots among the messages that wait become chunk streams only
+        // once the write is durable (`persisted`); the rest wait in the
+        // LogWrite.
+        let (snapshots, then_send): (Vec<Message>, Vec<Message>) =
+            rd.take_persisted_messages().into_iter().partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+        self.raw.advance_append_async(rd);
+        if installs.is_none() {
+            self.raw.advance_apply_to(self.applied_index);
+            sync |= self.maybe_compact_log(&mut log)?;
+        }
+        if let Some(to) = self.handover.take() {
+            self.raw.raft.send_timeout_now(to);
+        }
+        if log.is_empty() && installs.is_none() && self.handed <= self.durable {
+            // Nothing to wait for: this Ready is as durable as the last one.
+            messages.extend(then_send);
+            self.send(snapshots, messages);
+            self.raw.on_persist_ready(number);
+            self.durable = number;
+            self.handed = number;
+            return Ok(None);
+        }
+        self.handed = number;
+        if !snapshots.is_empty() {
+            self.waiting_snapshots.push_back((number, snapshots));
+        }
+        if let Some(install) = installs {
+            self.installing = Some((number, install));
+        }
+        Ok(Some(LogWrite { write: DiskWrite { number, batch: log, sync }, then_send, installs }))
+    }
+
+    /// Reports that every [`LogWrite`] up to `number` is durable (the driver
+    /// sends their `then_send` messages): raft counts this member's copy of
+    /// the entries, and a snapshot install among them replaces the state
+    /// machine.
+    pub fn persisted(&mut self, number: u64) -> Result<()> {
+        self.durable = self.durable.max(number);
+        let installed = self.installing.filter(|(n, _)| *n <= number).map(|(_, at)| at);
+        if let Some((index, term)) = installed {
+            self.installing = None;
+            self.finish_install(index, term)?;
+        }
+        while let Some((_, snapshots)) = self.waiting_snapshots.pop_front_if(|(n, _)| *n <= number) {
+            let mut none = Vec::new();
+            self.send(snapshots, &mut none);
         }
         self.raw.on_persist_ready(number);
-    }
-
-    /// Runs one round of raft I/O: sends messages through `send`, applies
-    /// committed entries in one unsynced write, persists new log entries and
-    /// hard state with one synced write, and returns every request finished
-    /// since the last call.
-    pub fn handle_ready(&mut self, send: &mut dyn FnMut(Vec<Message>)) -> Result<Vec<Completion<T>>> {
-        let mut done = Vec::new();
-        self.handle_ready_with(send, &mut |c| done.push(c))?;
-        Ok(done)
-    }
-
-    /// [`Peer::handle_ready`] handing finished requests to `complete` as soon
-    /// as they are known: requests committed by earlier rounds complete
-    /// *before* this round's fsync of new entries, which they do not need.
-    pub fn handle_ready_with(
-        &mut self,
-        send: &mut dyn FnMut(Vec<Message>),
-        complete: &mut dyn FnMut(Completion<T>),
-    ) -> Result<()> {
-        self.flush_reads();
-        if self.raw.has_ready() {
-            self.process_ready(send, complete)?;
+        if let Some((index, _)) = installed {
+            self.raw.advance_apply_to(index);
         }
-        self.completions.drain(..).for_each(complete);
+        Ok(())
+    }
+
+    /// Reopens the state machine on an installed snapshot.
+    fn finish_install(&mut self, index: u64, term: u64) -> Result<()> {
+        self.mvcc = Mvcc::open(self.engine.clone())?;
+        self.mvcc.set_prev_values(self.watches.wants_prev_values());
+        self.lessor = Lessor::open(&self.engine, self.mvcc.leased_keys(), self.now, self.cfg.tick_interval)?;
+        self.members = Members::load(&self.engine)?;
+        self.members_changed = true;
+        self.applied_ids = AppliedIds::load(&self.engine, DEDUP_WINDOW)?;
+        self.watches.resync(&self.mvcc);
+        self.applied_index = index;
+        self.applied_term = term;
+        self.compacted_at = index;
+        self.by_index = self.by_index.split_off(&(index + 1));
+        tracing::info!(id = self.cfg.id, index, term, "snapshot installed");
         Ok(())
     }
 
@@ -719,6 +770,11 @@ impl<E: Engine, T> Peer<E, T> {
     fn reads_flushable(&self) -> bool {
         !self.queued_reads.is_empty()
             && self.inflight_reads.values().all(|b| b.issued + READ_INDEX_RETRY_TICKS <= self.now)
+    }
+
+    /// Whether a read batch's read index is applied.
+    fn reads_servable(&self) -> bool {
+        self.ready_reads.front().is_some_and(|(idx, _)| *idx <= self.applied_index)
     }
 
     fn flush_reads(&mut self) {
@@ -746,128 +802,6 @@ impl<E: Engine, T> Peer<E, T> {
         let mut context = self.cfg.id.to_be_bytes().to_vec();
         context.extend_from_slice(&ctx.to_be_bytes());
         self.raw.read_index(context);
-    }
-
-    fn process_ready(
-        &mut self,
-        send: &mut dyn FnMut(Vec<Message>),
-        complete: &mut dyn FnMut(Completion<T>),
-    ) -> Result<()> {
-        let mut rd = self.raw.ready();
-        self.note_soft_state(&rd);
-        if !rd.messages().is_empty() {
-            self.send(rd.take_messages(), send);
-        }
-
-        let snap = rd.snapshot().clone();
-        let installing = !snap.is_empty();
-        if !installing {
-            // Committed entries are already persisted here and on a quorum
-            // (raft-rs hands out only those), so they are applied and their
-            // callers answered before this Ready's own fsync.
-            self.take_read_states(&mut rd);
-            self.apply(rd.take_committed_entries(), WriteBatch::new())?;
-            self.serve_reads();
-            self.completions.drain(..).for_each(&mut *complete);
-        }
-
-        // Persist: one synced batch with the snapshot (if any), new entries
-        // and the hard state.
-        let mut wb = WriteBatch::new();
-        if installing {
-            snapshot::stage_restore(&self.engine, &snap, &mut wb)?;
-            self.raw.mut_store().apply_snapshot_meta(snap.get_metadata(), &mut wb)?;
-        }
-        self.raw.mut_store().append(rd.entries(), &mut wb)?;
-        if let Some(hs) = rd.hs() {
-            self.raw.mut_store().set_hard_state(hs.clone(), &mut wb)?;
-        }
-        if !wb.is_empty() {
-            // A Ready that only moves the commit index needs no fsync.
-            self.engine.write(wb, rd.must_sync() || installing)?;
-        }
-        if installing {
-            self.mvcc = Mvcc::open(self.engine.clone())?;
-            self.mvcc.set_prev_values(self.watches.wants_prev_values());
-            self.lessor = Lessor::open(&self.engine, self.mvcc.leased_keys(), self.now, self.cfg.tick_interval)?;
-            self.members = Members::load(&self.engine)?;
-            self.members_changed = true;
-            self.applied_ids = AppliedIds::load(&self.engine, DEDUP_WINDOW)?;
-            self.watches.resync(&self.mvcc);
-            let meta = snap.get_metadata();
-            self.applied_index = meta.index;
-            self.applied_term = meta.term;
-            self.compacted_at = meta.index;
-            self.by_index = self.by_index.split_off(&(meta.index + 1));
-            self.take_read_states(&mut rd);
-            self.apply(rd.take_committed_entries(), WriteBatch::new())?;
-        }
-        if !rd.persisted_messages().is_empty() {
-            self.send(rd.take_persisted_messages(), send);
-        }
-
-        let mut light = self.raw.advance(rd);
-        // A commit index learned while persisting needs no sync (it can be
-        // recovered from the quorum); it rides with the apply batch.
-        let mut extra = WriteBatch::new();
-        if let Some(commit) = light.commit_index() {
-            let mut hs = self.raw.store().hard_state().clone();
-            hs.commit = commit;
-            self.raw.mut_store().set_hard_state(hs, &mut extra)?;
-        }
-        if !light.messages().is_empty() {
-            self.send(light.take_messages(), send);
-        }
-        self.apply(light.take_committed_entries(), extra)?;
-        self.raw.advance_apply_to(self.applied_index);
-        if let Some(to) = self.handover.take() {
-            self.raw.raft.send_timeout_now(to);
-        }
-        self.serve_reads();
-        self.maybe_compact_log()
-    }
-
-    fn process_ready_async(
-        &mut self,
-        send: &mut dyn FnMut(Vec<Message>),
-        complete: &mut dyn FnMut(Completion<T>),
-    ) -> Result<Option<LogWrite>> {
-        let mut rd = self.raw.ready();
-        self.note_soft_state(&rd);
-        if !rd.messages().is_empty() {
-            self.send(rd.take_messages(), send);
-        }
-        // Committed entries are persisted here and on a quorum already.
-        self.take_read_states(&mut rd);
-        self.apply(rd.take_committed_entries(), WriteBatch::new())?;
-        self.serve_reads();
-        self.completions.drain(..).for_each(&mut *complete);
-
-        let mut batch = WriteBatch::new();
-        self.raw.mut_store().append(rd.entries(), &mut batch)?;
-        if let Some(hs) = rd.hs() {
-            self.raw.mut_store().set_hard_state(hs.clone(), &mut batch)?;
-        }
-        let (number, sync) = (rd.number(), rd.must_sync());
-        let waiting = rd.take_persisted_messages();
-        // The storage already serves the new entries (from its cache), as
-        // raft-rs requires before `advance_append_async`.
-        self.raw.advance_append_async(rd);
-        self.raw.advance_apply_to(self.applied_index);
-        if let Some(to) = self.handover.take() {
-            self.raw.raft.send_timeout_now(to);
-        }
-        self.maybe_compact_log()?;
-        if batch.is_empty() && self.unpersisted.is_empty() {
-            // Nothing to wait for: this Ready is as durable as the last one.
-            if !waiting.is_empty() {
-                self.send(waiting, send);
-            }
-            self.raw.on_persist_ready(number);
-            return Ok(None);
-        }
-        self.unpersisted.push_back((number, waiting));
-        Ok(Some(LogWrite { number, batch, sync }))
     }
 
     /// Tracks leadership from a Ready's soft state.
@@ -898,12 +832,10 @@ impl<E: Engine, T> Peer<E, T> {
 
     /// Sends raft's messages, except snapshots: each becomes a chunk stream
     /// handed out by [`Peer::snapshot_chunks`].
-    fn send(&mut self, msgs: Vec<Message>, send: &mut dyn FnMut(Vec<Message>)) {
+    fn send(&mut self, msgs: Vec<Message>, out: &mut Vec<Message>) {
         let (snapshots, msgs): (Vec<Message>, Vec<Message>) =
             msgs.into_iter().partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
-        if !msgs.is_empty() {
-            send(msgs);
-        }
+        out.extend(msgs);
         for m in snapshots {
             let to = m.to;
             let view = snapshot::descriptor_id(m.get_snapshot())
@@ -950,10 +882,11 @@ impl<E: Engine, T> Peer<E, T> {
 
     /// Applies committed entries: one unsynced batch with the state-machine
     /// changes, the new applied index and `extra`.
-    fn apply(&mut self, entries: Vec<Entry>, mut extra: WriteBatch) -> Result<()> {
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
         let Some(last) = entries.last() else {
-            return if extra.is_empty() { Ok(()) } else { self.engine.write(extra, false) };
+            return Ok(());
         };
+        let mut extra = std::mem::take(&mut self.apply_meta);
         let (last_index, last_term) = (last.index, last.term);
         for entry in entries {
             if entry.index <= self.applied_index {
@@ -978,12 +911,7 @@ impl<E: Engine, T> Peer<E, T> {
         self.applied_term = last_term;
         extra.put(Cf::Meta, keys::APPLIED_INDEX.to_vec(), last_index.to_be_bytes().to_vec());
         extra.put(Cf::Meta, keys::APPLIED_TERM.to_vec(), last_term.to_be_bytes().to_vec());
-        self.mvcc.commit(extra)?;
-        if let Some(job) = self.mvcc.take_compaction() {
-            self.compactions.push(job);
-        }
-        let events = std::mem::take(&mut self.applied_events);
-        self.watches.dispatch(&events);
+        self.apply_meta = extra;
         Ok(())
     }
 
@@ -1208,20 +1136,19 @@ impl<E: Engine, T> Peer<E, T> {
         }
     }
 
-    /// Compacts the raft log when enough entries were applied since the last
-    /// compaction. The write is synced, which also makes every earlier
-    /// (unsynced) apply batch durable before the entries go.
-    fn maybe_compact_log(&mut self) -> Result<()> {
+    /// Compacts the raft log into `log` when enough entries were applied
+    /// since the last compaction; true when it did. The log write must then
+    /// be synced, which also makes the apply batches before it durable
+    /// before the entries go.
+    fn maybe_compact_log(&mut self, log: &mut WriteBatch) -> Result<bool> {
         if self.applied_index < self.compacted_at + self.cfg.snapshot_entries + self.cfg.log_keep_entries {
-            return Ok(());
+            return Ok(false);
         }
         let to = self.applied_index - self.cfg.log_keep_entries;
-        let mut wb = WriteBatch::new();
-        self.raw.mut_store().compact(to, &mut wb)?;
-        self.engine.write(wb, true)?;
+        self.raw.mut_store().compact(to, log)?;
         self.compacted_at = to;
         tracing::debug!(id = self.cfg.id, to, "raft log compacted");
-        Ok(())
+        Ok(true)
     }
 
     /// Fails every pending request with [`Error::Stopped`] (on shutdown).

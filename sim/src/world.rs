@@ -4,18 +4,20 @@
 //! The loop is a discrete-event simulation: at each step the clock jumps to
 //! the earliest pending event (a member's tick, a message delivery, a client
 //! action, a fault, a restart, a convergence check); everything due then runs
-//! in a fixed order, and afterwards every member with work runs
-//! `handle_ready`, whose outbound messages go to the [`SimNetwork`] with
-//! random delays. Only ordered containers are iterated, and all randomness
+//! in a fixed order, and afterwards every member with work runs its
+//! production [`Driver`] over one [`Peer::ready`] step; outbound messages go
+//! to the [`SimNetwork`] with random delays, log writes to a simulated disk
+//! that finishes them at random later rounds. Only ordered containers are iterated, and all randomness
 //! comes from the seed's [`SimRng`] streams.
 
 use std::collections::BTreeMap;
 
 use raft_kv::{
     CompactionRequest, Compare, CompareResult, Config, DeleteRangeRequest, Error, LeaseGrantRequest,
-    LeaseKeepAliveRequest, LogWrite, MemEngine, MemberPromoteRequest, MemberRemoveRequest, Peer, PutRequest,
-    RangeRequest, Response, Role, TxnRequest, WatchMessage, WatchRequest, Watcher,
+    LeaseKeepAliveRequest, MemEngine, MemberPromoteRequest, MemberRemoveRequest, Peer, PutRequest, RangeRequest,
+    Response, Role, TxnRequest, WatchMessage, WatchRequest, Watcher,
 };
+use raft_kv::{Completion, DiskWrite, Driver, Io};
 use transport_mem::sim::{LinkFaults, SimNetwork};
 
 use crate::checker::{check_history, Violation, ViolationKind};
@@ -153,9 +155,12 @@ struct Member {
     retire_at: u64,
     /// Stopped for good (after its removal).
     retired: bool,
-    /// Log writes handed out by `handle_ready_async` and not yet written
-    /// (the production log writer's queue); lost if the member crashes.
-    log_queue: Vec<LogWrite>,
+    /// The production driver: Ready order, inline-or-writer, messages
+    /// waiting for their write.
+    driver: Driver<MemEngine>,
+    /// Log writes submitted to the (simulated) log writer and not yet
+    /// written; lost if the member crashes.
+    log_queue: Vec<DiskWrite>,
     /// Physical compactions handed out and not yet run (the production
     /// background thread); lost if the member crashes.
     compactions: Vec<raft_kv::mvcc::Compaction<MemEngine>>,
@@ -279,10 +284,11 @@ fn member_config(cfg: &SimConfig, id: u64, peers: Vec<u64>) -> Config {
 
 impl Member {
     fn new(id: u64, cfg: Config, first_tick: u64) -> Self {
+        let engine = MemEngine::new();
         Member {
             id,
             cfg,
-            engine: MemEngine::new(),
+            engine: engine.clone(),
             peer: None,
             incarnation: 0,
             tick_period: TICK,
@@ -292,6 +298,7 @@ impl Member {
             removed: false,
             retire_at: NEVER,
             retired: false,
+            driver: Driver::new(engine.clone()),
             log_queue: Vec::new(),
             compactions: Vec::new(),
         }
@@ -493,7 +500,7 @@ impl World {
         self.drain_watches();
     }
 
-    /// Runs `handle_ready` on every member with work until none has any.
+    /// Runs every member's driver until none has work.
     fn pump(&mut self) {
         for round in 0..16 {
             let mut busy = false;
@@ -501,12 +508,16 @@ impl World {
                 let m = &mut self.members[i];
                 let id = m.id;
                 let Some(peer) = m.peer.as_mut() else { continue };
-                let mut out = Vec::new();
+                let mut io = SimIo::new(&mut m.log_queue, &mut m.compactions);
                 // The log writer finishes its queue now or later (always by
                 // the last round), like a disk of varying speed.
-                let flush = !m.log_queue.is_empty() && (round == 15 || self.rng_disk.chance(0.6));
+                let flush = !io.queue.is_empty() && (round == 15 || self.rng_disk.chance(0.6));
                 if flush {
-                    if let Err(e) = persist(&m.engine, peer, &mut m.log_queue, &mut out) {
+                    let merged = DiskWrite::merge(io.queue.drain(..));
+                    let res = merged.map_or(Ok(()), |w| {
+                        w.write_to(&m.engine).and_then(|number| m.driver.persisted(peer, number, &mut io))
+                    });
+                    if let Err(e) = res {
                         self.violate(ViolationKind::CoreError, format!("m{id} log write: {e}"));
                         self.stopped = true;
                         return;
@@ -514,9 +525,8 @@ impl World {
                     busy = true;
                 }
                 // Background compactions run at some later step.
-                m.compactions.extend(peer.take_compaction());
-                if !m.compactions.is_empty() && self.rng_disk.chance(0.3) {
-                    let failed = m.compactions.drain(..).map(|job| job.run()).find_map(|r| r.err());
+                if !io.compactions.is_empty() && self.rng_disk.chance(0.3) {
+                    let failed = io.compactions.drain(..).map(|job| job.run()).find_map(|r| r.err());
                     if let Some(e) = failed {
                         self.violate(ViolationKind::CoreError, format!("m{id} compaction: {e}"));
                         self.stopped = true;
@@ -525,19 +535,14 @@ impl World {
                 }
                 let ready = peer.has_ready();
                 let streaming = round == 0 && peer.is_streaming_snapshots();
-                if !ready && !streaming && !flush {
+                if !ready && !streaming && !io.has_output() {
                     continue;
                 }
-                busy |= ready || !m.log_queue.is_empty();
-                let res = if ready {
-                    let mut done = Vec::new();
-                    peer.handle_ready_async(&mut |msgs| out.extend(msgs), &mut |c| done.push(c)).map(|write| {
-                        m.log_queue.extend(write);
-                        done
-                    })
-                } else {
-                    Ok(Vec::new())
-                };
+                // Half the time the member is "idle" and the driver writes
+                // inline; otherwise the write queues for the writer.
+                let idle = ready && self.rng_disk.chance(0.5);
+                let res = if ready { m.driver.step(peer, idle, &mut io).map(|_| ()) } else { Ok(()) };
+                busy |= ready || !io.queue.is_empty();
                 let is_leader = peer.is_leader();
                 // A removed member may lag forever: its terms are not checked.
                 let new_term = (is_leader && !m.was_leader && !m.removed).then(|| peer.term());
@@ -549,6 +554,7 @@ impl World {
                 } else {
                     Ok(Vec::new())
                 };
+                let (out, done) = (std::mem::take(&mut io.out), std::mem::take(&mut io.done));
                 self.net.send(self.now, id, out, &mut self.rng_net);
                 match chunks {
                     Ok(chunks) => self.net.send(self.now, id, chunks, &mut self.rng_net),
@@ -571,17 +577,13 @@ impl World {
                         }
                     }
                 }
-                match res {
-                    Ok(done) => {
-                        for (token, result) in done {
-                            self.on_completion(token, result);
-                        }
-                    }
-                    Err(e) => {
-                        self.violate(ViolationKind::CoreError, format!("m{id} handle_ready: {e}"));
-                        self.stopped = true;
-                        return;
-                    }
+                for (token, result) in done {
+                    self.on_completion(token, result);
+                }
+                if let Err(e) = res {
+                    self.violate(ViolationKind::CoreError, format!("m{id} ready: {e}"));
+                    self.stopped = true;
+                    return;
                 }
             }
             if !busy {
@@ -594,6 +596,7 @@ impl World {
         let m = &mut self.members[i];
         // Writes and compactions queued by an earlier incarnation died with it.
         m.log_queue.clear();
+        m.driver.reset();
         m.compactions.clear();
         match Peer::open(m.cfg.clone(), m.engine.clone()) {
             Ok(peer) => {
@@ -1791,24 +1794,38 @@ impl World {
     }
 }
 
-/// Writes a member's queued log writes as its log writer would: merged into
-/// one engine batch, synced if any asked for it, then reported to the peer.
-fn persist(
-    engine: &MemEngine,
-    peer: &mut Peer<MemEngine, OpId>,
-    queue: &mut Vec<LogWrite>,
-    out: &mut Vec<raft_kv::RaftMessage>,
-) -> raft_kv::Result<()> {
-    let mut batch = raft_kv::engine::WriteBatch::new();
-    let (mut sync, mut last) = (false, 0);
-    for w in queue.drain(..) {
-        batch.extend(w.batch);
-        sync |= w.sync;
-        last = w.number;
+/// A member's outside world in the simulator: messages and completions
+/// are collected for the step to deliver, log writes queue for the
+/// simulated disk, compactions wait for a later step.
+struct SimIo<'a> {
+    out: Vec<raft_kv::RaftMessage>,
+    done: Vec<Completion<OpId>>,
+    queue: &'a mut Vec<DiskWrite>,
+    compactions: &'a mut Vec<raft_kv::mvcc::Compaction<MemEngine>>,
+}
+
+impl<'a> SimIo<'a> {
+    fn new(queue: &'a mut Vec<DiskWrite>, compactions: &'a mut Vec<raft_kv::mvcc::Compaction<MemEngine>>) -> Self {
+        SimIo { out: Vec::new(), done: Vec::new(), queue, compactions }
     }
-    if !batch.is_empty() {
-        raft_kv::Engine::write(engine, batch, sync)?;
+
+    fn has_output(&self) -> bool {
+        !self.out.is_empty() || !self.done.is_empty()
     }
-    peer.persisted(last, &mut |msgs| out.extend(msgs));
-    Ok(())
+}
+
+impl Io<MemEngine, OpId> for SimIo<'_> {
+    fn send(&mut self, msgs: Vec<raft_kv::RaftMessage>) {
+        self.out.extend(msgs);
+    }
+    fn complete(&mut self, completion: Completion<OpId>) {
+        self.done.push(completion);
+    }
+    fn submit(&mut self, write: DiskWrite) {
+        self.queue.push(write);
+    }
+    fn compact(&mut self, job: raft_kv::mvcc::Compaction<MemEngine>) {
+        self.compactions.push(job);
+    }
+    fn members_changed(&mut self, _members: Vec<raft_kv::Member>) {}
 }

@@ -358,8 +358,21 @@ impl<E: Engine> Mvcc<E> {
 
     /// Writes all staged writes plus `extra` (the caller's applied-index
     /// metadata) to the engine in one batch with `sync = false`, then clears
-    /// the staging overlay. On `Err` the staged writes are kept.
+    /// the staging overlay. On `Err` the staged writes are gone: the caller
+    /// must stop using this `Mvcc` (a member stops).
     pub fn commit(&mut self, extra: WriteBatch) -> Result<()> {
+        let batch = self.take_batch(extra);
+        if !batch.is_empty() {
+            self.engine.write(batch, false)?;
+        }
+        Ok(())
+    }
+
+    /// [`Mvcc::commit`] for a driver that writes the batch itself: returns
+    /// the staged writes, revision counters and `extra` as one batch and
+    /// clears the overlay. The caller must write it (unsynced) before the
+    /// next read or apply, which would otherwise miss the staged writes.
+    pub fn take_batch(&mut self, extra: WriteBatch) -> WriteBatch {
         let mut batch = WriteBatch::new();
         for (key, value) in &self.overlay {
             match value {
@@ -374,13 +387,10 @@ impl<E: Engine> Mvcc<E> {
             batch.put(Cf::Meta, keys::COMPACT_REVISION, self.compact_revision.to_be_bytes());
         }
         batch.extend(extra);
-        if !batch.is_empty() {
-            self.engine.write(batch, false)?;
-        }
         self.overlay.clear();
         self.committed_revision = self.revision;
         self.committed_compact_revision = self.compact_revision;
-        Ok(())
+        batch
     }
 
     /// The physical part of the compactions committed so far, if any: a job

@@ -1,0 +1,139 @@
+//! [`Driver`]: carries out a [`Peer`]'s [`Ready`] — the one place that owns
+//! the durability and ordering rules.
+//!
+//! The production node and the simulator both drive their peers through
+//! it; they differ only in what they plug in as [`Io`]: real sockets, a
+//! writer thread and compaction threads, or a simulated network and disk.
+//! What the driver decides, and the simulator therefore tests:
+//!
+//! - the order of a [`Ready`]: apply batch written, messages sent,
+//!   completions released, then the log write;
+//! - whether a log write is written *inline*, on the calling thread — when
+//!   the caller has nothing else queued and no earlier write is in flight,
+//!   the two hand-offs to a writer cost more latency than they hide — or
+//!   submitted to the background writer, which must keep submission order
+//!   (and may merge what queued up during one fsync: [`DiskWrite::merge`]);
+//! - which messages wait for which write, released by [`Driver::persisted`]
+//!   before the peer hears that its write is durable.
+
+use std::collections::VecDeque;
+
+use raft::eraftpb::Message;
+
+use crate::api::Member;
+use crate::engine::Engine;
+use crate::mvcc::Compaction;
+use crate::peer::Peer;
+use crate::ready::{Completion, DiskWrite, LogWrite, Ready};
+use crate::Result;
+
+/// What a driver plugs in: the outside world of one member.
+pub trait Io<E: Engine, T> {
+    /// Sends raft messages to their members.
+    fn send(&mut self, msgs: Vec<Message>);
+    /// Delivers a finished request to its caller.
+    fn complete(&mut self, completion: Completion<T>);
+    /// Hands a log write to the background writer. Writes reach the engine
+    /// in submission order; each is reported with [`Driver::persisted`].
+    fn submit(&mut self, write: DiskWrite);
+    /// Runs a physical compaction of history, on some other thread or at
+    /// some later step.
+    fn compact(&mut self, job: Compaction<E>);
+    /// The members changed (for the transport's address book).
+    fn members_changed(&mut self, members: Vec<Member>);
+}
+
+/// Executes [`Ready`]s for one member (see the module docs).
+#[derive(Debug)]
+pub struct Driver<E> {
+    engine: E,
+    /// Log writes submitted and not yet reported durable, oldest first,
+    /// with the messages that wait for each.
+    waiting: VecDeque<(u64, Vec<Message>)>,
+}
+
+impl<E: Engine> Driver<E> {
+    /// A driver writing to `engine` (the peer's).
+    pub fn new(engine: E) -> Self {
+        Driver { engine, waiting: VecDeque::new() }
+    }
+
+    /// Runs one step of `peer` if it has work; true if it did. `idle`: the
+    /// caller has nothing else queued, so a log write with nothing in flight
+    /// before it is written inline.
+    pub fn step<T>(&mut self, peer: &mut Peer<E, T>, idle: bool, io: &mut impl Io<E, T>) -> Result<bool> {
+        if !peer.has_ready() {
+            return Ok(false);
+        }
+        let ready = peer.ready()?;
+        self.execute(peer, ready, idle, io)?;
+        Ok(true)
+    }
+
+    /// Carries out `ready`, in the order its contract gives.
+    pub fn execute<T>(
+        &mut self,
+        peer: &mut Peer<E, T>,
+        ready: Ready<E, T>,
+        idle: bool,
+        io: &mut impl Io<E, T>,
+    ) -> Result<()> {
+        let Ready { messages, apply, log_write, completions, compactions, members } = ready;
+        // 1. Applied state first: the peer's next reads and the compaction
+        //    jobs read it. Unsynced: the next synced write covers it.
+        if !apply.is_empty() {
+            self.engine.write(apply, false)?;
+        }
+        // 2. The leader's appends leave before its own fsync.
+        if !messages.is_empty() {
+            io.send(messages);
+        }
+        // 3. Committed by a quorum and applied here: answer now, without
+        //    waiting for this step's own fsync.
+        for c in completions {
+            io.complete(c);
+        }
+        // 4. The log write, in order after every earlier one.
+        if let Some(LogWrite { write, then_send, .. }) = log_write {
+            if idle && self.waiting.is_empty() {
+                let number = write.write_to(&self.engine)?;
+                if !then_send.is_empty() {
+                    io.send(then_send);
+                }
+                peer.persisted(number)?;
+            } else {
+                self.waiting.push_back((write.number, then_send));
+                io.submit(write);
+            }
+        }
+        for job in compactions {
+            io.compact(job);
+        }
+        if let Some(members) = members {
+            io.members_changed(members);
+        }
+        Ok(())
+    }
+
+    /// The writer made every submitted write up to Ready `number` durable:
+    /// sends the messages that waited for them, then tells the peer.
+    pub fn persisted<T>(&mut self, peer: &mut Peer<E, T>, number: u64, io: &mut impl Io<E, T>) -> Result<()> {
+        while let Some((_, msgs)) = self.waiting.pop_front_if(|(n, _)| *n <= number) {
+            if !msgs.is_empty() {
+                io.send(msgs);
+            }
+        }
+        peer.persisted(number)
+    }
+
+    /// Log writes submitted and not yet reported durable.
+    pub fn in_flight(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Forgets the writes in flight (the member crashed: they are lost with
+    /// its writer).
+    pub fn reset(&mut self) {
+        self.waiting.clear();
+    }
+}
