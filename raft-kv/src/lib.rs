@@ -64,6 +64,8 @@ pub mod config;
 mod dedup;
 pub mod engine;
 pub mod error;
+/// Non-cryptographic hashing (64-bit FNV-1a).
+pub mod hash;
 mod inbox;
 pub mod keys;
 pub mod lease;
