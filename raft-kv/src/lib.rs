@@ -65,6 +65,8 @@ mod dedup;
 pub mod driver;
 pub mod engine;
 pub mod error;
+/// Non-cryptographic hashing (64-bit FNV-1a).
+pub mod hash;
 mod inbox;
 pub mod keys;
 pub mod lease;

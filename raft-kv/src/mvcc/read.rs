@@ -1,0 +1,320 @@
+//! The read path of [`Mvcc`]: ranges at the current or a past revision,
+//! event history, the consistency hash, and the scans and loads behind them.
+
+use std::cmp::Ordering;
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use super::encoding::{decode_key, encode_key, Record};
+use super::validate::validate_range;
+use super::{scan_fallible, KeepRule, KeyMeta, KeyRange, Mvcc, Visitor};
+use crate::api::{Event, EventType, KeyValue, RangeRequest, RangeResponse, SortOrder, SortTarget};
+use crate::engine::{Cf, Engine};
+use crate::hash::Fnv64;
+use crate::{Error, Result};
+
+impl<E: Engine> Mvcc<E> {
+    /// Serves a read against the current state (committed and staged).
+    /// Validates the request first.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        validate_range(req)?;
+        let mut resp = self.range_at(req, self.revision)?;
+        resp.header = crate::api::header(self.revision);
+        Ok(resp)
+    }
+
+    /// Every event on keys of `[key, range_end)` (etcd range rules) with
+    /// revision `>= from`, oldest first, each with its previous key-value.
+    /// `from` must not be below the compact revision.
+    pub fn history(&self, key: &[u8], range_end: &[u8], from: i64) -> Result<Vec<Event>> {
+        self.history_until(key, range_end, from, i64::MAX)
+    }
+
+    /// Like [`Mvcc::history`], but only the events with revision `<= until`
+    /// (so a caller reading a window holds only that window in memory).
+    pub fn history_until(&self, key: &[u8], range_end: &[u8], from: i64, until: i64) -> Result<Vec<Event>> {
+        if from < self.compact_revision {
+            return Err(Error::Compacted { requested: from, compact_revision: self.compact_revision });
+        }
+        let range = KeyRange::new(key, range_end);
+        let mut events = Vec::new();
+        if range.is_empty() {
+            return Ok(events);
+        }
+        let (start, end) = range.encoded();
+        // Versions come newest first per key: an event's previous version is
+        // the next record of the same key.
+        let mut pending: Option<(Vec<u8>, Event)> = None;
+        self.scan_history(&start, end.as_deref(), &mut |k, v| {
+            let (user, rev) = decode_key(k)?;
+            let rec = Record::decode(v)?;
+            let kv = KeyValue {
+                key: Bytes::copy_from_slice(&user),
+                create_revision: rec.create_revision,
+                mod_revision: rev,
+                version: rec.version,
+                value: Bytes::from(rec.value),
+                lease: rec.lease,
+            };
+            if let Some((pkey, mut ev)) = pending.take() {
+                if pkey == user && !rec.tombstone {
+                    ev.prev_kv = Some(kv.clone());
+                }
+                events.push(ev);
+            }
+            if rev >= from && rev <= until {
+                let ev = if rec.tombstone {
+                    let kv = KeyValue { key: kv.key, mod_revision: rev, ..Default::default() };
+                    Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None }
+                } else {
+                    Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None }
+                };
+                pending = Some((user, ev));
+            }
+            Ok(true)
+        })?;
+        events.extend(pending.map(|(_, ev)| ev));
+        events.sort_by_key(|e| e.revision());
+        Ok(events)
+    }
+
+    /// A hash of all key-value history at or below `revision` (0: the
+    /// current revision), for cross-member consistency checks like etcd's
+    /// HashKV: 64-bit FNV-1a over every stored version's encoded key and
+    /// value, in key order. Members that applied the same operations agree,
+    /// whether or not they have committed them.
+    pub fn hash(&self, revision: i64) -> Result<u64> {
+        let revision = self.check_read_revision(revision, self.revision)?;
+        let revision = if revision == 0 { self.revision } else { revision };
+        let mut hash = Fnv64::new();
+        // Versions compaction dropped may still be stored: skip them, so
+        // members agree however far their physical compaction got.
+        let mut keep = KeepRule::new(self.compact_revision);
+        self.scan_history(b"", None, &mut |k, v| {
+            let (user, rev) = decode_key(k)?;
+            if keep.drops(&user, rev, v)? {
+                return Ok(true);
+            }
+            if rev <= revision {
+                hash.write(&(k.len() as u64).to_be_bytes());
+                hash.write(k);
+                hash.write(&(v.len() as u64).to_be_bytes());
+                hash.write(v);
+            }
+            Ok(true)
+        })?;
+        Ok(hash.finish())
+    }
+
+    // ---- reading ----------------------------------------------------------
+
+    /// Serves a validated range; `visible` is the newest revision the index
+    /// reflects. The response's revision is left for the caller to set.
+    pub(super) fn range_at(&self, req: &RangeRequest, visible: i64) -> Result<RangeResponse> {
+        let rev = self.check_read_revision(req.revision, visible)?;
+        let order = SortOrder::try_from(req.sort_order).map_err(|_| Error::invalid("unknown sort order"))?;
+        let target = SortTarget::try_from(req.sort_target).map_err(|_| Error::invalid("unknown sort target"))?;
+        let range = KeyRange::new(&req.key, &req.range_end);
+        let from_index = rev == 0 || rev >= visible;
+
+        if req.count_only && from_index {
+            let count = if range.is_empty() { 0 } else { self.index.range::<[u8], _>(range.bounds()).count() };
+            return Ok(RangeResponse {
+                header: crate::api::header(0),
+                kvs: Vec::new(),
+                more: false,
+                count: count as i64,
+            });
+        }
+        // Index entries carry no value; history entries do.
+        let (mut kvs, mut have_values) = if from_index {
+            let kvs = self.live_keys(&range).iter().map(|(key, meta)| meta.to_kv(key)).collect();
+            (kvs, false)
+        } else {
+            (self.history_range(&range, rev)?, true)
+        };
+        let count = kvs.len() as i64;
+        if req.count_only {
+            return Ok(RangeResponse { header: crate::api::header(0), kvs: Vec::new(), more: false, count });
+        }
+
+        let bound = |min: i64, max: i64, v: i64| (min == 0 || v >= min) && (max == 0 || v <= max);
+        kvs.retain(|kv| {
+            bound(req.min_mod_revision, req.max_mod_revision, kv.mod_revision)
+                && bound(req.min_create_revision, req.max_create_revision, kv.create_revision)
+        });
+
+        let order = match (order, target) {
+            (SortOrder::None, SortTarget::Key) => SortOrder::None,
+            (SortOrder::None, _) => SortOrder::Ascend,
+            (order, _) => order,
+        };
+        if order != SortOrder::None {
+            if target == SortTarget::Value && !have_values {
+                self.fill_values(&mut kvs)?;
+                have_values = true;
+            }
+            // Stable sorts: ties stay in ascending key order.
+            match order {
+                SortOrder::Descend => kvs.sort_by(|a, b| sort_cmp(target, b, a)),
+                _ => kvs.sort_by(|a, b| sort_cmp(target, a, b)),
+            }
+        }
+
+        let limit = usize::try_from(req.limit).unwrap_or(0);
+        let more = limit > 0 && kvs.len() > limit;
+        if more {
+            kvs.truncate(limit);
+        }
+        if req.keys_only {
+            for kv in &mut kvs {
+                kv.value = Bytes::new();
+            }
+        } else if !have_values {
+            self.fill_values(&mut kvs)?;
+        }
+        Ok(RangeResponse { header: crate::api::header(0), kvs, more, count })
+    }
+
+    /// Checks a read revision against the compact revision and `current`;
+    /// returns it unchanged.
+    fn check_read_revision(&self, rev: i64, current: i64) -> Result<i64> {
+        if rev < 0 {
+            return Err(Error::invalid("negative revision"));
+        }
+        if rev > current {
+            return Err(Error::FutureRevision { requested: rev, current });
+        }
+        if rev != 0 && rev < self.compact_revision {
+            return Err(Error::Compacted { requested: rev, compact_revision: self.compact_revision });
+        }
+        Ok(rev)
+    }
+
+    /// The live keys in `range`, in key order.
+    pub(super) fn live_keys(&self, range: &KeyRange) -> Vec<(Bytes, KeyMeta)> {
+        if range.is_empty() {
+            return Vec::new();
+        }
+        self.index.range::<[u8], _>(range.bounds()).map(|(k, m)| (k.clone(), *m)).collect()
+    }
+
+    /// The keys of `range` as of revision `rev`, from the history.
+    fn history_range(&self, range: &KeyRange, rev: i64) -> Result<Vec<KeyValue>> {
+        let (start, end) = range.encoded();
+        let mut kvs = Vec::new();
+        let mut group: Option<Vec<u8>> = None;
+        self.scan_history(&start, end.as_deref(), &mut |k, v| {
+            let (user, version_rev) = decode_key(k)?;
+            if group.as_deref() == Some(&user[..]) || version_rev > rev {
+                // An older version of a key already decided, or too new.
+                return Ok(true);
+            }
+            let rec = Record::decode(v)?;
+            if !rec.tombstone {
+                kvs.push(KeyValue {
+                    key: Bytes::copy_from_slice(&user),
+                    create_revision: rec.create_revision,
+                    mod_revision: version_rev,
+                    version: rec.version,
+                    value: Bytes::from(rec.value),
+                    lease: rec.lease,
+                });
+            }
+            group = Some(user);
+            Ok(true)
+        })?;
+        Ok(kvs)
+    }
+
+    /// Visits the engine keys of `Cf::Kv` in `[start, end)` in order, with
+    /// the staged overlay merged in. The visitor returns `Ok(false)` to stop.
+    pub(super) fn scan_history(&self, start: &[u8], end: Option<&[u8]>, visit: &mut Visitor<'_>) -> Result<()> {
+        if end.is_some_and(|end| end <= start) {
+            return Ok(());
+        }
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut staged = self.overlay.range::<[u8], _>((Bound::Included(start), upper)).peekable();
+        let mut stopped = false;
+        scan_fallible(&self.engine, Cf::Kv, start, end, &mut |k, v| {
+            // Staged entries up to `k` come first; one equal to `k` replaces it.
+            while let Some(&(sk, sv)) = staged.peek() {
+                let ord = sk.as_slice().cmp(k);
+                if ord == Ordering::Greater {
+                    break;
+                }
+                staged.next();
+                if let Some(sv) = sv {
+                    if !visit(sk, sv)? {
+                        stopped = true;
+                        return Ok(false);
+                    }
+                }
+                if ord == Ordering::Equal {
+                    return Ok(true);
+                }
+            }
+            stopped = !visit(k, v)?;
+            Ok(!stopped)
+        })?;
+        if !stopped {
+            for (sk, sv) in staged {
+                if let Some(sv) = sv {
+                    if !visit(sk, sv)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored record of `key`'s version at `rev`, staged or committed.
+    fn load_record(&self, key: &[u8], rev: i64) -> Result<Record> {
+        let enc = encode_key(key, rev);
+        let data = match self.overlay.get(&enc) {
+            Some(staged) => staged.clone(),
+            None => self.engine.get(Cf::Kv, &enc)?,
+        };
+        let data =
+            data.ok_or_else(|| Error::Corruption(format!("mvcc: version {rev} of indexed key {key:02x?} is missing")))?;
+        Record::decode(&data)
+    }
+
+    /// The value of a live key.
+    pub(super) fn load_value(&self, key: &[u8], meta: KeyMeta) -> Result<Vec<u8>> {
+        let rec = self.load_record(key, meta.mod_revision)?;
+        if rec.tombstone {
+            return Err(Error::Corruption(format!("mvcc: live key {key:02x?} has a tombstone")));
+        }
+        Ok(rec.value)
+    }
+
+    /// The full key-value of a live key.
+    pub(super) fn load_kv(&self, key: &Bytes, meta: KeyMeta) -> Result<KeyValue> {
+        let mut kv = meta.to_kv(key);
+        kv.value = Bytes::from(self.load_value(key, meta)?);
+        Ok(kv)
+    }
+
+    /// Loads the values of key-values built from the index.
+    fn fill_values(&self, kvs: &mut [KeyValue]) -> Result<()> {
+        for kv in kvs {
+            let rec = self.load_record(&kv.key, kv.mod_revision)?;
+            kv.value = Bytes::from(rec.value);
+        }
+        Ok(())
+    }
+}
+
+/// Orders two key-values by a sort target, ascending.
+fn sort_cmp(target: SortTarget, a: &KeyValue, b: &KeyValue) -> Ordering {
+    match target {
+        SortTarget::Key => a.key.cmp(&b.key),
+        SortTarget::Version => a.version.cmp(&b.version),
+        SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+        SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+        SortTarget::Value => a.value.cmp(&b.value),
+    }
+}
