@@ -4,11 +4,14 @@
 
 #![allow(dead_code, missing_docs)]
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
 
 pub const TOKEN: &str = "e2e-token";
 
@@ -412,4 +415,230 @@ pub fn b64(s: &str) -> String {
 pub fn unb64(s: &str) -> String {
     use base64::Engine as _;
     String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s).expect("base64")).expect("utf8")
+}
+
+// ---- the JSON gateway (gateway_routes, gateway_streams, gateway_hostile) ----
+
+/// curl against the members' gateways, remembering which `/v3` routes were
+/// called. No answer may be "unimplemented" (HTTP 501 or gRPC code 12).
+pub struct Gateway {
+    /// Each member's `http://host:port`.
+    pub bases: Vec<String>,
+    /// `/v3` routes called so far (without the prefix).
+    pub called: BTreeSet<String>,
+}
+
+impl Gateway {
+    pub fn new(c: &Cluster) -> Gateway {
+        Gateway { bases: c.members.iter().map(|m| m.client_url.clone()).collect(), called: BTreeSet::new() }
+    }
+
+    /// POSTs `body` to `path` on member `m` with curl (plus `extra` flags);
+    /// returns the HTTP status and the response body.
+    pub fn curl(&mut self, m: usize, path: &str, body: &str, extra: &[&str]) -> (u16, String) {
+        if let Some(route) = path.strip_prefix("/v3/") {
+            self.called.insert(format!("/{route}"));
+        }
+        let url = format!("{}{path}", self.bases[m]);
+        let mut args = vec!["-sS", "-X", "POST", "--data-binary", "@-", "-w", "\n%{http_code}"];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        // A stream cut by --max-time ends curl with status 28; the status
+        // line and what arrived are still there.
+        let out = run(60, "curl", &args, &[], Some(body));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let code: u16 =
+            code.parse().unwrap_or_else(|_| panic!("curl {url}: {text:?} {}", String::from_utf8_lossy(&out.stderr)));
+        assert_ne!(code, 501, "{path} is not implemented: {body}");
+        (code, body.to_string())
+    }
+
+    /// A unary route on member `m`: HTTP status and JSON body.
+    pub fn post_on(&mut self, m: usize, path: &str, body: &str) -> (u16, Value) {
+        let (code, text) = self.curl(m, path, body, &[]);
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} gave {text:?}: {e}"));
+        assert_ne!(v["code"], 12, "{path} is not implemented: {v}");
+        (code, v)
+    }
+
+    /// A unary route on member `m` that must succeed.
+    pub fn ok_on(&mut self, m: usize, path: &str, body: &str) -> Value {
+        let (code, v) = self.post_on(m, path, body);
+        assert_eq!(code, 200, "{path} {body}: {v}");
+        assert!(v["header"]["cluster_id"].is_string(), "{path}: no header in {v}");
+        v
+    }
+
+    /// A unary route on the first member that must succeed.
+    pub fn ok(&mut self, path: &str, body: &str) -> Value {
+        self.ok_on(0, path, body)
+    }
+
+    /// A route that must refuse `body` with etcd's error: grpc-gateway's
+    /// body (`error` and `message` both the message) and HTTP status.
+    pub fn refuses(&mut self, path: &str, body: &str, http: u16, code: i32, message: &str) {
+        let (status, v) = self.post_on(0, path, body);
+        assert_eq!(
+            (status, &v["code"], &v["error"], &v["message"]),
+            (http, &json!(code), &json!(message), &json!(message)),
+            "{path} {body}: {v}"
+        );
+    }
+
+    /// A streaming route: the lines that arrive within `secs` seconds (or
+    /// until the response ends), each a `{"result": ...}` object.
+    pub fn stream(&mut self, path: &str, body: &str, secs: u64) -> Vec<Value> {
+        let secs = secs.to_string();
+        let (code, text) = self.curl(0, path, body, &["-N", "--max-time", &secs]);
+        assert_eq!(code, 200, "{path}: {text}");
+        let lines: Vec<Value> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path} line {l:?}: {e}")))
+            .collect();
+        assert!(lines.iter().all(|l| l["result"].is_object()), "{path}: {lines:?}");
+        lines
+    }
+}
+
+/// A JSON string field as a number (int64 fields are strings in JSON).
+pub fn num(v: &Value) -> i64 {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{v} is not an int64 string"))
+}
+
+/// A gateway call over [`http`] that must succeed.
+pub fn post_ok(addr: &str, path: &str, body: &str) -> Value {
+    let (code, text) = http(addr, "POST", path, body).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(code, 200, "{path} {body}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} gave {text:?}: {e}"))
+}
+
+/// A put through the gateway of member `addr`; the revision it created.
+pub fn put(addr: &str, key: &str, value: &str) -> i64 {
+    let v = post_ok(addr, "/v3/kv/put", &json!({ "key": b64(key), "value": b64(value) }).to_string());
+    num(&v["header"]["revision"])
+}
+
+/// One HTTP/1.1 streaming exchange on its own connection: the request body
+/// is sent chunk by chunk as the test goes (`Transfer-Encoding: chunked`),
+/// and the response's chunked body is read line by line as it arrives.
+pub struct HttpStream {
+    sock: TcpStream,
+    /// Received and not yet decoded.
+    raw: Vec<u8>,
+    /// Decoded response body not yet returned as lines.
+    body: Vec<u8>,
+    /// The response status, once its head has arrived.
+    status: Option<u16>,
+    /// The response body has ended (last chunk, or the connection closed).
+    ended: bool,
+}
+
+impl HttpStream {
+    /// Sends the head of `POST path`; the body follows with [`Self::send`].
+    pub fn open(addr: &str, path: &str) -> HttpStream {
+        let mut sock =
+            TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(5)).expect("connect");
+        sock.set_write_timeout(Some(Duration::from_secs(10))).expect("write timeout");
+        write!(
+            sock,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .expect("send request head");
+        HttpStream { sock, raw: Vec::new(), body: Vec::new(), status: None, ended: false }
+    }
+
+    /// Sends one JSON request as a chunk of the request body.
+    pub fn send(&mut self, request: &str) {
+        write!(self.sock, "{:x}\r\n{request}\r\n", request.len()).expect("send chunk");
+    }
+
+    /// Ends the request body.
+    pub fn finish(&mut self) {
+        self.sock.write_all(b"0\r\n\r\n").expect("send last chunk");
+    }
+
+    /// The next line of the response body as JSON; `None` when the response
+    /// has ended or nothing more arrives before `deadline`.
+    pub fn next(&mut self, deadline: Instant) -> Option<Value> {
+        loop {
+            if let Some(i) = self.body.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.body.drain(..=i).collect();
+                let line = String::from_utf8_lossy(&line);
+                if line.trim().is_empty() {
+                    continue;
+                }
+                return Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("stream line {line:?}: {e}")));
+            }
+            if self.decode() {
+                continue;
+            }
+            if self.ended || !self.receive(deadline) {
+                return None;
+            }
+        }
+    }
+
+    /// Reads what the server sent, waiting until `deadline` at most; false
+    /// if nothing arrived.
+    fn receive(&mut self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        self.sock.set_read_timeout(Some(left)).expect("read timeout");
+        let mut buf = [0u8; 16 * 1024];
+        match self.sock.read(&mut buf) {
+            // Closed, reset or timed out.
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.raw.extend_from_slice(&buf[..n]);
+                true
+            }
+        }
+    }
+
+    /// Moves what can be decoded from `raw` into `body` (the response head
+    /// first, then whole chunks); true if anything was decoded.
+    fn decode(&mut self) -> bool {
+        let mut progress = false;
+        if self.status.is_none() {
+            let Some(end) = find(&self.raw, b"\r\n\r\n") else { return false };
+            let head = String::from_utf8_lossy(&self.raw[..end]).to_ascii_lowercase();
+            self.status = head.split(' ').nth(1).and_then(|c| c.parse().ok());
+            assert!(head.contains("transfer-encoding: chunked"), "not a streamed response: {head}");
+            self.raw.drain(..end + 4);
+            progress = true;
+        }
+        while !self.ended {
+            let Some(eol) = find(&self.raw, b"\r\n") else { break };
+            let size = std::str::from_utf8(&self.raw[..eol])
+                .ok()
+                .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+                .unwrap_or_else(|| panic!("bad chunk size line {:?}", String::from_utf8_lossy(&self.raw[..eol])));
+            if self.raw.len() < eol + 2 + size + 2 {
+                break;
+            }
+            self.body.extend_from_slice(&self.raw[eol + 2..eol + 2 + size]);
+            self.raw.drain(..eol + 2 + size + 2);
+            self.ended = size == 0;
+            progress = true;
+        }
+        progress
+    }
+
+    /// The response status, waiting for the response head until `deadline`.
+    pub fn status(&mut self, deadline: Instant) -> Option<u16> {
+        while self.status.is_none() && !self.decode() {
+            if !self.receive(deadline) {
+                break;
+            }
+        }
+        self.status
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }

@@ -1,0 +1,176 @@
+//! The Maintenance service, with [`snapshot_stream`] and the etcd snapshot
+//! file framing ([`etcd_snapshot_file`]).
+
+use raft_kv::pb::etcdserverpb as pb;
+use raft_kv::{Error, Role};
+use tonic::{Request, Response as Reply, Status};
+
+use super::{Api, ResponseStream};
+use crate::etcd::{to_status, Shared, ETCD_VERSION};
+use examples::services;
+
+/// etcd's hashes are 32-bit: fold the library's 64-bit hash.
+fn fold_hash(h: u64) -> u32 {
+    (h ^ (h >> 32)) as u32
+}
+
+/// A member backup as etcd's snapshot stream: 64 KiB chunks, each with the
+/// bytes still to come.
+pub fn snapshot_stream(ctx: Shared, blob: Vec<u8>) -> ResponseStream<pb::SnapshotResponse> {
+    const CHUNK: usize = 64 * 1024;
+    let blob = bytes::Bytes::from(etcd_snapshot_file(blob));
+    let header = ctx.header(0);
+    let total = blob.len();
+    let chunks = (0..total.div_ceil(CHUNK).max(1)).map(move |i| {
+        let (start, end) = (i * CHUNK, ((i + 1) * CHUNK).min(total));
+        Ok(pb::SnapshotResponse {
+            header,
+            remaining_bytes: (total - end) as u64,
+            blob: blob.slice(start..end),
+            version: ETCD_VERSION.into(),
+        })
+    });
+    Box::pin(tokio_stream::iter(chunks))
+}
+
+#[tonic::async_trait]
+impl services::maintenance_server::Maintenance for Api {
+    /// No alarms are raised by this member (no quota yet): GET lists none,
+    /// and raising or clearing one by hand is accepted and changes nothing.
+    async fn alarm(&self, _req: Request<pb::AlarmRequest>) -> Result<Reply<pb::AlarmResponse>, Status> {
+        self.count("Alarm");
+        Ok(Reply::new(pb::AlarmResponse { header: self.ctx.header(0), alarms: Vec::new() }))
+    }
+
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Reply<pb::StatusResponse>, Status> {
+        self.count("Status");
+        let s = self.ctx.node.status().await.map_err(to_status)?;
+        Ok(Reply::new(pb::StatusResponse {
+            header: self.ctx.header(s.revision),
+            version: ETCD_VERSION.to_string(),
+            db_size: s.db_size as i64,
+            leader: s.leader,
+            raft_index: s.commit_index,
+            raft_term: s.term,
+            raft_applied_index: s.applied_index,
+            errors: if s.leader == 0 { vec!["etcdserver: no leader".into()] } else { Vec::new() },
+            db_size_in_use: s.db_size as i64,
+            is_learner: s.learners.contains(&s.id),
+        }))
+    }
+
+    /// RocksDB compacts in the background; there is nothing to defragment.
+    async fn defragment(&self, _req: Request<pb::DefragmentRequest>) -> Result<Reply<pb::DefragmentResponse>, Status> {
+        self.count("Defragment");
+        Ok(Reply::new(pb::DefragmentResponse { header: self.ctx.header(0) }))
+    }
+
+    async fn hash(&self, _req: Request<pb::HashRequest>) -> Result<Reply<pb::HashResponse>, Status> {
+        self.count("Hash");
+        let h = self.ctx.node.hash(0).await.map_err(to_status)?;
+        Ok(Reply::new(pb::HashResponse { header: self.ctx.header(0), hash: fold_hash(h) }))
+    }
+
+    async fn hash_kv(&self, req: Request<pb::HashKvRequest>) -> Result<Reply<pb::HashKvResponse>, Status> {
+        self.count("HashKV");
+        let rev = req.into_inner().revision;
+        let st = self.ctx.node.state();
+        let h = self.ctx.node.hash(rev).await.map_err(to_status)?;
+        Ok(Reply::new(pb::HashKvResponse {
+            header: self.ctx.header(st.revision),
+            hash: fold_hash(h),
+            compact_revision: st.compact_revision,
+            hash_revision: if rev > 0 { rev } else { st.revision },
+        }))
+    }
+
+    type SnapshotStream = ResponseStream<pb::SnapshotResponse>;
+
+    async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Reply<Self::SnapshotStream>, Status> {
+        self.count("Snapshot");
+        let blob = self.ctx.node.backup().await.map_err(to_status)?;
+        Ok(Reply::new(snapshot_stream(self.ctx.clone(), blob)))
+    }
+
+    async fn move_leader(&self, req: Request<pb::MoveLeaderRequest>) -> Result<Reply<pb::MoveLeaderResponse>, Status> {
+        self.count("MoveLeader");
+        let target = req.into_inner().target_id;
+        let st = self.ctx.node.status().await.map_err(to_status)?;
+        if !st.voters.contains(&target) {
+            return Err(Status::failed_precondition("etcdserver: bad leader transferee"));
+        }
+        if st.role != Role::Leader {
+            // etcd requires this call on the leader; we forward it there.
+            if st.leader == 0 {
+                return Err(to_status(Error::NoLeader));
+            }
+            let url = self.ctx.client_url(st.leader).await?;
+            let mut client = services::maintenance_client::MaintenanceClient::connect(url)
+                .await
+                .map_err(|_| Status::unavailable("etcdserver: not leader"))?;
+            return client.move_leader(pb::MoveLeaderRequest { target_id: target }).await;
+        }
+        self.ctx.node.move_leader(target).await.map_err(to_status)?;
+        Ok(Reply::new(pb::MoveLeaderResponse { header: self.ctx.header(0) }))
+    }
+
+    /// Downgrades need a second storage format to go back to; raft-kv has
+    /// one. The target is checked like etcd checks it (one minor version
+    /// below the cluster's), so VALIDATE answers as etcd does, and ENABLE
+    /// of a valid target is refused.
+    async fn downgrade(&self, req: Request<pb::DowngradeRequest>) -> Result<Reply<pb::DowngradeResponse>, Status> {
+        use pb::downgrade_request::DowngradeAction;
+        self.count("Downgrade");
+        let r = req.into_inner();
+        let action = DowngradeAction::try_from(r.action).unwrap_or(DowngradeAction::Validate);
+        if action == DowngradeAction::Cancel {
+            return Err(Status::failed_precondition("etcdserver: no inflight downgrade job"));
+        }
+        let parts = r.version.split('.').take(2).map(|p| p.parse::<u32>()).collect::<Result<Vec<_>, _>>();
+        let target = match parts.as_deref() {
+            Ok([major, minor]) => (*major, *minor),
+            _ => return Err(Status::invalid_argument("etcdserver: wrong downgrade target version format")),
+        };
+        if target != (3, 4) {
+            return Err(Status::invalid_argument("etcdserver: invalid downgrade target version"));
+        }
+        if action == DowngradeAction::Enable {
+            return Err(Status::failed_precondition("etcdserver: raft-kv cannot downgrade its storage format"));
+        }
+        Ok(Reply::new(pb::DowngradeResponse {
+            header: self.ctx.header(0),
+            version: crate::etcd::CLUSTER_VERSION.into(),
+        }))
+    }
+}
+
+/// Frames a raft-kv backup the way etcdctl checks a downloaded snapshot:
+/// etcd's files are whole 512-byte pages followed by the SHA-256 of those
+/// pages. The backup is padded to a page multiple whose last 8 bytes hold
+/// the backup's length (big-endian), then the digest is appended. The
+/// content is raft-kv's backup format, not an etcd bbolt file.
+pub fn etcd_snapshot_file(mut blob: Vec<u8>) -> Vec<u8> {
+    use sha2::Digest;
+    let len = blob.len() as u64;
+    let padded = (blob.len() + 8).div_ceil(512) * 512;
+    blob.resize(padded - 8, 0);
+    blob.extend_from_slice(&len.to_be_bytes());
+    let digest = sha2::Sha256::digest(&blob);
+    blob.extend_from_slice(&digest);
+    blob
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_file_has_etcds_shape() {
+        for n in [0, 1, 503, 504, 505, 4096] {
+            let f = etcd_snapshot_file(vec![7; n]);
+            assert_eq!(f.len() % 512, 32, "{n}");
+            let body = &f[..f.len() - 32];
+            assert_eq!(u64::from_be_bytes(body[body.len() - 8..].try_into().unwrap()), n as u64);
+        }
+    }
+}
