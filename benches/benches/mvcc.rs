@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
+use raft_kv::core::mvcc::encoding::{decode_key, encode_key};
+use raft_kv::core::mvcc::Mvcc;
 use raft_kv::engine::WriteBatch;
-use raft_kv::mvcc::encoding::{decode_key, encode_key};
-use raft_kv::mvcc::Mvcc;
 use raft_kv::{Engine, MemEngine, Op, PutRequest, RangeRequest, RocksEngine};
 
 /// Puts per apply batch.

@@ -20,8 +20,8 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use raft::eraftpb::Entry;
 use raft::{GetEntriesContext, Storage};
+use raft_kv::core::raftlog::RaftLog;
 use raft_kv::engine::WriteBatch;
-use raft_kv::raftlog::RaftLog;
 use raft_kv::{Engine, MemEngine, RocksEngine};
 
 /// Bytes of payload per entry.

@@ -1,5 +1,5 @@
-//! [`Fnv64`](crate::hash::Fnv64), the hasher behind
-//! [`Mvcc::hash`](crate::mvcc::Mvcc::hash)'s cross-member consistency checks.
+//! [`Fnv64`], the hasher behind
+//! the state machine's hash (`Mvcc::hash`)'s cross-member consistency checks.
 
 /// 64-bit FNV-1a: fast, deterministic across platforms and runs, and not
 /// cryptographic (the same bytes always give the same hash).

@@ -52,3 +52,10 @@ pub fn entry_key(index: u64) -> [u8; 9] {
     k[1..].copy_from_slice(&index.to_be_bytes());
     k
 }
+
+/// Decodes a big-endian u64 record.
+pub(crate) fn decode_u64(v: &[u8]) -> crate::Result<u64> {
+    let arr: [u8; 8] =
+        v.try_into().map_err(|_| crate::Error::Corruption(format!("expected 8 bytes, got {}", v.len())))?;
+    Ok(u64::from_be_bytes(arr))
+}

@@ -50,53 +50,68 @@
 //! }
 //! ```
 //!
-//! Layers, bottom up: [`engine`] (the storage seam), [`raftlog`] (raft's
-//! storage on an engine), [`mvcc`] (the state machine), [`peer`] (the sans-IO
-//! raft member), [`node`] (the production driver thread, and the blocking
-//! and async handles) and [`transport`]. The request and response types are
-//! etcd's wire messages, generated once from `proto/` into [`pb`] and
-//! re-exported by [`api`].
+//! The crate has three layers, each a module:
+//!
+//! - **the sans-IO core** (`core`): the raft member and its state machine
+//!   (peer, raft log, MVCC store, watches, leases, membership, snapshots),
+//!   with no threads, clocks or sockets; each step's work comes out as one
+//!   `Ready` value;
+//! - **the engine seam** ([`engine`]): the storage traits, RocksDB for
+//!   production and an in-memory engine with a crash model;
+//! - **the driver** (`driver`): the one component that carries out a
+//!   `Ready` under the durability rules, and the production node around it
+//!   (the member's thread, its inbox, log writer, metrics, and the
+//!   [`Node`] / [`AsyncNode`] handles), with the [`Transport`] seam.
+//!
+//! An embedder needs only what is re-exported here. The core and the driver
+//! component are public with the `sans-io` feature, for drivers of one's
+//! own (the simulator is one). The request and response types are etcd's
+//! wire messages, generated once from `proto/` into [`pb`] and re-exported
+//! by [`api`].
 
 pub mod api;
-mod call;
 pub mod command;
 pub mod config;
-mod dedup;
-pub mod driver;
 pub mod engine;
 pub mod error;
-/// Non-cryptographic hashing (64-bit FNV-1a).
 pub mod hash;
-mod inbox;
-pub mod keys;
-pub mod lease;
-pub mod membership;
-pub mod metrics;
-pub mod mvcc;
-pub mod node;
 pub mod pb;
-pub mod peer;
-pub mod raftlog;
-pub mod ready;
-pub mod snapshot;
-pub mod state;
-pub mod transport;
-pub mod watch;
+
+#[cfg(feature = "sans-io")]
+pub mod core;
+#[cfg(not(feature = "sans-io"))]
+#[allow(dead_code)]
+mod core;
+#[cfg(feature = "sans-io")]
+pub mod driver;
+#[cfg(not(feature = "sans-io"))]
+#[allow(dead_code)]
+mod driver;
+pub(crate) mod keys;
 
 pub use api::*;
-pub use call::Call;
 pub use command::{LeaseRevoke, MemberUpdate, Op, Response};
 pub use config::Config;
-pub use driver::{Driver, Io};
+pub use core::status::{MemberState, Role, Status};
+pub use core::watch::{WatchMessage, WatchRequest, Watcher};
+pub use driver::call::Call;
+pub use driver::mailbox::Mailbox;
+pub use driver::metrics;
+pub use driver::node::{AsyncNode, Callback, Node, NodeBuilder};
+pub use driver::state::StateChanges;
+pub use driver::transport::{NoTransport, Transport};
 pub use engine::{Engine, MemEngine, RocksEngine};
 pub use error::{Error, InvalidRequest, Result, StorageError};
-pub use node::{AsyncNode, Callback, Node, NodeBuilder};
-pub use peer::{Peer, Role, Status};
 pub use raft::eraftpb::Message as RaftMessage;
-pub use ready::{Completion, DiskWrite, LogWrite, Ready};
-pub use state::{MemberState, StateChanges};
-pub use transport::{Mailbox, NoTransport, Transport};
-pub use watch::{WatchMessage, WatchRequest, Watcher};
+
+#[cfg(feature = "sans-io")]
+pub use core::{
+    mvcc::Compaction,
+    peer::Peer,
+    ready::{Completion, DiskWrite, LogWrite, Ready},
+};
+#[cfg(feature = "sans-io")]
+pub use driver::{Driver, Io};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

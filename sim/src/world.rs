@@ -163,7 +163,7 @@ struct Member {
     log_queue: Vec<DiskWrite>,
     /// Physical compactions handed out and not yet run (the production
     /// background thread); lost if the member crashes.
-    compactions: Vec<raft_kv::mvcc::Compaction<MemEngine>>,
+    compactions: Vec<raft_kv::Compaction<MemEngine>>,
 }
 
 /// A membership change.
@@ -1801,11 +1801,11 @@ struct SimIo<'a> {
     out: Vec<raft_kv::RaftMessage>,
     done: Vec<Completion<OpId>>,
     queue: &'a mut Vec<DiskWrite>,
-    compactions: &'a mut Vec<raft_kv::mvcc::Compaction<MemEngine>>,
+    compactions: &'a mut Vec<raft_kv::Compaction<MemEngine>>,
 }
 
 impl<'a> SimIo<'a> {
-    fn new(queue: &'a mut Vec<DiskWrite>, compactions: &'a mut Vec<raft_kv::mvcc::Compaction<MemEngine>>) -> Self {
+    fn new(queue: &'a mut Vec<DiskWrite>, compactions: &'a mut Vec<raft_kv::Compaction<MemEngine>>) -> Self {
         SimIo { out: Vec::new(), done: Vec::new(), queue, compactions }
     }
 
@@ -1824,7 +1824,7 @@ impl Io<MemEngine, OpId> for SimIo<'_> {
     fn submit(&mut self, write: DiskWrite) {
         self.queue.push(write);
     }
-    fn compact(&mut self, job: raft_kv::mvcc::Compaction<MemEngine>) {
+    fn compact(&mut self, job: raft_kv::Compaction<MemEngine>) {
         self.compactions.push(job);
     }
     fn members_changed(&mut self, _members: Vec<raft_kv::Member>) {}

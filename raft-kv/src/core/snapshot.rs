@@ -7,7 +7,7 @@
 //!
 //! 1. The leader's raft log answers raft-rs's request for a snapshot with a
 //!    small **descriptor** (raft metadata plus an id) and keeps the engine
-//!    view ([`crate::raftlog::RaftLog`] holds it).
+//!    view ([`crate::core::raftlog::RaftLog`] holds it).
 //! 2. When raft sends that descriptor to a follower, the peer replaces the
 //!    message by an [`Outgoing`] stream that reads the view in **chunks** of
 //!    about `snapshot_chunk_bytes`, handed out as the transport has room.
@@ -26,7 +26,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Message, MessageType, Snapshot, SnapshotMetadata};
 
 use crate::engine::{Cf, ReadView, WriteBatch};
-use crate::raftlog::decode_u64;
+use crate::keys::decode_u64;
 use crate::{keys, Error, Result};
 
 /// Snapshot payload format this release writes.

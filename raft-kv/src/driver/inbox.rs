@@ -1,4 +1,4 @@
-//! The node thread's inbox (callers' replies are in [`crate::call`]).
+//! The node thread's inbox (callers' replies are in [`crate::driver::call`]).
 //!
 //! It is a mutex and a condition variable rather than a channel, for the
 //! hot path: the node thread takes *everything* waiting with one lock and one

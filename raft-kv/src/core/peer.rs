@@ -8,9 +8,9 @@
 //! returning a [`Ready`] (messages, the apply batch, the log write and the
 //! messages waiting for it, completions, compaction jobs), which the driver
 //! carries out in the order the `Ready` contract gives and answers with
-//! [`Peer::persisted`] once a log write is durable. The production
-//! [`crate::Node`] and the simulator run the same driver,
-//! [`crate::driver::Driver`].
+//! [`Peer::persisted`] once a log write is durable. The production node
+//! and the simulator run the same driver over it (`Driver`, in the driver
+//! module).
 //!
 //! Requests carry a caller-chosen token `T` (a callback, a client id...) that
 //! comes back with the result.
@@ -28,71 +28,19 @@ use crate::api::{
 };
 use crate::api::{Member, MembersResponse};
 use crate::command::{Command, Op, Response};
-use crate::dedup::{AppliedIds, DEDUP_WINDOW};
+use crate::core::dedup::{AppliedIds, DEDUP_WINDOW};
+use crate::core::lease::Lessor;
+use crate::core::membership::{self, Members};
+use crate::core::mvcc::{Compaction, Mvcc};
+use crate::core::raftlog::RaftLog;
+use crate::core::ready::{Completion, DiskWrite, LogWrite, Ready};
+use crate::core::snapshot;
+use crate::core::status::{MemberState, Status};
+use crate::core::watch::{WatchHub, WatchRequest, Watcher};
 use crate::engine::{Cf, Engine, WriteBatch};
 use crate::error::InvalidRequest;
-use crate::lease::Lessor;
-use crate::membership::{self, Members};
-use crate::mvcc::{Compaction, Mvcc};
-use crate::raftlog::{decode_u64, RaftLog};
-use crate::ready::{Completion, DiskWrite, LogWrite, Ready};
-use crate::watch::{WatchHub, WatchRequest, Watcher};
-use crate::{keys, snapshot, Config, Error, Result};
-
-/// A point-in-time summary of a member (what etcd's `Status` reports).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    /// This member's id.
-    pub id: u64,
-    /// The leader this member knows of (0: none).
-    pub leader: u64,
-    /// Current raft term.
-    pub term: u64,
-    /// This member's raft role.
-    pub role: Role,
-    /// Highest log index known committed.
-    pub commit_index: u64,
-    /// Highest log index applied to the state machine.
-    pub applied_index: u64,
-    /// First index still in the raft log (older entries were compacted).
-    pub first_index: u64,
-    /// Last index in the raft log.
-    pub last_index: u64,
-    /// Current MVCC revision.
-    pub revision: i64,
-    /// MVCC compact revision.
-    pub compact_revision: i64,
-    /// Approximate engine size in bytes.
-    pub db_size: u64,
-    /// Voters of the current configuration.
-    pub voters: Vec<u64>,
-    /// Learners of the current configuration.
-    pub learners: Vec<u64>,
-}
-
-/// A member's raft role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Follows a leader.
-    Follower,
-    /// Campaigning.
-    Candidate,
-    /// Pre-campaigning (pre-vote).
-    PreCandidate,
-    /// The leader.
-    Leader,
-}
-
-impl From<StateRole> for Role {
-    fn from(r: StateRole) -> Self {
-        match r {
-            StateRole::Follower => Role::Follower,
-            StateRole::Candidate => Role::Candidate,
-            StateRole::PreCandidate => Role::PreCandidate,
-            StateRole::Leader => Role::Leader,
-        }
-    }
-}
+use crate::keys::decode_u64;
+use crate::{keys, Config, Error, Result};
 
 struct Pending<T> {
     token: T,
@@ -327,8 +275,8 @@ impl<E: Engine, T> Peer<E, T> {
 
     /// Leader, term, role, indexes and revision: cheap enough to read
     /// after every step.
-    pub fn member_state(&self) -> crate::state::MemberState {
-        crate::state::MemberState {
+    pub fn member_state(&self) -> MemberState {
+        MemberState {
             id: self.cfg.id,
             leader: self.raw.raft.leader_id,
             term: self.raw.raft.term,
@@ -345,17 +293,8 @@ impl<E: Engine, T> Peer<E, T> {
     /// few engine property reads; [`Peer::member_state`] is free).
     pub fn status(&self) -> Status {
         let cs = self.raw.store().conf_state();
-        let crate::state::MemberState {
-            id,
-            leader,
-            term,
-            role,
-            commit_index,
-            applied_index,
-            revision,
-            compact_revision,
-            ..
-        } = self.member_state();
+        let MemberState { id, leader, term, role, commit_index, applied_index, revision, compact_revision, .. } =
+            self.member_state();
         Status {
             id,
             leader,

@@ -1,13 +1,13 @@
-//! [`Ready`]: everything one step of a [`crate::Peer`] decided, as data.
+//! [`Ready`]: everything one step of a [`crate::core::peer::Peer`] decided, as data.
 //!
-//! The peer never sends, syncs or spawns; [`crate::Peer::ready`] returns a
-//! `Ready` and the driver carries it out (`crate::driver::Driver` does, for
+//! The peer never sends, syncs or spawns; [`crate::core::peer::Peer::ready`] returns a
+//! `Ready` and the driver carries it out (`Driver`, in the driver module, does for
 //! both the production node and the simulator). Tests assert on it.
 //!
 //! # Contract
 //!
 //! A driver handles each `Ready` completely, in this order, before it calls
-//! the peer again (except [`crate::Peer::persisted`] from step 4):
+//! the peer again (except [`crate::core::peer::Peer::persisted`] from step 4):
 //!
 //! 1. **`apply`** is written to the engine unsynced, first. The peer's reads
 //!    (served at the start of its next step) and the compaction jobs assume
@@ -24,7 +24,7 @@
 //! 4. **`log_write`** is made durable after every earlier `LogWrite` (writes
 //!    may be merged into one engine batch and one fsync); only then are its
 //!    `then_send` messages sent (a follower's append response, a vote) and
-//!    the peer told with [`crate::Peer::persisted`] — which also finishes a
+//!    the peer told with [`crate::core::peer::Peer::persisted`] — which also finishes a
 //!    snapshot install.
 //! 5. **`compactions`** may run on any thread, after `apply` is written.
 //! 6. **`members`**, when set, is the new address book for the transport.
@@ -33,14 +33,14 @@ use raft::eraftpb::Message;
 
 use crate::api::Member;
 use crate::command::Response;
+use crate::core::mvcc::Compaction;
 use crate::engine::{Engine, WriteBatch};
-use crate::mvcc::Compaction;
 use crate::Result;
 
 /// A finished request: the caller's token and the outcome.
 pub type Completion<T> = (T, Result<Response>);
 
-/// The work of one [`crate::Peer::ready`] step. See the module docs for the
+/// The work of one [`crate::core::peer::Peer::ready`] step. See the module docs for the
 /// order a driver must follow.
 #[must_use = "a Ready must be carried out by the driver"]
 pub struct Ready<E: Engine, T> {
@@ -105,7 +105,7 @@ pub struct LogWrite {
     /// append responses: raft must not promise what a crash could lose).
     pub then_send: Vec<Message>,
     /// `(index, term)` of the snapshot this write installs, if it does: the
-    /// state machine is replaced when [`crate::Peer::persisted`] reports it.
+    /// state machine is replaced when [`crate::core::peer::Peer::persisted`] reports it.
     pub installs: Option<(u64, u64)>,
 }
 
@@ -142,7 +142,7 @@ impl DiskWrite {
     }
 
     /// Writes this to `engine` (nothing for an empty batch) and returns the
-    /// number to report with [`crate::Peer::persisted`].
+    /// number to report with [`crate::core::peer::Peer::persisted`].
     pub fn write_to(self, engine: &impl Engine) -> Result<u64> {
         if !self.batch.is_empty() {
             engine.write(self.batch, self.sync)?;

@@ -1,7 +1,7 @@
 //! [`MemberState`]: what a member's node thread last published about itself
 //! (leader, term, role, indexes, revision), readable at any time without a
 //! round trip to the node thread, and observable as it changes — with
-//! [`StateChanges`] (a `futures` stream) or [`StateBoard::wait_change`]
+//! [`StateChanges`] (a `futures` stream) or `StateBoard::wait_change`
 //! (blocking) — so nobody has to poll for a leader.
 
 use std::pin::Pin;
@@ -11,53 +11,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::peer::Role;
-
-/// A member's raft and store position, as its node thread last saw them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemberState {
-    /// This member's id.
-    pub id: u64,
-    /// The leader this member knows of (0: none).
-    pub leader: u64,
-    /// Current raft term.
-    pub term: u64,
-    /// This member's raft role.
-    pub role: Role,
-    /// Highest log index known committed.
-    pub commit_index: u64,
-    /// Highest log index applied.
-    pub applied_index: u64,
-    /// Current MVCC revision.
-    pub revision: i64,
-    /// MVCC compact revision.
-    pub compact_revision: i64,
-    /// The node thread has stopped (shut down, or a fatal storage error).
-    pub stopped: bool,
-}
-
-impl MemberState {
-    /// The state of a member that has not started yet.
-    pub(crate) fn initial(id: u64) -> Self {
-        MemberState {
-            id,
-            leader: 0,
-            term: 0,
-            role: Role::Follower,
-            commit_index: 0,
-            applied_index: 0,
-            revision: 0,
-            compact_revision: 0,
-            stopped: false,
-        }
-    }
-
-    /// True when leadership, term, role or liveness differ: what
-    /// [`StateChanges`] reports.
-    fn differs_in_role(&self, other: &MemberState) -> bool {
-        (self.leader, self.term, self.role, self.stopped) != (other.leader, other.term, other.role, other.stopped)
-    }
-}
+use crate::core::status::MemberState;
 
 /// Where the node thread publishes its [`MemberState`].
 pub(crate) struct StateBoard {

@@ -18,7 +18,7 @@
 //! off the applying thread, so a large compaction never stalls writes. Until
 //! it has run, the dropped versions are invisible: every read at or above the
 //! compact revision resolves to a kept version, and [`Mvcc::hash`] skips
-//! them by the same rule ([`KeepRule`]).
+//! them by the same rule (`KeepRule`).
 
 pub mod encoding;
 

@@ -1,6 +1,6 @@
 //! [`RaftLog`]: raft-rs [`Storage`] over an [`Engine`].
 //!
-//! The log lives in [`Cf::Raft`]: one key per entry ([`keys::entry_key`]), the
+//! The log lives in [`Cf::Raft`]: one key per entry (`keys::entry_key`), the
 //! hard state, and the truncation point left by log compaction. The conf state
 //! and applied index live with the state machine in [`Cf::Meta`] so they move
 //! atomically with applied data. Recent entries are cached in memory so the
@@ -19,8 +19,10 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
+use crate::core::snapshot;
 use crate::engine::{Cf, Engine, WriteBatch};
-use crate::{keys, snapshot, Error, Result};
+use crate::keys::decode_u64;
+use crate::{keys, Error, Result};
 
 /// The raft log of one member. See the module docs.
 pub struct RaftLog<E: Engine> {
@@ -35,7 +37,7 @@ pub struct RaftLog<E: Engine> {
     cache: VecDeque<Entry>,
     cache_limit: usize,
     /// Engine views of snapshots handed to raft, by id, until the peer
-    /// streams them (see [`crate::snapshot`]).
+    /// streams them (see [`crate::core::snapshot`]).
     outgoing: Mutex<(u64, BTreeMap<u64, E::Snapshot>)>,
 }
 
@@ -44,11 +46,6 @@ const MAX_OUTGOING_SNAPSHOTS: usize = 4;
 
 fn storage_err(e: Error) -> raft::Error {
     raft::Error::Store(StorageError::Other(Box::new(e)))
-}
-
-pub(crate) fn decode_u64(v: &[u8]) -> Result<u64> {
-    let arr: [u8; 8] = v.try_into().map_err(|_| Error::Corruption(format!("expected 8 bytes, got {}", v.len())))?;
-    Ok(u64::from_be_bytes(arr))
 }
 
 impl<E: Engine> RaftLog<E> {

@@ -16,15 +16,23 @@
 //! - which messages wait for which write, released by [`Driver::persisted`]
 //!   before the peer hears that its write is durable.
 
+pub mod call;
+pub(crate) mod inbox;
+pub mod mailbox;
+pub mod metrics;
+pub mod node;
+pub mod state;
+pub mod transport;
+
 use std::collections::VecDeque;
 
 use raft::eraftpb::Message;
 
 use crate::api::Member;
+use crate::core::mvcc::Compaction;
+use crate::core::peer::Peer;
+use crate::core::ready::{Completion, DiskWrite, LogWrite, Ready};
 use crate::engine::Engine;
-use crate::mvcc::Compaction;
-use crate::peer::Peer;
-use crate::ready::{Completion, DiskWrite, LogWrite, Ready};
 use crate::Result;
 
 /// What a driver plugs in: the outside world of one member.

@@ -8,7 +8,7 @@
 //! command is known by its proposer *and* id, so two members' ids never
 //! collide. Keyed
 //! by index, records leaving the window are pruned with one range delete
-//! every [`PRUNE_STEP`] entries rather than one delete per command.
+//! every `PRUNE_STEP` entries rather than one delete per command.
 
 use std::collections::{HashSet, VecDeque};
 

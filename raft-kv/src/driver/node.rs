@@ -26,17 +26,19 @@ use crate::api::{
 };
 use futures_core::Stream as _;
 
-use crate::call::{call, Call, Responder};
 use crate::command::{LeaseRevoke, MemberUpdate, Op, Response};
+use crate::core::peer::Peer;
+use crate::core::ready::{Completion, DiskWrite};
+use crate::core::status::{MemberState, Status};
+use crate::core::watch::{WatchRequest, Watcher};
+use crate::driver::call::{call, Call, Responder};
+use crate::driver::inbox::Inbox;
+use crate::driver::mailbox::Mailbox;
+use crate::driver::metrics::{NodeMetrics, TimedEngine};
+use crate::driver::state::{StateBoard, StateChanges};
+use crate::driver::transport::Transport;
 use crate::driver::{Driver, Io};
 use crate::engine::Engine;
-use crate::inbox::Inbox;
-use crate::metrics::{NodeMetrics, TimedEngine};
-use crate::peer::{Peer, Status};
-use crate::ready::{Completion, DiskWrite};
-use crate::state::{MemberState, StateBoard, StateChanges};
-use crate::transport::{Mailbox, Transport};
-use crate::watch::{WatchRequest, Watcher};
 use crate::{Config, Error, Result};
 
 /// A callback that receives a request's outcome (on the node thread: keep
@@ -148,7 +150,7 @@ impl<E: Engine> NodeBuilder<E> {
         let metrics = Arc::new(NodeMetrics::default());
         let engine = TimedEngine::new(self.engine, Arc::clone(&metrics));
         let peer: Peer<TimedEngine<E>, Callback> = Peer::open(self.cfg.clone(), engine.clone())?;
-        let mut transport = self.transport.unwrap_or_else(|| Box::new(crate::transport::NoTransport));
+        let mut transport = self.transport.unwrap_or_else(|| Box::new(crate::driver::transport::NoTransport));
         let writer = LogWriter::start(self.cfg.id, engine.clone(), Arc::clone(&self.inbox))?;
         let driver = Driver::new(engine);
         let board = StateBoard::new(self.cfg.id);
@@ -407,7 +409,7 @@ impl AsyncNode {
         self.local(move |p| p.hash(revision))
     }
 
-    /// Watches keys; see [`crate::watch`]. Works on any member. The
+    /// Watches keys; see [`Watcher`]. Works on any member. The
     /// [`Watcher`] is a stream; dropping it cancels the watch.
     pub fn watch(&self, req: WatchRequest) -> Call<Watcher> {
         let inbox = Arc::clone(&self.shared.inbox);
@@ -666,7 +668,7 @@ impl Node {
         self.wait(self.inner.hash(revision))
     }
 
-    /// Watches keys; see [`crate::watch`]. Works on any member.
+    /// Watches keys; see [`Watcher`]. Works on any member.
     pub fn watch(&self, req: WatchRequest) -> Result<Watcher> {
         self.wait(self.inner.watch(req))
     }
@@ -949,7 +951,7 @@ impl<E: Engine> Io<E, Callback> for NodeIo<'_> {
     fn submit(&mut self, write: DiskWrite) {
         self.writer.submit(write);
     }
-    fn compact(&mut self, job: crate::mvcc::Compaction<E>) {
+    fn compact(&mut self, job: crate::core::mvcc::Compaction<E>) {
         self.compactions.start(self.id, job);
     }
     fn members_changed(&mut self, members: Vec<Member>) {
@@ -1026,7 +1028,7 @@ struct Compactions {
 }
 
 impl Compactions {
-    fn start<E: Engine>(&mut self, id: u64, job: crate::mvcc::Compaction<E>) {
+    fn start<E: Engine>(&mut self, id: u64, job: crate::core::mvcc::Compaction<E>) {
         self.running.retain(|t| !t.is_finished());
         let revision = job.revision();
         let stop = Arc::clone(&self.stop);

@@ -35,8 +35,8 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
 use crate::api::{Event, RangeRequest};
+use crate::core::mvcc::{KeyRange, Mvcc};
 use crate::engine::Engine;
-use crate::mvcc::{KeyRange, Mvcc};
 use crate::{Error, Result};
 
 /// What to watch (etcd's `WatchCreateRequest`).

@@ -1,7 +1,7 @@
 //! [`Call`]: the pending outcome of one request to a member, awaited as a
 //! future (any executor) or waited for by a blocking caller.
 //!
-//! The node thread completes a request through a [`Responder`]; the caller
+//! The node thread completes a request through a `Responder`; the caller
 //! holds the matching `Call`. It is a mutex-protected slot with a condition
 //! variable for blocking waiters and a [`Waker`] for async ones: a blocking
 //! caller parks at once instead of spinning (with tens of callers on two

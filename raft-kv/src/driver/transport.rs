@@ -2,14 +2,9 @@
 //!
 //! Outbound, a node hands batches of raft messages to its [`Transport`].
 //! Inbound, a transport delivers what it receives into the node's
-//! [`Mailbox`].
-
-use std::sync::Arc;
+//! `Mailbox`.
 
 use raft::eraftpb::Message;
-
-use crate::inbox::Inbox;
-use crate::node::Input;
 
 /// Carries raft messages from one member to the others.
 ///
@@ -40,24 +35,4 @@ pub struct NoTransport;
 
 impl Transport for NoTransport {
     fn send(&mut self, _msgs: Vec<Message>) {}
-}
-
-/// The inbound side of a node: transports deliver received raft messages
-/// here. Cheap to clone.
-#[derive(Clone)]
-pub struct Mailbox {
-    pub(crate) inbox: Arc<Inbox<Input>>,
-}
-
-impl std::fmt::Debug for Mailbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailbox").finish_non_exhaustive()
-    }
-}
-
-impl Mailbox {
-    /// Delivers one message. Returns false when the node has stopped.
-    pub fn deliver(&self, msg: Message) -> bool {
-        self.inbox.push(Input::Raft(msg)).is_ok()
-    }
 }

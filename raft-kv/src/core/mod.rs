@@ -1,0 +1,25 @@
+//! The sans-IO core: one raft member and its state machine, with no
+//! threads, clocks or sockets.
+//!
+//! - [`peer`]: [`peer::Peer`], the member — raft-rs's `RawNode` over
+//!   [`raftlog`], the state machine ([`mvcc`], [`lease`], [`membership`],
+//!   [`dedup`]) and [`watch`]es; inputs in, one [`ready::Ready`] value out per
+//!   step;
+//! - [`ready`]: that value and the order a driver must carry it out in;
+//! - [`snapshot`]: raft snapshots of the state machine, streamed in chunks;
+//! - [`status`]: what a member reports about itself.
+//!
+//! Everything here reaches storage only through the `Engine` seam
+//! (`crate::engine`); the driver (`crate::driver`) supplies time, network
+//! and the log writer.
+
+pub mod dedup;
+pub mod lease;
+pub mod membership;
+pub mod mvcc;
+pub mod peer;
+pub mod raftlog;
+pub mod ready;
+pub mod snapshot;
+pub mod status;
+pub mod watch;

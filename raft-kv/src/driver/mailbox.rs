@@ -1,0 +1,28 @@
+//! [`Mailbox`]: the inbound side of a node, where transports deliver.
+
+use std::sync::Arc;
+
+use raft::eraftpb::Message;
+
+use crate::driver::inbox::Inbox;
+use crate::driver::node::Input;
+
+/// The inbound side of a node: transports deliver received raft messages
+/// here. Cheap to clone.
+#[derive(Clone)]
+pub struct Mailbox {
+    pub(crate) inbox: Arc<Inbox<Input>>,
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox").finish_non_exhaustive()
+    }
+}
+
+impl Mailbox {
+    /// Delivers one message. Returns false when the node has stopped.
+    pub fn deliver(&self, msg: Message) -> bool {
+        self.inbox.push(Input::Raft(msg)).is_ok()
+    }
+}
