@@ -1,0 +1,207 @@
+//! Requests in: proposals (validated, numbered, appended), linearizable reads
+//! (batched into ReadIndex rounds, served once applied) and their timeouts.
+
+use raft::INVALID_ID;
+
+use crate::api::RangeRequest;
+use crate::command::{Command, Op, Response};
+use crate::core::membership::{self};
+use crate::core::mvcc::Mvcc;
+use crate::engine::Engine;
+use crate::error::InvalidRequest;
+use crate::{Error, Result};
+
+use super::{check_txn_ops, Peer, Pending, ReadBatch, MAX_LEASE_TTL, READ_INDEX_RETRY_TICKS};
+
+impl<E: Engine, T> Peer<E, T> {
+    pub(super) fn validate(&self, op: &Op) -> Result<()> {
+        Mvcc::<E>::validate(op)?;
+        if let Op::LeaseGrant(g) = op {
+            if g.ttl > MAX_LEASE_TTL {
+                return Err(InvalidRequest::LeaseTtlTooLarge.into());
+            }
+        }
+        if let Op::Txn(txn) = op {
+            check_txn_ops(txn, self.cfg.max_txn_ops)?;
+        }
+        Ok(())
+    }
+
+    /// Proposes a write. The outcome comes back from a later
+    /// [`Peer::ready`] with `token`, once the entry is committed by a
+    /// quorum that persisted it and applied here.
+    pub fn propose(&mut self, op: Op, token: T) {
+        if self.proposals.len() >= self.cfg.max_pending_proposals {
+            self.completions.push((token, Err(Error::TooManyRequests)));
+            return;
+        }
+        match self.try_propose(op) {
+            Ok(id) => {
+                self.proposals.insert(id, Pending { token, deadline: self.now + self.cfg.request_timeout_ticks });
+            }
+            Err(e) => self.completions.push((token, Err(e))),
+        }
+    }
+
+    /// Proposes an operation of the member's own (lease expiry); nobody
+    /// waits for it.
+    pub(super) fn propose_internal(&mut self, op: Op) {
+        if let Err(e) = self.try_propose(op) {
+            tracing::debug!(id = self.cfg.id, error = %e, "internal proposal failed");
+        }
+    }
+
+    /// Proposes `op`, returning its request id.
+    pub(super) fn try_propose(&mut self, op: Op) -> Result<u64> {
+        self.validate(&op)?;
+        if self.raw.raft.leader_id == INVALID_ID {
+            return Err(Error::NoLeader);
+        }
+        self.next_request = (self.next_request + 1) & 0xffff_ffff;
+        let id = self.request_prefix | self.next_request;
+        // Lease and member ids the member picks: from its full id and the
+        // request id, so members do not pick alike.
+        let picked = (self.cfg.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ id) & (i64::MAX as u64);
+        let picked = picked.max(1);
+        let mut op = op;
+        if let Op::LeaseGrant(g) = &mut op {
+            if g.id == 0 {
+                g.id = picked as i64;
+            }
+            g.ttl = g.ttl.max(self.min_lease_ttl());
+        }
+        if let Op::MemberAdd(m) = &mut op {
+            if m.id == 0 {
+                m.id = picked;
+            }
+        }
+        self.members.check(&op)?;
+        if let Op::MemberPromote(p) = &op {
+            self.check_learner_ready(p.id)?;
+        }
+        let conf_change = membership::conf_change(&op);
+        let data = Command::new(self.cfg.id, id, op).encode_to_vec();
+        if data.len() > self.cfg.max_request_bytes {
+            return Err(InvalidRequest::TooLarge.into());
+        }
+        match conf_change {
+            Some(cc) => self.raw.propose_conf_change(data, cc)?,
+            None => self.raw.propose(Vec::new(), data)?,
+        }
+        if self.is_leader() {
+            self.by_index.insert(self.raw.raft.raft_log.last_index(), id);
+        }
+        Ok(id)
+    }
+
+    /// Refuses to promote a learner that is far behind the leader (it would
+    /// weaken the quorum until it catches up). Only the leader can tell.
+    pub(super) fn check_learner_ready(&self, id: u64) -> Result<()> {
+        if !self.is_leader() {
+            return Err(Error::not_leader(self.leader().unwrap_or(0)));
+        }
+        let last = self.raw.raft.raft_log.last_index();
+        let matched = self.raw.raft.prs().get(id).map_or(0, |p| p.matched);
+        // etcd's rule: the learner has at least 90% of the leader's log.
+        if matched * 10 < last * 9 {
+            return Err(Error::LearnerNotReady);
+        }
+        Ok(())
+    }
+
+    /// Reads a range. A serializable request is served at once from local
+    /// state; otherwise the read joins the next ReadIndex round and is served
+    /// once this member has applied up to the read index (linearizable).
+    pub fn read(&mut self, req: RangeRequest, token: T) {
+        if req.serializable || self.cfg.unsafe_local_reads {
+            let res = self.mvcc.range(&req).map(Response::Range);
+            self.completions.push((token, res));
+        } else if let Err(e) = Mvcc::<E>::validate_range(&req) {
+            self.completions.push((token, Err(e)));
+        } else {
+            self.queued_reads.push((req, token));
+        }
+    }
+
+    /// Whether queued reads may start a ReadIndex round now.
+    pub(super) fn reads_flushable(&self) -> bool {
+        !self.queued_reads.is_empty()
+            && self.inflight_reads.values().all(|b| b.issued + READ_INDEX_RETRY_TICKS <= self.now)
+    }
+
+    /// Whether a read batch's read index is applied.
+    pub(super) fn reads_servable(&self) -> bool {
+        self.ready_reads.front().is_some_and(|(idx, _)| *idx <= self.applied_index)
+    }
+
+    pub(super) fn flush_reads(&mut self) {
+        if !self.reads_flushable() {
+            return;
+        }
+        if self.raw.raft.leader_id == INVALID_ID {
+            for (_, token) in self.queued_reads.drain(..) {
+                self.completions.push((token, Err(Error::NoLeader)));
+            }
+            return;
+        }
+        // Contexts are unique across the cluster (the full member id, then
+        // boot count and counter): raft-rs keys pending reads by context, so
+        // a follower's forwarded read must never collide with another's, or
+        // it could be answered with an older read index.
+        self.next_read_ctx = (self.next_read_ctx + 1) & 0xffff_ffff;
+        let ctx = self.request_prefix | self.next_read_ctx;
+        let batch = ReadBatch {
+            issued: self.now,
+            deadline: self.now + self.cfg.request_timeout_ticks,
+            reads: std::mem::take(&mut self.queued_reads),
+        };
+        self.inflight_reads.insert(ctx, batch);
+        let mut context = self.cfg.id.to_be_bytes().to_vec();
+        context.extend_from_slice(&ctx.to_be_bytes());
+        self.raw.read_index(context);
+    }
+
+    /// Moves read batches whose ReadIndex came back to the ready queue.
+    pub(super) fn take_read_states(&mut self, rd: &mut raft::Ready) {
+        for rs in rd.take_read_states() {
+            let ours = rs.request_ctx.get(..8) == Some(&self.cfg.id.to_be_bytes()[..]);
+            let ctx = rs.request_ctx.get(8..).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+            if let Some(batch) = ctx.filter(|_| ours).and_then(|ctx| self.inflight_reads.remove(&ctx)) {
+                self.ready_reads.push_back((rs.index, batch));
+            }
+        }
+    }
+
+    pub(super) fn serve_reads(&mut self) {
+        while self.ready_reads.front().is_some_and(|(idx, _)| *idx <= self.applied_index) {
+            let Some((_, batch)) = self.ready_reads.pop_front() else { break };
+            for (req, token) in batch.reads {
+                let res = self.mvcc.range(&req).map(Response::Range);
+                self.completions.push((token, res));
+            }
+        }
+    }
+
+    pub(super) fn expire_requests(&mut self) {
+        let now = self.now;
+        let expired: Vec<u64> = self.proposals.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| *id).collect();
+        for id in expired {
+            if let Some(p) = self.proposals.remove(&id) {
+                self.completions.push((p.token, Err(Error::Timeout)));
+            }
+        }
+        self.by_index.retain(|_, id| self.proposals.contains_key(id));
+        let expired: Vec<u64> =
+            self.inflight_reads.iter().filter(|(_, b)| b.deadline <= now).map(|(ctx, _)| *ctx).collect();
+        for ctx in expired {
+            if let Some(batch) = self.inflight_reads.remove(&ctx) {
+                self.completions.extend(batch.reads.into_iter().map(|(_, t)| (t, Err(Error::Timeout))));
+            }
+        }
+        while self.ready_reads.front().is_some_and(|(_, b)| b.deadline <= now) {
+            if let Some((_, batch)) = self.ready_reads.pop_front() {
+                self.completions.extend(batch.reads.into_iter().map(|(_, t)| (t, Err(Error::Timeout))));
+            }
+        }
+    }
+}
