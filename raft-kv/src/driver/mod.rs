@@ -16,9 +16,13 @@
 //! - which messages wait for which write, released by [`Driver::persisted`]
 //!   before the peer hears that its write is durable.
 
+pub mod blocking;
 pub mod call;
+mod compactions;
 pub(crate) mod inbox;
+mod log_writer;
 pub mod mailbox;
+mod member;
 pub mod metrics;
 pub mod node;
 pub mod state;

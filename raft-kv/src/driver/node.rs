@@ -28,16 +28,18 @@ use futures_core::Stream as _;
 
 use crate::command::{LeaseRevoke, MemberUpdate, Op, Response};
 use crate::core::peer::Peer;
-use crate::core::ready::{Completion, DiskWrite};
 use crate::core::status::{MemberState, Status};
 use crate::core::watch::{WatchRequest, Watcher};
+use crate::driver::blocking::Node;
 use crate::driver::call::{call, Call, Responder};
 use crate::driver::inbox::Inbox;
+use crate::driver::log_writer::LogWriter;
 use crate::driver::mailbox::Mailbox;
+use crate::driver::member::run;
 use crate::driver::metrics::{NodeMetrics, TimedEngine};
 use crate::driver::state::{StateBoard, StateChanges};
 use crate::driver::transport::Transport;
-use crate::driver::{Driver, Io};
+use crate::driver::Driver;
 use crate::engine::Engine;
 use crate::{Config, Error, Result};
 
@@ -125,6 +127,13 @@ pub struct NodeBuilder<E> {
     inbox: Arc<Inbox<Input>>,
 }
 
+impl NodeBuilder<()> {
+    /// A builder for member `cfg.id` with no engine yet.
+    pub(super) fn new(cfg: Config) -> Self {
+        NodeBuilder { cfg, engine: (), transport: None, inbox: Arc::new(Inbox::new()) }
+    }
+}
+
 impl<E> NodeBuilder<E> {
     /// The storage engine to run on.
     pub fn engine<E2: Engine>(self, engine: E2) -> NodeBuilder<E2> {
@@ -176,14 +185,14 @@ impl<E: Engine> NodeBuilder<E> {
     }
 }
 
-struct Shared {
-    metrics: Arc<NodeMetrics>,
-    id: u64,
+pub(super) struct Shared {
+    pub(super) metrics: Arc<NodeMetrics>,
+    pub(super) id: u64,
     /// How long a blocking caller waits for an answer.
-    timeout: Duration,
-    inbox: Arc<Inbox<Input>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    board: Arc<StateBoard>,
+    pub(super) timeout: Duration,
+    pub(super) inbox: Arc<Inbox<Input>>,
+    pub(super) thread: Mutex<Option<JoinHandle<()>>>,
+    pub(super) board: Arc<StateBoard>,
 }
 
 impl Shared {
@@ -267,7 +276,7 @@ from_response!(
 /// ```
 #[derive(Clone)]
 pub struct AsyncNode {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for AsyncNode {
@@ -550,507 +559,5 @@ impl AsyncNode {
     /// fail with [`Error::Stopped`]). Other handles then get `Stopped` too.
     pub fn shutdown(&self) {
         self.shared.stop();
-    }
-}
-
-/// A running member, driven from blocking code: the methods of
-/// [`AsyncNode`], each waiting for its outcome (at most the request
-/// timeout, then [`Error::Timeout`]). Cheap to clone, `Send + Sync`; the
-/// member stops when [`Node::shutdown`] is called or the last handle is
-/// dropped.
-///
-/// Writes go through raft and return once committed by a quorum that
-/// persisted them and applied on this member. Reads are linearizable unless
-/// the request asks for `serializable`.
-#[derive(Clone)]
-pub struct Node {
-    inner: AsyncNode,
-}
-
-impl std::fmt::Debug for Node {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("id", &self.inner.shared.id).finish()
-    }
-}
-
-impl Node {
-    /// Starts building member `cfg.id`.
-    pub fn builder(cfg: Config) -> NodeBuilder<()> {
-        NodeBuilder { cfg, engine: (), transport: None, inbox: Arc::new(Inbox::new()) }
-    }
-
-    /// The same member with async methods.
-    pub fn to_async(&self) -> AsyncNode {
-        self.inner.clone()
-    }
-
-    /// The async handle this blocking one wraps.
-    pub fn as_async(&self) -> &AsyncNode {
-        &self.inner
-    }
-
-    fn wait<T>(&self, c: Call<T>) -> Result<T> {
-        c.wait(self.inner.shared.timeout)
-    }
-
-    /// This member's id.
-    pub fn id(&self) -> u64 {
-        self.inner.id()
-    }
-
-    /// Latency histograms of the member's synced (fsync) and apply writes.
-    pub fn metrics(&self) -> &NodeMetrics {
-        self.inner.metrics()
-    }
-
-    /// See [`AsyncNode::state`].
-    pub fn state(&self) -> MemberState {
-        self.inner.state()
-    }
-
-    /// See [`AsyncNode::propose_with`].
-    pub fn propose_with(&self, op: Op, done: Callback) {
-        self.inner.propose_with(op, done)
-    }
-
-    /// See [`AsyncNode::range_with`].
-    pub fn range_with(&self, req: RangeRequest, done: Callback) {
-        self.inner.range_with(req, done)
-    }
-
-    /// Proposes `op` and waits for its outcome.
-    pub fn propose(&self, op: Op) -> Result<Response> {
-        self.wait(self.inner.propose(op))
-    }
-
-    /// Writes `value` at `key`.
-    pub fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<PutResponse> {
-        self.wait(self.inner.put(key, value))
-    }
-
-    /// Runs a put request.
-    pub fn put_request(&self, req: PutRequest) -> Result<PutResponse> {
-        self.wait(self.inner.put_request(req))
-    }
-
-    /// Reads a range.
-    pub fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
-        self.wait(self.inner.range(req))
-    }
-
-    /// Reads one key (linearizably).
-    pub fn get(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>> {
-        self.wait(self.inner.get(key))
-    }
-
-    /// Deletes a key or a range.
-    pub fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
-        self.wait(self.inner.delete_range(req))
-    }
-
-    /// Runs a transaction.
-    pub fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
-        self.wait(self.inner.txn(req))
-    }
-
-    /// Drops history below `revision`.
-    pub fn compact(&self, revision: i64) -> Result<CompactionResponse> {
-        self.wait(self.inner.compact(revision))
-    }
-
-    /// The member's status.
-    pub fn status(&self) -> Result<Status> {
-        self.wait(self.inner.status())
-    }
-
-    /// See [`AsyncNode::hash`].
-    pub fn hash(&self, revision: i64) -> Result<u64> {
-        self.wait(self.inner.hash(revision))
-    }
-
-    /// Watches keys; see [`Watcher`]. Works on any member.
-    pub fn watch(&self, req: WatchRequest) -> Result<Watcher> {
-        self.wait(self.inner.watch(req))
-    }
-
-    /// Cancels watch `id` (its watcher receives a `Canceled`).
-    pub fn cancel_watch(&self, id: u64) -> Result<()> {
-        self.wait(self.inner.cancel_watch(id))
-    }
-
-    /// Asks for a progress notification on watch `id`.
-    pub fn watch_progress(&self, id: u64) -> Result<()> {
-        self.wait(self.inner.watch_progress(id))
-    }
-
-    /// Grants a lease of `ttl` seconds (`id` 0: the member picks one).
-    pub fn lease_grant(&self, ttl: i64, id: i64) -> Result<LeaseGrantResponse> {
-        self.wait(self.inner.lease_grant(ttl, id))
-    }
-
-    /// Revokes a lease, deleting its keys.
-    pub fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
-        self.wait(self.inner.lease_revoke(id))
-    }
-
-    /// Renews a lease to its full TTL.
-    pub fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
-        self.wait(self.inner.lease_keep_alive(id))
-    }
-
-    /// A lease's remaining life (`ttl == -1`: no such lease).
-    pub fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
-        self.wait(self.inner.lease_time_to_live(id, keys))
-    }
-
-    /// Every lease id.
-    pub fn leases(&self) -> Result<Vec<i64>> {
-        self.wait(self.inner.leases())
-    }
-
-    /// See [`AsyncNode::member_add`].
-    pub fn member_add(&self, member: Member) -> Result<MembersResponse> {
-        self.wait(self.inner.member_add(member))
-    }
-
-    /// See [`AsyncNode::member_remove`].
-    pub fn member_remove(&self, id: u64) -> Result<MembersResponse> {
-        self.wait(self.inner.member_remove(id))
-    }
-
-    /// See [`AsyncNode::member_promote`].
-    pub fn member_promote(&self, id: u64) -> Result<MembersResponse> {
-        self.wait(self.inner.member_promote(id))
-    }
-
-    /// Changes a member's peer URLs.
-    pub fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<MembersResponse> {
-        self.wait(self.inner.member_update(id, peer_urls))
-    }
-
-    /// See [`AsyncNode::backup`].
-    pub fn backup(&self) -> Result<Vec<u8>> {
-        self.wait(self.inner.backup())
-    }
-
-    /// Every member, as this member has applied them.
-    pub fn member_list(&self) -> Result<Vec<Member>> {
-        self.wait(self.inner.member_list())
-    }
-
-    /// See [`AsyncNode::move_leader`].
-    pub fn move_leader(&self, to: u64) -> Result<()> {
-        self.wait(self.inner.move_leader(to))
-    }
-
-    /// Waits until this member knows a leader, for at most `timeout`;
-    /// returns the leader's id.
-    pub fn wait_leader(&self, timeout: Duration) -> Result<u64> {
-        let st = self.inner.shared.board.wait_for(Instant::now() + timeout, |s| s.leader != 0);
-        match st {
-            s if s.leader != 0 => Ok(s.leader),
-            s if s.stopped => Err(Error::Stopped),
-            _ => Err(Error::Timeout),
-        }
-    }
-
-    /// Makes this member campaign for leadership now.
-    pub fn campaign(&self) -> Result<()> {
-        self.wait(self.inner.campaign())
-    }
-
-    /// Asks the leader (this member must be it) to hand leadership to `to`.
-    pub fn transfer_leader(&self, to: u64) -> Result<()> {
-        self.wait(self.inner.transfer_leader(to))
-    }
-
-    /// Stops the member and waits for its thread; pending requests fail with
-    /// [`Error::Stopped`]. Other handles then get `Stopped` too.
-    pub fn shutdown(&self) {
-        self.inner.shutdown();
-    }
-}
-
-/// Leadership transfers waiting for their outcome (`move_leader`).
-#[derive(Default)]
-struct Transfers {
-    waiting: Vec<(u64, Instant, Responder<()>)>,
-}
-
-impl Transfers {
-    /// Answers the transfers that have finished or run out of time, and
-    /// asks raft again for those still going (a lost MsgTimeoutNow would
-    /// otherwise stall them).
-    fn check<E: Engine>(&mut self, peer: &mut Peer<E, Callback>, ticked: bool) {
-        if self.waiting.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        let leader = peer.leader().unwrap_or(0);
-        let mut still = Vec::new();
-        for (to, deadline, tx) in self.waiting.drain(..) {
-            if leader == to {
-                tx.send(Ok(()));
-            } else if now >= deadline {
-                tx.send(Err(Error::Timeout));
-            } else {
-                if ticked && peer.is_leader() {
-                    peer.transfer_leader(to);
-                }
-                still.push((to, deadline, tx));
-            }
-        }
-        self.waiting = still;
-    }
-}
-
-/// The node thread. Returns the fatal error that stopped it, if one did.
-#[allow(clippy::too_many_arguments)]
-fn run<E: Engine>(
-    mut peer: Peer<E, Callback>,
-    mut driver: Driver<E>,
-    cfg: Config,
-    inbox: &Inbox<Input>,
-    writer: &LogWriter,
-    transport: &mut dyn Transport,
-    board: &StateBoard,
-    metrics: &NodeMetrics,
-) -> Option<Error> {
-    let mut next_tick = Instant::now() + cfg.tick_interval;
-    let mut stop = false;
-    let mut fatal: Option<Error> = None;
-    let mut transfers = Transfers::default();
-    // What the inbox held at the last take, handled `max_batch` at a time.
-    let mut pending: std::collections::VecDeque<Input> = std::collections::VecDeque::new();
-    let mut compactions = Compactions::default();
-    let mut taken = Vec::new();
-    while !stop {
-        if pending.is_empty() {
-            let mut wait = next_tick.saturating_duration_since(Instant::now());
-            if peer.has_ready() {
-                wait = Duration::ZERO;
-            } else if peer.is_streaming_snapshots() {
-                wait = wait.min(Duration::from_millis(1));
-            }
-            // Group commit: everything waiting goes into the same Ready.
-            inbox.take_all(&mut taken, wait);
-            pending.extend(taken.drain(..));
-        }
-        for input in pending.drain(..pending.len().min(cfg.max_batch)) {
-            match input {
-                Input::Persisted(number) => {
-                    let mut io =
-                        NodeIo { transport: &mut *transport, writer, compactions: &mut compactions, id: cfg.id };
-                    if let Err(e) = driver.persisted(&mut peer, number, &mut io) {
-                        tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
-                        fatal = Some(e);
-                        stop = true;
-                    }
-                }
-                Input::WriteFailed(e) => {
-                    tracing::error!(id = cfg.id, error = %e, "log write failed; stopping member");
-                    fatal = Some(e);
-                    stop = true;
-                }
-                Input::MoveLeader(to, deadline, tx) => {
-                    if !peer.is_leader() {
-                        tx.send(Err(Error::not_leader(peer.leader().unwrap_or(0))));
-                    } else {
-                        peer.transfer_leader(to);
-                        transfers.waiting.push((to, deadline, tx));
-                    }
-                }
-                input => stop |= handle(&mut peer, input, metrics),
-            }
-        }
-        let now = Instant::now();
-        let ticked = now >= next_tick;
-        if ticked {
-            peer.tick();
-            next_tick += cfg.tick_interval;
-            if next_tick < now {
-                next_tick = now + cfg.tick_interval;
-            }
-        }
-        // Idle: nothing else queued, so a log write may be done inline.
-        let idle = pending.is_empty() && inbox.is_empty();
-        let mut io = NodeIo { transport: &mut *transport, writer, compactions: &mut compactions, id: cfg.id };
-        if let Err(e) = driver.step(&mut peer, idle, &mut io) {
-            tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
-            fatal = Some(e);
-            stop = true;
-        }
-        if peer.is_streaming_snapshots() {
-            match peer.snapshot_chunks(&mut |to| transport.snapshot_room(to), 4) {
-                Ok(chunks) if !chunks.is_empty() => transport.send(chunks),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
-                    fatal = Some(e);
-                    stop = true;
-                }
-            }
-        }
-        transfers.check(&mut peer, ticked);
-        board.publish(peer.member_state());
-    }
-    // A stopped member leaves no thread behind holding its engine open.
-    compactions.stop();
-    for (cb, res) in peer.fail_all() {
-        cb(res);
-    }
-    // Refuse new input and fail whatever is still queued.
-    pending.extend(inbox.close());
-    for input in pending {
-        match input {
-            Input::Propose(_, cb) | Input::Read(_, cb) => cb(Err(Error::Stopped)),
-            // Dropping a responder completes its call with `Stopped`.
-            _ => {}
-        }
-    }
-    drop(transfers);
-    tracing::info!(id = cfg.id, "member stopped");
-    fatal
-}
-
-/// Handles one input; returns true on shutdown.
-fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input, metrics: &NodeMetrics) -> bool {
-    match input {
-        Input::Raft(msg) => {
-            if let Err(e) = peer.step(msg) {
-                metrics.refused_peer_messages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::debug!(id = peer.id(), error = %e, "dropped raft message");
-            }
-        }
-        Input::Propose(op, cb) => peer.propose(op, cb),
-        Input::Read(req, cb) => peer.read(req, cb),
-        Input::Local(f) => f(peer),
-        Input::Shutdown => return true,
-        // Handled by the loop in `run`.
-        Input::Persisted(_) | Input::WriteFailed(_) | Input::MoveLeader(..) => {}
-    }
-    false
-}
-
-/// The node thread's [`Io`]: the transport, the log writer thread and the
-/// compaction threads.
-struct NodeIo<'a> {
-    transport: &'a mut dyn Transport,
-    writer: &'a LogWriter,
-    compactions: &'a mut Compactions,
-    id: u64,
-}
-
-impl<E: Engine> Io<E, Callback> for NodeIo<'_> {
-    fn send(&mut self, msgs: Vec<Message>) {
-        self.transport.send(msgs);
-    }
-    fn complete(&mut self, (callback, result): Completion<Callback>) {
-        callback(result);
-    }
-    fn submit(&mut self, write: DiskWrite) {
-        self.writer.submit(write);
-    }
-    fn compact(&mut self, job: crate::core::mvcc::Compaction<E>) {
-        self.compactions.start(self.id, job);
-    }
-    fn members_changed(&mut self, members: Vec<Member>) {
-        self.transport.set_members(&members);
-    }
-}
-
-/// The member's log writer: a thread that makes each [`DiskWrite`] durable
-/// while the node thread goes on, then reports it with
-/// [`Input::Persisted`]. Whatever queued up during one fsync goes into the
-/// next engine batch and fsync together (group commit across Readies).
-struct LogWriter {
-    queue: Arc<Inbox<Option<DiskWrite>>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl LogWriter {
-    fn start<E: Engine>(id: u64, engine: E, node: Arc<Inbox<Input>>) -> Result<LogWriter> {
-        let queue = Arc::new(Inbox::new());
-        let q = Arc::clone(&queue);
-        let thread = std::thread::Builder::new()
-            .name(format!("raft-kv-log-{id}"))
-            .spawn(move || write_log(&engine, &q, &node))
-            .map_err(|e| Error::Storage(crate::error::StorageError::new("cannot spawn log writer thread", e)))?;
-        Ok(LogWriter { queue, thread: Some(thread) })
-    }
-
-    fn submit(&self, write: DiskWrite) {
-        // Refused only after `stop`, when nothing waits for the outcome.
-        let _ = self.queue.push(Some(write));
-    }
-
-    /// Stops the writer after the writes queued so far.
-    fn stop(mut self) {
-        let _ = self.queue.push(None);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// The log writer thread's loop.
-fn write_log<E: Engine>(engine: &E, queue: &Inbox<Option<DiskWrite>>, node: &Inbox<Input>) {
-    let mut taken = Vec::new();
-    loop {
-        queue.take_all(&mut taken, Duration::from_secs(1));
-        let stop_requested = taken.iter().any(Option::is_none);
-        let merged = DiskWrite::merge(taken.drain(..).flatten());
-        let mut stop = stop_requested;
-        if let Some(write) = merged {
-            let report = match write.write_to(engine) {
-                Ok(number) => Input::Persisted(number),
-                Err(e) => Input::WriteFailed(e),
-            };
-            let failed = matches!(report, Input::WriteFailed(_));
-            if node.push(report).is_err() || failed {
-                stop = true;
-            }
-        }
-        if stop {
-            queue.close();
-            return;
-        }
-    }
-}
-
-/// Physical compactions running on threads of their own: deleting a large
-/// history takes seconds, which must not stall the member. Stopped (between
-/// batches) and joined when the member stops.
-#[derive(Default)]
-struct Compactions {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    running: Vec<JoinHandle<()>>,
-}
-
-impl Compactions {
-    fn start<E: Engine>(&mut self, id: u64, job: crate::core::mvcc::Compaction<E>) {
-        self.running.retain(|t| !t.is_finished());
-        let revision = job.revision();
-        let stop = Arc::clone(&self.stop);
-        let spawned = std::thread::Builder::new().name(format!("raft-kv-compact-{id}")).spawn(move || {
-            let started = Instant::now();
-            match job.run_until(&|| stop.load(std::sync::atomic::Ordering::Relaxed)) {
-                Ok(n) => tracing::info!(id, revision, deleted = n, took = ?started.elapsed(), "history compacted"),
-                Err(e) => tracing::warn!(id, revision, error = %e, "physical compaction failed; the next one retries"),
-            }
-        });
-        match spawned {
-            Ok(t) => self.running.push(t),
-            Err(e) => {
-                tracing::warn!(id, revision, error = %e, "cannot start physical compaction; the next one retries")
-            }
-        }
-    }
-
-    fn stop(self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for t in self.running {
-            let _ = t.join();
-        }
     }
 }

@@ -1,0 +1,210 @@
+//! The node thread: the loop that owns a member's [`Peer`], takes its inbox,
+//! ticks, and runs its [`Driver`] with the node's [`Io`] (transport, log
+//! writer, compaction threads).
+
+use std::time::{Duration, Instant};
+
+use raft::eraftpb::Message;
+
+use crate::api::Member;
+use crate::core::peer::Peer;
+use crate::core::ready::{Completion, DiskWrite};
+use crate::driver::call::Responder;
+use crate::driver::compactions::Compactions;
+use crate::driver::inbox::Inbox;
+use crate::driver::log_writer::LogWriter;
+use crate::driver::metrics::NodeMetrics;
+use crate::driver::node::{Callback, Input};
+use crate::driver::state::StateBoard;
+use crate::driver::transport::Transport;
+use crate::driver::{Driver, Io};
+use crate::engine::Engine;
+use crate::{Config, Error};
+
+/// Leadership transfers waiting for their outcome (`move_leader`).
+#[derive(Default)]
+struct Transfers {
+    waiting: Vec<(u64, Instant, Responder<()>)>,
+}
+
+impl Transfers {
+    /// Answers the transfers that have finished or run out of time, and
+    /// asks raft again for those still going (a lost MsgTimeoutNow would
+    /// otherwise stall them).
+    fn check<E: Engine>(&mut self, peer: &mut Peer<E, Callback>, ticked: bool) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let leader = peer.leader().unwrap_or(0);
+        let mut still = Vec::new();
+        for (to, deadline, tx) in self.waiting.drain(..) {
+            if leader == to {
+                tx.send(Ok(()));
+            } else if now >= deadline {
+                tx.send(Err(Error::Timeout));
+            } else {
+                if ticked && peer.is_leader() {
+                    peer.transfer_leader(to);
+                }
+                still.push((to, deadline, tx));
+            }
+        }
+        self.waiting = still;
+    }
+}
+
+/// The node thread. Returns the fatal error that stopped it, if one did.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run<E: Engine>(
+    mut peer: Peer<E, Callback>,
+    mut driver: Driver<E>,
+    cfg: Config,
+    inbox: &Inbox<Input>,
+    writer: &LogWriter,
+    transport: &mut dyn Transport,
+    board: &StateBoard,
+    metrics: &NodeMetrics,
+) -> Option<Error> {
+    let mut next_tick = Instant::now() + cfg.tick_interval;
+    let mut stop = false;
+    let mut fatal: Option<Error> = None;
+    let mut transfers = Transfers::default();
+    // What the inbox held at the last take, handled `max_batch` at a time.
+    let mut pending: std::collections::VecDeque<Input> = std::collections::VecDeque::new();
+    let mut compactions = Compactions::default();
+    let mut taken = Vec::new();
+    while !stop {
+        if pending.is_empty() {
+            let mut wait = next_tick.saturating_duration_since(Instant::now());
+            if peer.has_ready() {
+                wait = Duration::ZERO;
+            } else if peer.is_streaming_snapshots() {
+                wait = wait.min(Duration::from_millis(1));
+            }
+            // Group commit: everything waiting goes into the same Ready.
+            inbox.take_all(&mut taken, wait);
+            pending.extend(taken.drain(..));
+        }
+        for input in pending.drain(..pending.len().min(cfg.max_batch)) {
+            match input {
+                Input::Persisted(number) => {
+                    let mut io =
+                        NodeIo { transport: &mut *transport, writer, compactions: &mut compactions, id: cfg.id };
+                    if let Err(e) = driver.persisted(&mut peer, number, &mut io) {
+                        tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
+                        fatal = Some(e);
+                        stop = true;
+                    }
+                }
+                Input::WriteFailed(e) => {
+                    tracing::error!(id = cfg.id, error = %e, "log write failed; stopping member");
+                    fatal = Some(e);
+                    stop = true;
+                }
+                Input::MoveLeader(to, deadline, tx) => {
+                    if !peer.is_leader() {
+                        tx.send(Err(Error::not_leader(peer.leader().unwrap_or(0))));
+                    } else {
+                        peer.transfer_leader(to);
+                        transfers.waiting.push((to, deadline, tx));
+                    }
+                }
+                input => stop |= handle(&mut peer, input, metrics),
+            }
+        }
+        let now = Instant::now();
+        let ticked = now >= next_tick;
+        if ticked {
+            peer.tick();
+            next_tick += cfg.tick_interval;
+            if next_tick < now {
+                next_tick = now + cfg.tick_interval;
+            }
+        }
+        // Idle: nothing else queued, so a log write may be done inline.
+        let idle = pending.is_empty() && inbox.is_empty();
+        let mut io = NodeIo { transport: &mut *transport, writer, compactions: &mut compactions, id: cfg.id };
+        if let Err(e) = driver.step(&mut peer, idle, &mut io) {
+            tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
+            fatal = Some(e);
+            stop = true;
+        }
+        if peer.is_streaming_snapshots() {
+            match peer.snapshot_chunks(&mut |to| transport.snapshot_room(to), 4) {
+                Ok(chunks) if !chunks.is_empty() => transport.send(chunks),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
+                    fatal = Some(e);
+                    stop = true;
+                }
+            }
+        }
+        transfers.check(&mut peer, ticked);
+        board.publish(peer.member_state());
+    }
+    // A stopped member leaves no thread behind holding its engine open.
+    compactions.stop();
+    for (cb, res) in peer.fail_all() {
+        cb(res);
+    }
+    // Refuse new input and fail whatever is still queued.
+    pending.extend(inbox.close());
+    for input in pending {
+        match input {
+            Input::Propose(_, cb) | Input::Read(_, cb) => cb(Err(Error::Stopped)),
+            // Dropping a responder completes its call with `Stopped`.
+            _ => {}
+        }
+    }
+    drop(transfers);
+    tracing::info!(id = cfg.id, "member stopped");
+    fatal
+}
+
+/// Handles one input; returns true on shutdown.
+fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input, metrics: &NodeMetrics) -> bool {
+    match input {
+        Input::Raft(msg) => {
+            if let Err(e) = peer.step(msg) {
+                metrics.refused_peer_messages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(id = peer.id(), error = %e, "dropped raft message");
+            }
+        }
+        Input::Propose(op, cb) => peer.propose(op, cb),
+        Input::Read(req, cb) => peer.read(req, cb),
+        Input::Local(f) => f(peer),
+        Input::Shutdown => return true,
+        // Handled by the loop in `run`.
+        Input::Persisted(_) | Input::WriteFailed(_) | Input::MoveLeader(..) => {}
+    }
+    false
+}
+
+/// The node thread's [`Io`]: the transport, the log writer thread and the
+/// compaction threads.
+struct NodeIo<'a> {
+    transport: &'a mut dyn Transport,
+    writer: &'a LogWriter,
+    compactions: &'a mut Compactions,
+    id: u64,
+}
+
+impl<E: Engine> Io<E, Callback> for NodeIo<'_> {
+    fn send(&mut self, msgs: Vec<Message>) {
+        self.transport.send(msgs);
+    }
+    fn complete(&mut self, (callback, result): Completion<Callback>) {
+        callback(result);
+    }
+    fn submit(&mut self, write: DiskWrite) {
+        self.writer.submit(write);
+    }
+    fn compact(&mut self, job: crate::core::mvcc::Compaction<E>) {
+        self.compactions.start(self.id, job);
+    }
+    fn members_changed(&mut self, members: Vec<Member>) {
+        self.transport.set_members(&members);
+    }
+}
