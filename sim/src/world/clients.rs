@@ -1,0 +1,352 @@
+//! Clients and the workload: picking operations, sending attempts,
+//! handling completions and recording them in the history.
+
+use std::collections::BTreeMap;
+
+use raft_kv::{
+    CompactionRequest, Compare, CompareResult, DeleteRangeRequest, Error, LeaseGrantRequest, LeaseKeepAliveRequest,
+    PutRequest, RangeRequest, Response, TxnRequest,
+};
+
+use super::watch_driver::WatchOwner;
+use super::{OpId, World, ADMIN_RECORD};
+use crate::checker::ViolationKind;
+use crate::config::{WorkloadMix, TICK};
+use crate::history::{
+    key_bytes, lease_key_bytes, parse_key, parse_value, Key, KvObs, Observed, Op, Outcome, Record, Value, NEVER,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClientState {
+    Idle,
+    InFlight { record: usize, member: u64 },
+    Backoff { record: usize },
+}
+
+pub(super) struct Client {
+    pub(super) state: ClientState,
+    pub(super) next_at: u64,
+    pub(super) remaining: usize,
+    pub(super) leader_hint: Option<u64>,
+    pub(super) last_revision: i64,
+    /// What this client last saw of each key (for compare-and-swap).
+    pub(super) seen: BTreeMap<Key, Option<Value>>,
+    /// The lease this client holds, if any.
+    pub(super) lease: Option<i64>,
+}
+
+impl World {
+    fn new_op(&mut self, c: usize, kind: usize) -> Op {
+        let keys = self.cfg.keys.max(1);
+        let key = self.rng_work.below(u64::from(keys)) as Key;
+        let mut fresh = || {
+            let v = self.next_value;
+            self.next_value += 1;
+            v
+        };
+        match kind {
+            0 => Op::Put { key, value: fresh() },
+            2 => Op::Read { keys: vec![key], linearizable: false },
+            3 => Op::Read { keys: (0..keys).collect(), linearizable: true },
+            4 => Op::Delete { key },
+            5 => {
+                let value = fresh();
+                let expect = match self.clients[c].seen.get(&key) {
+                    Some(seen) if self.rng_work.chance(0.8) => *seen,
+                    _ => None,
+                };
+                Op::Cas { key, expect, value }
+            }
+            6 if self.clients[c].last_revision > 1 => {
+                Op::Compact { revision: 1 + self.rng_work.below(self.clients[c].last_revision as u64) as i64 }
+            }
+            8 => match self.clients[c].lease {
+                None => Op::LeaseGrant { ttl: 2 + self.rng_work.below(3) as i64 },
+                Some(lease) => match self.rng_work.below(20) {
+                    0..=8 => Op::LeasePut { lease, value: fresh() },
+                    9..=11 => Op::LeaseKeepAlive { lease },
+                    12..=16 => Op::LeaseRevoke { lease },
+                    // Forget the lease (it expires) and take a new one.
+                    _ => {
+                        self.clients[c].lease = None;
+                        Op::LeaseGrant { ttl: 2 + self.rng_work.below(3) as i64 }
+                    }
+                },
+            },
+            _ => Op::Read { keys: vec![key], linearizable: true },
+        }
+    }
+
+    pub(super) fn client_act(&mut self, c: usize) {
+        match self.clients[c].state {
+            ClientState::Idle => {
+                if self.healing || self.clients[c].remaining == 0 {
+                    return;
+                }
+                let kind = self.rng_work.weighted(&self.cfg.mix.as_array()).unwrap_or(1);
+                let watching = self.watches.iter().filter(|w| w.owner == WatchOwner::Client(c)).count();
+                if kind == 7 && watching < WorkloadMix::WATCHES_PER_CLIENT {
+                    self.open_client_watch(c);
+                    self.stats.ops_ok += 1;
+                    let client = &mut self.clients[c];
+                    client.remaining -= 1;
+                    let (lo, hi) = self.cfg.think;
+                    client.next_at = self.now + self.rng_work.between(lo, hi).max(1);
+                    return;
+                }
+                let op = self.new_op(c, kind);
+                let record = self.history.len();
+                self.trace.event(self.now, format_args!("c{c} invokes #{record} {op:?}"));
+                self.history.push(Record {
+                    client: c,
+                    op,
+                    invoke: self.now,
+                    complete: NEVER,
+                    outcome: Outcome::Pending,
+                    member: 0,
+                    incarnation: 0,
+                    attempts: 0,
+                });
+                self.attempt(c, record);
+            }
+            ClientState::Backoff { record } => self.attempt(c, record),
+            ClientState::InFlight { .. } => {}
+        }
+    }
+
+    fn attempt(&mut self, c: usize, record: usize) {
+        self.history[record].attempts += 1;
+        let attempt = self.history[record].attempts;
+        if attempt > self.cfg.max_attempts {
+            self.finish_op(c, record, Outcome::NotApplied);
+            return;
+        }
+        if attempt > 1 {
+            self.stats.retries += 1;
+        }
+        let ids = self.client_ids();
+        let member = match self.clients[c].leader_hint {
+            Some(l) if ids.contains(&l) && self.rng_work.chance(0.75) => l,
+            _ => *self.rng_work.pick(&ids).unwrap_or(&1),
+        };
+        let Some(i) = self.index_of(member) else { return };
+        let m = &mut self.members[i];
+        let Some(peer) = m.peer.as_mut() else {
+            // Connection refused: nothing was sent, so retrying is safe.
+            self.clients[c].leader_hint = None;
+            self.clients[c].state = ClientState::Backoff { record };
+            self.clients[c].next_at = self.now + TICK + self.rng_work.below(2 * TICK);
+            return;
+        };
+        let rec = &mut self.history[record];
+        rec.member = member;
+        rec.incarnation = m.incarnation;
+        let token = OpId { record: record as u32, attempt };
+        match &rec.op {
+            Op::Read { keys, linearizable } => {
+                let mut req =
+                    if keys.len() == 1 { RangeRequest::key(key_bytes(keys[0])) } else { RangeRequest::prefix("k") };
+                if !linearizable {
+                    req = req.serializable();
+                }
+                peer.read(req, token);
+            }
+            Op::Put { key, value } => {
+                peer.propose(raft_kv::Op::Put(PutRequest::new(key_bytes(*key), value.to_string())), token)
+            }
+            Op::Delete { key } => {
+                peer.propose(raft_kv::Op::DeleteRange(DeleteRangeRequest::key(key_bytes(*key))), token)
+            }
+            Op::Cas { key, expect, value } => {
+                let cmp = match expect {
+                    Some(e) => Compare::value(key_bytes(*key), CompareResult::Equal, e.to_string()),
+                    None => Compare::version(key_bytes(*key), CompareResult::Equal, 0),
+                };
+                let txn = TxnRequest::new()
+                    .when(cmp)
+                    .and_then(PutRequest::new(key_bytes(*key), value.to_string()))
+                    .or_else(RangeRequest::key(key_bytes(*key)));
+                peer.propose(raft_kv::Op::Txn(txn), token);
+            }
+            Op::Compact { revision } => {
+                peer.propose(raft_kv::Op::Compact(CompactionRequest { revision: *revision, physical: false }), token)
+            }
+            Op::LeaseGrant { ttl } => {
+                peer.propose(raft_kv::Op::LeaseGrant(LeaseGrantRequest { ttl: *ttl, id: 0 }), token)
+            }
+            Op::LeasePut { lease, value } => {
+                let put = PutRequest { lease: *lease, ..PutRequest::new(lease_key_bytes(*value), value.to_string()) };
+                peer.propose(raft_kv::Op::Put(put), token)
+            }
+            Op::LeaseKeepAlive { lease } => {
+                peer.propose(raft_kv::Op::LeaseKeepAlive(LeaseKeepAliveRequest { id: *lease }), token)
+            }
+            Op::LeaseRevoke { lease } => {
+                peer.propose(raft_kv::Op::LeaseRevoke(raft_kv::LeaseRevoke::new(*lease)), token)
+            }
+        }
+        self.clients[c].state = ClientState::InFlight { record, member };
+    }
+
+    pub(super) fn on_completion(&mut self, token: OpId, result: raft_kv::Result<Response>) {
+        if token.record == ADMIN_RECORD {
+            self.admin_completion(token, result);
+            return;
+        }
+        let record = token.record as usize;
+        let Some(rec) = self.history.get(record) else { return };
+        let c = rec.client;
+        let current = matches!(self.clients[c].state, ClientState::InFlight { record: r, .. } if r == record)
+            && rec.attempts == token.attempt;
+        if !current {
+            self.trace.event(self.now, format_args!("stale completion #{record}/{}", token.attempt));
+            return;
+        }
+        let is_read = matches!(rec.op, Op::Read { .. });
+        match result {
+            Ok(resp) => match self.observe(record, resp) {
+                Ok(obs) => self.finish_op(c, record, Outcome::Ok(obs)),
+                Err(detail) => {
+                    self.violate(ViolationKind::BadResponse, format!("{detail}: {}", self.history[record]));
+                    self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown });
+                }
+            },
+            Err(Error::NotLeader { leader }) => self.backoff(c, record, Some(leader)),
+            Err(Error::NoLeader) => self.backoff(c, record, None),
+            Err(Error::ProposalDropped) => self.backoff(c, record, None),
+            Err(Error::Timeout | Error::Stopped) => {
+                self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown })
+            }
+            Err(Error::Compacted { .. }) if matches!(rec.op, Op::Compact { .. }) => {
+                self.finish_op(c, record, Outcome::Ok(Observed::Compact))
+            }
+            // The lease expired (or was revoked): definitely not applied.
+            Err(Error::LeaseNotFound) if rec.op.lease().is_some() => {
+                self.clients[c].lease = None;
+                self.finish_op(c, record, Outcome::NotApplied);
+            }
+            Err(e) => {
+                self.violate(ViolationKind::CoreError, format!("unexpected error {e}: {}", self.history[record]));
+                self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown });
+            }
+        }
+    }
+
+    fn backoff(&mut self, c: usize, record: usize, leader: Option<u64>) {
+        let client = &mut self.clients[c];
+        client.leader_hint = leader;
+        client.state = ClientState::Backoff { record };
+        client.next_at = self.now + 1 + self.rng_work.below(2 * TICK);
+    }
+
+    fn observe(&self, record: usize, resp: Response) -> Result<Observed, String> {
+        let op = &self.history[record].op;
+        let kv_obs = |kv: &raft_kv::KeyValue| -> Result<(Key, KvObs), String> {
+            let key = parse_key(&kv.key).ok_or_else(|| format!("unknown key {:?}", kv.key))?;
+            let value = parse_value(&kv.value).ok_or_else(|| format!("unknown value {:?}", kv.value))?;
+            Ok((
+                key,
+                KvObs {
+                    value,
+                    version: kv.version,
+                    mod_revision: kv.mod_revision,
+                    create_revision: kv.create_revision,
+                },
+            ))
+        };
+        match (op, resp) {
+            (Op::Put { .. }, Response::Put(p)) => Ok(Observed::Put { revision: p.revision() }),
+            (Op::Delete { .. }, Response::DeleteRange(d)) => {
+                Ok(Observed::Delete { revision: d.revision(), deleted: d.deleted })
+            }
+            (Op::Cas { key, .. }, Response::Txn(t)) => {
+                let mut current = None;
+                if !t.succeeded {
+                    let Some(raft_kv::response_op::Response::ResponseRange(r)) =
+                        t.responses.first().and_then(|r| r.response.clone())
+                    else {
+                        return Err("failed txn without a range response".into());
+                    };
+                    if let Some(kv) = r.kvs.first() {
+                        let (k, obs) = kv_obs(kv)?;
+                        if k != *key {
+                            return Err(format!("txn read returned k{k}"));
+                        }
+                        current = Some(obs);
+                    }
+                }
+                Ok(Observed::Cas { revision: t.revision(), succeeded: t.succeeded, current })
+            }
+            (Op::Read { keys, .. }, Response::Range(r)) => {
+                let mut kvs = BTreeMap::new();
+                for kv in &r.kvs {
+                    let (k, obs) = kv_obs(kv)?;
+                    if !keys.contains(&k) {
+                        return Err(format!("range returned k{k}, outside the request"));
+                    }
+                    kvs.insert(k, obs);
+                }
+                Ok(Observed::Read { revision: r.revision(), kvs })
+            }
+            (Op::Compact { .. }, Response::Compact(_)) => Ok(Observed::Compact),
+            (Op::LeaseGrant { .. }, Response::LeaseGrant(g)) => Ok(Observed::LeaseGranted { id: g.id, ttl: g.ttl }),
+            (Op::LeasePut { .. }, Response::Put(p)) => Ok(Observed::Put { revision: p.revision() }),
+            (Op::LeaseKeepAlive { .. }, Response::LeaseKeepAlive(_)) => Ok(Observed::LeaseKept),
+            (Op::LeaseRevoke { .. }, Response::LeaseRevoke(r)) => Ok(Observed::LeaseRevoked { revision: r.revision() }),
+            (_, other) => Err(format!("response {other:?} does not match the request")),
+        }
+    }
+
+    fn finish_op(&mut self, c: usize, record: usize, outcome: Outcome) {
+        let now = self.now;
+        let rec = &mut self.history[record];
+        rec.complete = if outcome == Outcome::Unknown { NEVER } else { now };
+        match &outcome {
+            Outcome::Ok(_) => self.stats.ops_ok += 1,
+            Outcome::Unknown => self.stats.ops_unknown += 1,
+            _ => self.stats.ops_failed += 1,
+        }
+        let client = &mut self.clients[c];
+        if let Outcome::Ok(obs) = &outcome {
+            match (&rec.op, obs) {
+                (Op::Put { key, value }, Observed::Put { revision }) => {
+                    client.seen.insert(*key, Some(*value));
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::Delete { key }, Observed::Delete { revision, .. }) => {
+                    client.seen.insert(*key, None);
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::Cas { key, value, .. }, Observed::Cas { revision, succeeded, current }) => {
+                    client.seen.insert(*key, if *succeeded { Some(*value) } else { current.map(|o| o.value) });
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::Read { keys, .. }, Observed::Read { revision, kvs }) => {
+                    for k in keys {
+                        client.seen.insert(*k, kvs.get(k).map(|o| o.value));
+                    }
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::LeaseGrant { .. }, Observed::LeaseGranted { id, .. }) => {
+                    client.lease = Some(*id);
+                    self.stats.leases += 1;
+                }
+                (Op::LeasePut { .. }, Observed::Put { revision })
+                | (Op::LeaseRevoke { .. }, Observed::LeaseRevoked { revision }) => {
+                    client.last_revision = client.last_revision.max(*revision);
+                    if matches!(rec.op, Op::LeaseRevoke { .. }) {
+                        client.lease = None;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rec.outcome = outcome;
+        client.state = ClientState::Idle;
+        client.remaining = client.remaining.saturating_sub(1);
+        let (lo, hi) = self.cfg.think;
+        client.next_at = now + self.rng_work.between(lo, hi).max(1);
+        let line = format!("{}", self.history[record]);
+        self.trace.event(now, format_args!("c{c} completes #{record} {line}"));
+    }
+}

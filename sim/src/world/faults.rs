@@ -1,0 +1,146 @@
+//! Fault injection: partitions, leader isolation and transfer, crashes,
+//! tick skew, network weather; healing them, and the final heal.
+
+use transport_mem::sim::LinkFaults;
+
+use super::World;
+use crate::config::{FaultKind, TICK};
+use crate::history::NEVER;
+
+impl World {
+    fn random_groups(&mut self) -> (Vec<u64>, Vec<u64>) {
+        let ids = self.live_ids();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for id in ids {
+            if self.rng_fault.chance(0.5) {
+                a.push(id);
+            } else {
+                b.push(id);
+            }
+        }
+        if a.is_empty() {
+            a.extend(b.pop());
+        } else if b.is_empty() {
+            b.extend(a.pop());
+        }
+        (a, b)
+    }
+
+    fn schedule_heal(&mut self) {
+        let (lo, hi) = self.cfg.faults.partition_time;
+        self.heal_at = self.now + self.rng_fault.between(lo, hi);
+        self.stats.partitions += 1;
+    }
+
+    pub(super) fn inject_fault(&mut self) {
+        let weights = self.cfg.faults.weights.as_array();
+        let Some(kind) = self.rng_fault.weighted(&weights).and_then(|i| FaultKind::ALL.get(i).copied()) else {
+            return;
+        };
+        let now = self.now;
+        let all = self.live_ids();
+        match kind {
+            FaultKind::Partition | FaultKind::OneWayPartition => {
+                if all.len() < 2 {
+                    return;
+                }
+                let (a, b) = self.random_groups();
+                if kind == FaultKind::Partition {
+                    self.net.partition(&a, &b);
+                } else {
+                    self.net.partition_one_way(&a, &b);
+                }
+                self.trace.event(now, format_args!("fault {kind:?} {a:?} | {b:?}"));
+                self.schedule_heal();
+            }
+            FaultKind::IsolateLeader => {
+                let target = match self.leader_index() {
+                    Some(i) => self.members[i].id,
+                    None => *self.rng_fault.pick(&all).unwrap_or(&1),
+                };
+                self.net.isolate(target, &all);
+                self.trace.event(now, format_args!("fault isolate m{target}"));
+                self.schedule_heal();
+            }
+            FaultKind::Crash => {
+                if self.rng_fault.chance(self.cfg.faults.crash_all) {
+                    self.trace.event(now, format_args!("fault crash all members"));
+                    for i in 0..self.members.len() {
+                        self.crash(i);
+                    }
+                } else {
+                    let up: Vec<usize> = (0..self.members.len()).filter(|i| self.members[*i].peer.is_some()).collect();
+                    let leader = self.leader_index();
+                    let target = match leader {
+                        Some(l) if self.rng_fault.chance(0.4) => Some(l),
+                        _ => self.rng_fault.pick(&up).copied(),
+                    };
+                    if let Some(i) = target {
+                        self.trace.event(now, format_args!("fault crash m{}", self.members[i].id));
+                        self.crash(i);
+                    }
+                }
+            }
+            FaultKind::TransferLeader => {
+                if let Some(l) = self.leader_index() {
+                    let ids = self.client_ids();
+                    let to = *self.rng_fault.pick(&ids).unwrap_or(&1);
+                    self.trace.event(now, format_args!("fault transfer leader m{} -> m{to}", self.members[l].id));
+                    self.stats.transfers += 1;
+                    if let Some(peer) = self.members[l].peer.as_mut() {
+                        peer.transfer_leader(to);
+                    }
+                }
+            }
+            FaultKind::TickSkew => {
+                let i = self.rng_fault.below(self.members.len() as u64) as usize;
+                let (lo, hi) = self.cfg.faults.tick_period;
+                let period = self.rng_fault.between(lo, hi).max(1);
+                self.members[i].tick_period = period;
+                self.trace.event(now, format_args!("fault m{} ticks every {period}", self.members[i].id));
+            }
+            FaultKind::NetWeather => {
+                let w = self.cfg.faults.worst_weather;
+                let faults = LinkFaults {
+                    drop: w.drop * self.rng_fault.unit(),
+                    duplicate: w.duplicate * self.rng_fault.unit(),
+                    min_delay: w.min_delay,
+                    max_delay: self.rng_fault.between(w.min_delay, w.max_delay),
+                    slow: w.slow * self.rng_fault.unit(),
+                    slow_delay: w.slow_delay,
+                };
+                self.net.set_faults(faults);
+                self.trace.event(
+                    now,
+                    format_args!(
+                        "fault weather drop {:.3} dup {:.3} delay {}..{} slow {:.3}",
+                        faults.drop, faults.duplicate, faults.min_delay, faults.max_delay, faults.slow
+                    ),
+                );
+            }
+            FaultKind::Heal => {
+                self.net.heal();
+                self.heal_at = NEVER;
+                self.trace.event(now, format_args!("fault heal"));
+            }
+            FaultKind::Membership => self.start_change(),
+        }
+    }
+
+    pub(super) fn start_heal(&mut self) {
+        self.healing = true;
+        self.net.heal();
+        self.heal_at = NEVER;
+        self.next_fault = NEVER;
+        self.net.set_faults(LinkFaults { min_delay: 1, max_delay: 3, ..LinkFaults::reliable() });
+        for m in &mut self.members {
+            m.tick_period = TICK;
+            if m.peer.is_none() && !m.retired {
+                m.restart_at = self.now;
+            }
+        }
+        self.heal_deadline = self.now + self.cfg.heal_time;
+        self.next_check = self.now + 20 * TICK;
+        self.trace.event(self.now, format_args!("heal everything; workload stops"));
+    }
+}

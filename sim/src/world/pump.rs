@@ -1,0 +1,140 @@
+//! The driver pump: every member's production [`raft_kv::Driver`] over its Ready
+//! steps, a simulated log writer and background compactions ([`SimIo`]).
+
+use raft_kv::{Completion, DiskWrite, Io, MemEngine};
+
+use super::{OpId, World};
+use crate::checker::ViolationKind;
+
+/// Snapshot chunks a member sends per simulation step.
+const SNAPSHOT_CHUNKS_PER_STEP: usize = 2;
+
+impl World {
+    /// Runs every member's driver until none has work.
+    pub(super) fn pump(&mut self) {
+        for round in 0..16 {
+            let mut busy = false;
+            for i in 0..self.members.len() {
+                let m = &mut self.members[i];
+                let id = m.id;
+                let Some(peer) = m.peer.as_mut() else { continue };
+                let mut io = SimIo::new(&mut m.log_queue, &mut m.compactions);
+                // The log writer finishes its queue now or later (always by
+                // the last round), like a disk of varying speed.
+                let flush = !io.queue.is_empty() && (round == 15 || self.rng_disk.chance(0.6));
+                if flush {
+                    let merged = DiskWrite::merge(io.queue.drain(..));
+                    let res = merged.map_or(Ok(()), |w| {
+                        w.write_to(&m.engine).and_then(|number| m.driver.persisted(peer, number, &mut io))
+                    });
+                    if let Err(e) = res {
+                        self.violate(ViolationKind::CoreError, format!("m{id} log write: {e}"));
+                        self.stopped = true;
+                        return;
+                    }
+                    busy = true;
+                }
+                // Background compactions run at some later step.
+                if !io.compactions.is_empty() && self.rng_disk.chance(0.3) {
+                    let failed = io.compactions.drain(..).map(|job| job.run()).find_map(|r| r.err());
+                    if let Some(e) = failed {
+                        self.violate(ViolationKind::CoreError, format!("m{id} compaction: {e}"));
+                        self.stopped = true;
+                        return;
+                    }
+                }
+                let ready = peer.has_ready();
+                let streaming = round == 0 && peer.is_streaming_snapshots();
+                if !ready && !streaming && !io.has_output() {
+                    continue;
+                }
+                // Half the time the member is "idle" and the driver writes
+                // inline; otherwise the write queues for the writer.
+                let idle = ready && self.rng_disk.chance(0.5);
+                let res = if ready { m.driver.step(peer, idle, &mut io).map(|_| ()) } else { Ok(()) };
+                busy |= ready || !io.queue.is_empty();
+                let is_leader = peer.is_leader();
+                // A removed member may lag forever: its terms are not checked.
+                let new_term = (is_leader && !m.was_leader && !m.removed).then(|| peer.term());
+                m.was_leader = is_leader;
+                // Snapshots stream in chunks, a few per step (the simulated
+                // transport always has room; loss and delay still apply).
+                let chunks = if streaming {
+                    peer.snapshot_chunks(&mut |_| true, SNAPSHOT_CHUNKS_PER_STEP)
+                } else {
+                    Ok(Vec::new())
+                };
+                let (out, done) = (std::mem::take(&mut io.out), std::mem::take(&mut io.done));
+                self.net.send(self.now, id, out, &mut self.rng_net);
+                match chunks {
+                    Ok(chunks) => self.net.send(self.now, id, chunks, &mut self.rng_net),
+                    Err(e) => {
+                        self.violate(ViolationKind::CoreError, format!("m{id} snapshot_chunks: {e}"));
+                        self.stopped = true;
+                        return;
+                    }
+                }
+                if let Some(term) = new_term {
+                    self.stats.leader_terms += 1;
+                    self.trace.event(self.now, format_args!("m{id} leader of term {term}"));
+                    match self.leaders.get(&term) {
+                        Some(&other) if other != id => self.violate(
+                            ViolationKind::TwoLeaders,
+                            format!("members {other} and {id} were both leader of term {term}"),
+                        ),
+                        _ => {
+                            self.leaders.insert(term, id);
+                        }
+                    }
+                }
+                for (token, result) in done {
+                    self.on_completion(token, result);
+                }
+                if let Err(e) = res {
+                    self.violate(ViolationKind::CoreError, format!("m{id} ready: {e}"));
+                    self.stopped = true;
+                    return;
+                }
+            }
+            if !busy {
+                break;
+            }
+        }
+    }
+}
+
+/// A member's outside world in the simulator: messages and completions
+/// are collected for the step to deliver, log writes queue for the
+/// simulated disk, compactions wait for a later step.
+struct SimIo<'a> {
+    out: Vec<raft_kv::RaftMessage>,
+    done: Vec<Completion<OpId>>,
+    queue: &'a mut Vec<DiskWrite>,
+    compactions: &'a mut Vec<raft_kv::Compaction<MemEngine>>,
+}
+
+impl<'a> SimIo<'a> {
+    fn new(queue: &'a mut Vec<DiskWrite>, compactions: &'a mut Vec<raft_kv::Compaction<MemEngine>>) -> Self {
+        SimIo { out: Vec::new(), done: Vec::new(), queue, compactions }
+    }
+
+    fn has_output(&self) -> bool {
+        !self.out.is_empty() || !self.done.is_empty()
+    }
+}
+
+impl Io<MemEngine, OpId> for SimIo<'_> {
+    fn send(&mut self, msgs: Vec<raft_kv::RaftMessage>) {
+        self.out.extend(msgs);
+    }
+    fn complete(&mut self, completion: Completion<OpId>) {
+        self.done.push(completion);
+    }
+    fn submit(&mut self, write: DiskWrite) {
+        self.queue.push(write);
+    }
+    fn compact(&mut self, job: raft_kv::Compaction<MemEngine>) {
+        self.compactions.push(job);
+    }
+    fn members_changed(&mut self, _members: Vec<raft_kv::Member>) {}
+}
