@@ -3,6 +3,7 @@
 
 /// 64-bit FNV-1a: fast, deterministic across platforms and runs, and not
 /// cryptographic (the same bytes always give the same hash).
+#[derive(Debug, Clone)]
 pub struct Fnv64(u64);
 
 impl Fnv64 {

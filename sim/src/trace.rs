@@ -8,6 +8,7 @@
 use std::fmt::{self, Write as _};
 
 use raft::eraftpb::MessageType;
+use raft_kv::hash::Fnv64;
 use transport_mem::sim::Envelope;
 
 /// How much of the trace to print.
@@ -34,26 +35,20 @@ pub enum TraceLevel {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Trace {
-    hash: u64,
+    hash: Fnv64,
     level: TraceLevel,
     buf: String,
     events: u64,
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
 impl Trace {
     /// An empty trace printing at `level`.
     pub fn new(level: TraceLevel) -> Self {
-        Trace { hash: FNV_OFFSET, level, buf: String::new(), events: 0 }
+        Trace { hash: Fnv64::new(), level, buf: String::new(), events: 0 }
     }
 
     fn mix(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.hash ^= u64::from(*b);
-            self.hash = self.hash.wrapping_mul(FNV_PRIME);
-        }
+        self.hash.write(bytes);
     }
 
     /// Records an event at virtual time `now`.
@@ -109,7 +104,7 @@ impl Trace {
 
     /// The hash of every event so far.
     pub fn hash(&self) -> u64 {
-        self.hash
+        self.hash.finish()
     }
 
     /// Number of events recorded.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use raft_kv::hash::Fnv64;
 use raft_kv::pb::etcdserverpb as pb;
 use raft_kv::{AsyncNode, Error, InvalidRequest};
 use tonic::{Code, Status};
@@ -128,7 +129,7 @@ pub fn to_status(e: Error) -> Status {
 pub fn member_id(token: &str, peer_urls: &[String]) -> u64 {
     let mut urls: Vec<&str> = peer_urls.iter().map(|u| u.trim().trim_end_matches('/')).collect();
     urls.sort_unstable();
-    let mut h = Fnv::default();
+    let mut h = Fnv64::new();
     for u in urls {
         h.write(u.as_bytes());
         h.write(b"\n");
@@ -140,32 +141,10 @@ pub fn member_id(token: &str, peer_urls: &[String]) -> u64 {
 /// The cluster id: from the token alone, so members added later agree on it
 /// whatever `--initial-cluster` they were given. Never 0.
 pub fn cluster_id(token: &str) -> u64 {
-    let mut h = Fnv::default();
+    let mut h = Fnv64::new();
     h.write(b"raft-kv cluster\n");
     h.write(token.as_bytes());
     h.finish().max(1)
-}
-
-/// 64-bit FNV-1a: small, stable across releases and platforms.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 #[cfg(test)]
