@@ -14,9 +14,10 @@ use crate::command::{Op, Response};
 use crate::core::status::{MemberState, Status};
 use crate::core::watch::{WatchRequest, Watcher};
 use crate::driver::call::Call;
+use crate::driver::input::Callback;
 use crate::driver::metrics::NodeMetrics;
-use crate::driver::node::{AsyncNode, Callback, NodeBuilder};
-use crate::{Config, Error, Result};
+use crate::driver::node::AsyncNode;
+use crate::{Error, Result};
 
 /// A running member, driven from blocking code: the methods of
 /// [`AsyncNode`], each waiting for its outcome (at most the request
@@ -39,11 +40,6 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// Starts building member `cfg.id`.
-    pub fn builder(cfg: Config) -> NodeBuilder<()> {
-        NodeBuilder::new(cfg)
-    }
-
     /// The same member with async methods.
     pub fn to_async(&self) -> AsyncNode {
         self.inner.clone()
@@ -233,5 +229,12 @@ impl Node {
     /// [`Error::Stopped`]. Other handles then get `Stopped` too.
     pub fn shutdown(&self) {
         self.inner.shutdown();
+    }
+}
+
+impl AsyncNode {
+    /// The same member with blocking methods.
+    pub fn blocking(&self) -> Node {
+        Node { inner: self.clone() }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::core::ready::DiskWrite;
 use crate::driver::inbox::Inbox;
-use crate::driver::node::Input;
+use crate::driver::input::Input;
 use crate::engine::Engine;
 use crate::{Error, Result};
 

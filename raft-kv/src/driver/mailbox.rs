@@ -5,7 +5,7 @@ use std::sync::Arc;
 use raft::eraftpb::Message;
 
 use crate::driver::inbox::Inbox;
-use crate::driver::node::Input;
+use crate::driver::input::Input;
 
 /// The inbound side of a node: transports deliver received raft messages
 /// here. Cheap to clone.

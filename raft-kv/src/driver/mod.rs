@@ -17,9 +17,11 @@
 //!   before the peer hears that its write is durable.
 
 pub mod blocking;
+pub mod builder;
 pub mod call;
 mod compactions;
 pub(crate) mod inbox;
+pub mod input;
 mod log_writer;
 pub mod mailbox;
 mod member;

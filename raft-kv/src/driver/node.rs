@@ -1,14 +1,11 @@
-//! [`Node`]: the production driver of a [`Peer`].
+//! [`AsyncNode`]: the handle of a running member, every operation a
+//! [`Call`].
 //!
-//! One thread per member owns the `Peer`. Each loop it takes everything in its
-//! inbox (client requests and raft messages, handled `max_batch` at a time),
-//! ticks when the interval has passed, and runs one
-//! [`Peer::ready`] through its [`Driver`]: so many concurrent proposals share one Ready
-//! and one network write per peer. The Ready's log write goes to a second
-//! thread, the log writer, which merges whatever queued up during its last
-//! fsync into the next one (group commit) and reports back with
-//! `Input::Persisted`; an idle member writes inline instead. Finished requests
-//! are completed through their callbacks on the node thread.
+//! A handle pushes requests into the member's inbox; the node thread
+//! (`member.rs`) owns the `Peer`, takes the whole inbox at once, and runs its
+//! `Driver`, so many concurrent proposals share one Ready and one network
+//! write per peer. Finished requests complete their `Call`s from the node
+//! thread. `Node` (`blocking.rs`) is the same calls waited for.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -16,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use raft::eraftpb::Message;
 
 use crate::api::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, KeyValue, LeaseGrantRequest,
@@ -27,163 +23,14 @@ use crate::api::{
 use futures_core::Stream as _;
 
 use crate::command::{LeaseRevoke, MemberUpdate, Op, Response};
-use crate::core::peer::Peer;
 use crate::core::status::{MemberState, Status};
 use crate::core::watch::{WatchRequest, Watcher};
-use crate::driver::blocking::Node;
-use crate::driver::call::{call, Call, Responder};
+use crate::driver::call::{call, Call};
 use crate::driver::inbox::Inbox;
-use crate::driver::log_writer::LogWriter;
-use crate::driver::mailbox::Mailbox;
-use crate::driver::member::run;
-use crate::driver::metrics::{NodeMetrics, TimedEngine};
+use crate::driver::input::{Callback, Input, Local, LocalFn};
+use crate::driver::metrics::NodeMetrics;
 use crate::driver::state::{StateBoard, StateChanges};
-use crate::driver::transport::Transport;
-use crate::driver::Driver;
-use crate::engine::Engine;
-use crate::{Config, Error, Result};
-
-/// A callback that receives a request's outcome (on the node thread: keep
-/// it short, e.g. send on a channel).
-pub type Callback = Box<dyn FnOnce(Result<Response>) + Send>;
-
-/// What a node thread receives.
-pub(crate) enum Input {
-    Raft(Message),
-    Propose(Op, Callback),
-    Read(RangeRequest, Callback),
-    /// Runs a closure on the member (status, watches, lease queries...).
-    Local(LocalFn),
-    /// Move leadership to the member and answer once it has it (or
-    /// [`Error::Timeout`] after `deadline`).
-    MoveLeader(u64, Instant, Responder<()>),
-    /// The log writer made every write up to this Ready number durable.
-    Persisted(u64),
-    /// The log writer failed; the member must stop.
-    WriteFailed(Error),
-    Shutdown,
-}
-
-/// A closure run on the node thread against its member.
-pub(crate) type LocalFn = Box<dyn FnOnce(&mut dyn Local) + Send>;
-
-/// What a node thread does on the member for local requests: the part of
-/// [`Peer`]'s API that needs no consensus round.
-pub(crate) trait Local {
-    fn status(&self) -> Status;
-    fn campaign(&mut self) -> Result<()>;
-    fn transfer_leader(&mut self, to: u64);
-    fn watch(&mut self, req: WatchRequest) -> Result<Watcher>;
-    fn cancel_watch(&mut self, id: u64);
-    fn watch_progress(&mut self, id: u64);
-    fn lease_time_to_live(&self, id: i64, keys: bool) -> LeaseTimeToLiveResponse;
-    fn leases(&self) -> Vec<i64>;
-    fn hash(&self, revision: i64) -> Result<u64>;
-    fn members(&self) -> Vec<Member>;
-    fn backup(&self) -> Result<Vec<u8>>;
-}
-
-impl<E: Engine> Local for Peer<E, Callback> {
-    fn status(&self) -> Status {
-        Peer::status(self)
-    }
-    fn campaign(&mut self) -> Result<()> {
-        Peer::campaign(self)
-    }
-    fn transfer_leader(&mut self, to: u64) {
-        Peer::transfer_leader(self, to)
-    }
-    fn watch(&mut self, req: WatchRequest) -> Result<Watcher> {
-        Peer::watch(self, req)
-    }
-    fn cancel_watch(&mut self, id: u64) {
-        Peer::cancel_watch(self, id)
-    }
-    fn watch_progress(&mut self, id: u64) {
-        Peer::watch_progress(self, id)
-    }
-    fn lease_time_to_live(&self, id: i64, keys: bool) -> LeaseTimeToLiveResponse {
-        Peer::lease_time_to_live(self, id, keys)
-    }
-    fn leases(&self) -> Vec<i64> {
-        Peer::leases(self)
-    }
-    fn hash(&self, revision: i64) -> Result<u64> {
-        self.mvcc().hash(revision)
-    }
-    fn members(&self) -> Vec<Member> {
-        Peer::members(self)
-    }
-    fn backup(&self) -> Result<Vec<u8>> {
-        Peer::backup(self)
-    }
-}
-
-/// Builds and starts a [`Node`]: `Node::builder(cfg).engine(e).transport(t).start()`.
-pub struct NodeBuilder<E> {
-    cfg: Config,
-    engine: E,
-    transport: Option<Box<dyn Transport>>,
-    inbox: Arc<Inbox<Input>>,
-}
-
-impl NodeBuilder<()> {
-    /// A builder for member `cfg.id` with no engine yet.
-    pub(super) fn new(cfg: Config) -> Self {
-        NodeBuilder { cfg, engine: (), transport: None, inbox: Arc::new(Inbox::new()) }
-    }
-}
-
-impl<E> NodeBuilder<E> {
-    /// The storage engine to run on.
-    pub fn engine<E2: Engine>(self, engine: E2) -> NodeBuilder<E2> {
-        NodeBuilder { cfg: self.cfg, engine, transport: self.transport, inbox: self.inbox }
-    }
-
-    /// The transport to the other members.
-    pub fn transport(mut self, transport: impl Transport) -> Self {
-        self.transport = Some(Box::new(transport));
-        self
-    }
-
-    /// The node's inbox, for a transport to deliver into; available before
-    /// the node starts so the transport can be wired first.
-    pub fn mailbox(&self) -> Mailbox {
-        Mailbox { inbox: Arc::clone(&self.inbox) }
-    }
-}
-
-impl<E: Engine> NodeBuilder<E> {
-    /// Opens the member on its engine and starts its thread.
-    pub fn start(self) -> Result<Node> {
-        let metrics = Arc::new(NodeMetrics::default());
-        let engine = TimedEngine::new(self.engine, Arc::clone(&metrics));
-        let peer: Peer<TimedEngine<E>, Callback> = Peer::open(self.cfg.clone(), engine.clone())?;
-        let mut transport = self.transport.unwrap_or_else(|| Box::new(crate::driver::transport::NoTransport));
-        let writer = LogWriter::start(self.cfg.id, engine.clone(), Arc::clone(&self.inbox))?;
-        let driver = Driver::new(engine);
-        let board = StateBoard::new(self.cfg.id);
-        board.publish(peer.member_state());
-        let (cfg, inbox, b, m) = (self.cfg.clone(), Arc::clone(&self.inbox), Arc::clone(&board), Arc::clone(&metrics));
-        let thread = std::thread::Builder::new()
-            .name(format!("raft-kv-node-{}", cfg.id))
-            .spawn(move || {
-                let fatal = run(peer, driver, cfg, &inbox, &writer, transport.as_mut(), &b, &m);
-                writer.stop();
-                b.stop(fatal);
-            })
-            .map_err(|e| Error::Storage(crate::error::StorageError::new("cannot spawn node thread", e)))?;
-        let shared = Arc::new(Shared {
-            id: self.cfg.id,
-            timeout: self.cfg.tick_interval * (self.cfg.request_timeout_ticks as u32 + 2),
-            inbox: self.inbox,
-            thread: Mutex::new(Some(thread)),
-            metrics,
-            board,
-        });
-        Ok(Node { inner: AsyncNode { shared } })
-    }
-}
+use crate::{Error, Result};
 
 pub(super) struct Shared {
     pub(super) metrics: Arc<NodeMetrics>,
@@ -244,7 +91,7 @@ from_response!(
 /// [`Call`], a future that needs no particular runtime (tokio, async-std,
 /// a hand-rolled executor). Cheap to clone, `Send + Sync`; the member stops
 /// when [`AsyncNode::shutdown`] is called or the last handle (async or
-/// blocking) is dropped. [`Node`] is the same member with blocking methods.
+/// blocking) is dropped. [`Node`](crate::Node) is the same member with blocking methods.
 ///
 /// There is no timer inside a `Call`: the member itself fails a request it
 /// cannot finish with [`Error::Timeout`] after `request_timeout_ticks`.
@@ -294,11 +141,6 @@ impl AsyncNode {
     /// Latency histograms of the member's synced (fsync) and apply writes.
     pub fn metrics(&self) -> &NodeMetrics {
         &self.shared.metrics
-    }
-
-    /// The same member with blocking methods.
-    pub fn blocking(&self) -> Node {
-        Node { inner: self.clone() }
     }
 
     /// Leader, term, role, indexes and revision as the member last

@@ -5,7 +5,7 @@
 //! sockets: a driver calls [`Peer::tick`] on its own schedule, feeds inbound
 //! raft messages to [`Peer::step`], submits requests with [`Peer::propose`] and
 //! [`Peer::read`], and takes each step's work as one value, [`Peer::ready`]
-//! returning a [`Ready`] (messages, the apply batch, the log write and the
+//! returning a [`Ready`](crate::core::ready::Ready) (messages, the apply batch, the log write and the
 //! messages waiting for it, completions, compaction jobs), which the driver
 //! carries out in the order the `Ready` contract gives and answers with
 //! [`Peer::persisted`] once a log write is durable. The production node
