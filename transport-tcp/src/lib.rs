@@ -49,6 +49,7 @@
 //! Wire format: see [`handshake`] and [`frame`].
 
 mod config;
+mod ctx;
 mod error;
 pub mod frame;
 mod groups;

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use raft_kv::Mailbox;
 
+use crate::ctx::Ctx;
 use crate::frame::FrameDecoder;
 use crate::handshake::{Handshake, HandshakeError, Verdict, HANDSHAKE_LEN};
 use crate::metrics::Counter;
-use crate::transport::Ctx;
 
 /// How often an idle accept loop or reader looks at the shutdown flag.
 const POLL: Duration = Duration::from_millis(50);

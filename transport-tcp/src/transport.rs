@@ -2,10 +2,9 @@
 //! the program keeps: address book, metrics, shutdown).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -13,66 +12,12 @@ use parking_lot::Mutex;
 use raft_kv::{Mailbox, RaftMessage, Transport};
 
 use crate::config::{normalize_addr, TcpConfig};
+use crate::ctx::Ctx;
 use crate::error::TransportError;
-use crate::handshake::{Handshake, Lane};
-use crate::metrics::{Counter, Counters, Metrics, Tally};
+use crate::handshake::Lane;
+use crate::metrics::{Counter, Metrics, Tally};
 use crate::reader::accept_loop;
 use crate::writer::{ConnSlot, PeerAddr, Writer};
-
-/// What every transport thread shares. Holds no queue senders, so threads
-/// never keep themselves alive through it.
-pub(crate) struct Ctx {
-    pub(crate) cfg: TcpConfig,
-    shutdown: AtomicBool,
-    pub(crate) totals: Arc<Counters>,
-    per_peer: Mutex<BTreeMap<u64, Arc<Counters>>>,
-    /// Live inbound connections by (sender, lane), to close one that a newer
-    /// connection from the same sender supersedes, and all at shutdown.
-    inbound: Mutex<HashMap<(u64, Lane), (u64, TcpStream)>>,
-    next_conn_id: AtomicU64,
-    pub(crate) inbound_active: AtomicUsize,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-}
-
-impl Ctx {
-    pub(crate) fn is_shutdown(&self) -> bool {
-        self.shutdown.load(Ordering::Acquire)
-    }
-
-    /// Counters of `peer` plus the totals.
-    pub(crate) fn tally(&self, peer: u64) -> Tally {
-        let peer = self.per_peer.lock().entry(peer).or_default().clone();
-        Tally { peer, total: self.totals.clone() }
-    }
-
-    /// Spawns a named thread that shutdown will wait for.
-    pub(crate) fn spawn(&self, name: String, f: impl FnOnce() + Send + 'static) -> Result<(), TransportError> {
-        let handle = std::thread::Builder::new().name(name).spawn(f).map_err(TransportError::Spawn)?;
-        let mut threads = self.threads.lock();
-        threads.retain(|t| !t.is_finished());
-        threads.push(handle);
-        Ok(())
-    }
-
-    /// Records an accepted connection, closing the one it replaces.
-    pub(crate) fn register_inbound(&self, hs: &Handshake, stream: &TcpStream) -> u64 {
-        let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let Ok(clone) = stream.try_clone() else { return id };
-        if let Some((_, old)) = self.inbound.lock().insert((hs.from, hs.lane), (id, clone)) {
-            tracing::debug!(from = hs.from, lane = ?hs.lane, "newer connection supersedes an older one");
-            let _ = old.shutdown(Shutdown::Both);
-        }
-        id
-    }
-
-    /// Forgets connection `id` unless a newer one took its place.
-    pub(crate) fn unregister_inbound(&self, hs: &Handshake, id: u64) {
-        let mut inbound = self.inbound.lock();
-        if inbound.get(&(hs.from, hs.lane)).is_some_and(|(cur, _)| *cur == id) {
-            inbound.remove(&(hs.from, hs.lane));
-        }
-    }
-}
 
 /// One peer's outbound lanes.
 struct PeerEntry {

@@ -15,10 +15,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 use raft_kv::RaftMessage;
 
+use crate::ctx::Ctx;
 use crate::frame::encode_message;
 use crate::handshake::{Handshake, HandshakeError, Lane, Verdict, REPLY_LEN};
 use crate::metrics::{Counter, Tally};
-use crate::transport::Ctx;
 
 /// How often an idle writer looks at the shutdown flag and its address.
 const IDLE_POLL: Duration = Duration::from_millis(100);
