@@ -19,6 +19,8 @@ mod apply;
 mod propose;
 mod ready;
 mod step;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 

@@ -1,0 +1,150 @@
+//! Reads: serializable ones are served from local state in the next Ready;
+//! linearizable ones wait for a ReadIndex round and for apply to reach the
+//! read index.
+
+use raft::eraftpb::MessageType::{MsgHeartbeat, MsgHeartbeatResponse, MsgReadIndex, MsgReadIndexResp};
+
+use super::*;
+use crate::Error;
+
+/// The values of a range response, as strings.
+fn values(res: &Result<Response>) -> Vec<String> {
+    match res {
+        Ok(Response::Range(r)) => r.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.value).into_owned()).collect(),
+        other => panic!("expected a range response, got {other:?}"),
+    }
+}
+
+/// A cluster led by member 1 with `k` = `v1` applied everywhere.
+fn with_k() -> Cluster {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.put(1, "k", "v1", 100).expect("put");
+    c
+}
+
+#[test]
+fn serializable_read_completes_in_the_very_next_ready() {
+    let mut c = with_k();
+    c.peer(2).read(RangeRequest::key("k").serializable(), 9);
+    assert!(c.peer(2).has_ready());
+    let rd = c.ready(2);
+    assert_eq!(rd.completions.len(), 1);
+    assert_eq!(rd.completions[0].0, 9);
+    assert_eq!(values(&rd.completions[0].1), ["v1"]);
+    assert!(rd.messages.is_empty() && rd.log_write.is_none(), "no ReadIndex round: {rd:?}");
+}
+
+#[test]
+fn serializable_read_on_a_lagging_follower_is_served_stale() {
+    let mut c = with_k();
+    c.isolated.insert(3);
+    c.put(1, "k", "v2", 101).expect("put");
+    c.peer(3).read(RangeRequest::key("k").serializable(), 9);
+    let rd = c.ready(3);
+    assert_eq!(values(&rd.completions[0].1), ["v1"], "local state, without asking the leader");
+}
+
+#[test]
+fn linearizable_read_on_the_leader_waits_for_a_heartbeat_quorum() {
+    let mut c = with_k();
+    c.peer(1).read(RangeRequest::key("k"), 9);
+    let rd = c.ready(1);
+    assert!(rd.completions.is_empty(), "served before leadership was confirmed");
+    assert_eq!(sorted(&rd.messages), vec![(MsgHeartbeat, 2), (MsgHeartbeat, 3)]);
+    assert!(rd.messages.iter().all(|m| !m.context.is_empty()), "the ReadIndex context rides the heartbeats");
+    c.execute(1, rd, Write::Persist);
+    // Member 2 confirms; with the leader that is a quorum.
+    c.deliver(to(2));
+    let t = c.run(2, Write::Persist);
+    assert_eq!(t.messages, vec![(MsgHeartbeatResponse, 1)]);
+    c.deliver(to(1));
+    // The read index comes back in this step; the read is served at the
+    // start of the next one.
+    let t = c.run(1, Write::Persist);
+    assert!(t.completions.is_empty(), "{t:?}");
+    assert!(c.peer(1).has_ready());
+    let rd = c.ready(1);
+    assert_eq!(rd.completions.len(), 1, "{rd:?}");
+    assert_eq!(values(&rd.completions[0].1), ["v1"]);
+    assert!(rd.messages.is_empty() && rd.log_write.is_none());
+}
+
+#[test]
+fn linearizable_read_is_served_only_once_applied_reaches_the_read_index() {
+    let mut c = with_k();
+    // `k` = `v2` commits on 1 and 2; everything to member 3 is held back.
+    c.peer(1).propose(put("k", "v2"), 101);
+    c.run(1, Write::Persist);
+    c.deliver(to(2));
+    c.run(2, Write::Persist);
+    c.deliver(to(1));
+    c.run(1, Write::Persist);
+    let read_index = c.peer(1).member_state().commit_index;
+    assert_eq!(c.peer(3).member_state().applied_index, read_index - 1);
+
+    // Member 3 asks the leader for a read index.
+    c.peer(3).read(RangeRequest::key("k"), 9);
+    let rd = c.ready(3);
+    assert_eq!(types(&rd.messages), vec![(MsgReadIndex, 1)]);
+    assert!(rd.completions.is_empty());
+    c.execute(3, rd, Write::Persist);
+    c.deliver(to_of(1, MsgReadIndex));
+    c.run(1, Write::Persist);
+    // The leader confirms its leadership with member 2 only.
+    c.deliver(to_of(2, MsgHeartbeat));
+    c.run(2, Write::Persist);
+    c.deliver(to(1));
+    let t = c.run(1, Write::Persist);
+    assert_eq!(t.messages, vec![(MsgReadIndexResp, 3)]);
+    assert_eq!(c.deliver(to_of(3, MsgReadIndexResp)), 1);
+
+    // Member 3 knows the read index but lacks the entry: nothing to serve.
+    let t = c.run(3, Write::Persist);
+    assert!(t.completions.is_empty() && t.apply_ops == 0, "{t:?}");
+    assert!(c.peer(3).member_state().applied_index < read_index);
+
+    // The held appends arrive: the entry is written (not yet applied: it
+    // is not durable here)...
+    assert!(c.deliver(to(3)) > 0);
+    let t = c.run(3, Write::Persist);
+    assert_eq!(t.log_write, Some((true, None)));
+    assert!(t.completions.is_empty() && t.apply_ops == 0, "{t:?}");
+    // ...then applied, which does not serve the read in the same Ready
+    // (reads are served at the start of a step, once the batch is written)...
+    let t = c.run(3, Write::Persist);
+    assert!(t.apply_ops > 0 && t.completions.is_empty(), "{t:?}");
+    assert_eq!(c.peer(3).member_state().applied_index, read_index);
+    // ...and the next Ready serves it, seeing `v2`.
+    assert!(c.peer(3).has_ready());
+    let rd = c.ready(3);
+    assert_eq!(rd.completions.len(), 1, "{rd:?}");
+    assert_eq!(rd.completions[0].0, 9);
+    assert_eq!(values(&rd.completions[0].1), ["v2"]);
+    assert!(rd.apply.is_empty() && rd.messages.is_empty() && rd.log_write.is_none());
+}
+
+#[test]
+fn linearizable_reads_queued_meanwhile_share_one_read_index_round() {
+    let mut c = with_k();
+    c.peer(1).read(RangeRequest::key("k"), 1);
+    let t = c.run(1, Write::Persist);
+    assert_eq!(t.messages.len(), 2);
+    c.peer(1).read(RangeRequest::key("k"), 2);
+    c.peer(1).read(RangeRequest::key("k"), 3);
+    // A round is in flight: the new reads wait for the next one.
+    assert!(c.ready(1).messages.is_empty());
+    let traces = c.settle();
+    let mut tokens: Vec<u32> = traces.iter().flat_map(|t| t.completions.iter().map(|(tok, _)| *tok)).collect();
+    tokens.sort();
+    assert_eq!(tokens, [1, 2, 3]);
+}
+
+#[test]
+fn linearizable_read_without_a_leader_fails() {
+    let mut c = Cluster::new(3);
+    c.peer(1).read(RangeRequest::key("k"), 8);
+    let rd = c.ready(1);
+    assert!(matches!(rd.completions[..], [(8, Err(Error::NoLeader))]), "{rd:?}");
+    assert!(rd.messages.is_empty());
+}
