@@ -22,7 +22,7 @@ fn fan_out(c: &mut Criterion) {
     group.bench_function("100_watchers", |bench| {
         bench.iter_custom(|iters| {
             let node = cluster.nodes[0].clone();
-            let rev = node.status().expect("status").revision;
+            let rev = node.status().expect("status").state.revision;
             let watchers: Vec<_> = (0..WATCHERS)
                 .map(|_| node.watch(WatchRequest::prefix("w/").start_revision(rev + 1)).expect("watch"))
                 .collect();

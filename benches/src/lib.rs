@@ -31,7 +31,7 @@ impl Cluster {
             .collect();
         let deadline = Instant::now() + Duration::from_secs(30);
         let leader = loop {
-            if let Some(l) = nodes.iter().find(|n| n.status().map(|s| s.leader == n.id()).unwrap_or(false)) {
+            if let Some(l) = nodes.iter().find(|n| n.status().map(|s| s.state.leader == n.id()).unwrap_or(false)) {
                 break l.clone();
             }
             assert!(Instant::now() < deadline, "no leader");

@@ -22,21 +22,21 @@ fn forged_peer_messages_are_dropped_and_the_member_keeps_serving() {
     let st = c.node(follower).status().expect("status");
     let mut inputs = Vec::new();
     // raft-rs panics on a heartbeat committing beyond the follower's log.
-    let mut hb = forged(MessageType::MsgHeartbeat, leader, follower, st.term);
+    let mut hb = forged(MessageType::MsgHeartbeat, leader, follower, st.state.term);
     hb.commit = u64::MAX;
     inputs.push(hb);
     // A term no election reaches would be persisted and overflow later.
     inputs.push(forged(MessageType::MsgHeartbeat, leader, follower, u64::MAX));
     inputs.push(forged(MessageType::MsgRequestVote, 3, follower, u64::MAX - 1));
     // A snapshot that is not this transport's chunk stream.
-    let mut snap = forged(MessageType::MsgSnapshot, leader, follower, st.term);
+    let mut snap = forged(MessageType::MsgSnapshot, leader, follower, st.state.term);
     snap.set_snapshot(Snapshot { data: vec![0xde, 0xad].into(), ..Default::default() });
     inputs.push(snap);
     // An append with a gap would reach the log store.
-    let mut app = forged(MessageType::MsgAppend, leader, follower, st.term);
+    let mut app = forged(MessageType::MsgAppend, leader, follower, st.state.term);
     app.index = st.last_index;
-    app.log_term = st.term;
-    app.entries.push(Entry { index: st.last_index + 5, term: st.term, ..Default::default() });
+    app.log_term = st.state.term;
+    app.entries.push(Entry { index: st.last_index + 5, term: st.state.term, ..Default::default() });
     inputs.push(app);
     let refused =
         |c: &Cluster| c.node(follower).metrics().refused_peer_messages.load(std::sync::atomic::Ordering::Relaxed);
@@ -49,8 +49,8 @@ fn forged_peer_messages_are_dropped_and_the_member_keeps_serving() {
     let after = retry(|| c.node(follower).put("/after", "2"));
     assert!(after.revision() > 0);
     let st2 = c.node(follower).status().expect("status");
-    assert_eq!(st2.term, st.term, "no forged term was taken");
-    assert_eq!(st2.leader, leader, "leadership unchanged");
+    assert_eq!(st2.state.term, st.state.term, "no forged term was taken");
+    assert_eq!(st2.state.leader, leader, "leadership unchanged");
     assert!(c.node(follower).get("/before").expect("read").is_some());
     let deadline = std::time::Instant::now() + PATIENCE;
     while refused(&c) < before + forged_count {
@@ -122,16 +122,17 @@ fn an_undecodable_conf_change_is_skipped_not_fatal() {
     let follower = c.ids.iter().copied().find(|id| *id != leader).expect("follower");
     retry(|| c.node(leader).put("/before", "1"));
     let st = c.node(follower).status().expect("status");
-    let mut app = forged(MessageType::MsgAppend, leader, follower, st.term);
+    let mut app = forged(MessageType::MsgAppend, leader, follower, st.state.term);
     app.index = st.last_index;
-    app.log_term = st.term;
+    app.log_term = st.state.term;
     app.commit = st.last_index + 1;
-    let mut e = Entry { index: st.last_index + 1, term: st.term, data: vec![0xff; 7].into(), ..Default::default() };
+    let mut e =
+        Entry { index: st.last_index + 1, term: st.state.term, data: vec![0xff; 7].into(), ..Default::default() };
     e.set_entry_type(raft::eraftpb::EntryType::EntryConfChangeV2);
     app.entries.push(e);
     assert!(c.mailbox(follower).deliver(app));
     let deadline = std::time::Instant::now() + PATIENCE;
-    while c.node(follower).status().map(|s| s.applied_index).unwrap_or(0) <= st.last_index {
+    while c.node(follower).status().map(|s| s.state.applied_index).unwrap_or(0) <= st.last_index {
         assert!(std::time::Instant::now() < deadline, "the forged entry was not applied");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }

@@ -226,7 +226,7 @@ fn slow_watcher_catches_up_from_history_or_is_cancelled_when_compacted() {
     let mut slow = n.watch(WatchRequest::prefix("/s/")).expect("watch");
     let mut doomed = n.watch(WatchRequest::prefix("/s/")).expect("watch");
     let mut live = n.watch(WatchRequest::prefix("/s/")).expect("watch");
-    let first = n.status().expect("status").revision + 1;
+    let first = n.status().expect("status").state.revision + 1;
     let mut seen_live = Seen::new();
     for i in 0..PUTS {
         // Puts never wait for the stalled watchers.

@@ -19,7 +19,7 @@
 //!     })
 //!     .collect();
 //! # let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-//! # while nodes[0].status().unwrap().leader == 0 && std::time::Instant::now() < deadline {
+//! # while nodes[0].status().unwrap().state.leader == 0 && std::time::Instant::now() < deadline {
 //! #     std::thread::sleep(std::time::Duration::from_millis(20));
 //! # }
 //! nodes[0].put("k", "v").unwrap();

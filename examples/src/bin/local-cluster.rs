@@ -50,7 +50,7 @@ impl Cluster {
         let running: Vec<&Node> = self.nodes.iter().flatten().collect();
         for n in &running {
             if let Ok(s) = n.status() {
-                if s.leader == n.id() {
+                if s.state.leader == n.id() {
                     return Ok(n);
                 }
             }
@@ -62,7 +62,7 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Some(l) =
-                self.nodes.iter().flatten().filter_map(|n| n.status().ok()).map(|s| s.leader).find(|l| *l != 0)
+                self.nodes.iter().flatten().filter_map(|n| n.status().ok()).map(|s| s.state.leader).find(|l| *l != 0)
             {
                 return Ok(l);
             }
@@ -99,7 +99,7 @@ fn run_command(c: &mut Cluster, words: &[&str]) -> Result<bool> {
                 let s = n.status()?;
                 println!(
                     "member {}: {:?} leader={} term={} applied={} revision={}",
-                    s.id, s.role, s.leader, s.term, s.applied_index, s.revision
+                    s.state.id, s.state.role, s.state.leader, s.state.term, s.state.applied_index, s.state.revision
                 );
             }
         }

@@ -39,8 +39,7 @@ impl AppliedIds {
     pub(crate) fn load(view: &impl ReadView, window: usize) -> Result<Self> {
         let mut by_index = VecDeque::new();
         let end = crate::engine::prefix_end(keys::APPLIED_REQUEST_PREFIX);
-        let mut bad = None;
-        view.scan(Cf::Meta, keys::APPLIED_REQUEST_PREFIX, end.as_deref(), &mut |k, v| {
+        view.try_scan(Cf::Meta, keys::APPLIED_REQUEST_PREFIX, end.as_deref(), &mut |k, v| {
             let index = k.get(keys::APPLIED_REQUEST_PREFIX.len()..).and_then(|b| <[u8; 8]>::try_from(b).ok());
             let key = match v.len() {
                 8 => <[u8; 8]>::try_from(v).ok().map(|id| (0, u64::from_be_bytes(id))),
@@ -50,20 +49,12 @@ impl AppliedIds {
                 },
                 _ => None,
             };
-            match (index, key) {
-                (Some(index), Some(key)) => {
-                    by_index.push_back((u64::from_be_bytes(index), key));
-                    true
-                }
-                _ => {
-                    bad = Some(k.to_vec());
-                    false
-                }
-            }
+            let (Some(index), Some(key)) = (index, key) else {
+                return Err(Error::Corruption(format!("applied request record {k:02x?}")));
+            };
+            by_index.push_back((u64::from_be_bytes(index), key));
+            Ok(true)
         })?;
-        if let Some(k) = bad {
-            return Err(Error::Corruption(format!("applied request record {k:02x?}")));
-        }
         while by_index.len() > window {
             by_index.pop_front();
         }

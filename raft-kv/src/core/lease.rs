@@ -63,26 +63,17 @@ impl Lessor {
     /// lease gets its full TTL from tick `now`.
     pub fn open(view: &impl ReadView, leased_keys: Vec<(Bytes, i64)>, now: u64, tick: Duration) -> Result<Self> {
         let mut lessor = Lessor { leases: BTreeMap::new(), tick };
-        let mut bad = None;
-        view.scan(Cf::Lease, b"", None, &mut |k, v| {
+        view.try_scan(Cf::Lease, b"", None, &mut |k, v| {
             let ttl = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(i64::from_be_bytes);
             let renewals = v.get(8..).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
-            match (<[u8; 8]>::try_from(k), ttl, renewals) {
-                (Ok(k), Some(ttl), Some(renewals)) => {
-                    let expiry = now.saturating_add(ticks_in(tick, ttl));
-                    let lease = Lease { ttl, expiry, keys: BTreeSet::new(), revoking_since: None, renewals };
-                    lessor.leases.insert(i64::from_be_bytes(k), lease);
-                    true
-                }
-                _ => {
-                    bad = Some(k.to_vec());
-                    false
-                }
-            }
+            let (Ok(id), Some(ttl), Some(renewals)) = (<[u8; 8]>::try_from(k), ttl, renewals) else {
+                return Err(Error::Corruption(format!("lease record {k:02x?}")));
+            };
+            let expiry = now.saturating_add(ticks_in(tick, ttl));
+            let lease = Lease { ttl, expiry, keys: BTreeSet::new(), revoking_since: None, renewals };
+            lessor.leases.insert(i64::from_be_bytes(id), lease);
+            Ok(true)
         })?;
-        if let Some(k) = bad {
-            return Err(Error::Corruption(format!("lease record {k:02x?}")));
-        }
         for (key, id) in leased_keys {
             if let Some(l) = lessor.leases.get_mut(&id) {
                 l.keys.insert(key);

@@ -49,29 +49,16 @@ impl MemberState {
     }
 }
 
-/// A point-in-time summary of a member (what etcd's `Status` reports).
+/// A point-in-time summary of a member (what etcd's `Status` reports): its
+/// [`MemberState`] plus what costs a look at the log and the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
-    /// This member's id.
-    pub id: u64,
-    /// The leader this member knows of (0: none).
-    pub leader: u64,
-    /// Current raft term.
-    pub term: u64,
-    /// This member's raft role.
-    pub role: Role,
-    /// Highest log index known committed.
-    pub commit_index: u64,
-    /// Highest log index applied to the state machine.
-    pub applied_index: u64,
+    /// Leader, term, role, indexes and revisions.
+    pub state: MemberState,
     /// First index still in the raft log (older entries were compacted).
     pub first_index: u64,
     /// Last index in the raft log.
     pub last_index: u64,
-    /// Current MVCC revision.
-    pub revision: i64,
-    /// MVCC compact revision.
-    pub compact_revision: i64,
     /// Approximate engine size in bytes.
     pub db_size: u64,
     /// Voters of the current configuration.

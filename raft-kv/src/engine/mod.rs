@@ -150,6 +150,10 @@ impl WriteBatch {
     }
 }
 
+/// A scan visitor that may fail: gets each key and value, returns
+/// `Ok(false)` to stop, an error to stop and fail the scan.
+pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// Read access to an engine or to a point-in-time view of one.
 pub trait ReadView {
     /// The value stored at `key`, if any.
@@ -160,6 +164,20 @@ pub trait ReadView {
     /// to stop early.
     fn scan(&self, cf: Cf, start: &[u8], end: Option<&[u8]>, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool)
         -> Result<()>;
+
+    /// [`ReadView::scan`] with a visitor that may fail (a record that does
+    /// not decode): the first error stops the scan and is returned.
+    fn try_scan(&self, cf: Cf, start: &[u8], end: Option<&[u8]>, visit: &mut Visitor<'_>) -> Result<()> {
+        let mut failure = None;
+        self.scan(cf, start, end, &mut |k, v| match visit(k, v) {
+            Ok(go_on) => go_on,
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        })?;
+        failure.map_or(Ok(()), Err)
+    }
 }
 
 /// A storage engine: ordered column families, atomic batches, snapshots.

@@ -111,10 +111,10 @@ impl Cluster {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let leaders: Vec<u64> =
-                members.iter().map(|id| self.node(*id).status().map(|s| s.leader).unwrap_or(0)).collect();
+                members.iter().map(|id| self.node(*id).status().map(|s| s.state.leader).unwrap_or(0)).collect();
             if leaders[0] != 0 && members.contains(&leaders[0]) && leaders.iter().all(|l| *l == leaders[0]) {
                 let s = self.node(leaders[0]).status().expect("status");
-                if s.role == raft_kv::Role::Leader {
+                if s.state.role == raft_kv::Role::Leader {
                     return leaders[0];
                 }
             }
@@ -133,9 +133,9 @@ impl Cluster {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let st: Vec<_> = self.running().iter().map(|id| self.node(*id).status().expect("status")).collect();
-            let max_applied = st.iter().map(|s| s.applied_index).max().unwrap_or(0);
-            if st.iter().all(|s| s.applied_index == max_applied && s.revision == st[0].revision) {
-                return st[0].revision;
+            let max_applied = st.iter().map(|s| s.state.applied_index).max().unwrap_or(0);
+            if st.iter().all(|s| s.state.applied_index == max_applied && s.state.revision == st[0].state.revision) {
+                return st[0].state.revision;
             }
             assert!(Instant::now() < deadline, "members did not converge: {st:?}");
             std::thread::sleep(Duration::from_millis(20));

@@ -54,10 +54,10 @@ impl World {
         let Some(l) = self.leader_index() else { return };
         let Some(peer) = self.members[l].peer.as_ref() else { return };
         let status = peer.status();
-        let leader = status.id;
+        let leader = status.state.id;
         // A removal abandoned with its outcome unknown may have applied
         // since: a fully applied leader's configuration says.
-        if status.applied_index == status.commit_index {
+        if status.state.applied_index == status.state.commit_index {
             for id in self.removal_targets.clone() {
                 let gone = !status.voters.contains(&id) && !status.learners.contains(&id);
                 if let Some(i) = self.index_of(id).filter(|&i| gone && !self.members[i].removed) {

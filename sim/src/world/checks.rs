@@ -79,14 +79,14 @@ impl World {
                         "  m{}{} {:?} term {} leader {} commit {} applied {} last {} first {} revision {} voters {:?} learners {:?}\n",
                         m.id,
                         if m.removed { " (removed)" } else { "" },
-                        s.role,
-                        s.term,
-                        s.leader,
-                        s.commit_index,
-                        s.applied_index,
+                        s.state.role,
+                        s.state.term,
+                        s.state.leader,
+                        s.state.commit_index,
+                        s.state.applied_index,
                         s.last_index,
                         s.first_index,
-                        s.revision,
+                        s.state.revision,
                         s.voters,
                         s.learners
                     ));
@@ -125,10 +125,13 @@ impl World {
             let Some(p) = &self.members[i].peer else { return false };
             statuses.push(p.status());
         }
-        let leaders: Vec<_> = statuses.iter().filter(|s| s.role == Role::Leader).collect();
+        let leaders: Vec<_> = statuses.iter().filter(|s| s.state.role == Role::Leader).collect();
         let [leader] = leaders.as_slice() else { return false };
-        let (last, term) = (leader.last_index, leader.term);
-        if !statuses.iter().all(|s| s.applied_index == last && s.commit_index == last && s.term == term) {
+        let (last, term) = (leader.last_index, leader.state.term);
+        if !statuses
+            .iter()
+            .all(|s| s.state.applied_index == last && s.state.commit_index == last && s.state.term == term)
+        {
             return false;
         }
         let mut digests = Vec::new();

@@ -110,7 +110,7 @@ pub fn wait_leader(members: &[Member]) -> u64 {
     let mut leader = 0;
     let agreed = eventually(WAIT, || {
         let seen: Vec<u64> =
-            members.iter().filter_map(|m| m.node.as_ref()).map(|n| n.status().map_or(0, |s| s.leader)).collect();
+            members.iter().filter_map(|m| m.node.as_ref()).map(|n| n.status().map_or(0, |s| s.state.leader)).collect();
         leader = seen[0];
         leader != 0 && seen.iter().all(|l| *l == leader)
     });

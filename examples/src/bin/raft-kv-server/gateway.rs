@@ -367,7 +367,7 @@ async fn health(State(g): State<Gw>) -> Response {
     g.ctx.metrics.request("health");
     let status = tokio::time::timeout(std::time::Duration::from_secs(3), g.ctx.node.status()).await;
     let reason = match status {
-        Ok(Ok(s)) if s.leader != 0 => None,
+        Ok(Ok(s)) if s.state.leader != 0 => None,
         Ok(Ok(_)) => Some("no leader"),
         Ok(Err(_)) | Err(_) => Some("member not responding"),
     };

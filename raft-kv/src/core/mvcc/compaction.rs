@@ -2,8 +2,8 @@
 //! compaction drops, and the [`Compaction`] job that deletes them.
 
 use super::encoding::{decode_key, Record};
-use super::{scan_fallible, Mvcc};
-use crate::engine::{Cf, Engine, WriteBatch};
+use super::Mvcc;
+use crate::engine::{Cf, Engine, ReadView, WriteBatch};
 use crate::Result;
 
 impl<E: Engine> Mvcc<E> {
@@ -94,7 +94,7 @@ impl<E: Engine> Compaction<E> {
         let mut batch = WriteBatch::new();
         let mut deleted = 0;
         let mut failed = None;
-        scan_fallible(&self.view, Cf::Kv, b"", None, &mut |k, v| {
+        self.view.try_scan(Cf::Kv, b"", None, &mut |k, v| {
             let (user, rev) = decode_key(k)?;
             let new_key = keep.key.as_deref() != Some(&user[..]);
             if new_key && batch.len() >= Self::BATCH {

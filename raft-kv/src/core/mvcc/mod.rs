@@ -47,10 +47,6 @@ pub(crate) use compaction::KeepRule;
 /// The revision of an empty store.
 const INITIAL_REVISION: i64 = 1;
 
-/// A fallible scan visitor: gets each key and value, returns `Ok(false)` to
-/// stop.
-type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
-
 /// The index entry of a live key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct KeyMeta {
@@ -184,7 +180,7 @@ impl<E: Engine> Mvcc<E> {
         let mut index = BTreeMap::new();
         let mut newest_seen = 0;
         let mut group: Option<Vec<u8>> = None;
-        scan_fallible(&engine, Cf::Kv, b"", None, &mut |k, v| {
+        engine.try_scan(Cf::Kv, b"", None, &mut |k, v| {
             let (user, rev) = decode_key(k)?;
             newest_seen = newest_seen.max(rev);
             if group.as_deref() == Some(&user[..]) {
@@ -293,26 +289,6 @@ impl<E: Engine> Mvcc<E> {
     pub fn leased_keys(&self) -> Vec<(Bytes, i64)> {
         self.index.iter().filter(|(_, m)| m.lease != 0).map(|(k, m)| (k.clone(), m.lease)).collect()
     }
-}
-
-/// [`ReadView::scan`] with a visitor that may fail: the first error stops the
-/// scan and is returned.
-fn scan_fallible(
-    view: &impl ReadView,
-    cf: Cf,
-    start: &[u8],
-    end: Option<&[u8]>,
-    visit: &mut Visitor<'_>,
-) -> Result<()> {
-    let mut failure = None;
-    view.scan(cf, start, end, &mut |k, v| match visit(k, v) {
-        Ok(go_on) => go_on,
-        Err(e) => {
-            failure = Some(e);
-            false
-        }
-    })?;
-    failure.map_or(Ok(()), Err)
 }
 
 /// Reads an `i64` (big-endian) from `Cf::Meta`.

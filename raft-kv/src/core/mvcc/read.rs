@@ -8,9 +8,9 @@ use bytes::Bytes;
 
 use super::encoding::{decode_key, encode_key, Record};
 use super::validate::validate_range;
-use super::{scan_fallible, KeepRule, KeyMeta, KeyRange, Mvcc, Visitor};
+use super::{KeepRule, KeyMeta, KeyRange, Mvcc};
 use crate::api::{Event, EventType, KeyValue, RangeRequest, RangeResponse, SortOrder, SortTarget};
-use crate::engine::{Cf, Engine};
+use crate::engine::{Cf, Engine, Visitor};
 use crate::hash::Fnv64;
 use crate::{Error, Result};
 
@@ -237,7 +237,7 @@ impl<E: Engine> Mvcc<E> {
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         let mut staged = self.overlay.range::<[u8], _>((Bound::Included(start), upper)).peekable();
         let mut stopped = false;
-        scan_fallible(&self.engine, Cf::Kv, start, end, &mut |k, v| {
+        self.engine.try_scan(Cf::Kv, start, end, &mut |k, v| {
             // Staged entries up to `k` come first; one equal to `k` replaces it.
             while let Some(&(sk, sv)) = staged.peek() {
                 let ord = sk.as_slice().cmp(k);

@@ -296,19 +296,10 @@ impl<E: Engine, T> Peer<E, T> {
     /// few engine property reads; [`Peer::member_state`] is free).
     pub fn status(&self) -> Status {
         let cs = self.raw.store().conf_state();
-        let MemberState { id, leader, term, role, commit_index, applied_index, revision, compact_revision, .. } =
-            self.member_state();
         Status {
-            id,
-            leader,
-            term,
-            role,
-            commit_index,
-            applied_index,
+            state: self.member_state(),
             first_index: self.raw.store().first(),
             last_index: self.raw.raft.raft_log.last_index(),
-            revision,
-            compact_revision,
             db_size: self.engine.size_bytes(),
             voters: cs.voters.clone(),
             learners: cs.learners.clone(),

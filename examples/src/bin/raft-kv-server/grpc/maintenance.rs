@@ -46,16 +46,16 @@ impl services::maintenance_server::Maintenance for Api {
         self.count("Status");
         let s = self.ctx.node.status().await.map_err(to_status)?;
         Ok(Reply::new(pb::StatusResponse {
-            header: self.ctx.header(s.revision),
+            header: self.ctx.header(s.state.revision),
             version: ETCD_VERSION.to_string(),
             db_size: s.db_size as i64,
-            leader: s.leader,
-            raft_index: s.commit_index,
-            raft_term: s.term,
-            raft_applied_index: s.applied_index,
-            errors: if s.leader == 0 { vec!["etcdserver: no leader".into()] } else { Vec::new() },
+            leader: s.state.leader,
+            raft_index: s.state.commit_index,
+            raft_term: s.state.term,
+            raft_applied_index: s.state.applied_index,
+            errors: if s.state.leader == 0 { vec!["etcdserver: no leader".into()] } else { Vec::new() },
             db_size_in_use: s.db_size as i64,
-            is_learner: s.learners.contains(&s.id),
+            is_learner: s.learners.contains(&s.state.id),
         }))
     }
 
@@ -99,12 +99,12 @@ impl services::maintenance_server::Maintenance for Api {
         if !st.voters.contains(&target) {
             return Err(Status::failed_precondition("etcdserver: bad leader transferee"));
         }
-        if st.role != Role::Leader {
+        if st.state.role != Role::Leader {
             // etcd requires this call on the leader; we forward it there.
-            if st.leader == 0 {
+            if st.state.leader == 0 {
                 return Err(to_status(Error::NoLeader));
             }
-            let url = self.ctx.client_url(st.leader).await?;
+            let url = self.ctx.client_url(st.state.leader).await?;
             let mut client = services::maintenance_client::MaintenanceClient::connect(url)
                 .await
                 .map_err(|_| Status::unavailable("etcdserver: not leader"))?;

@@ -117,7 +117,7 @@ fn entries_reach_every_follower_log_once_persisted() {
     c.settle();
     for id in 1..=3 {
         let s = c.peer(id).status();
-        assert_eq!((s.last_index, s.commit_index, s.applied_index), (3, 3, 3), "member {id}");
+        assert_eq!((s.last_index, s.state.commit_index, s.state.applied_index), (3, 3, 3), "member {id}");
         assert_eq!(c.get(id, "k").as_deref(), Some(&b"v"[..]), "member {id}");
     }
 }

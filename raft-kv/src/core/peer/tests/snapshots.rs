@@ -88,7 +88,7 @@ fn lagging_follower_installs_a_streamed_snapshot_once_its_write_is_durable() {
 
     let rd = c.ready(3);
     let lw = rd.log_write.as_ref().expect("the install");
-    assert_eq!(lw.installs, Some((leader.applied_index, 2)));
+    assert_eq!(lw.installs, Some((leader.state.applied_index, 2)));
     assert!(lw.write.sync, "an install is synced");
     assert!(!lw.write.batch.is_empty());
     assert_eq!(types(&lw.then_send), vec![(MsgAppendResponse, 1)]);
@@ -103,7 +103,7 @@ fn lagging_follower_installs_a_streamed_snapshot_once_its_write_is_durable() {
     c.persist(3);
     assert_eq!(c.peer(3).mvcc().revision(), c.peer(1).mvcc().revision());
     assert_eq!(c.get(3, "k9").as_deref(), Some(&b"v9"[..]));
-    assert_eq!(c.peer(3).member_state().applied_index, leader.applied_index);
+    assert_eq!(c.peer(3).member_state().applied_index, leader.state.applied_index);
     // The reopened state machine reports its members again.
     let rd = c.ready(3);
     assert_eq!(rd.members.map(|ms| ms.len()), Some(3));
@@ -117,5 +117,5 @@ fn lagging_follower_installs_a_streamed_snapshot_once_its_write_is_durable() {
     // Caught up, member 3 takes new entries from the log again.
     c.put(1, "after", "snapshot", 60).expect("put");
     assert_eq!(c.get(3, "after").as_deref(), Some(&b"snapshot"[..]));
-    assert_eq!(c.peer(3).status().applied_index, c.peer(1).status().applied_index);
+    assert_eq!(c.peer(3).status().state.applied_index, c.peer(1).status().state.applied_index);
 }
