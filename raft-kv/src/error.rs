@@ -83,6 +83,11 @@ pub enum Error {
     /// not meant for the network).
     #[error("bad peer message: {0}")]
     BadPeerMessage(String),
+    /// A raft message from a member removed from the cluster, dropped as
+    /// etcd drops them (a removed member must not disturb the cluster, e.g.
+    /// by campaigning with a higher term).
+    #[error("message from removed member {0}")]
+    FromRemovedMember(u64),
     /// The storage engine failed (I/O error, RocksDB error).
     #[error("storage error: {0}")]
     Storage(#[source] StorageError),

@@ -22,6 +22,17 @@ pub fn member_key(id: u64) -> Vec<u8> {
     k
 }
 
+/// Meta: prefix of the ids of removed members (the key is this prefix and
+/// the id, u64 BE; empty value): their messages are dropped.
+pub const REMOVED_PREFIX: &[u8] = b"removed/";
+
+/// The key recording that member `id` was removed.
+pub fn removed_key(id: u64) -> Vec<u8> {
+    let mut k = REMOVED_PREFIX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
 /// Meta: prefix of the recently applied commands, by the raft index they
 /// applied at (u64 BE; value: the command id, u64 BE), so a duplicated
 /// proposal applies once (see `dedup`).

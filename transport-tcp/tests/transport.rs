@@ -74,9 +74,12 @@ fn a_stale_address_reaching_another_member_is_refused_then_updated() {
     assert_eq!(b.metrics().messages_received, 0);
     assert!(handle.remove_peer(3));
     assert!(!handle.remove_peer(3));
+    // A send to a removed peer is dropped and counted. (Heartbeats still
+    // queued for the removed peer's writer may be counted as dropped too,
+    // concurrently, so the count grows by at least one.)
     let dropped = a.metrics().messages_dropped;
     a.send(vec![heartbeat(1, 3, 1)]);
-    assert_eq!(a.metrics().messages_dropped, dropped + 1);
+    assert!(a.metrics().messages_dropped > dropped);
     assert!(matches!(handle.add_peer(4, "no port"), Err(TransportError::InvalidAddress(_))));
 }
 

@@ -9,7 +9,7 @@
 //!
 //! [`Command`]: crate::command::Command
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use prost::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2};
@@ -24,28 +24,35 @@ use crate::{keys, Error, Result};
 #[derive(Debug, Clone, Default)]
 pub struct Members {
     members: BTreeMap<u64, Member>,
+    /// Ids removed from the cluster (never reused: an id is a hash of the
+    /// token and peer URLs, or picked fresh).
+    removed: BTreeSet<u64>,
 }
 
 impl Members {
     /// Loads the member records stored in `view`.
     pub fn load(view: &impl ReadView) -> Result<Self> {
         let mut members = BTreeMap::new();
-        let mut err = None;
         let end = crate::engine::prefix_end(keys::MEMBER_PREFIX);
-        view.scan(Cf::Meta, keys::MEMBER_PREFIX, end.as_deref(), &mut |_, v| match Member::decode(v) {
-            Ok(m) => {
-                members.insert(m.id, m);
-                true
-            }
-            Err(e) => {
-                err = Some(e);
-                false
-            }
+        view.try_scan(Cf::Meta, keys::MEMBER_PREFIX, end.as_deref(), &mut |_, v| {
+            let m = Member::decode(v)?;
+            members.insert(m.id, m);
+            Ok(true)
         })?;
-        if let Some(e) = err {
-            return Err(e.into());
-        }
-        Ok(Members { members })
+        let mut removed = BTreeSet::new();
+        let end = crate::engine::prefix_end(keys::REMOVED_PREFIX);
+        view.try_scan(Cf::Meta, keys::REMOVED_PREFIX, end.as_deref(), &mut |k, _| {
+            let id = k.get(keys::REMOVED_PREFIX.len()..).and_then(|b| <[u8; 8]>::try_from(b).ok());
+            let id = id.ok_or_else(|| Error::Corruption(format!("removed member record {k:02x?}")))?;
+            removed.insert(u64::from_be_bytes(id));
+            Ok(true)
+        })?;
+        Ok(Members { members, removed })
+    }
+
+    /// True if member `id` was removed from the cluster.
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.removed.contains(&id)
     }
 
     /// Stages a member record.
@@ -113,6 +120,8 @@ impl Members {
             }
             Op::MemberRemove(r) => {
                 wb.delete(Cf::Meta, keys::member_key(r.id));
+                wb.put(Cf::Meta, keys::removed_key(r.id), Vec::new());
+                self.removed.insert(r.id);
                 Ok(self.members.remove(&r.id))
             }
             Op::MemberPromote(r) => {

@@ -323,6 +323,8 @@ impl World {
                 // A forwarded proposal that reaches a member without a
                 // leader is dropped; its proposer times out.
                 Err(Error::ProposalDropped) => {}
+                // A removed member that has not heard yet keeps talking.
+                Err(Error::FromRemovedMember(_)) => {}
                 Err(e) => self.violate(ViolationKind::CoreError, format!("m{} step: {e}", env.to)),
             }
         }

@@ -118,21 +118,38 @@ impl<E: Engine> Mvcc<E> {
         let range = KeyRange::new(&req.key, &req.range_end);
         let from_index = rev == 0 || rev >= visible;
 
-        if req.count_only && from_index {
-            let count = if range.is_empty() { 0 } else { self.index.range::<[u8], _>(range.bounds()).count() };
-            return Ok(RangeResponse {
-                header: crate::api::header(0),
-                kvs: Vec::new(),
-                more: false,
-                count: count as i64,
-            });
+        let order = match (order, target) {
+            (SortOrder::None, SortTarget::Key) => SortOrder::None,
+            (SortOrder::None, _) => SortOrder::Ascend,
+            (order, _) => order,
+        };
+        let filtered = req.min_mod_revision != 0
+            || req.max_mod_revision != 0
+            || req.min_create_revision != 0
+            || req.max_create_revision != 0;
+        if !filtered && (order == SortOrder::None || target == SortTarget::Key) {
+            // Key order is the order keys are stored in: read at most
+            // `limit` key-values and count the rest without keeping them.
+            let limit = usize::try_from(req.limit).ok().filter(|l| *l > 0);
+            let take = if req.count_only { Some(0) } else { limit };
+            let descending = order == SortOrder::Descend;
+            let (mut kvs, count) = if from_index {
+                self.index_window(&range, take, descending)
+            } else {
+                self.history_window(&range, rev, take, descending, req.keys_only)?
+            };
+            if from_index && !req.keys_only {
+                self.fill_values(&mut kvs)?;
+            }
+            let more = limit.is_some_and(|l| count > l) && !req.count_only;
+            return Ok(RangeResponse { header: crate::api::header(0), kvs, more, count: count as i64 });
         }
         // Index entries carry no value; history entries do.
         let (mut kvs, mut have_values) = if from_index {
             let kvs = self.live_keys(&range).iter().map(|(key, meta)| meta.to_kv(key)).collect();
             (kvs, false)
         } else {
-            (self.history_range(&range, rev)?, true)
+            (self.history_window(&range, rev, None, false, false)?.0, true)
         };
         let count = kvs.len() as i64;
         if req.count_only {
@@ -145,11 +162,6 @@ impl<E: Engine> Mvcc<E> {
                 && bound(req.min_create_revision, req.max_create_revision, kv.create_revision)
         });
 
-        let order = match (order, target) {
-            (SortOrder::None, SortTarget::Key) => SortOrder::None,
-            (SortOrder::None, _) => SortOrder::Ascend,
-            (order, _) => order,
-        };
         if order != SortOrder::None {
             if target == SortTarget::Value && !have_values {
                 self.fill_values(&mut kvs)?;
@@ -200,10 +212,44 @@ impl<E: Engine> Mvcc<E> {
         self.index.range::<[u8], _>(range.bounds()).map(|(k, m)| (k.clone(), *m)).collect()
     }
 
-    /// The keys of `range` as of revision `rev`, from the history.
-    fn history_range(&self, range: &KeyRange, rev: i64) -> Result<Vec<KeyValue>> {
+    /// The live keys of `range` in key order (descending: from the end),
+    /// at most `take` of them (`None`: all), without values, and how many
+    /// there are in all — counted without materialising the rest.
+    fn index_window(&self, range: &KeyRange, take: Option<usize>, descending: bool) -> (Vec<KeyValue>, usize) {
+        if range.is_empty() {
+            return (Vec::new(), 0);
+        }
+        let keys = self.index.range::<[u8], _>(range.bounds());
+        let take = take.unwrap_or(usize::MAX);
+        let (kvs, rest): (Vec<KeyValue>, usize) = if descending {
+            let mut keys = keys.rev();
+            let kvs = keys.by_ref().take(take).map(|(k, m)| m.to_kv(k)).collect();
+            (kvs, keys.count())
+        } else {
+            let mut keys = keys;
+            let kvs = keys.by_ref().take(take).map(|(k, m)| m.to_kv(k)).collect();
+            (kvs, keys.count())
+        };
+        let count = kvs.len() + rest;
+        (kvs, count)
+    }
+
+    /// The keys of `range` as of revision `rev`, from the history: at most
+    /// `take` of them in key order (descending: the last `take`, newest key
+    /// first), and how many there are in all. Only the window is held in
+    /// memory; `keys_only` leaves values out.
+    fn history_window(
+        &self,
+        range: &KeyRange,
+        rev: i64,
+        take: Option<usize>,
+        descending: bool,
+        keys_only: bool,
+    ) -> Result<(Vec<KeyValue>, usize)> {
         let (start, end) = range.encoded();
-        let mut kvs = Vec::new();
+        let take = take.unwrap_or(usize::MAX);
+        let mut window = std::collections::VecDeque::new();
+        let mut count = 0usize;
         let mut group: Option<Vec<u8>> = None;
         self.scan_history(&start, end.as_deref(), &mut |k, v| {
             let (user, version_rev) = decode_key(k)?;
@@ -213,19 +259,29 @@ impl<E: Engine> Mvcc<E> {
             }
             let rec = Record::decode(v)?;
             if !rec.tombstone {
-                kvs.push(KeyValue {
-                    key: Bytes::copy_from_slice(&user),
-                    create_revision: rec.create_revision,
-                    mod_revision: version_rev,
-                    version: rec.version,
-                    value: Bytes::from(rec.value),
-                    lease: rec.lease,
-                });
+                count += 1;
+                if take > 0 && (descending || window.len() < take) {
+                    window.push_back(KeyValue {
+                        key: Bytes::copy_from_slice(&user),
+                        create_revision: rec.create_revision,
+                        mod_revision: version_rev,
+                        version: rec.version,
+                        value: if keys_only { Bytes::new() } else { Bytes::from(rec.value) },
+                        lease: rec.lease,
+                    });
+                    if window.len() > take {
+                        window.pop_front();
+                    }
+                }
             }
             group = Some(user);
             Ok(true)
         })?;
-        Ok(kvs)
+        let mut kvs: Vec<KeyValue> = window.into();
+        if descending {
+            kvs.reverse();
+        }
+        Ok((kvs, count))
     }
 
     /// Visits the engine keys of `Cf::Kv` in `[start, end)` in order, with

@@ -20,6 +20,11 @@ impl<E: Engine, T> Peer<E, T> {
     /// the configuration it has applied.)
     pub(super) fn check_peer_message(&self, msg: &Message) -> Result<()> {
         let bad = |why: String| Err(Error::BadPeerMessage(why));
+        // A removed member's messages are dropped (etcd's rule), except the
+        // hand-over a removed leader sends to its successor.
+        if self.members.is_removed(msg.from) && msg.get_msg_type() != MessageType::MsgTimeoutNow {
+            return Err(Error::FromRemovedMember(msg.from));
+        }
         if msg.term > self.raw.raft.term.saturating_add(MAX_TERM_JUMP) {
             return bad(format!("term {} is implausibly far beyond {}", msg.term, self.raw.raft.term));
         }

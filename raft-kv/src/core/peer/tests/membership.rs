@@ -91,3 +91,22 @@ fn member_add_of_an_existing_id_fails_at_once() {
     assert!(matches!(rd.completions[..], [(2, Err(Error::MemberExists))]), "{rd:?}");
     assert!(rd.messages.is_empty() && rd.log_write.is_none() && rd.members.is_none());
 }
+
+#[test]
+fn messages_from_a_removed_member_are_dropped() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    c.peer(1).propose(Op::MemberRemove(MemberRemoveRequest { id: 3 }), 1);
+    c.settle();
+    let term = c.peer(2).term();
+    // The removed member, not told, campaigns with a higher term.
+    let mut vote = Message::default();
+    vote.set_msg_type(MessageType::MsgRequestVote);
+    (vote.from, vote.to, vote.term) = (3, 2, term + 5);
+    assert!(matches!(c.peer(2).step(vote), Err(Error::FromRemovedMember(3))));
+    assert_eq!(c.peer(2).term(), term, "the removed member's term must not reach raft");
+    let rd = c.ready(2);
+    assert!(rd.messages.is_empty() && rd.log_write.is_none(), "{rd:?}");
+    // Removal survives a restart of the engine's records.
+    assert!(crate::core::membership::Members::load(c.engine(2)).expect("load").is_removed(3));
+}
