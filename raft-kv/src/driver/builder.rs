@@ -6,6 +6,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::core::peer::Peer;
+use crate::driver::background::Background;
 use crate::driver::blocking::Node;
 use crate::driver::inbox::Inbox;
 use crate::driver::input::{Callback, Input};
@@ -68,6 +69,7 @@ impl<E: Engine> NodeBuilder<E> {
         let engine = TimedEngine::new(self.engine, Arc::clone(&metrics));
         let peer: Peer<TimedEngine<E>, Callback> = Peer::open(self.cfg.clone(), engine.clone())?;
         let mut transport = self.transport.unwrap_or_else(|| Box::new(crate::driver::transport::NoTransport));
+        let background = Background::start(self.cfg.id)?;
         let writer = LogWriter::start(self.cfg.id, engine.clone(), Arc::clone(&self.inbox))?;
         let driver = Driver::new(engine);
         let board = StateBoard::new(self.cfg.id);
@@ -88,6 +90,7 @@ impl<E: Engine> NodeBuilder<E> {
             thread: Mutex::new(Some(thread)),
             metrics,
             board,
+            background: Arc::new(background),
         });
         Ok(Node { inner: AsyncNode { shared } })
     }

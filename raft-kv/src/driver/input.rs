@@ -35,6 +35,10 @@ pub(crate) enum Input {
     Shutdown,
 }
 
+/// A whole-store read prepared on the node thread (an engine snapshot
+/// taken), to run on the member's background thread.
+pub(crate) type ScanJob<R> = Box<dyn FnOnce() -> Result<R> + Send>;
+
 /// A closure run on the node thread against its member.
 pub(crate) type LocalFn = Box<dyn FnOnce(&mut dyn Local) + Send>;
 
@@ -49,9 +53,9 @@ pub(crate) trait Local {
     fn watch_progress(&mut self, id: u64);
     fn lease_time_to_live(&self, id: i64, keys: bool) -> LeaseTimeToLiveResponse;
     fn leases(&self) -> Vec<i64>;
-    fn hash(&self, revision: i64) -> Result<u64>;
+    fn hash_job(&self, revision: i64) -> Result<ScanJob<u64>>;
     fn members(&self) -> Vec<Member>;
-    fn backup(&self) -> Result<Vec<u8>>;
+    fn backup_job(&self) -> ScanJob<Vec<u8>>;
 }
 
 impl<E: Engine> Local for Peer<E, Callback> {
@@ -79,13 +83,13 @@ impl<E: Engine> Local for Peer<E, Callback> {
     fn leases(&self) -> Vec<i64> {
         Peer::leases(self)
     }
-    fn hash(&self, revision: i64) -> Result<u64> {
-        self.mvcc().hash(revision)
+    fn hash_job(&self, revision: i64) -> Result<ScanJob<u64>> {
+        Ok(Box::new(self.mvcc().hash_job(revision)?))
     }
     fn members(&self) -> Vec<Member> {
         Peer::members(self)
     }
-    fn backup(&self) -> Result<Vec<u8>> {
-        Peer::backup(self)
+    fn backup_job(&self) -> ScanJob<Vec<u8>> {
+        Box::new(Peer::backup_job(self))
     }
 }

@@ -16,6 +16,7 @@
 //! - which messages wait for which write, released by [`Driver::persisted`]
 //!   before the peer hears that its write is durable.
 
+mod background;
 pub mod blocking;
 pub mod builder;
 pub mod call;

@@ -25,9 +25,10 @@ use futures_core::Stream as _;
 use crate::command::{LeaseRevoke, MemberUpdate, Op, Response};
 use crate::core::status::{MemberState, Status};
 use crate::core::watch::{WatchRequest, Watcher};
+use crate::driver::background::Background;
 use crate::driver::call::{call, Call};
 use crate::driver::inbox::Inbox;
-use crate::driver::input::{Callback, Input, Local, LocalFn};
+use crate::driver::input::{Callback, Input, Local, LocalFn, ScanJob};
 use crate::driver::metrics::NodeMetrics;
 use crate::driver::state::{StateBoard, StateChanges};
 use crate::{Error, Result};
@@ -40,6 +41,8 @@ pub(super) struct Shared {
     pub(super) inbox: Arc<Inbox<Input>>,
     pub(super) thread: Mutex<Option<JoinHandle<()>>>,
     pub(super) board: Arc<StateBoard>,
+    /// The thread for whole-store reads (hash, backup).
+    pub(super) background: Arc<Background>,
 }
 
 impl Shared {
@@ -48,6 +51,7 @@ impl Shared {
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }
+        self.background.stop();
     }
 }
 
@@ -195,6 +199,36 @@ impl AsyncNode {
         rx
     }
 
+    /// Prepares a whole-store read on the member's thread (`prepare` takes
+    /// the engine snapshot) and runs it on the member's background thread,
+    /// so the scan never holds up the member.
+    fn scan<R: Send + 'static>(
+        &self,
+        prepare: impl FnOnce(&mut dyn Local) -> Result<ScanJob<R>> + Send + 'static,
+    ) -> Call<R> {
+        let (tx, rx) = call();
+        let background = Arc::clone(&self.shared.background);
+        self.submit(Input::Local(Box::new(move |peer| match prepare(peer) {
+            Ok(job) => {
+                let slot = Arc::new(Mutex::new(Some(tx)));
+                let answer = Arc::clone(&slot);
+                let run = background.run(move || {
+                    if let Some(tx) = answer.lock().take() {
+                        tx.send(job());
+                    }
+                });
+                if let Err(e) = run {
+                    let refused = slot.lock().take();
+                    if let Some(tx) = refused {
+                        tx.send(Err(e));
+                    }
+                }
+            }
+            Err(e) => tx.send(Err(e)),
+        })));
+        rx
+    }
+
     /// Proposes `op` through raft; completes once it has applied here.
     pub fn propose(&self, op: Op) -> Call<Response> {
         let (tx, rx) = call();
@@ -257,7 +291,7 @@ impl AsyncNode {
     /// A hash of the key-value history up to `revision` (0: current), equal
     /// on members that applied the same entries (etcd's HashKV).
     pub fn hash(&self, revision: i64) -> Call<u64> {
-        self.local(move |p| p.hash(revision))
+        self.scan(move |p| p.hash_job(revision))
     }
 
     /// Watches keys; see [`Watcher`]. Works on any member. The
@@ -355,7 +389,7 @@ impl AsyncNode {
     /// leases, members) as of its applied index, in the raft snapshot
     /// format: what `etcdctl snapshot save` downloads.
     pub fn backup(&self) -> Call<Vec<u8>> {
-        self.local(|p| p.backup())
+        self.scan(|p| Ok(p.backup_job()))
     }
 
     /// Moves leadership to voter `to` (this member must be the leader) and

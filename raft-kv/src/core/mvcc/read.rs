@@ -10,7 +10,7 @@ use super::encoding::{decode_key, encode_key, Record};
 use super::validate::validate_range;
 use super::{KeepRule, KeyMeta, KeyRange, Mvcc};
 use crate::api::{Event, EventType, KeyValue, RangeRequest, RangeResponse, SortOrder, SortTarget};
-use crate::engine::{Cf, Engine, Visitor};
+use crate::engine::{Cf, Engine, ReadView, Visitor};
 use crate::hash::Fnv64;
 use crate::{Error, Result};
 
@@ -85,26 +85,26 @@ impl<E: Engine> Mvcc<E> {
     /// value, in key order. Members that applied the same operations agree,
     /// whether or not they have committed them.
     pub fn hash(&self, revision: i64) -> Result<u64> {
+        let revision = self.hash_revision(revision)?;
+        hash_history(self.compact_revision, revision, &mut |visit| self.scan_history(b"", None, visit))
+    }
+
+    /// [`Mvcc::hash`] to compute anywhere: checks `revision` now and returns
+    /// a job that hashes a snapshot of the engine taken now. Only for a
+    /// committed store (nothing staged), as a member is between steps.
+    pub fn hash_job(&self, revision: i64) -> Result<impl FnOnce() -> Result<u64> + Send + 'static> {
+        let revision = self.hash_revision(revision)?;
+        if !self.overlay.is_empty() {
+            return Err(Error::invalid("hash of a store with staged writes"));
+        }
+        let (view, compact) = (self.engine.snapshot(), self.compact_revision);
+        Ok(move || hash_history(compact, revision, &mut |visit| view.try_scan(Cf::Kv, b"", None, visit)))
+    }
+
+    /// The revision a hash covers (0: the current one), checked.
+    fn hash_revision(&self, revision: i64) -> Result<i64> {
         let revision = self.check_read_revision(revision, self.revision)?;
-        let revision = if revision == 0 { self.revision } else { revision };
-        let mut hash = Fnv64::new();
-        // Versions compaction dropped may still be stored: skip them, so
-        // members agree however far their physical compaction got.
-        let mut keep = KeepRule::new(self.compact_revision);
-        self.scan_history(b"", None, &mut |k, v| {
-            let (user, rev) = decode_key(k)?;
-            if keep.drops(&user, rev, v)? {
-                return Ok(true);
-            }
-            if rev <= revision {
-                hash.write(&(k.len() as u64).to_be_bytes());
-                hash.write(k);
-                hash.write(&(v.len() as u64).to_be_bytes());
-                hash.write(v);
-            }
-            Ok(true)
-        })?;
-        Ok(hash.finish())
+        Ok(if revision == 0 { self.revision } else { revision })
     }
 
     // ---- reading ----------------------------------------------------------
@@ -362,6 +362,30 @@ impl<E: Engine> Mvcc<E> {
         }
         Ok(())
     }
+}
+
+/// 64-bit FNV-1a over every stored version at or below `revision` — its
+/// encoded key and value, in key order — that compaction to `compact` keeps;
+/// `scan` visits the history.
+fn hash_history(compact: i64, revision: i64, scan: &mut dyn FnMut(&mut Visitor<'_>) -> Result<()>) -> Result<u64> {
+    let mut hash = Fnv64::new();
+    // Versions compaction dropped may still be stored: skip them, so
+    // members agree however far their physical compaction got.
+    let mut keep = KeepRule::new(compact);
+    scan(&mut |k, v| {
+        let (user, rev) = decode_key(k)?;
+        if keep.drops(&user, rev, v)? {
+            return Ok(true);
+        }
+        if rev <= revision {
+            hash.write(&(k.len() as u64).to_be_bytes());
+            hash.write(k);
+            hash.write(&(v.len() as u64).to_be_bytes());
+            hash.write(v);
+        }
+        Ok(true)
+    })?;
+    Ok(hash.finish())
 }
 
 /// Orders two key-values by a sort target, ascending.

@@ -373,7 +373,14 @@ impl<E: Engine, T> Peer<E, T> {
     /// A consistent copy of the state machine as of the applied index
     /// (encoded raft snapshot: metadata and data).
     pub fn backup(&self) -> Result<Vec<u8>> {
-        Ok(snapshot::build(&self.engine.snapshot())?.write_to_bytes()?)
+        self.backup_job()()
+    }
+
+    /// [`Peer::backup`] to build anywhere: the engine view is taken now, the
+    /// (whole-store) reading happens when the job runs.
+    pub fn backup_job(&self) -> impl FnOnce() -> Result<Vec<u8>> + Send + 'static {
+        let view = self.engine.snapshot();
+        move || Ok(snapshot::build(&view)?.write_to_bytes()?)
     }
 
     /// Every member, as of the applied index.

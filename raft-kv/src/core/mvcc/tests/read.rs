@@ -10,6 +10,7 @@ engine_tests!(
     keys_with_zero_and_ff_bytes,
     hash_covers_history,
     limited_ranges_read_a_window,
+    hash_job_hashes_what_hash_does,
 );
 
 fn range_shapes<E: Engine>(h: &mut H<E>) {
@@ -269,4 +270,23 @@ fn limited_ranges_read_a_window<E: Engine>(h: &mut H<E>) {
             }
         }
     }
+}
+
+/// The hash computed off the applying thread, from an engine snapshot,
+/// equals the hash computed in place, at every revision, before and after
+/// a compaction.
+fn hash_job_hashes_what_hash_does<E: Engine>(h: &mut H<E>) {
+    for i in 0..10 {
+        h.put(&format!("h{}", i % 4), &format!("v{i}"));
+    }
+    h.m.commit(WriteBatch::new()).unwrap();
+    for rev in [0, 3, 7, 11] {
+        assert_eq!(h.m.hash_job(rev).unwrap()(), h.m.hash(rev), "revision {rev}");
+    }
+    h.compact(6).unwrap();
+    h.m.commit(WriteBatch::new()).unwrap();
+    for rev in [0, 6, 11] {
+        assert_eq!(h.m.hash_job(rev).unwrap()(), h.m.hash(rev), "revision {rev} after compaction");
+    }
+    assert!(h.m.hash_job(3).is_err(), "a compacted revision");
 }
