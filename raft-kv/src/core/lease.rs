@@ -133,6 +133,18 @@ impl Lessor {
         Ok(l.ttl)
     }
 
+    /// A keep-alive on the leader, not replicated: lease `id` gets its full
+    /// TTL again from `now` in this member's clock only. `None` when the
+    /// lease is unknown here or its revoke is already proposed (then the
+    /// keep-alive must go through the log, where the revoke's condition sees
+    /// it). Returns the TTL.
+    pub fn renew_in_place(&mut self, id: i64, now: u64) -> Option<i64> {
+        let tick = self.tick;
+        let l = self.leases.get_mut(&id).filter(|l| l.revoking_since.is_none())?;
+        l.expiry = now.saturating_add(ticks_in(tick, l.ttl));
+        Some(l.ttl)
+    }
+
     /// How many keep-alives lease `id` has had.
     pub fn renewals(&self, id: i64) -> Option<u64> {
         self.leases.get(&id).map(|l| l.renewals)

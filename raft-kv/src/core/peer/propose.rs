@@ -3,9 +3,9 @@
 
 use raft::INVALID_ID;
 
-use crate::api::RangeRequest;
+use crate::api::{LeaseKeepAliveResponse, RangeRequest};
 use crate::command::{Command, Op, Response};
-use crate::core::membership::{self};
+use crate::core::membership;
 use crate::core::mvcc::Mvcc;
 use crate::engine::Engine;
 use crate::error::InvalidRequest;
@@ -31,6 +31,20 @@ impl<E: Engine, T> Peer<E, T> {
     /// [`Peer::ready`] with `token`, once the entry is committed by a
     /// quorum that persisted it and applied here.
     pub fn propose(&mut self, op: Op, token: T) {
+        if let Op::LeaseKeepAlive(k) = &op {
+            // The leader renews in place: expiry is clocked by the leader
+            // alone, and a new leader gives every lease its full TTL, so a
+            // keep-alive needs no log entry (and no fsync) — etcd's rule.
+            // A lease whose revoke is already proposed, or one not applied
+            // here yet, goes through the log, in order with the revoke.
+            if self.is_leader() {
+                if let Some(ttl) = self.lessor.renew_in_place(k.id, self.now) {
+                    let resp = LeaseKeepAliveResponse { id: k.id, ttl, header: None };
+                    self.completions.push((token, Ok(Response::LeaseKeepAlive(resp))));
+                    return;
+                }
+            }
+        }
         if self.proposals.len() >= self.cfg.max_pending_proposals {
             self.completions.push((token, Err(Error::TooManyRequests)));
             return;

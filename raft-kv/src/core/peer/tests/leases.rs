@@ -157,3 +157,27 @@ fn put_with_an_unknown_lease_fails_when_it_applies() {
     assert!(matches!(done[..], [t] if t.apply_ops > 0 && matches!(t.completions[0], (4, Err(Error::LeaseNotFound)))));
     assert_eq!(c.get(1, "k"), None);
 }
+
+#[test]
+fn keep_alive_on_the_leader_renews_in_place_without_a_log_entry() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    let (id, ttl) = grant(&mut c, 1);
+    let ticks = ticks_of(&mut c, ttl);
+    for tick in 1..=15 {
+        quiet_tick(&mut c, tick);
+    }
+    c.peer(1).propose(Op::LeaseKeepAlive(LeaseKeepAliveRequest { id }), 8);
+    let rd = c.ready(1);
+    assert!(
+        matches!(&rd.completions[..], [(8, Ok(Response::LeaseKeepAlive(k)))] if k.ttl == ttl && k.id == id),
+        "{rd:?}"
+    );
+    assert!(rd.messages.is_empty() && rd.log_write.is_none() && rd.apply.is_empty(), "{rd:?}");
+    // The leader's clock restarted at tick 15, as through the log.
+    for tick in 16..15 + ticks {
+        quiet_tick(&mut c, tick);
+    }
+    revoking_tick(&mut c, id);
+    assert!(c.peer(3).leases().is_empty());
+}
