@@ -53,6 +53,32 @@ impl<T> Responder<T> {
             slot.finish(Some(value));
         }
     }
+
+    /// A responder that can be held in two places — the work that answers
+    /// and the code that may have to refuse it — of which the first to send
+    /// completes the call.
+    pub(crate) fn shared(self) -> SharedResponder<T> {
+        SharedResponder(Arc::new(Mutex::new(Some(self))))
+    }
+}
+
+/// See [`Responder::shared`]. Cheap to clone.
+pub(crate) struct SharedResponder<T>(Arc<Mutex<Option<Responder<T>>>>);
+
+impl<T> Clone for SharedResponder<T> {
+    fn clone(&self) -> Self {
+        SharedResponder(Arc::clone(&self.0))
+    }
+}
+
+impl<T> SharedResponder<T> {
+    /// Completes the call with `value`, unless it was completed already.
+    pub(crate) fn send(&self, value: Result<T>) {
+        let responder = self.0.lock().take();
+        if let Some(r) = responder {
+            r.send(value);
+        }
+    }
 }
 
 impl<T> Drop for Responder<T> {

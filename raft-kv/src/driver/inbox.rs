@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::Error;
+
+/// How many requests from callers and transports may wait in a member's
+/// inbox: past it a request fails at once ("too many requests") and a raft
+/// message is dropped, so a flood costs bounded memory. (The node thread
+/// empties the inbox in one take, so this bounds its backlog as well.)
+pub(crate) const INBOX_LIMIT: usize = 65_536;
+
 /// A many-producer, one-consumer queue drained in batches.
 pub(crate) struct Inbox<T> {
     state: Mutex<State<T>>,
@@ -44,6 +52,16 @@ impl<T> Inbox<T> {
             self.ready.notify_one();
         }
         Ok(())
+    }
+
+    /// [`Inbox::push`] for requests from outside, which must not queue
+    /// without bound: refuses `item` with [`Error::TooManyRequests`] when
+    /// `limit` items wait already ([`Error::Stopped`] once closed).
+    pub(crate) fn push_within(&self, item: T, limit: usize) -> Result<(), (T, Error)> {
+        if self.state.lock().queue.len() >= limit {
+            return Err((item, Error::TooManyRequests));
+        }
+        self.push(item).map_err(|item| (item, Error::Stopped))
     }
 
     /// Moves everything queued into `out` (which should be empty), waiting
@@ -109,5 +127,21 @@ mod tests {
         inbox.push(1).expect("open");
         assert_eq!(inbox.close(), vec![1]);
         assert_eq!(inbox.push(2), Err(2));
+    }
+
+    #[test]
+    fn push_within_refuses_past_the_limit_and_after_close() {
+        let inbox = Inbox::new();
+        inbox.push_within(1, 2).expect("room");
+        inbox.push_within(2, 2).expect("room");
+        assert!(matches!(inbox.push_within(3, 2), Err((3, Error::TooManyRequests))));
+        // The node thread's own inputs are never refused for being many.
+        inbox.push(4).expect("open");
+        let mut out = Vec::new();
+        inbox.take_all(&mut out, Duration::ZERO);
+        assert_eq!(out, vec![1, 2, 4]);
+        inbox.push_within(5, 2).expect("room again once taken");
+        inbox.close();
+        assert!(matches!(inbox.push_within(6, 2), Err((6, Error::Stopped))));
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use raft::eraftpb::Message;
 
-use crate::driver::inbox::Inbox;
+use crate::driver::inbox::{Inbox, INBOX_LIMIT};
 use crate::driver::input::Input;
 
 /// The inbound side of a node: transports deliver received raft messages
@@ -21,8 +21,9 @@ impl std::fmt::Debug for Mailbox {
 }
 
 impl Mailbox {
-    /// Delivers one message. Returns false when the node has stopped.
+    /// Delivers one message. Returns false when the node has stopped. A
+    /// member whose inbox is full drops the message (raft tolerates loss).
     pub fn deliver(&self, msg: Message) -> bool {
-        self.inbox.push(Input::Raft(msg)).is_ok()
+        !matches!(self.inbox.push_within(Input::Raft(msg), INBOX_LIMIT), Err((_, crate::Error::Stopped)))
     }
 }

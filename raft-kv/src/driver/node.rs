@@ -26,8 +26,8 @@ use crate::command::{LeaseRevoke, MemberUpdate, Op, Response};
 use crate::core::status::{MemberState, Status};
 use crate::core::watch::{WatchRequest, Watcher};
 use crate::driver::background::Background;
-use crate::driver::call::{call, Call};
-use crate::driver::inbox::Inbox;
+use crate::driver::call::{call, Call, SharedResponder};
+use crate::driver::inbox::{Inbox, INBOX_LIMIT};
 use crate::driver::input::{Callback, Input, Local, LocalFn, ScanJob};
 use crate::driver::metrics::NodeMetrics;
 use crate::driver::state::{StateBoard, StateChanges};
@@ -174,15 +174,17 @@ impl AsyncNode {
     /// Proposes `op`; `done` receives the outcome on the node thread. The
     /// building block of the typed methods, for adapters of their own.
     pub fn propose_with(&self, op: Op, done: Callback) {
-        if let Err(Input::Propose(_, done)) = self.shared.inbox.push(Input::Propose(op, done)) {
-            done(Err(Error::Stopped));
+        if let Err((Input::Propose(_, done), why)) =
+            self.shared.inbox.push_within(Input::Propose(op, done), INBOX_LIMIT)
+        {
+            done(Err(why));
         }
     }
 
     /// Reads a range; `done` receives the outcome on the node thread.
     pub fn range_with(&self, req: RangeRequest, done: Callback) {
-        if let Err(Input::Read(_, done)) = self.shared.inbox.push(Input::Read(req, done)) {
-            done(Err(Error::Stopped));
+        if let Err((Input::Read(_, done), why)) = self.shared.inbox.push_within(Input::Read(req, done), INBOX_LIMIT) {
+            done(Err(why));
         }
     }
 
@@ -194,8 +196,22 @@ impl AsyncNode {
 
     /// Runs `f` on the member's thread; the call completes with its result.
     fn local<R: Send + 'static>(&self, f: impl FnOnce(&mut dyn Local) -> Result<R> + Send + 'static) -> Call<R> {
+        self.submit_local(move |peer, tx| tx.send(f(peer)))
+    }
+
+    /// Queues `f` for the member's thread, with the call's responder; a
+    /// full inbox answers at once with [`Error::TooManyRequests`].
+    fn submit_local<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Local, SharedResponder<R>) + Send + 'static,
+    ) -> Call<R> {
         let (tx, rx) = call();
-        self.submit(Input::Local(Box::new(move |peer| tx.send(f(peer)))));
+        let tx = tx.shared();
+        let answer = tx.clone();
+        let input = Input::Local(Box::new(move |peer| f(peer, answer)));
+        if let Err((_, why)) = self.shared.inbox.push_within(input, INBOX_LIMIT) {
+            tx.send(Err(why));
+        }
         rx
     }
 
@@ -206,27 +222,16 @@ impl AsyncNode {
         &self,
         prepare: impl FnOnce(&mut dyn Local) -> Result<ScanJob<R>> + Send + 'static,
     ) -> Call<R> {
-        let (tx, rx) = call();
         let background = Arc::clone(&self.shared.background);
-        self.submit(Input::Local(Box::new(move |peer| match prepare(peer) {
+        self.submit_local(move |peer, tx| match prepare(peer) {
             Ok(job) => {
-                let slot = Arc::new(Mutex::new(Some(tx)));
-                let answer = Arc::clone(&slot);
-                let run = background.run(move || {
-                    if let Some(tx) = answer.lock().take() {
-                        tx.send(job());
-                    }
-                });
-                if let Err(e) = run {
-                    let refused = slot.lock().take();
-                    if let Some(tx) = refused {
-                        tx.send(Err(e));
-                    }
+                let answer = tx.clone();
+                if let Err(e) = background.run(move || answer.send(job())) {
+                    tx.send(Err(e));
                 }
             }
             Err(e) => tx.send(Err(e)),
-        })));
-        rx
+        })
     }
 
     /// Proposes `op` through raft; completes once it has applied here.
