@@ -1,8 +1,8 @@
 //! [`Ctx`]: what the transport's threads share (configuration, counters,
 //! live inbound connections, the threads to join at shutdown).
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::{Shutdown, TcpStream};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,6 +26,13 @@ pub(crate) struct Ctx {
     pub(crate) inbound: Mutex<HashMap<(u64, Lane), (u64, TcpStream)>>,
     pub(crate) next_conn_id: AtomicU64,
     pub(crate) inbound_active: AtomicUsize,
+    /// Inbound connections still in their handshake, by remote address.
+    pub(crate) handshaking: Mutex<HashMap<IpAddr, usize>>,
+    /// Live inbound connections from senders outside the address book.
+    pub(crate) unknown_active: AtomicUsize,
+    /// The member ids in the address book: their connections always get a
+    /// slot (one per sender and lane; a newer one supersedes the older).
+    pub(crate) known: Mutex<BTreeSet<u64>>,
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -47,6 +54,29 @@ impl Ctx {
         threads.retain(|t| !t.is_finished());
         threads.push(handle);
         Ok(())
+    }
+
+    /// Counts a connection from `ip` entering its handshake; false (and not
+    /// counted) when `limit` from that address are in theirs already.
+    pub(crate) fn start_handshake(&self, ip: IpAddr, limit: usize) -> bool {
+        let mut h = self.handshaking.lock();
+        let n = h.entry(ip).or_default();
+        if *n >= limit {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// A connection from `ip` left its handshake.
+    pub(crate) fn end_handshake(&self, ip: IpAddr) {
+        let mut h = self.handshaking.lock();
+        if let Some(n) = h.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                h.remove(&ip);
+            }
+        }
     }
 
     /// Records an accepted connection, closing the one it replaces.

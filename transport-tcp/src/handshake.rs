@@ -78,6 +78,9 @@ pub enum Verdict {
     WrongReceiver = 3,
     /// The sender id is 0 or the receiver's own.
     BadSender = 4,
+    /// The acceptor has no connection slot left for a sender outside its
+    /// address book (retry later).
+    Busy = 5,
 }
 
 impl Verdict {
@@ -88,6 +91,7 @@ impl Verdict {
             2 => Verdict::WrongCluster,
             3 => Verdict::WrongReceiver,
             4 => Verdict::BadSender,
+            5 => Verdict::Busy,
             _ => return None,
         })
     }

@@ -54,10 +54,28 @@ pub(crate) fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener, mailbox: Mailbox
     }
 }
 
+/// Live inbound connections from senders outside the address book, at most:
+/// a member just added may dial before this member applied its addition,
+/// but forged sender ids cannot take every slot.
+pub(crate) const UNKNOWN_SENDER_SLOTS: usize = 16;
+
+/// Connections from one address in their handshake at once, at most: idle
+/// connections that never handshake hold these (for `handshake_timeout`),
+/// so one host cannot take every inbound slot.
+pub(crate) const HANDSHAKES_PER_ADDRESS: usize = 16;
+
 /// Serves one inbound connection until it closes, fails or shutdown.
 fn serve(ctx: &Ctx, mut stream: TcpStream, remote: SocketAddr, mailbox: &Mailbox) {
-    let hs = match accept_handshake(ctx, &mut stream) {
-        Ok(hs) => hs,
+    if !ctx.start_handshake(remote.ip(), HANDSHAKES_PER_ADDRESS) {
+        ctx.totals.add(Counter::HandshakesRejected, 1);
+        tracing::warn!(%remote, "too many peer connections from one address in their handshake; closing");
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    }
+    let handshake = accept_handshake(ctx, &mut stream);
+    ctx.end_handshake(remote.ip());
+    let (hs, unknown) = match handshake {
+        Ok(accepted) => accepted,
         Err(e) => {
             ctx.totals.add(Counter::HandshakesRejected, 1);
             tracing::warn!(%remote, error = %e, "rejected peer connection");
@@ -72,10 +90,15 @@ fn serve(ctx: &Ctx, mut stream: TcpStream, remote: SocketAddr, mailbox: &Mailbox
     }
     let _ = stream.shutdown(Shutdown::Both);
     ctx.unregister_inbound(&hs, conn_id);
+    if unknown {
+        ctx.unknown_active.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
-/// Reads, checks and answers the handshake.
-fn accept_handshake(ctx: &Ctx, stream: &mut TcpStream) -> Result<Handshake, HandshakeError> {
+/// Reads, checks and answers the handshake; also says whether the sender is
+/// outside the address book (it then holds one of the
+/// [`UNKNOWN_SENDER_SLOTS`], released by the caller).
+fn accept_handshake(ctx: &Ctx, stream: &mut TcpStream) -> Result<(Handshake, bool), HandshakeError> {
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(ctx.cfg.handshake_timeout))?;
@@ -89,8 +112,19 @@ fn accept_handshake(ctx: &Ctx, stream: &mut TcpStream) -> Result<Handshake, Hand
             return Err(e);
         }
     };
-    let verdict = hs.check(ctx.cfg.cluster_id, ctx.cfg.id);
-    stream.write_all(&verdict.reply())?;
+    let mut verdict = hs.check(ctx.cfg.cluster_id, ctx.cfg.id);
+    let unknown = verdict == Verdict::Accepted && !ctx.known.lock().contains(&hs.from);
+    if unknown && ctx.unknown_active.fetch_add(1, Ordering::AcqRel) >= UNKNOWN_SENDER_SLOTS {
+        ctx.unknown_active.fetch_sub(1, Ordering::AcqRel);
+        verdict = Verdict::Busy;
+    }
+    let holds_slot = unknown && verdict == Verdict::Accepted;
+    if let Err(e) = stream.write_all(&verdict.reply()) {
+        if holds_slot {
+            ctx.unknown_active.fetch_sub(1, Ordering::AcqRel);
+        }
+        return Err(e.into());
+    }
     if verdict != Verdict::Accepted {
         tracing::warn!(
             from = hs.from,
@@ -102,8 +136,13 @@ fn accept_handshake(ctx: &Ctx, stream: &mut TcpStream) -> Result<Handshake, Hand
         );
         return Err(HandshakeError::Refused(verdict));
     }
-    stream.set_read_timeout(Some(POLL))?;
-    Ok(hs)
+    if let Err(e) = stream.set_read_timeout(Some(POLL)) {
+        if holds_slot {
+            ctx.unknown_active.fetch_sub(1, Ordering::AcqRel);
+        }
+        return Err(e.into());
+    }
+    Ok((hs, holds_slot))
 }
 
 /// Why a reader closed its connection.

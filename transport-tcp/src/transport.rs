@@ -50,6 +50,7 @@ impl Inner {
         if id == self.ctx.cfg.id {
             return Ok(());
         }
+        self.ctx.known.lock().insert(id);
         let mut peers = self.peers.lock();
         if self.ctx.is_shutdown() {
             return Err(TransportError::Shutdown);
@@ -106,6 +107,7 @@ impl Inner {
     }
 
     fn remove_peer(&self, id: u64) -> bool {
+        self.ctx.known.lock().remove(&id);
         let removed = self.peers.lock().remove(&id);
         removed.map(|p| p.close()).is_some()
     }
@@ -193,6 +195,9 @@ impl TcpTransport {
             inbound: Mutex::default(),
             next_conn_id: AtomicU64::new(0),
             inbound_active: AtomicUsize::new(0),
+            handshaking: Mutex::default(),
+            unknown_active: AtomicUsize::new(0),
+            known: Mutex::default(),
             threads: Mutex::default(),
         });
         let handle = TcpHandle { inner: Arc::new(Inner { ctx: ctx.clone(), local_addr, peers: Mutex::default() }) };

@@ -217,3 +217,54 @@ fn bad_configurations_are_refused() {
     let cfg = TcpConfig::new(1, CLUSTER, taken.local_addr().expect("addr"));
     assert!(matches!(TcpTransport::start(cfg, b.mailbox()), Err(TransportError::Bind { .. })));
 }
+
+/// Connections that forge sender ids outside the address book hold at most
+/// `UNKNOWN_SENDER_SLOTS` (16) slots, idle connections from one address at
+/// most `HANDSHAKES_PER_ADDRESS` (16) handshakes, and a member in the
+/// address book still gets through.
+#[test]
+fn forged_and_idle_connections_cannot_take_every_slot() {
+    let (ba, bb) = (idle_builder(1), idle_builder(2));
+    let mut cfg = tcp_config(2, local()).peer(1, "127.0.0.1:1");
+    cfg.max_inbound_connections = 48;
+    cfg.handshake_timeout = Duration::from_secs(1);
+    let b = TcpTransport::start(cfg, bb.mailbox()).expect("start b");
+    // 40 handshakes with forged, unknown senders, left open and idle.
+    let mut forged = Vec::new();
+    let mut accepted = 0;
+    for i in 0..40 {
+        let mut s = TcpStream::connect(b.local_addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.write_all(&Handshake::new(Lane::Raft, CLUSTER, 1_000 + i, 2).encode()).expect("handshake");
+        let mut reply = [0u8; 2];
+        s.read_exact(&mut reply).expect("reply");
+        match Verdict::from_reply(reply).expect("verdict") {
+            Verdict::Accepted => accepted += 1,
+            Verdict::Busy => {}
+            other => panic!("unexpected verdict {other:?}"),
+        }
+        forged.push(s);
+    }
+    assert_eq!(accepted, 16, "unknown senders beyond their slots are told Busy");
+    // Idle connections that never handshake: past 16 from one address, the
+    // acceptor closes them at once.
+    let idle: Vec<TcpStream> = (0..24).map(|_| TcpStream::connect(b.local_addr()).expect("connect")).collect();
+    let closed_at_once = idle
+        .iter()
+        .filter(|s| {
+            let mut s = s.try_clone().expect("clone");
+            s.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+            matches!(s.read(&mut [0u8; 1]), Ok(0))
+        })
+        .count();
+    assert!(closed_at_once >= 8, "only {closed_at_once} of 24 idle connections were closed at once");
+    // The member in the address book gets through (once the idle
+    // handshakes time out, at the latest).
+    let mut a =
+        TcpTransport::start(tcp_config(1, local()).peer(2, b.local_addr().to_string()), ba.mailbox()).expect("start a");
+    assert!(eventually(WAIT, || {
+        a.send(vec![heartbeat(1, 2, 1)]);
+        b.metrics().messages_received >= 1
+    }));
+    drop((forged, idle));
+}
