@@ -73,6 +73,10 @@ pub struct Config {
     /// it forwarded); past it, a proposal fails at once with
     /// `TooManyRequests` ("etcdserver: too many requests"). Default 16 384.
     pub max_pending_proposals: usize,
+    /// The most key and value bytes one range returns; past it the read
+    /// stops and fails with `ResponseTooLarge` (gRPC's "trying to send
+    /// message larger than max"). Default 2 GiB − 1, etcd's gRPC send limit.
+    pub max_response_bytes: usize,
 }
 
 impl Config {
@@ -99,6 +103,7 @@ impl Config {
             unsafe_local_reads: false,
             watch_buffer: 4_096,
             max_pending_proposals: 16_384,
+            max_response_bytes: i32::MAX as usize,
             initial_members: Vec::new(),
             snapshot_chunk_bytes: 1 << 20,
         }

@@ -79,6 +79,16 @@ pub enum Error {
     /// The request is malformed; the reason's `Display` is etcd's message.
     #[error(transparent)]
     Invalid(#[from] InvalidRequest),
+    /// A range would return more key and value bytes than the member's
+    /// `max_response_bytes`; it stopped reading there. The message is
+    /// gRPC's for a message over its send limit, as etcd clients see it.
+    #[error("grpc: trying to send message larger than max ({size} vs. {max})")]
+    ResponseTooLarge {
+        /// Bytes gathered when the read stopped (more than `max`).
+        size: usize,
+        /// The bound.
+        max: usize,
+    },
     /// A raft message from another member was refused (misaddressed or
     /// not meant for the network).
     #[error("bad peer message: {0}")]

@@ -94,6 +94,11 @@ struct Flags {
     /// Largest client request accepted, in bytes (etcd's default: 1.5 MiB).
     #[arg(long, env = "RAFT_KV_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
     max_request_bytes: usize,
+    /// Largest range response, in key and value bytes (a raft-kv flag; the
+    /// default is etcd's gRPC send limit, 2 GiB − 1). A range that would
+    /// return more fails with ResourceExhausted, and stops reading there.
+    #[arg(long, env = "RAFT_KV_MAX_RESPONSE_BYTES", default_value_t = 2_147_483_647)]
+    max_response_bytes: usize,
     /// Most operations in one transaction branch.
     #[arg(long, env = "RAFT_KV_MAX_TXN_OPS", default_value_t = 128)]
     max_txn_ops: usize,
@@ -235,6 +240,7 @@ async fn run(flags: Flags) -> Result<()> {
     let mut cfg = Config::new(my_id).tick_interval(tick);
     cfg.election_ticks = (flags.election_timeout / flags.heartbeat_interval.max(1)).max(3) as usize;
     cfg.max_request_bytes = flags.max_request_bytes;
+    cfg.max_response_bytes = flags.max_response_bytes;
     cfg.max_txn_ops = flags.max_txn_ops;
     cfg.snapshot_entries = flags.snapshot_count.max(1);
     cfg.log_keep_entries = cfg.log_keep_entries.min(cfg.snapshot_entries);

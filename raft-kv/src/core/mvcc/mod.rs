@@ -150,6 +150,9 @@ pub struct Mvcc<E: Engine> {
     events: Vec<Event>,
     /// Whether events carry the previous value (costs a read per write).
     prev_values: bool,
+    /// The most key and value bytes one range may return (see
+    /// [`Mvcc::set_max_response_bytes`]).
+    max_response_bytes: usize,
     /// A compaction applied (and, after the next commit, durable) whose
     /// physical deletion has not been handed out yet.
     pending_compaction: Option<i64>,
@@ -216,6 +219,7 @@ impl<E: Engine> Mvcc<E> {
             undo: Vec::new(),
             events: Vec::new(),
             prev_values: false,
+            max_response_bytes: usize::MAX,
             pending_compaction: None,
         })
     }
@@ -240,6 +244,15 @@ impl<E: Engine> Mvcc<E> {
     /// revision order (writes of one transaction in the order applied).
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// Bounds the key and value bytes a range ([`Mvcc::range`]) may gather:
+    /// past `max` it stops reading and fails with
+    /// [`Error::ResponseTooLarge`], so one read holds at most about that much
+    /// in memory. A transaction's ranges are not bounded (every member must
+    /// apply an entry alike, whatever its settings).
+    pub fn set_max_response_bytes(&mut self, max: usize) {
+        self.max_response_bytes = max;
     }
 
     /// Whether events' `prev_kv` carry values (a read per write) or only the

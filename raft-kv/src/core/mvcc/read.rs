@@ -19,7 +19,7 @@ impl<E: Engine> Mvcc<E> {
     /// Validates the request first.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         validate_range(req)?;
-        let mut resp = self.range_at(req, self.revision)?;
+        let mut resp = self.range_at(req, self.revision, self.max_response_bytes)?;
         resp.header = crate::api::header(self.revision);
         Ok(resp)
     }
@@ -111,7 +111,7 @@ impl<E: Engine> Mvcc<E> {
 
     /// Serves a validated range; `visible` is the newest revision the index
     /// reflects. The response's revision is left for the caller to set.
-    pub(super) fn range_at(&self, req: &RangeRequest, visible: i64) -> Result<RangeResponse> {
+    pub(super) fn range_at(&self, req: &RangeRequest, visible: i64, bound: usize) -> Result<RangeResponse> {
         let rev = self.check_read_revision(req.revision, visible)?;
         let order = SortOrder::try_from(req.sort_order).map_err(|_| Error::invalid("unknown sort order"))?;
         let target = SortTarget::try_from(req.sort_target).map_err(|_| Error::invalid("unknown sort target"))?;
@@ -136,10 +136,10 @@ impl<E: Engine> Mvcc<E> {
             let (mut kvs, count) = if from_index {
                 self.index_window(&range, take, descending)
             } else {
-                self.history_window(&range, rev, take, descending, req.keys_only)?
+                self.history_window(&range, rev, take, descending, req.keys_only, bound)?
             };
             if from_index && !req.keys_only {
-                self.fill_values(&mut kvs)?;
+                self.fill_values(&mut kvs, bound)?;
             }
             let more = limit.is_some_and(|l| count > l) && !req.count_only;
             return Ok(RangeResponse { header: crate::api::header(0), kvs, more, count: count as i64 });
@@ -149,22 +149,22 @@ impl<E: Engine> Mvcc<E> {
             let kvs = self.live_keys(&range).iter().map(|(key, meta)| meta.to_kv(key)).collect();
             (kvs, false)
         } else {
-            (self.history_window(&range, rev, None, false, false)?.0, true)
+            (self.history_window(&range, rev, None, false, false, bound)?.0, true)
         };
         let count = kvs.len() as i64;
         if req.count_only {
             return Ok(RangeResponse { header: crate::api::header(0), kvs: Vec::new(), more: false, count });
         }
 
-        let bound = |min: i64, max: i64, v: i64| (min == 0 || v >= min) && (max == 0 || v <= max);
+        let within = |min: i64, max: i64, v: i64| (min == 0 || v >= min) && (max == 0 || v <= max);
         kvs.retain(|kv| {
-            bound(req.min_mod_revision, req.max_mod_revision, kv.mod_revision)
-                && bound(req.min_create_revision, req.max_create_revision, kv.create_revision)
+            within(req.min_mod_revision, req.max_mod_revision, kv.mod_revision)
+                && within(req.min_create_revision, req.max_create_revision, kv.create_revision)
         });
 
         if order != SortOrder::None {
             if target == SortTarget::Value && !have_values {
-                self.fill_values(&mut kvs)?;
+                self.fill_values(&mut kvs, bound)?;
                 have_values = true;
             }
             // Stable sorts: ties stay in ascending key order.
@@ -184,7 +184,10 @@ impl<E: Engine> Mvcc<E> {
                 kv.value = Bytes::new();
             }
         } else if !have_values {
-            self.fill_values(&mut kvs)?;
+            self.fill_values(&mut kvs, bound)?;
+        } else {
+            let gathered = kvs.iter().fold(0usize, |n, kv| n.saturating_add(kv.key.len() + kv.value.len()));
+            check_response_size(gathered, bound)?;
         }
         Ok(RangeResponse { header: crate::api::header(0), kvs, more, count })
     }
@@ -245,11 +248,13 @@ impl<E: Engine> Mvcc<E> {
         take: Option<usize>,
         descending: bool,
         keys_only: bool,
+        bound: usize,
     ) -> Result<(Vec<KeyValue>, usize)> {
         let (start, end) = range.encoded();
         let take = take.unwrap_or(usize::MAX);
         let mut window = std::collections::VecDeque::new();
         let mut count = 0usize;
+        let mut gathered = 0usize;
         let mut group: Option<Vec<u8>> = None;
         self.scan_history(&start, end.as_deref(), &mut |k, v| {
             let (user, version_rev) = decode_key(k)?;
@@ -261,6 +266,8 @@ impl<E: Engine> Mvcc<E> {
             if !rec.tombstone {
                 count += 1;
                 if take > 0 && (descending || window.len() < take) {
+                    let value_len = if keys_only { 0 } else { rec.value.len() };
+                    gathered = gathered.saturating_add(user.len() + value_len);
                     window.push_back(KeyValue {
                         key: Bytes::copy_from_slice(&user),
                         create_revision: rec.create_revision,
@@ -270,8 +277,11 @@ impl<E: Engine> Mvcc<E> {
                         lease: rec.lease,
                     });
                     if window.len() > take {
-                        window.pop_front();
+                        if let Some(old) = window.pop_front() {
+                            gathered -= old.key.len() + old.value.len();
+                        }
                     }
+                    check_response_size(gathered, bound)?;
                 }
             }
             group = Some(user);
@@ -355,9 +365,12 @@ impl<E: Engine> Mvcc<E> {
     }
 
     /// Loads the values of key-values built from the index.
-    fn fill_values(&self, kvs: &mut [KeyValue]) -> Result<()> {
+    fn fill_values(&self, kvs: &mut [KeyValue], bound: usize) -> Result<()> {
+        let mut gathered = 0usize;
         for kv in kvs {
             let rec = self.load_record(&kv.key, kv.mod_revision)?;
+            gathered = gathered.saturating_add(kv.key.len() + rec.value.len());
+            check_response_size(gathered, bound)?;
             kv.value = Bytes::from(rec.value);
         }
         Ok(())
@@ -386,6 +399,14 @@ fn hash_history(compact: i64, revision: i64, scan: &mut dyn FnMut(&mut Visitor<'
         Ok(true)
     })?;
     Ok(hash.finish())
+}
+
+/// Fails once a range has gathered more than `bound` key and value bytes.
+fn check_response_size(gathered: usize, bound: usize) -> Result<()> {
+    if gathered > bound {
+        return Err(Error::ResponseTooLarge { size: gathered, max: bound });
+    }
+    Ok(())
 }
 
 /// Orders two key-values by a sort target, ascending.

@@ -163,7 +163,9 @@ impl<E: Engine> Mvcc<E> {
             let response = match &op.request {
                 Some(request_op::Request::RequestRange(r)) => {
                     let visible = exec.visible();
-                    response_op::Response::ResponseRange(self.range_at(r, visible)?)
+                    // A transaction's reads are never bounded: the outcome of an
+                    // applied entry must not depend on a member's settings.
+                    response_op::Response::ResponseRange(self.range_at(r, visible, usize::MAX)?)
                 }
                 Some(request_op::Request::RequestPut(r)) => response_op::Response::ResponsePut(self.put(r, exec)?),
                 Some(request_op::Request::RequestDeleteRange(r)) => {

@@ -171,7 +171,8 @@ impl<E: Engine, T> Peer<E, T> {
         engine.write(wb, true)?;
 
         let mut log = RaftLog::open(engine.clone(), cfg.log_cache_entries)?;
-        let mvcc = Mvcc::open(engine.clone())?;
+        let mut mvcc = Mvcc::open(engine.clone())?;
+        mvcc.set_max_response_bytes(cfg.max_response_bytes);
         let (applied_index, applied_term) = snapshot::applied(&engine)?;
         if log.hard_state().commit < applied_index {
             // Entries are applied (unsynced) before the Ready that carried

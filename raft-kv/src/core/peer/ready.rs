@@ -151,6 +151,7 @@ impl<E: Engine, T> Peer<E, T> {
     /// Reopens the state machine on an installed snapshot.
     pub(super) fn finish_install(&mut self, index: u64, term: u64) -> Result<()> {
         self.mvcc = Mvcc::open(self.engine.clone())?;
+        self.mvcc.set_max_response_bytes(self.cfg.max_response_bytes);
         self.mvcc.set_prev_values(self.watches.wants_prev_values());
         self.lessor = Lessor::open(&self.engine, self.mvcc.leased_keys(), self.now, self.cfg.tick_interval)?;
         self.members = Members::load(&self.engine)?;

@@ -11,6 +11,7 @@ engine_tests!(
     hash_covers_history,
     limited_ranges_read_a_window,
     hash_job_hashes_what_hash_does,
+    ranges_over_the_response_bound_fail,
 );
 
 fn range_shapes<E: Engine>(h: &mut H<E>) {
@@ -289,4 +290,31 @@ fn hash_job_hashes_what_hash_does<E: Engine>(h: &mut H<E>) {
         assert_eq!(h.m.hash_job(rev).unwrap()(), h.m.hash(rev), "revision {rev} after compaction");
     }
     assert!(h.m.hash_job(3).is_err(), "a compacted revision");
+}
+
+/// A range that would gather more key and value bytes than the bound fails
+/// with `ResponseTooLarge` — at the current and past revisions, sorted or
+/// not — while a limited or keys-only read under the bound succeeds.
+fn ranges_over_the_response_bound_fail<E: Engine>(h: &mut H<E>) {
+    let big = "x".repeat(1000);
+    for i in 0..20 {
+        h.put(&format!("r{i:02}"), &big);
+    }
+    let past = h.put("r00", &big).header.map_or(0, |x| x.revision);
+    h.m.set_max_response_bytes(10_000);
+    let all = || RangeRequest::prefix(b("r"));
+    for req in [
+        all(),
+        all().at_revision(past),
+        all().sorted(SortTarget::Value, SortOrder::Descend),
+        all().sorted(SortTarget::Key, SortOrder::Descend).at_revision(past),
+    ] {
+        assert!(matches!(h.range(req.clone()), Err(Error::ResponseTooLarge { max: 10_000, .. })), "{req:?}");
+    }
+    assert_eq!(h.range(all().with_limit(5)).unwrap().kvs.len(), 5);
+    assert_eq!(h.range(all().with_limit(5).at_revision(past)).unwrap().kvs.len(), 5);
+    assert_eq!(h.range(RangeRequest { keys_only: true, ..all() }).unwrap().count, 20);
+    assert_eq!(h.range(RangeRequest { count_only: true, ..all() }).unwrap().count, 20);
+    // The harness re-reads everything after the test.
+    h.m.set_max_response_bytes(usize::MAX);
 }
