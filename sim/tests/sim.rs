@@ -105,6 +105,24 @@ fn snapshot_install_survives_a_stray_chunk() {
     }
 }
 
+/// Regressions (found by the simulator when keep-alives on the leader began
+/// renewing in place, fixed):
+/// - seed 2728 (3 members): a new leader renewed a lease in place that an
+///   earlier leader's committed revoke had removed, because it had not yet
+///   applied that revoke; a leader now renews in place only once it has
+///   applied everything committed, its own term's entry included;
+/// - seed 2991 (5 members): a new leader revoked a lease on its first tick
+///   by the clock it kept as a follower, before its first Ready gave every
+///   lease its full TTL; the full TTLs now come first.
+#[test]
+fn keep_alives_in_place_never_outlive_a_revoke() {
+    for (seed, members) in [(2728, 3), (2991, 5)] {
+        let cfg = SimConfig { members, ..SimConfig::default() };
+        let r = run(seed, &cfg);
+        assert!(r.passed(), "seed {seed}: {:#?}", r.violations);
+    }
+}
+
 /// Runs the default configuration on seeds `0..n` (3 and 5 members),
 /// asserting that every run passes; returns each run's counters.
 fn passing_sweep(n: u64) -> Vec<sim::RunStats> {

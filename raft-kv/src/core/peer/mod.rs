@@ -115,6 +115,9 @@ pub struct Peer<E: Engine, T> {
     /// advanced (a follower may not add messages before that).
     handover: Option<u64>,
     lessor: Lessor,
+    /// The term in which this member last took over the lease clock as
+    /// leader (see `lead_leases`).
+    leases_led_in: u64,
     watches: WatchHub,
     /// Events applied in the current batch, dispatched to watchers once the
     /// batch is committed.
@@ -238,6 +241,7 @@ impl<E: Engine, T> Peer<E, T> {
             last_leader: INVALID_ID,
             handover: None,
             lessor,
+            leases_led_in: 0,
             watches,
             applied_events: Vec::new(),
             members,
@@ -324,11 +328,25 @@ impl<E: Engine, T> Peer<E, T> {
         // Watchers that fell behind read what they missed from history.
         self.watches.catch_up(&self.mvcc);
         if self.is_leader() {
+            // Full TTLs first: a leader elected since the last tick must not
+            // revoke by the clock it kept as a follower.
+            self.lead_leases();
             let retry = self.cfg.election_ticks as u64 * 2;
             for (id, renewals) in self.lessor.expired(self.now, retry, MAX_EXPIRY_REVOKES_PER_TICK) {
                 let revoke = crate::command::LeaseRevoke::conditional(id, renewals);
                 self.propose_internal(Op::LeaseRevoke(revoke));
             }
+        }
+    }
+
+    /// On the first look at the leases in a term this member leads, gives
+    /// every lease its full TTL: leadership (and with it the expiry clock)
+    /// changed hands, so no lease may expire early by a follower's clock.
+    fn lead_leases(&mut self) {
+        let term = self.raw.raft.term;
+        if self.is_leader() && self.leases_led_in != term {
+            self.lessor.extend_all(self.now);
+            self.leases_led_in = term;
         }
     }
 

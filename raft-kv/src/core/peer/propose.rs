@@ -36,8 +36,15 @@ impl<E: Engine, T> Peer<E, T> {
             // alone, and a new leader gives every lease its full TTL, so a
             // keep-alive needs no log entry (and no fsync) — etcd's rule.
             // A lease whose revoke is already proposed, or one not applied
-            // here yet, goes through the log, in order with the revoke.
-            if self.is_leader() {
+            // here yet, goes through the log, in order with the revoke. So
+            // does every keep-alive until this leader has applied all that
+            // is committed, its own term's entry included (etcd 3.5 waits
+            // for the applied index likewise): a new leader may still hold
+            // a lease an earlier leader's committed revoke removed.
+            let caught_up =
+                self.raw.raft.commit_to_current_term() && self.applied_index >= self.raw.raft.raft_log.committed;
+            self.lead_leases();
+            if self.is_leader() && caught_up {
                 if let Some(ttl) = self.lessor.renew_in_place(k.id, self.now) {
                     let resp = LeaseKeepAliveResponse { id: k.id, ttl, header: None };
                     self.completions.push((token, Ok(Response::LeaseKeepAlive(resp))));

@@ -170,7 +170,7 @@ impl<E: Engine, T> Peer<E, T> {
     pub(super) fn note_soft_state(&mut self, rd: &raft::Ready) {
         if let Some(ss) = rd.ss() {
             if ss.raft_state == StateRole::Leader {
-                self.lessor.extend_all(self.now);
+                self.lead_leases();
             }
             if ss.leader_id != self.last_leader {
                 self.last_leader = ss.leader_id;
