@@ -8,7 +8,7 @@ CARGO ?= cargo
 # end-to-end tests.
 APT_PACKAGES := librocksdb-dev libclang-dev clang etcd-client curl python3-venv
 
-.PHONY: deps run test lint bench bench-vs-etcd bench-soak bench-cpu fmt sim
+.PHONY: deps run test lint adversarial bench bench-vs-etcd bench-soak bench-cpu fmt sim
 
 # System packages: Debian's RocksDB (linked, not built from source) and
 # libclang for its bindings. Checked first so a second run is fast.
@@ -31,7 +31,15 @@ lint: deps
 
 test: lint
 	$(CARGO) test --workspace
+	$(MAKE) adversarial
 	$(MAKE) sim
+
+# Hostile input against real processes on loopback (issue 13): forged peer
+# frames and connections, an HPACK bomb, extreme numbers, oversized
+# requests; then every member up, no term moved, RSS bounded, a put at once.
+# Also fuzzes the peer frame decoder and the JSON decoding (bounded time).
+adversarial: deps
+	$(CARGO) test -p examples --test adversarial -- --nocapture
 
 bench: deps
 	$(CARGO) bench -p benches
