@@ -40,6 +40,8 @@ test: lint
 # Also fuzzes the peer frame decoder and the JSON decoding (bounded time).
 adversarial: deps
 	$(CARGO) test -p examples --test adversarial -- --nocapture
+	$(CARGO) test -p transport-tcp --test fuzz_frames
+	$(CARGO) test -p examples --test fuzz_json
 
 bench: deps
 	$(CARGO) bench -p benches

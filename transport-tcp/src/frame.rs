@@ -155,7 +155,7 @@ mod tests {
         m.to = 2;
         m.from = 1;
         m.index = n;
-        m.entries.push(Entry { data: vec![7u8; n as usize].into(), ..Default::default() });
+        m.entries.push(Entry { index: n + 1, term: 1, data: vec![7u8; n as usize].into(), ..Default::default() });
         m
     }
 

@@ -13,6 +13,12 @@
 //! more than this walk.
 
 /// Wire types.
+/// The smallest encoded log entry a genuine member sends: one in an append
+/// has an index and a term (2 bytes each at least); a forwarded proposal or
+/// read carries its command or context. So a frame of `n` bytes decodes
+/// into at most ~17 n bytes of entries.
+const MIN_ENTRY_BYTES: usize = 4;
+
 const VARINT: u64 = 0;
 const FIXED64: u64 = 1;
 const LEN: u64 = 2;
@@ -69,6 +75,12 @@ fn walk(buf: &[u8], kind: Kind) -> Result<(), &'static str> {
                 let len = usize::try_from(varint(buf, &mut pos)?).map_err(|_| "length overflow")?;
                 let end = pos.checked_add(len).filter(|e| *e <= buf.len()).ok_or("truncated field")?;
                 if let Some(inner) = kind.nested(field) {
+                    if matches!(inner, Kind::Entry) && len < MIN_ENTRY_BYTES {
+                        // An entry decodes into ~100 bytes whatever its
+                        // size; a frame of empty entries would multiply
+                        // into 50 times its size in memory.
+                        return Err("a log entry with neither index, term nor data");
+                    }
                     walk(&buf[pos..end], inner)?;
                 }
                 pos = end;
@@ -104,6 +116,16 @@ mod tests {
         m.set_snapshot(snap);
         let bytes = m.write_to_bytes().unwrap();
         assert_eq!(check(&bytes), Ok(()));
+    }
+
+    #[test]
+    fn frames_of_empty_entries_are_refused() {
+        // 1 000 empty entries: 2 bytes each on the wire, ~100 in memory.
+        let body: Vec<u8> = std::iter::repeat_n([0x3a_u8, 0x00], 1_000).flatten().collect();
+        assert!(check(&body).is_err());
+        let mut m = Message::default();
+        m.entries.push(Entry { index: 1, term: 1, ..Default::default() });
+        assert_eq!(check(&m.write_to_bytes().unwrap()), Ok(()));
     }
 
     #[test]

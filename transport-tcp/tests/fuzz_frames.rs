@@ -158,8 +158,10 @@ fn arb_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
 fn arb_entry() -> impl Strategy<Value = Entry> {
     (
         prop::sample::select(EntryType::values().to_vec()),
-        any::<u64>(),
-        any::<u64>(),
+        // A genuine member's entries carry an index and a term (frames of
+        // entries with neither are refused, see groups.rs).
+        1..=u64::MAX,
+        1..=u64::MAX,
         arb_bytes(256),
         arb_bytes(16),
         any::<bool>(),

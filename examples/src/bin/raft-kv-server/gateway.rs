@@ -243,6 +243,56 @@ where
     })
 }
 
+/// Where the JSON value at the start of a growing buffer can end: each byte
+/// is scanned once, however the bytes arrive.
+#[derive(Default)]
+struct ValueEnd {
+    scanned: usize,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl ValueEnd {
+    /// Scans what `buf` gained since the last call; true once the object or
+    /// array `buf` starts with is closed (always, for anything else, which
+    /// the JSON parser then judges).
+    fn complete(&mut self, buf: &[u8]) -> bool {
+        match buf.first() {
+            None => return false,
+            Some(b'{' | b'[') => {}
+            Some(_) => return true,
+        }
+        if self.scanned > 0 && self.depth == 0 {
+            return true; // closed on an earlier call
+        }
+        while let Some(&b) = buf.get(self.scanned) {
+            self.scanned += 1;
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        false
+    }
+}
+
 /// The request body as a stream of JSON requests, decoded as the bytes
 /// arrive. A request larger than `limit` (or malformed) ends the stream
 /// with an error.
@@ -253,22 +303,29 @@ fn json_requests<T: DeserializeOwned + Send + 'static>(
     struct St {
         data: axum::body::BodyDataStream,
         buf: Vec<u8>,
+        end: ValueEnd,
         done: bool,
     }
-    let st = St { data: body.into_data_stream(), buf: Vec::new(), done: false };
+    let st = St { data: body.into_data_stream(), buf: Vec::new(), end: ValueEnd::default(), done: false };
     Box::pin(futures_util::stream::unfold(st, move |mut st| async move {
         loop {
             if st.done {
                 return None;
             }
             let start = st.buf.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(st.buf.len());
-            st.buf.drain(..start);
-            if !st.buf.is_empty() {
+            if start > 0 {
+                st.buf.drain(..start);
+                st.end = ValueEnd::default();
+            }
+            // Parse only once the value can be complete: re-parsing the
+            // whole buffer on every chunk would cost the square of its size.
+            if st.end.complete(&st.buf) {
                 let mut it = serde_json::Deserializer::from_slice(&st.buf).into_iter::<T>();
                 match it.next() {
                     Some(Ok(v)) => {
                         let used = it.byte_offset();
                         st.buf.drain(..used);
+                        st.end = ValueEnd::default();
                         return Some((Ok(v), st));
                     }
                     Some(Err(e)) if e.is_eof() => {}
@@ -393,4 +450,24 @@ async fn metrics(State(g): State<Gw>) -> Response {
     let db_size = g.ctx.node.status().await.map(|s| s.db_size).ok();
     let text = g.ctx.metrics.render(&g.ctx.node.state(), db_size, &g.ctx.transport.metrics(), g.ctx.node.metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ValueEnd;
+
+    #[test]
+    fn value_end_finds_the_close_however_the_bytes_arrive() {
+        let body = br#"{"key":"a}\"b","range_end":[1,{"x":"]"}]} {"next":1}"#;
+        let first = body.iter().position(|b| *b == b' ').expect("space");
+        for split in 1..body.len() {
+            let mut end = ValueEnd::default();
+            let (a, _) = body.split_at(split);
+            let done_early = end.complete(a);
+            assert_eq!(done_early, split >= first, "split at {split}");
+            assert!(end.complete(&body[..]), "split at {split}");
+        }
+        assert!(ValueEnd::default().complete(b"42"), "a scalar is left to the parser");
+        assert!(!ValueEnd::default().complete(b""));
+    }
 }
