@@ -324,13 +324,11 @@ impl<E: Engine, T> Peer<E, T> {
     pub fn tick(&mut self) {
         self.now += 1;
         self.raw.tick();
+        self.lead_leases();
         self.expire_requests();
         // Watchers that fell behind read what they missed from history.
         self.watches.catch_up(&self.mvcc);
         if self.is_leader() {
-            // Full TTLs first: a leader elected since the last tick must not
-            // revoke by the clock it kept as a follower.
-            self.lead_leases();
             let retry = self.cfg.election_ticks as u64 * 2;
             for (id, renewals) in self.lessor.expired(self.now, retry, MAX_EXPIRY_REVOKES_PER_TICK) {
                 let revoke = crate::command::LeaseRevoke::conditional(id, renewals);
@@ -339,9 +337,11 @@ impl<E: Engine, T> Peer<E, T> {
         }
     }
 
-    /// On the first look at the leases in a term this member leads, gives
-    /// every lease its full TTL: leadership (and with it the expiry clock)
-    /// changed hands, so no lease may expire early by a follower's clock.
+    /// Gives every lease its full TTL when this member has just become
+    /// leader: the expiry clock changed hands, so no lease may expire early
+    /// by the clock this member kept as a follower. Called after every raft
+    /// input that can elect it (a tick, a message, a campaign), before the
+    /// lessor is consulted as leader.
     fn lead_leases(&mut self) {
         let term = self.raw.raft.term;
         if self.is_leader() && self.leases_led_in != term {
@@ -389,7 +389,9 @@ impl<E: Engine, T> Peer<E, T> {
 
     /// Starts an election now (tests and leader hand-off).
     pub fn campaign(&mut self) -> Result<()> {
-        Ok(self.raw.campaign()?)
+        self.raw.campaign()?;
+        self.lead_leases();
+        Ok(())
     }
 
     /// Asks the leader to hand leadership to `to`.

@@ -43,7 +43,6 @@ impl<E: Engine, T> Peer<E, T> {
             // a lease an earlier leader's committed revoke removed.
             let caught_up =
                 self.raw.raft.commit_to_current_term() && self.applied_index >= self.raw.raft.raft_log.committed;
-            self.lead_leases();
             if self.is_leader() && caught_up {
                 if let Some(ttl) = self.lessor.renew_in_place(k.id, self.now) {
                     let resp = LeaseKeepAliveResponse { id: k.id, ttl, header: None };

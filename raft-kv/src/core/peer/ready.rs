@@ -3,7 +3,7 @@
 //! streams and come in as installs.
 
 use raft::eraftpb::{Message, MessageType};
-use raft::{SnapshotStatus, StateRole, INVALID_ID};
+use raft::{SnapshotStatus, INVALID_ID};
 
 use crate::core::dedup::{AppliedIds, DEDUP_WINDOW};
 use crate::core::lease::Lessor;
@@ -169,9 +169,6 @@ impl<E: Engine, T> Peer<E, T> {
     /// Tracks leadership from a Ready's soft state.
     pub(super) fn note_soft_state(&mut self, rd: &raft::Ready) {
         if let Some(ss) = rd.ss() {
-            if ss.raft_state == StateRole::Leader {
-                self.lead_leases();
-            }
             if ss.leader_id != self.last_leader {
                 self.last_leader = ss.leader_id;
                 if ss.leader_id != INVALID_ID {

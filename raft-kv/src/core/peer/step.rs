@@ -68,7 +68,9 @@ impl<E: Engine, T> Peer<E, T> {
         } else {
             msg
         };
-        match self.raw.step(msg) {
+        let stepped = self.raw.step(msg);
+        self.lead_leases();
+        match stepped {
             // A forwarded proposal reaching a member that knows no leader is
             // dropped, as the network might have dropped it.
             Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::ProposalDropped) => Ok(()),
