@@ -40,9 +40,20 @@ impl<T> Inbox<T> {
 
     /// Queues `item`; gives it back if the consumer has closed the inbox.
     pub(crate) fn push(&self, item: T) -> Result<(), T> {
+        self.push_within(item, usize::MAX).map_err(|(item, _)| item)
+    }
+
+    /// [`Inbox::push`] for requests from outside, which must not queue
+    /// without bound: refuses `item` with [`Error::TooManyRequests`] when
+    /// `limit` items wait already ([`Error::Stopped`] once closed). One lock
+    /// for the check and the push.
+    pub(crate) fn push_within(&self, item: T, limit: usize) -> Result<(), (T, Error)> {
         let mut s = self.state.lock();
         if s.closed {
-            return Err(item);
+            return Err((item, Error::Stopped));
+        }
+        if s.queue.len() >= limit {
+            return Err((item, Error::TooManyRequests));
         }
         s.queue.push(item);
         let wake = s.sleeping;
@@ -52,16 +63,6 @@ impl<T> Inbox<T> {
             self.ready.notify_one();
         }
         Ok(())
-    }
-
-    /// [`Inbox::push`] for requests from outside, which must not queue
-    /// without bound: refuses `item` with [`Error::TooManyRequests`] when
-    /// `limit` items wait already ([`Error::Stopped`] once closed).
-    pub(crate) fn push_within(&self, item: T, limit: usize) -> Result<(), (T, Error)> {
-        if self.state.lock().queue.len() >= limit {
-            return Err((item, Error::TooManyRequests));
-        }
-        self.push(item).map_err(|item| (item, Error::Stopped))
     }
 
     /// Moves everything queued into `out` (which should be empty), waiting

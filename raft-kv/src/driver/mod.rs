@@ -141,11 +141,6 @@ impl<E: Engine> Driver<E> {
         peer.persisted(number)
     }
 
-    /// Log writes submitted and not yet reported durable.
-    pub fn in_flight(&self) -> usize {
-        self.waiting.len()
-    }
-
     /// Forgets the writes in flight (the member crashed: they are lost with
     /// its writer).
     pub fn reset(&mut self) {

@@ -401,12 +401,8 @@ impl<E: Engine, T> Peer<E, T> {
 
     /// A consistent copy of the state machine as of the applied index
     /// (encoded raft snapshot: metadata and data).
-    pub fn backup(&self) -> Result<Vec<u8>> {
-        self.backup_job()()
-    }
-
-    /// [`Peer::backup`] to build anywhere: the engine view is taken now, the
-    /// (whole-store) reading happens when the job runs.
+    /// The engine view is taken now; the whole-store reading happens when
+    /// the job runs, on any thread.
     pub fn backup_job(&self) -> impl FnOnce() -> Result<Vec<u8>> + Send + 'static {
         let view = self.engine.snapshot();
         move || Ok(snapshot::build(&view)?.write_to_bytes()?)

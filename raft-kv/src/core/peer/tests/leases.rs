@@ -113,6 +113,16 @@ fn expired_lease_is_revoked_by_the_leader_and_its_key_deleted() {
     quiet_tick(&mut c, ticks + 1);
 }
 
+/// Asserts that `lease`, renewed at the leader's tick `renewed`, stays
+/// quiet until tick `renewed + ticks`, is revoked then, and is gone.
+fn expires_after_renewal(c: &mut Cluster, lease: i64, renewed: u64, ticks: u64) {
+    for tick in renewed + 1..renewed + ticks {
+        quiet_tick(c, tick);
+    }
+    revoking_tick(c, lease);
+    assert!(c.peer(3).leases().is_empty());
+}
+
 #[test]
 fn keep_alive_restarts_the_lease_clock() {
     let mut c = Cluster::new(3);
@@ -126,11 +136,7 @@ fn keep_alive_restarts_the_lease_clock() {
     c.settle();
     assert!(matches!(c.take_completion(2, 7), Some(Ok(Response::LeaseKeepAlive(k))) if k.ttl == ttl));
     // Renewed at the leader's tick 15: it now expires at tick 15 + ticks.
-    for tick in 16..15 + ticks {
-        quiet_tick(&mut c, tick);
-    }
-    revoking_tick(&mut c, id);
-    assert!(c.peer(3).leases().is_empty());
+    expires_after_renewal(&mut c, id, 15, ticks);
 }
 
 #[test]
@@ -175,9 +181,5 @@ fn keep_alive_on_the_leader_renews_in_place_without_a_log_entry() {
     );
     assert!(rd.messages.is_empty() && rd.log_write.is_none() && rd.apply.is_empty(), "{rd:?}");
     // The leader's clock restarted at tick 15, as through the log.
-    for tick in 16..15 + ticks {
-        quiet_tick(&mut c, tick);
-    }
-    revoking_tick(&mut c, id);
-    assert!(c.peer(3).leases().is_empty());
+    expires_after_renewal(&mut c, id, 15, ticks);
 }
