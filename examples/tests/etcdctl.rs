@@ -256,3 +256,13 @@ fn membership_and_move_leader() {
     assert_eq!(after["members"].as_array().map(Vec::len), Some(3), "{after}");
     etcdctl(&c.endpoints(), &["put", "/after/remove", "z"]);
 }
+
+/// The etcd 3.5.1 tools the e2e tests compare against unpack and run.
+#[test]
+fn etcd35_tools_are_available() {
+    for (tool, arg) in [("etcd", "--version"), ("etcdctl", "version"), ("etcdutl", "version")] {
+        let out = common::run(30, &common::etcd35(tool).to_string_lossy(), &[arg], &[], None);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("3.5.1"), "{tool} version: {text}");
+    }
+}

