@@ -109,8 +109,9 @@ pub use raft::eraftpb::Message as RaftMessage;
 
 #[cfg(feature = "sans-io")]
 pub use core::{
-    mvcc::Compaction,
+    mvcc::{Compaction, MvccView},
     peer::Peer,
+    reads::{HistoryJob, HistoryRead, RangeJob},
     ready::{Completion, DiskWrite, LogWrite, Ready},
 };
 #[cfg(feature = "sans-io")]

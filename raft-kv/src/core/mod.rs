@@ -19,6 +19,7 @@ pub mod membership;
 pub mod mvcc;
 pub mod peer;
 pub mod raftlog;
+pub mod reads;
 pub mod ready;
 pub mod snapshot;
 pub mod status;

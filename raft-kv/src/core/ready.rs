@@ -28,12 +28,18 @@
 //!    snapshot install.
 //! 5. **`compactions`** may run on any thread, after `apply` is written.
 //! 6. **`members`**, when set, is the new address book for the transport.
+//! 7. **`ranges`** and **`histories`** are reads over engine snapshots the
+//!    peer took at its applied state: run them on any thread, any time
+//!    later (a bounded pool may refuse them: `refuse`). A range job
+//!    completes its caller; a history job's result goes back to the peer
+//!    with [`crate::core::peer::Peer::history_read`], between steps.
 
 use raft::eraftpb::Message;
 
 use crate::api::Member;
 use crate::command::Response;
 use crate::core::mvcc::Compaction;
+use crate::core::reads::{HistoryJob, RangeJob};
 use crate::engine::{Engine, WriteBatch};
 use crate::Result;
 
@@ -58,6 +64,10 @@ pub struct Ready<E: Engine, T> {
     pub compactions: Vec<Compaction<E>>,
     /// The members, when they changed since the last step.
     pub members: Option<Vec<Member>>,
+    /// Client ranges to read off the peer's thread.
+    pub ranges: Vec<RangeJob<E::Snapshot, T>>,
+    /// Windows of watch history to read off the peer's thread.
+    pub histories: Vec<HistoryJob<E::Snapshot>>,
 }
 
 impl<E: Engine, T> Ready<E, T> {
@@ -69,6 +79,8 @@ impl<E: Engine, T> Ready<E, T> {
             completions: Vec::new(),
             compactions: Vec::new(),
             members: None,
+            ranges: Vec::new(),
+            histories: Vec::new(),
         }
     }
 
@@ -80,6 +92,8 @@ impl<E: Engine, T> Ready<E, T> {
             && self.completions.is_empty()
             && self.compactions.is_empty()
             && self.members.is_none()
+            && self.ranges.is_empty()
+            && self.histories.is_empty()
     }
 }
 
@@ -92,6 +106,8 @@ impl<E: Engine, T> std::fmt::Debug for Ready<E, T> {
             .field("completions", &self.completions.len())
             .field("compactions", &self.compactions.len())
             .field("members", &self.members.as_ref().map(Vec::len))
+            .field("ranges", &self.ranges.len())
+            .field("histories", &self.histories.len())
             .finish()
     }
 }

@@ -16,14 +16,31 @@
 //! most `watch_buffer` undelivered messages. When it is full, the watcher
 //! becomes *unsynced*: live events pass it by and it remembers the first
 //! revision it has not received. Once its consumer has drained half the
-//! buffer, [`WatchHub::catch_up`] (run on every tick) reads the missed
-//! revisions from MVCC history, at most the free room at a time, until the
+//! buffer, [`WatchHub::catch_up`] (run on every tick) asks for the missed
+//! revisions, at most the free room at a time: a [`Window`] that the peer
+//! reads from an engine snapshot off its thread (a `HistoryJob`) and hands
+//! back to [`WatchHub::history_read`]. Windows follow each other until the
 //! watcher is level with the store and takes live events again. Only if
 //! that history has been compacted away meanwhile is the watcher cancelled,
 //! with the compact revision ([`WatchMessage::Canceled`]), as etcd cancels
 //! a watcher whose next revision was compacted. A watch starting at a past
 //! revision catches up the same way, so its history is never held whole in
 //! memory either.
+//!
+//! # History to live: the hand-off contract
+//!
+//! A watcher's `next_rev` is the first revision it has not been given.
+//! Live events reach only *synced* watchers, and a watcher is synced only
+//! when `next_rev` is the store's revision + 1 at a point between apply
+//! batches. An unsynced watcher has at most one window `[next_rev, until]`
+//! in flight, with `until` at most the store's revision when it was asked
+//! for (the snapshot it is read from is taken later, so it holds it). Live
+//! events pass it by meanwhile. When the window comes back — on the
+//! applying thread, between batches — its messages are queued, `next_rev`
+//! becomes `until + 1`, and the watcher turns synced only if that is the
+//! store's revision + 1 *now*; otherwise the next window covers what was
+//! applied while this one was read. So every revision reaches a watcher
+//! exactly once: from history up to `until`, live after it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::pin::Pin;
@@ -36,6 +53,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::api::{Event, RangeRequest};
 use crate::core::mvcc::{KeyRange, Mvcc};
+use crate::core::reads::HistoryRead;
 use crate::engine::Engine;
 use crate::{Error, Result};
 
@@ -294,6 +312,22 @@ struct Entry {
     /// Fell behind: live events pass it by until [`WatchHub::catch_up`]
     /// has read the missed revisions from history.
     unsynced: bool,
+    /// A window of history is being read for it.
+    fetching: bool,
+}
+
+/// A window `[from, until]` of a watcher's history the hub asks for (see
+/// the module docs); the peer reads it off its thread.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// The watcher.
+    pub watch: u64,
+    /// Its `next_rev`.
+    pub from: i64,
+    /// The last revision to read (at most the store's revision).
+    pub until: i64,
+    /// What it watches.
+    pub req: WatchRequest,
 }
 
 impl Entry {
@@ -332,6 +366,8 @@ pub struct WatchHub {
     unsynced: BTreeSet<u64>,
     /// Number of watchers that asked for previous key-values.
     with_prev_kv: usize,
+    /// Windows asked for and not yet taken by the peer.
+    windows: Vec<Window>,
 }
 
 impl WatchHub {
@@ -345,6 +381,7 @@ impl WatchHub {
             buffer: buffer.max(2),
             unsynced: BTreeSet::new(),
             with_prev_kv: 0,
+            windows: Vec::new(),
         }
     }
 
@@ -396,8 +433,8 @@ impl WatchHub {
     }
 
     /// Creates a watcher. A start revision in the past must not be
-    /// compacted; its history is then delivered by catching up, starting
-    /// at once.
+    /// compacted; its history is then delivered by catching up, whose
+    /// first window is asked for at once.
     pub fn create<E: Engine>(&mut self, req: WatchRequest, mvcc: &Mvcc<E>) -> Result<Watcher> {
         if req.key.is_empty() {
             return Err(crate::error::InvalidRequest::KeyNotProvided.into());
@@ -427,11 +464,11 @@ impl WatchHub {
         let id = self.next_id;
         let queue = Queue::new();
         let range = KeyRange::new(&req.key, &req.range_end);
-        let mut entry = Entry { req, range, queue: Arc::clone(&queue), next_rev, unsynced };
-        if unsynced && !catch_up_one(&mut entry, mvcc, self.buffer) {
-            return Err(Error::Compacted { requested: next_rev, compact_revision: mvcc.compact_revision() });
-        }
+        let entry = Entry { req, range, queue: Arc::clone(&queue), next_rev, unsynced, fetching: false };
         self.insert(id, entry);
+        if unsynced {
+            self.catch_up_one(id, current);
+        }
         Ok(Watcher { id, queue, ended: false, on_drop: None })
     }
 
@@ -469,30 +506,108 @@ impl WatchHub {
         self.catch_up(mvcc);
     }
 
-    /// Moves unsynced watchers forward through history, each by at most its
-    /// free room, once its consumer has drained half its buffer. Called on
-    /// every tick (and after a snapshot install); free when all are synced.
+    /// Asks for the next window of history of every unsynced watcher
+    /// whose consumer has drained half its buffer, at most its free room of
+    /// revisions. Called on every tick (and after a snapshot install),
+    /// between apply batches; free when all are synced.
     pub fn catch_up<E: Engine>(&mut self, mvcc: &Mvcc<E>) {
         if self.unsynced.is_empty() {
             return;
         }
-        let buffer = self.buffer;
-        let mut gone = Vec::new();
-        let mut synced = Vec::new();
-        for id in &self.unsynced {
-            let Some(w) = self.watchers.get_mut(id) else { continue };
-            if w.queue.is_dropped() || !catch_up_one(w, mvcc, buffer) {
-                gone.push(*id);
-            } else if !w.unsynced {
-                synced.push(*id);
+        let current = mvcc.revision();
+        let ids: Vec<u64> = self.unsynced.iter().copied().collect();
+        for id in ids {
+            self.catch_up_one(id, current);
+        }
+    }
+
+    /// The revision through which watcher `id` has been given every event
+    /// (queued for its reader) when the store is at `current`: `current`
+    /// for a synced watcher, the revision before its next window for an
+    /// unsynced one. `None` for an unknown watcher.
+    pub fn delivered_through(&self, id: u64, current: i64) -> Option<i64> {
+        let w = self.watchers.get(&id)?;
+        Some(if w.unsynced { w.next_rev - 1 } else { current })
+    }
+
+    /// The windows asked for since the last call, for the peer to read.
+    pub fn take_windows(&mut self) -> Vec<Window> {
+        std::mem::take(&mut self.windows)
+    }
+
+    /// True when windows wait to be taken.
+    pub fn has_windows(&self) -> bool {
+        !self.windows.is_empty()
+    }
+
+    /// A window read from history came back; `current` is the store's
+    /// revision now (between apply batches). Queues its messages and moves
+    /// the watcher on: synced if it is level with the store, else the next
+    /// window is asked for (see the module docs for why nothing is lost or
+    /// repeated). A compacted window cancels the watcher as etcd does; a
+    /// window not read (the readers were busy) is asked for again later.
+    pub fn history_read(&mut self, read: HistoryRead, current: i64) {
+        let HistoryRead { watch: id, from, until, events } = read;
+        let Some(w) = self.watchers.get_mut(&id) else { return };
+        if !w.fetching || w.next_rev != from {
+            return; // not the window this watcher waits for
+        }
+        w.fetching = false;
+        match events {
+            None => {}
+            Some(Ok(messages)) => {
+                for (revision, events) in messages {
+                    if !w.queue.push(WatchMessage::Events { revision, events }) {
+                        self.remove(id); // the Watcher was dropped
+                        return;
+                    }
+                }
+                w.next_rev = until + 1;
+                self.catch_up_one(id, current);
+            }
+            Some(Err(Error::Compacted { compact_revision, .. })) => {
+                w.cancel(
+                    format!(
+                        "etcdserver: mvcc: required revision has been compacted; watch again from revision {compact_revision}"
+                    ),
+                    compact_revision,
+                );
+                self.remove(id);
+            }
+            Some(Err(e)) => {
+                w.cancel(format!("{e}; watch again from revision {}", w.next_rev), 0);
+                self.remove(id);
             }
         }
-        for id in synced {
-            self.unsynced.remove(&id);
+    }
+
+    /// Moves unsynced watcher `id` on at store revision `current`: synced
+    /// when level with it, else asks for its next window once its consumer
+    /// has room (nothing while a window is in flight).
+    fn catch_up_one(&mut self, id: u64, current: i64) {
+        let Some(w) = self.watchers.get_mut(&id) else { return };
+        if !w.unsynced || w.fetching {
+            return;
         }
-        for id in gone {
+        if w.queue.is_dropped() {
             self.remove(id);
+            return;
         }
+        if w.next_rev > current {
+            w.unsynced = false;
+            self.unsynced.remove(&id);
+            return;
+        }
+        let queued = w.queue.len();
+        if queued > self.buffer / 2 {
+            return; // wait for the consumer
+        }
+        // At most one message per revision: a window of `room` revisions
+        // can never overfill the buffer.
+        let room = (self.buffer - queued) as i64;
+        let until = w.next_rev.saturating_add(room - 1).min(current);
+        w.fetching = true;
+        self.windows.push(Window { watch: id, from: w.next_rev, until, req: w.req.clone() });
     }
 
     /// Delivers applied events (in revision order) to every synced,
@@ -543,45 +658,10 @@ impl WatchHub {
     }
 }
 
-/// Catches `w` up by at most its free room; false when it had to be
-/// cancelled (its history was compacted) or is gone.
-fn catch_up_one<E: Engine>(w: &mut Entry, mvcc: &Mvcc<E>, buffer: usize) -> bool {
-    let queued = w.queue.len();
-    if queued > buffer / 2 {
-        return true; // wait for the consumer
-    }
-    let current = mvcc.revision();
-    if w.next_rev > current {
-        w.unsynced = false;
-        return true;
-    }
-    // At most one message per revision: a window of `room` revisions can
-    // never overfill the buffer.
-    let room = (buffer - queued) as i64;
-    let until = w.next_rev.saturating_add(room - 1).min(current);
-    match mvcc.history_until(&w.req.key, &w.req.range_end, w.next_rev, until) {
-        Ok(history) => {
-            for (revision, events) in group_by_revision(&history, &w.req, &w.range, w.next_rev, until) {
-                if !w.queue.push(WatchMessage::Events { revision, events }) {
-                    return false;
-                }
-            }
-            w.next_rev = until + 1;
-            w.unsynced = w.next_rev <= current;
-            true
-        }
-        Err(Error::Compacted { compact_revision, .. }) => {
-            w.cancel(
-                format!("etcdserver: mvcc: required revision has been compacted; watch again from revision {compact_revision}"),
-                compact_revision,
-            );
-            false
-        }
-        Err(e) => {
-            w.cancel(format!("{e}; watch again from revision {}", w.next_rev), 0);
-            false
-        }
-    }
+/// [`group_by_revision`] for a window read from history.
+pub(crate) fn history_window(history: &[Event], req: &WatchRequest, from: i64, until: i64) -> Vec<(i64, Vec<Event>)> {
+    let range = KeyRange::new(&req.key, &req.range_end);
+    group_by_revision(history, req, &range, from, until)
 }
 
 /// The events matching `req` with revisions in `[from, until]`, grouped per

@@ -1,80 +1,107 @@
-//! [`Background`]: one thread per member for reads that scan the whole
-//! store (hash, backup), so they never hold up the node thread.
+//! [`Background`]: a fixed pool of threads per member for reads that must
+//! not hold up the node thread — whole-store scans (hash, backup) on one
+//! pool, ranges and windows of watch history on another (the readers).
 //!
-//! The node thread only takes an engine snapshot (cheap) and hands the scan
-//! over; at most [`MAX_QUEUED`] such jobs wait, and past that a request fails
-//! at once with [`Error::TooManyRequests`] instead of queueing without bound.
+//! The node thread only takes an engine snapshot (cheap) and hands the read
+//! over: one channel hop, no thread per request. At most `bound` jobs are
+//! queued or running per pool; past that a job is refused at once (the
+//! caller answers [`Error::TooManyRequests`]) instead of queueing without
+//! bound.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use crate::driver::inbox::Inbox;
 use crate::{Error, Result};
 
 /// Whole-store jobs queued or running at most, per member.
 pub(crate) const MAX_QUEUED: usize = 4;
 
+/// Reader threads per member (ranges and watch history).
+pub(crate) const READER_THREADS: usize = 2;
+
+/// Reads queued or running at most, per member; past it a range fails with
+/// `TooManyRequests` (etcd's "etcdserver: too many requests").
+pub(crate) const MAX_QUEUED_READS: usize = 1024;
+
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The member's background thread (see the module docs).
+/// A member's pool of background threads (see the module docs).
 pub(crate) struct Background {
-    queue: Arc<Inbox<Option<Job>>>,
+    queue: Mutex<Option<Sender<Job>>>,
     queued: Arc<AtomicUsize>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    bound: usize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Background {
-    /// Starts the thread of member `id`.
-    pub(crate) fn start(id: u64) -> Result<Background> {
-        let queue: Arc<Inbox<Option<Job>>> = Arc::new(Inbox::new());
+    /// Starts `threads` threads named `name-N` taking at most `bound` jobs.
+    pub(crate) fn start(name: &str, threads: usize, bound: usize) -> Result<Background> {
+        let (tx, rx): (Sender<Job>, Receiver<Job>) = crossbeam_channel::unbounded();
         let queued = Arc::new(AtomicUsize::new(0));
-        let (q, n) = (Arc::clone(&queue), Arc::clone(&queued));
-        let thread = std::thread::Builder::new()
-            .name(format!("raft-kv-scan-{id}"))
-            .spawn(move || {
-                let mut taken = Vec::new();
-                loop {
-                    q.take_all(&mut taken, Duration::from_secs(1));
-                    for job in taken.drain(..) {
-                        match job {
-                            Some(job) => {
-                                job();
-                                n.fetch_sub(1, Ordering::AcqRel);
-                            }
-                            None => {
-                                q.close();
-                                return;
-                            }
-                        }
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads.max(1) {
+            let (rx, n) = (rx.clone(), Arc::clone(&queued));
+            let handle = std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || {
+                    // Ends once the pool is stopped and the queue drained.
+                    while let Ok(job) = rx.recv() {
+                        job();
+                        n.fetch_sub(1, Ordering::AcqRel);
                     }
-                }
-            })
-            .map_err(|e| Error::Storage(crate::error::StorageError::new("cannot spawn scan thread", e)))?;
-        Ok(Background { queue, queued, thread: Mutex::new(Some(thread)) })
+                })
+                .map_err(|e| Error::Storage(crate::error::StorageError::new("cannot spawn background thread", e)))?;
+            handles.push(handle);
+        }
+        Ok(Background { queue: Mutex::new(Some(tx)), queued, bound, threads: Mutex::new(handles) })
     }
 
-    /// Runs `job` on the thread, or fails with [`Error::TooManyRequests`]
-    /// when [`MAX_QUEUED`] jobs are already waiting (`job` is not run).
+    /// The pool for whole-store scans of member `id`.
+    pub(crate) fn scans(id: u64) -> Result<Background> {
+        Background::start(&format!("raft-kv-scan-{id}"), 1, MAX_QUEUED)
+    }
+
+    /// The readers of member `id` (ranges, watch history).
+    pub(crate) fn readers(id: u64) -> Result<Background> {
+        Background::start(&format!("raft-kv-read-{id}"), READER_THREADS, MAX_QUEUED_READS)
+    }
+
+    /// Runs `job` on a thread of the pool, or fails with
+    /// [`Error::TooManyRequests`] when `bound` jobs are already queued or
+    /// running (`job` is not run), [`Error::Stopped`] after [`Background::stop`].
     pub(crate) fn run(&self, job: impl FnOnce() + Send + 'static) -> Result<()> {
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
+        self.submit(job, |job| job()).map_err(|(_, e)| e)
+    }
+
+    /// Runs `run(job)` on a thread of the pool, or hands `job` back with
+    /// the reason it was refused (as [`Background::run`]).
+    pub(crate) fn submit<J: Send + 'static>(
+        &self,
+        job: J,
+        run: impl FnOnce(J) + Send + 'static,
+    ) -> std::result::Result<(), (J, Error)> {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.bound {
             self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::TooManyRequests);
+            return Err((job, Error::TooManyRequests));
         }
-        if self.queue.push(Some(Box::new(job))).is_err() {
+        let queue = self.queue.lock();
+        let Some(tx) = queue.as_ref() else {
             self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::Stopped);
-        }
+            return Err((job, Error::Stopped));
+        };
+        // The threads only end once the sender is gone: this cannot fail.
+        let _ = tx.send(Box::new(move || run(job)));
         Ok(())
     }
 
-    /// Stops the thread after the jobs queued so far, and joins it.
+    /// Stops the pool after the jobs queued so far, and joins its threads.
     pub(crate) fn stop(&self) {
-        let _ = self.queue.push(None);
-        if let Some(t) = self.thread.lock().take() {
+        drop(self.queue.lock().take());
+        for t in std::mem::take(&mut *self.threads.lock()) {
             let _ = t.join();
         }
     }
@@ -92,7 +119,7 @@ mod tests {
 
     #[test]
     fn jobs_past_the_bound_are_refused_and_the_rest_run_in_order() {
-        let bg = Background::start(1).expect("start");
+        let bg = Background::scans(1).expect("start");
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let (done, finished) = std::sync::mpsc::channel::<usize>();
         // The first job holds the thread until released.
@@ -115,5 +142,31 @@ mod tests {
         assert_eq!(order, (0..MAX_QUEUED).collect::<Vec<_>>());
         bg.stop();
         assert!(matches!(bg.run(|| {}), Err(Error::Stopped)));
+    }
+
+    #[test]
+    fn readers_run_jobs_side_by_side_and_refuse_past_their_bound() {
+        let pool = Background::start("test-read", 2, 3).expect("start");
+        let (release, wait) = crossbeam_channel::unbounded::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        // Two jobs block at once: both threads are busy side by side.
+        for _ in 0..2 {
+            let (wait, started) = (wait.clone(), started.clone());
+            pool.run(move || {
+                let _ = started.send(());
+                let _ = wait.recv();
+            })
+            .expect("run");
+        }
+        for _ in 0..2 {
+            running.recv_timeout(std::time::Duration::from_secs(10)).expect("both threads run");
+        }
+        pool.run(|| {}).expect("third is queued");
+        match pool.submit(7, |_| {}) {
+            Err((7, Error::TooManyRequests)) => {}
+            other => panic!("expected the job back with TooManyRequests, got {:?}", other.map_err(|(_, e)| e)),
+        }
+        drop(release);
+        pool.stop();
     }
 }

@@ -69,7 +69,8 @@ impl<E: Engine> NodeBuilder<E> {
         let engine = TimedEngine::new(self.engine, Arc::clone(&metrics));
         let peer: Peer<TimedEngine<E>, Callback> = Peer::open(self.cfg.clone(), engine.clone())?;
         let mut transport = self.transport.unwrap_or_else(|| Box::new(crate::driver::transport::NoTransport));
-        let background = Background::start(self.cfg.id)?;
+        let background = Background::scans(self.cfg.id)?;
+        let readers = Background::readers(self.cfg.id)?;
         let writer = LogWriter::start(self.cfg.id, engine.clone(), Arc::clone(&self.inbox))?;
         let driver = Driver::new(engine);
         let board = StateBoard::new(self.cfg.id);
@@ -78,8 +79,9 @@ impl<E: Engine> NodeBuilder<E> {
         let thread = std::thread::Builder::new()
             .name(format!("raft-kv-node-{}", cfg.id))
             .spawn(move || {
-                let fatal = run(peer, driver, cfg, &inbox, &writer, transport.as_mut(), &b, &m);
+                let fatal = run(peer, driver, cfg, &inbox, &readers, &writer, transport.as_mut(), &b, &m);
                 writer.stop();
+                readers.stop();
                 b.stop(fatal);
             })
             .map_err(|e| Error::Storage(crate::error::StorageError::new("cannot spawn node thread", e)))?;

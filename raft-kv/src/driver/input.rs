@@ -8,6 +8,7 @@ use raft::eraftpb::Message;
 use crate::api::{LeaseTimeToLiveResponse, Member, RangeRequest};
 use crate::command::{Op, Response};
 use crate::core::peer::Peer;
+use crate::core::reads::HistoryRead;
 use crate::core::status::Status;
 use crate::core::watch::{WatchRequest, Watcher};
 use crate::driver::call::Responder;
@@ -32,6 +33,8 @@ pub(crate) enum Input {
     Persisted(u64),
     /// The log writer failed; the member must stop.
     WriteFailed(Error),
+    /// A reader read (or refused) a window of watch history.
+    History(HistoryRead),
     Shutdown,
 }
 

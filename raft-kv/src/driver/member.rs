@@ -2,13 +2,16 @@
 //! ticks, and runs its [`Driver`] with the node's [`Io`] (transport, log
 //! writer, compaction threads).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raft::eraftpb::Message;
 
 use crate::api::Member;
 use crate::core::peer::Peer;
+use crate::core::reads::{HistoryJob, RangeJob};
 use crate::core::ready::{Completion, DiskWrite};
+use crate::driver::background::Background;
 use crate::driver::call::Responder;
 use crate::driver::compactions::Compactions;
 use crate::driver::inbox::Inbox;
@@ -60,7 +63,8 @@ pub(super) fn run<E: Engine>(
     mut peer: Peer<E, Callback>,
     mut driver: Driver<E>,
     cfg: Config,
-    inbox: &Inbox<Input>,
+    inbox: &Arc<Inbox<Input>>,
+    readers: &Background,
     writer: &LogWriter,
     transport: &mut dyn Transport,
     board: &StateBoard,
@@ -89,8 +93,14 @@ pub(super) fn run<E: Engine>(
         for input in pending.drain(..pending.len().min(cfg.max_batch)) {
             match input {
                 Input::Persisted(number) => {
-                    let mut io =
-                        NodeIo { transport: &mut *transport, writer, compactions: &mut compactions, id: cfg.id };
+                    let mut io = NodeIo {
+                        transport: &mut *transport,
+                        writer,
+                        compactions: &mut compactions,
+                        readers,
+                        inbox,
+                        id: cfg.id,
+                    };
                     if let Err(e) = driver.persisted(&mut peer, number, &mut io) {
                         tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
                         fatal = Some(e);
@@ -124,7 +134,8 @@ pub(super) fn run<E: Engine>(
         }
         // Idle: nothing else queued, so a log write may be done inline.
         let idle = pending.is_empty() && inbox.is_empty();
-        let mut io = NodeIo { transport: &mut *transport, writer, compactions: &mut compactions, id: cfg.id };
+        let mut io =
+            NodeIo { transport: &mut *transport, writer, compactions: &mut compactions, readers, inbox, id: cfg.id };
         if let Err(e) = driver.step(&mut peer, idle, &mut io) {
             tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
             fatal = Some(e);
@@ -175,6 +186,7 @@ fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input, metrics: &NodeM
         Input::Propose(op, cb) => peer.propose(op, cb),
         Input::Read(req, cb) => peer.read(req, cb),
         Input::Local(f) => f(peer),
+        Input::History(read) => peer.history_read(read),
         Input::Shutdown => return true,
         // Handled by the loop in `run`.
         Input::Persisted(_) | Input::WriteFailed(_) | Input::MoveLeader(..) => {}
@@ -182,12 +194,15 @@ fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input, metrics: &NodeM
     false
 }
 
-/// The node thread's [`Io`]: the transport, the log writer thread and the
-/// compaction threads.
+/// The node thread's [`Io`]: the transport, the log writer thread, the
+/// compaction threads and the readers.
 struct NodeIo<'a> {
     transport: &'a mut dyn Transport,
     writer: &'a LogWriter,
     compactions: &'a mut Compactions,
+    readers: &'a Background,
+    /// Where the readers hand windows of watch history back.
+    inbox: &'a Arc<Inbox<Input>>,
     id: u64,
 }
 
@@ -206,5 +221,25 @@ impl<E: Engine> Io<E, Callback> for NodeIo<'_> {
     }
     fn members_changed(&mut self, members: Vec<Member>) {
         self.transport.set_members(&members);
+    }
+    fn range(&mut self, job: RangeJob<E::Snapshot, Callback>) {
+        let run = |job: RangeJob<E::Snapshot, Callback>| {
+            let (callback, result) = job.run();
+            callback(result);
+        };
+        if let Err((job, why)) = self.readers.submit(job, run) {
+            let (callback, result) = job.refuse(why);
+            callback(result);
+        }
+    }
+    fn history(&mut self, job: HistoryJob<E::Snapshot>) {
+        // The node thread's own input: never refused while it runs.
+        let inbox = Arc::clone(self.inbox);
+        let run = move |job: HistoryJob<E::Snapshot>| {
+            let _ = inbox.push(Input::History(job.run()));
+        };
+        if let Err((job, _)) = self.readers.submit(job, run) {
+            let _ = self.inbox.push(Input::History(job.refuse()));
+        }
     }
 }

@@ -38,6 +38,7 @@ use raft::eraftpb::Message;
 use crate::api::Member;
 use crate::core::mvcc::Compaction;
 use crate::core::peer::Peer;
+use crate::core::reads::{HistoryJob, RangeJob};
 use crate::core::ready::{Completion, DiskWrite, LogWrite, Ready};
 use crate::engine::Engine;
 use crate::Result;
@@ -56,6 +57,14 @@ pub trait Io<E: Engine, T> {
     fn compact(&mut self, job: Compaction<E>);
     /// The members changed (for the transport's address book).
     fn members_changed(&mut self, members: Vec<Member>);
+    /// Serves a range off the peer's thread: runs `job` on some other
+    /// thread or at some later step and delivers its completion (or, when
+    /// the readers are saturated, `job.refuse()`'s).
+    fn range(&mut self, job: RangeJob<E::Snapshot, T>);
+    /// Reads a window of watch history off the peer's thread: runs `job`
+    /// (or refuses it) and hands the result to [`Peer::history_read`]
+    /// between steps.
+    fn history(&mut self, job: HistoryJob<E::Snapshot>);
 }
 
 /// Executes [`Ready`]s for one member (see the module docs).
@@ -93,7 +102,7 @@ impl<E: Engine> Driver<E> {
         idle: bool,
         io: &mut impl Io<E, T>,
     ) -> Result<()> {
-        let Ready { messages, apply, log_write, completions, compactions, members } = ready;
+        let Ready { messages, apply, log_write, completions, compactions, members, ranges, histories } = ready;
         // 1. Applied state first: the peer's next reads and the compaction
         //    jobs read it. Unsynced: the next synced write covers it.
         if !apply.is_empty() {
@@ -107,6 +116,13 @@ impl<E: Engine> Driver<E> {
         //    waiting for this step's own fsync.
         for c in completions {
             io.complete(c);
+        }
+        // Reads over snapshots of the applied state, off this thread.
+        for job in ranges {
+            io.range(job);
+        }
+        for job in histories {
+            io.history(job);
         }
         // 4. The log write, in order after every earlier one.
         if let Some(LogWrite { write, then_send, .. }) = log_write {

@@ -65,8 +65,10 @@ impl Trees {
 
 #[derive(Debug, Default)]
 struct State {
-    /// What reads see: every write so far.
-    visible: Trees,
+    /// What reads see: every write so far. Shared with the snapshots taken
+    /// since the last write (copied on the next write only while one is
+    /// alive), so a snapshot costs no copy of the store.
+    visible: Arc<Trees>,
     /// What survives a crash: every write up to the last synced one.
     durable: Trees,
     /// Writes since the last synced one, oldest first.
@@ -121,7 +123,7 @@ impl MemEngine {
             st.durable.apply(b);
         }
         st.unsynced.clear();
-        st.visible = st.durable.clone();
+        st.visible = Arc::new(st.durable.clone());
     }
 
     /// Number of batches that a crash would lose right now.
@@ -185,7 +187,7 @@ impl Engine for MemEngine {
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut st = self.state.lock();
-        st.visible.apply(&batch);
+        Arc::make_mut(&mut st.visible).apply(&batch);
         st.unsynced.push(batch);
         if sync {
             let pending = std::mem::take(&mut st.unsynced);
@@ -197,7 +199,7 @@ impl Engine for MemEngine {
     }
 
     fn snapshot(&self) -> MemSnapshot {
-        MemSnapshot { trees: Arc::new(self.state.lock().visible.clone()) }
+        MemSnapshot { trees: Arc::clone(&self.state.lock().visible) }
     }
 
     fn size_bytes(&self) -> u64 {

@@ -82,6 +82,16 @@ struct Member {
     /// Physical compactions handed out and not yet run (the production
     /// background thread); lost if the member crashes.
     compactions: Vec<raft_kv::Compaction<MemEngine>>,
+    /// Reads handed off the peer (the production readers) and not yet
+    /// run; lost if the member crashes (its clients are told).
+    reads: Reads,
+}
+
+/// Reads a member handed to its (simulated) readers.
+#[derive(Default)]
+pub(super) struct Reads {
+    pub(super) ranges: Vec<raft_kv::RangeJob<raft_kv::engine::MemSnapshot, OpId>>,
+    pub(super) histories: Vec<raft_kv::HistoryJob<raft_kv::engine::MemSnapshot>>,
 }
 
 /// One simulated cluster. See the module docs.
@@ -152,6 +162,7 @@ impl Member {
             driver: Driver::new(engine.clone()),
             log_queue: Vec::new(),
             compactions: Vec::new(),
+            reads: Reads::default(),
         }
     }
 }
@@ -359,6 +370,7 @@ impl World {
         m.log_queue.clear();
         m.driver.reset();
         m.compactions.clear();
+        m.reads = Reads::default();
         match Peer::open(m.cfg.clone(), m.engine.clone()) {
             Ok(peer) => {
                 m.peer = Some(peer);

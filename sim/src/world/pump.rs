@@ -3,7 +3,7 @@
 
 use raft_kv::{Completion, DiskWrite, Io, MemEngine};
 
-use super::{OpId, World};
+use super::{OpId, Reads, World};
 use crate::checker::ViolationKind;
 
 /// Snapshot chunks a member sends per simulation step.
@@ -18,7 +18,7 @@ impl World {
                 let m = &mut self.members[i];
                 let id = m.id;
                 let Some(peer) = m.peer.as_mut() else { continue };
-                let mut io = SimIo::new(&mut m.log_queue, &mut m.compactions);
+                let mut io = SimIo::new(&mut m.log_queue, &mut m.compactions, &mut m.reads);
                 // The log writer finishes its queue now or later (always by
                 // the last round), like a disk of varying speed.
                 let flush = !io.queue.is_empty() && (round == 15 || self.rng_disk.chance(0.6));
@@ -42,6 +42,17 @@ impl World {
                         self.stopped = true;
                         return;
                     }
+                }
+                // The readers run what was handed to them at some later step
+                // (a range answers its client; a history window goes back to
+                // the peer between steps).
+                if !(io.reads.ranges.is_empty() && io.reads.histories.is_empty()) && self.rng_disk.chance(0.5) {
+                    let done: Vec<_> = io.reads.ranges.drain(..).map(|job| job.run()).collect();
+                    io.done.extend(done);
+                    for job in io.reads.histories.drain(..) {
+                        peer.history_read(job.run());
+                    }
+                    busy = true;
                 }
                 let ready = peer.has_ready();
                 let streaming = round == 0 && peer.is_streaming_snapshots();
@@ -111,11 +122,16 @@ struct SimIo<'a> {
     done: Vec<Completion<OpId>>,
     queue: &'a mut Vec<DiskWrite>,
     compactions: &'a mut Vec<raft_kv::Compaction<MemEngine>>,
+    reads: &'a mut Reads,
 }
 
 impl<'a> SimIo<'a> {
-    fn new(queue: &'a mut Vec<DiskWrite>, compactions: &'a mut Vec<raft_kv::Compaction<MemEngine>>) -> Self {
-        SimIo { out: Vec::new(), done: Vec::new(), queue, compactions }
+    fn new(
+        queue: &'a mut Vec<DiskWrite>,
+        compactions: &'a mut Vec<raft_kv::Compaction<MemEngine>>,
+        reads: &'a mut Reads,
+    ) -> Self {
+        SimIo { out: Vec::new(), done: Vec::new(), queue, compactions, reads }
     }
 
     fn has_output(&self) -> bool {
@@ -137,4 +153,10 @@ impl Io<MemEngine, OpId> for SimIo<'_> {
         self.compactions.push(job);
     }
     fn members_changed(&mut self, _members: Vec<raft_kv::Member>) {}
+    fn range(&mut self, job: raft_kv::RangeJob<raft_kv::engine::MemSnapshot, OpId>) {
+        self.reads.ranges.push(job);
+    }
+    fn history(&mut self, job: raft_kv::HistoryJob<raft_kv::engine::MemSnapshot>) {
+        self.reads.histories.push(job);
+    }
 }

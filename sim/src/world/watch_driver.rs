@@ -156,6 +156,7 @@ impl World {
             let slot = &mut self.watches[w];
             let (member, incarnation) = (slot.member, slot.incarnation);
             let Some(handle) = slot.handle.as_mut() else { continue };
+            let watch_id = handle.id();
             let mut ended = None;
             while let Some(msg) = handle.try_recv() {
                 match msg {
@@ -187,7 +188,9 @@ impl World {
                 .index_of(member)
                 .and_then(|i| self.members[i].peer.as_ref().map(|p| (self.members[i].incarnation, p)))
                 .filter(|(inc, _)| *inc == incarnation)
-                .map(|(_, p)| p.mvcc().revision());
+                .and_then(|(_, p)| p.watch_delivered(watch_id));
+            // What the watcher has been given, not the member's revision: a
+            // watcher catching up reads history off the member's thread.
             if let Some(revision) = alive {
                 self.watches[w].log.cover(revision);
             }

@@ -27,6 +27,7 @@ mod read;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod view;
 mod write;
 
 use std::collections::BTreeMap;
@@ -43,6 +44,7 @@ use encoding::{decode_key, key_prefix, Record};
 
 pub use compaction::Compaction;
 pub(crate) use compaction::KeepRule;
+pub use view::MvccView;
 
 /// The revision of an empty store.
 const INITIAL_REVISION: i64 = 1;

@@ -37,46 +37,7 @@ impl<E: Engine> Mvcc<E> {
         if from < self.compact_revision {
             return Err(Error::Compacted { requested: from, compact_revision: self.compact_revision });
         }
-        let range = KeyRange::new(key, range_end);
-        let mut events = Vec::new();
-        if range.is_empty() {
-            return Ok(events);
-        }
-        let (start, end) = range.encoded();
-        // Versions come newest first per key: an event's previous version is
-        // the next record of the same key.
-        let mut pending: Option<(Vec<u8>, Event)> = None;
-        self.scan_history(&start, end.as_deref(), &mut |k, v| {
-            let (user, rev) = decode_key(k)?;
-            let rec = Record::decode(v)?;
-            let kv = KeyValue {
-                key: Bytes::copy_from_slice(&user),
-                create_revision: rec.create_revision,
-                mod_revision: rev,
-                version: rec.version,
-                value: Bytes::from(rec.value),
-                lease: rec.lease,
-            };
-            if let Some((pkey, mut ev)) = pending.take() {
-                if pkey == user && !rec.tombstone {
-                    ev.prev_kv = Some(kv.clone());
-                }
-                events.push(ev);
-            }
-            if rev >= from && rev <= until {
-                let ev = if rec.tombstone {
-                    let kv = KeyValue { key: kv.key, mod_revision: rev, ..Default::default() };
-                    Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None }
-                } else {
-                    Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None }
-                };
-                pending = Some((user, ev));
-            }
-            Ok(true)
-        })?;
-        events.extend(pending.map(|(_, ev)| ev));
-        events.sort_by_key(|e| e.revision());
-        Ok(events)
+        history_events(&|s, e, v| self.scan_history(s, e, v), key, range_end, from, until)
     }
 
     /// A hash of all key-value history at or below `revision` (0: the
@@ -103,7 +64,7 @@ impl<E: Engine> Mvcc<E> {
 
     /// The revision a hash covers (0: the current one), checked.
     fn hash_revision(&self, revision: i64) -> Result<i64> {
-        let revision = self.check_read_revision(revision, self.revision)?;
+        let revision = check_read_revision(revision, self.revision, self.compact_revision)?;
         Ok(if revision == 0 { self.revision } else { revision })
     }
 
@@ -112,99 +73,10 @@ impl<E: Engine> Mvcc<E> {
     /// Serves a validated range; `visible` is the newest revision the index
     /// reflects. The response's revision is left for the caller to set.
     pub(super) fn range_at(&self, req: &RangeRequest, visible: i64, bound: usize) -> Result<RangeResponse> {
-        let rev = self.check_read_revision(req.revision, visible)?;
-        let order = SortOrder::try_from(req.sort_order).map_err(|_| Error::invalid("unknown sort order"))?;
-        let target = SortTarget::try_from(req.sort_target).map_err(|_| Error::invalid("unknown sort target"))?;
-        let range = KeyRange::new(&req.key, &req.range_end);
-        let from_index = rev == 0 || rev >= visible;
-
-        let order = match (order, target) {
-            (SortOrder::None, SortTarget::Key) => SortOrder::None,
-            (SortOrder::None, _) => SortOrder::Ascend,
-            (order, _) => order,
-        };
-        let filtered = req.min_mod_revision != 0
-            || req.max_mod_revision != 0
-            || req.min_create_revision != 0
-            || req.max_create_revision != 0;
-        if !filtered && (order == SortOrder::None || target == SortTarget::Key) {
-            // Key order is the order keys are stored in: read at most
-            // `limit` key-values and count the rest without keeping them.
-            let limit = usize::try_from(req.limit).ok().filter(|l| *l > 0);
-            let take = if req.count_only { Some(0) } else { limit };
-            let descending = order == SortOrder::Descend;
-            let (mut kvs, count) = if from_index {
-                self.index_window(&range, take, descending)
-            } else {
-                self.history_window(&range, rev, take, descending, req.keys_only, bound)?
-            };
-            if from_index && !req.keys_only {
-                self.fill_values(&mut kvs, bound)?;
-            }
-            let more = limit.is_some_and(|l| count > l) && !req.count_only;
-            return Ok(RangeResponse { header: crate::api::header(0), kvs, more, count: count as i64 });
-        }
-        // Index entries carry no value; history entries do.
-        let (mut kvs, mut have_values) = if from_index {
-            let kvs = self.live_keys(&range).iter().map(|(key, meta)| meta.to_kv(key)).collect();
-            (kvs, false)
-        } else {
-            (self.history_window(&range, rev, None, false, false, bound)?.0, true)
-        };
-        let count = kvs.len() as i64;
-        if req.count_only {
-            return Ok(RangeResponse { header: crate::api::header(0), kvs: Vec::new(), more: false, count });
-        }
-
-        let within = |min: i64, max: i64, v: i64| (min == 0 || v >= min) && (max == 0 || v <= max);
-        kvs.retain(|kv| {
-            within(req.min_mod_revision, req.max_mod_revision, kv.mod_revision)
-                && within(req.min_create_revision, req.max_create_revision, kv.create_revision)
-        });
-
-        if order != SortOrder::None {
-            if target == SortTarget::Value && !have_values {
-                self.fill_values(&mut kvs, bound)?;
-                have_values = true;
-            }
-            // Stable sorts: ties stay in ascending key order.
-            match order {
-                SortOrder::Descend => kvs.sort_by(|a, b| sort_cmp(target, b, a)),
-                _ => kvs.sort_by(|a, b| sort_cmp(target, a, b)),
-            }
-        }
-
-        let limit = usize::try_from(req.limit).unwrap_or(0);
-        let more = limit > 0 && kvs.len() > limit;
-        if more {
-            kvs.truncate(limit);
-        }
-        if req.keys_only {
-            for kv in &mut kvs {
-                kv.value = Bytes::new();
-            }
-        } else if !have_values {
-            self.fill_values(&mut kvs, bound)?;
-        } else {
-            let gathered = kvs.iter().fold(0usize, |n, kv| n.saturating_add(kv.key.len() + kv.value.len()));
-            check_response_size(gathered, bound)?;
-        }
-        Ok(RangeResponse { header: crate::api::header(0), kvs, more, count })
-    }
-
-    /// Checks a read revision against the compact revision and `current`;
-    /// returns it unchanged.
-    fn check_read_revision(&self, rev: i64, current: i64) -> Result<i64> {
-        if rev < 0 {
-            return Err(Error::invalid("negative revision"));
-        }
-        if rev > current {
-            return Err(Error::FutureRevision { requested: rev, current });
-        }
-        if rev != 0 && rev < self.compact_revision {
-            return Err(Error::Compacted { requested: rev, compact_revision: self.compact_revision });
-        }
-        Ok(rev)
+        let rev = check_read_revision(req.revision, visible, self.compact_revision)?;
+        let at = if rev == 0 { visible } else { rev };
+        let index = (rev == 0 || rev >= visible).then_some(self as &dyn LiveIndex);
+        serve_range(req, at, bound, &|s, e, v| self.scan_history(s, e, v), index)
     }
 
     /// The live keys in `range`, in key order.
@@ -213,85 +85,6 @@ impl<E: Engine> Mvcc<E> {
             return Vec::new();
         }
         self.index.range::<[u8], _>(range.bounds()).map(|(k, m)| (k.clone(), *m)).collect()
-    }
-
-    /// The live keys of `range` in key order (descending: from the end),
-    /// at most `take` of them (`None`: all), without values, and how many
-    /// there are in all — counted without materialising the rest.
-    fn index_window(&self, range: &KeyRange, take: Option<usize>, descending: bool) -> (Vec<KeyValue>, usize) {
-        if range.is_empty() {
-            return (Vec::new(), 0);
-        }
-        let keys = self.index.range::<[u8], _>(range.bounds());
-        let take = take.unwrap_or(usize::MAX);
-        let (kvs, rest): (Vec<KeyValue>, usize) = if descending {
-            let mut keys = keys.rev();
-            let kvs = keys.by_ref().take(take).map(|(k, m)| m.to_kv(k)).collect();
-            (kvs, keys.count())
-        } else {
-            let mut keys = keys;
-            let kvs = keys.by_ref().take(take).map(|(k, m)| m.to_kv(k)).collect();
-            (kvs, keys.count())
-        };
-        let count = kvs.len() + rest;
-        (kvs, count)
-    }
-
-    /// The keys of `range` as of revision `rev`, from the history: at most
-    /// `take` of them in key order (descending: the last `take`, newest key
-    /// first), and how many there are in all. Only the window is held in
-    /// memory; `keys_only` leaves values out.
-    fn history_window(
-        &self,
-        range: &KeyRange,
-        rev: i64,
-        take: Option<usize>,
-        descending: bool,
-        keys_only: bool,
-        bound: usize,
-    ) -> Result<(Vec<KeyValue>, usize)> {
-        let (start, end) = range.encoded();
-        let take = take.unwrap_or(usize::MAX);
-        let mut window = std::collections::VecDeque::new();
-        let mut count = 0usize;
-        let mut gathered = 0usize;
-        let mut group: Option<Vec<u8>> = None;
-        self.scan_history(&start, end.as_deref(), &mut |k, v| {
-            let (user, version_rev) = decode_key(k)?;
-            if group.as_deref() == Some(&user[..]) || version_rev > rev {
-                // An older version of a key already decided, or too new.
-                return Ok(true);
-            }
-            let rec = Record::decode(v)?;
-            if !rec.tombstone {
-                count += 1;
-                if take > 0 && (descending || window.len() < take) {
-                    let value_len = if keys_only { 0 } else { rec.value.len() };
-                    gathered = gathered.saturating_add(user.len() + value_len);
-                    window.push_back(KeyValue {
-                        key: Bytes::copy_from_slice(&user),
-                        create_revision: rec.create_revision,
-                        mod_revision: version_rev,
-                        version: rec.version,
-                        value: if keys_only { Bytes::new() } else { Bytes::from(rec.value) },
-                        lease: rec.lease,
-                    });
-                    if window.len() > take {
-                        if let Some(old) = window.pop_front() {
-                            gathered -= old.key.len() + old.value.len();
-                        }
-                    }
-                    check_response_size(gathered, bound)?;
-                }
-            }
-            group = Some(user);
-            Ok(true)
-        })?;
-        let mut kvs: Vec<KeyValue> = window.into();
-        if descending {
-            kvs.reverse();
-        }
-        Ok((kvs, count))
     }
 
     /// Visits the engine keys of `Cf::Kv` in `[start, end)` in order, with
@@ -363,18 +156,6 @@ impl<E: Engine> Mvcc<E> {
         kv.value = Bytes::from(self.load_value(key, meta)?);
         Ok(kv)
     }
-
-    /// Loads the values of key-values built from the index.
-    fn fill_values(&self, kvs: &mut [KeyValue], bound: usize) -> Result<()> {
-        let mut gathered = 0usize;
-        for kv in kvs {
-            let rec = self.load_record(&kv.key, kv.mod_revision)?;
-            gathered = gathered.saturating_add(kv.key.len() + rec.value.len());
-            check_response_size(gathered, bound)?;
-            kv.value = Bytes::from(rec.value);
-        }
-        Ok(())
-    }
 }
 
 /// 64-bit FNV-1a over every stored version at or below `revision` — its
@@ -418,4 +199,279 @@ fn sort_cmp(target: SortTarget, a: &KeyValue, b: &KeyValue) -> Ordering {
         SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
         SortTarget::Value => a.value.cmp(&b.value),
     }
+}
+
+/// Visits the `Cf::Kv` records in `[start, end)` in key order (all versions
+/// of a key, newest first): the store's history, staged writes included or
+/// read from a snapshot view.
+pub(super) type HistoryScan<'a> = dyn Fn(&[u8], Option<&[u8]>, &mut Visitor<'_>) -> Result<()> + 'a;
+
+/// The in-memory index of live keys, for reads at the current revision.
+pub(super) trait LiveIndex {
+    /// The live keys of `range` in key order (descending: from the end), at
+    /// most `take` of them (`None`: all), without values, and how many
+    /// there are in all — counted without materialising the rest.
+    fn window(&self, range: &KeyRange, take: Option<usize>, descending: bool) -> (Vec<KeyValue>, usize);
+    /// Every live key of `range`, without values.
+    fn all(&self, range: &KeyRange) -> Vec<KeyValue>;
+    /// Loads the values of key-values built from the index, failing once
+    /// they pass `bound` bytes.
+    fn fill_values(&self, kvs: &mut [KeyValue], bound: usize) -> Result<()>;
+}
+
+impl<E: Engine> LiveIndex for Mvcc<E> {
+    fn window(&self, range: &KeyRange, take: Option<usize>, descending: bool) -> (Vec<KeyValue>, usize) {
+        if range.is_empty() {
+            return (Vec::new(), 0);
+        }
+        let keys = self.index.range::<[u8], _>(range.bounds());
+        let take = take.unwrap_or(usize::MAX);
+        let (kvs, rest): (Vec<KeyValue>, usize) = if descending {
+            let mut keys = keys.rev();
+            let kvs = keys.by_ref().take(take).map(|(k, m)| m.to_kv(k)).collect();
+            (kvs, keys.count())
+        } else {
+            let mut keys = keys;
+            let kvs = keys.by_ref().take(take).map(|(k, m)| m.to_kv(k)).collect();
+            (kvs, keys.count())
+        };
+        let count = kvs.len() + rest;
+        (kvs, count)
+    }
+
+    fn all(&self, range: &KeyRange) -> Vec<KeyValue> {
+        self.live_keys(range).iter().map(|(key, meta)| meta.to_kv(key)).collect()
+    }
+
+    fn fill_values(&self, kvs: &mut [KeyValue], bound: usize) -> Result<()> {
+        let mut gathered = 0usize;
+        for kv in kvs {
+            let rec = self.load_record(&kv.key, kv.mod_revision)?;
+            gathered = gathered.saturating_add(kv.key.len() + rec.value.len());
+            check_response_size(gathered, bound)?;
+            kv.value = Bytes::from(rec.value);
+        }
+        Ok(())
+    }
+}
+
+/// Checks a read revision against `compact` and `current`; returns it
+/// unchanged.
+pub(super) fn check_read_revision(rev: i64, current: i64, compact: i64) -> Result<i64> {
+    if rev < 0 {
+        return Err(Error::invalid("negative revision"));
+    }
+    if rev > current {
+        return Err(Error::FutureRevision { requested: rev, current });
+    }
+    if rev != 0 && rev < compact {
+        return Err(Error::Compacted { requested: rev, compact_revision: compact });
+    }
+    Ok(rev)
+}
+
+/// Serves a validated range at revision `at` (checked) from `history`, or
+/// from `index` when the read is at the revision the index reflects. The
+/// response's revision is left for the caller to set.
+pub(super) fn serve_range(
+    req: &RangeRequest,
+    at: i64,
+    bound: usize,
+    history: &HistoryScan<'_>,
+    index: Option<&dyn LiveIndex>,
+) -> Result<RangeResponse> {
+    let order = SortOrder::try_from(req.sort_order).map_err(|_| Error::invalid("unknown sort order"))?;
+    let target = SortTarget::try_from(req.sort_target).map_err(|_| Error::invalid("unknown sort target"))?;
+    let range = KeyRange::new(&req.key, &req.range_end);
+
+    let order = match (order, target) {
+        (SortOrder::None, SortTarget::Key) => SortOrder::None,
+        (SortOrder::None, _) => SortOrder::Ascend,
+        (order, _) => order,
+    };
+    let filtered = req.min_mod_revision != 0
+        || req.max_mod_revision != 0
+        || req.min_create_revision != 0
+        || req.max_create_revision != 0;
+    if !filtered && (order == SortOrder::None || target == SortTarget::Key) {
+        // Key order is the order keys are stored in: read at most
+        // `limit` key-values and count the rest without keeping them.
+        let limit = usize::try_from(req.limit).ok().filter(|l| *l > 0);
+        let take = if req.count_only { Some(0) } else { limit };
+        let descending = order == SortOrder::Descend;
+        let kvs = match index {
+            Some(index) => {
+                let (mut kvs, count) = index.window(&range, take, descending);
+                if !req.keys_only {
+                    index.fill_values(&mut kvs, bound)?;
+                }
+                (kvs, count)
+            }
+            None => history_window(history, &range, at, take, descending, req.keys_only, bound)?,
+        };
+        let (kvs, count) = kvs;
+        let more = limit.is_some_and(|l| count > l) && !req.count_only;
+        return Ok(RangeResponse { header: crate::api::header(0), kvs, more, count: count as i64 });
+    }
+    // Index entries carry no value; history entries do.
+    let (mut kvs, mut have_values) = match index {
+        Some(index) => (index.all(&range), false),
+        None => (history_window(history, &range, at, None, false, false, bound)?.0, true),
+    };
+    let count = kvs.len() as i64;
+    if req.count_only {
+        return Ok(RangeResponse { header: crate::api::header(0), kvs: Vec::new(), more: false, count });
+    }
+
+    let within = |min: i64, max: i64, v: i64| (min == 0 || v >= min) && (max == 0 || v <= max);
+    kvs.retain(|kv| {
+        within(req.min_mod_revision, req.max_mod_revision, kv.mod_revision)
+            && within(req.min_create_revision, req.max_create_revision, kv.create_revision)
+    });
+
+    if order != SortOrder::None {
+        if let Some(index) = index.filter(|_| target == SortTarget::Value && !have_values) {
+            index.fill_values(&mut kvs, bound)?;
+            have_values = true;
+        }
+        // Stable sorts: ties stay in ascending key order.
+        match order {
+            SortOrder::Descend => kvs.sort_by(|a, b| sort_cmp(target, b, a)),
+            _ => kvs.sort_by(|a, b| sort_cmp(target, a, b)),
+        }
+    }
+
+    let limit = usize::try_from(req.limit).unwrap_or(0);
+    let more = limit > 0 && kvs.len() > limit;
+    if more {
+        kvs.truncate(limit);
+    }
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value = Bytes::new();
+        }
+    } else if let Some(index) = index.filter(|_| !have_values) {
+        index.fill_values(&mut kvs, bound)?;
+    } else {
+        let gathered = kvs.iter().fold(0usize, |n, kv| n.saturating_add(kv.key.len() + kv.value.len()));
+        check_response_size(gathered, bound)?;
+    }
+    Ok(RangeResponse { header: crate::api::header(0), kvs, more, count })
+}
+
+/// The keys of `range` as of revision `rev`, from the history: at most
+/// `take` of them in key order (descending: the last `take`, newest key
+/// first), and how many there are in all. Only the window is held in
+/// memory (the records counted past it are not decoded); `keys_only`
+/// leaves values out.
+fn history_window(
+    history: &HistoryScan<'_>,
+    range: &KeyRange,
+    rev: i64,
+    take: Option<usize>,
+    descending: bool,
+    keys_only: bool,
+    bound: usize,
+) -> Result<(Vec<KeyValue>, usize)> {
+    if range.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let (start, end) = range.encoded();
+    let take = take.unwrap_or(usize::MAX);
+    let mut window = std::collections::VecDeque::new();
+    let mut count = 0usize;
+    let mut gathered = 0usize;
+    let mut group: Option<Vec<u8>> = None;
+    history(&start, end.as_deref(), &mut |k, v| {
+        let (user, version_rev) = decode_key(k)?;
+        if group.as_deref() == Some(&user[..]) || version_rev > rev {
+            // An older version of a key already decided, or too new.
+            return Ok(true);
+        }
+        if !Record::is_tombstone(v)? {
+            count += 1;
+            if take > 0 && (descending || window.len() < take) {
+                let rec = Record::decode(v)?;
+                let value_len = if keys_only { 0 } else { rec.value.len() };
+                gathered = gathered.saturating_add(user.len() + value_len);
+                window.push_back(KeyValue {
+                    key: Bytes::copy_from_slice(&user),
+                    create_revision: rec.create_revision,
+                    mod_revision: version_rev,
+                    version: rec.version,
+                    value: if keys_only { Bytes::new() } else { Bytes::from(rec.value) },
+                    lease: rec.lease,
+                });
+                if window.len() > take {
+                    if let Some(old) = window.pop_front() {
+                        gathered -= old.key.len() + old.value.len();
+                    }
+                }
+                check_response_size(gathered, bound)?;
+            }
+        }
+        group = Some(user);
+        Ok(true)
+    })?;
+    let mut kvs: Vec<KeyValue> = window.into();
+    if descending {
+        kvs.reverse();
+    }
+    Ok((kvs, count))
+}
+
+/// Every event on keys of `[key, range_end)` (etcd range rules) with
+/// revision in `[from, until]`, oldest first, each with its previous
+/// key-value, read from `history`.
+pub(super) fn history_events(
+    history: &HistoryScan<'_>,
+    key: &[u8],
+    range_end: &[u8],
+    from: i64,
+    until: i64,
+) -> Result<Vec<Event>> {
+    let range = KeyRange::new(key, range_end);
+    let mut events = Vec::new();
+    if range.is_empty() {
+        return Ok(events);
+    }
+    let (start, end) = range.encoded();
+    // Versions come newest first per key: an event's previous version is
+    // the next record of the same key.
+    let mut pending: Option<(Vec<u8>, Event)> = None;
+    history(&start, end.as_deref(), &mut |k, v| {
+        let (user, rev) = decode_key(k)?;
+        if pending.is_none() && (rev < from || rev > until) {
+            // Neither an event of the window nor the previous version of one.
+            return Ok(true);
+        }
+        let rec = Record::decode(v)?;
+        let kv = KeyValue {
+            key: Bytes::copy_from_slice(&user),
+            create_revision: rec.create_revision,
+            mod_revision: rev,
+            version: rec.version,
+            value: Bytes::from(rec.value),
+            lease: rec.lease,
+        };
+        if let Some((pkey, mut ev)) = pending.take() {
+            if pkey == user && !rec.tombstone {
+                ev.prev_kv = Some(kv.clone());
+            }
+            events.push(ev);
+        }
+        if rev >= from && rev <= until {
+            let ev = if rec.tombstone {
+                let kv = KeyValue { key: kv.key, mod_revision: rev, ..Default::default() };
+                Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None }
+            } else {
+                Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None }
+            };
+            pending = Some((user, ev));
+        }
+        Ok(true)
+    })?;
+    events.extend(pending.map(|(_, ev)| ev));
+    events.sort_by_key(|e| e.revision());
+    Ok(events)
 }

@@ -36,6 +36,7 @@ use crate::core::lease::Lessor;
 use crate::core::membership::Members;
 use crate::core::mvcc::{Compaction, Mvcc};
 use crate::core::raftlog::RaftLog;
+use crate::core::reads::{HistoryRead, RangeJob};
 use crate::core::ready::Completion;
 use crate::core::snapshot;
 use crate::core::status::{MemberState, Status};
@@ -105,6 +106,8 @@ pub struct Peer<E: Engine, T> {
     /// Read batches with a read index, waiting for apply to reach it.
     ready_reads: VecDeque<(u64, ReadBatch<T>)>,
     next_read_ctx: u64,
+    /// Ranges served, to read off this thread (the next Ready's `ranges`).
+    range_jobs: Vec<RangeJob<E::Snapshot, T>>,
     applied_index: u64,
     applied_term: u64,
     compacted_at: u64,
@@ -233,6 +236,7 @@ impl<E: Engine, T> Peer<E, T> {
             inflight_reads: BTreeMap::new(),
             ready_reads: VecDeque::new(),
             next_read_ctx: 0,
+            range_jobs: Vec::new(),
             applied_index,
             applied_term,
             compacted_at,
@@ -376,6 +380,19 @@ impl<E: Engine, T> Peer<E, T> {
         Ok(w)
     }
 
+    /// A window of watch history read off this thread (a Ready's
+    /// `histories`) came back: delivers it to its watcher, which may then
+    /// join the live events. Call between steps.
+    pub fn history_read(&mut self, read: HistoryRead) {
+        self.watches.history_read(read, self.mvcc.revision());
+    }
+
+    /// The revision through which watch `id` has been given every event
+    /// (see `WatchHub::delivered_through`); `None` if it is gone.
+    pub fn watch_delivered(&self, id: u64) -> Option<i64> {
+        self.watches.delivered_through(id, self.mvcc.revision())
+    }
+
     /// Cancels watch `id`.
     pub fn cancel_watch(&mut self, id: u64) {
         self.watches.cancel(id);
@@ -423,6 +440,7 @@ impl<E: Engine, T> Peer<E, T> {
         let mut out = std::mem::take(&mut self.completions);
         out.extend(std::mem::take(&mut self.proposals).into_values().map(|p| (p.token, Err(Error::Stopped))));
         out.extend(self.queued_reads.drain(..).map(|(_, t)| (t, Err(Error::Stopped))));
+        out.extend(self.range_jobs.drain(..).map(|j| (j.token, Err(Error::Stopped))));
         for (_, b) in std::mem::take(&mut self.inflight_reads) {
             out.extend(b.reads.into_iter().map(|(_, t)| (t, Err(Error::Stopped))));
         }

@@ -7,6 +7,7 @@ use crate::api::{LeaseKeepAliveResponse, RangeRequest};
 use crate::command::{Command, Op, Response};
 use crate::core::membership;
 use crate::core::mvcc::Mvcc;
+use crate::core::reads::RangeJob;
 use crate::engine::Engine;
 use crate::error::InvalidRequest;
 use crate::{Error, Result};
@@ -132,12 +133,15 @@ impl<E: Engine, T> Peer<E, T> {
     /// Reads a range. A serializable request is served at once from local
     /// state; otherwise the read joins the next ReadIndex round and is served
     /// once this member has applied up to the read index (linearizable).
+    /// Either way the read itself is a [`RangeJob`] over an engine snapshot
+    /// taken then, handed out in the next [`Ready`](crate::core::ready::Ready)
+    /// to run off this thread. Call between steps (the applied state is
+    /// then all in the engine).
     pub fn read(&mut self, req: RangeRequest, token: T) {
-        if req.serializable || self.cfg.unsafe_local_reads {
-            let res = self.mvcc.range(&req).map(Response::Range);
-            self.completions.push((token, res));
-        } else if let Err(e) = Mvcc::<E>::validate_range(&req) {
+        if let Err(e) = Mvcc::<E>::validate_range(&req) {
             self.completions.push((token, Err(e)));
+        } else if req.serializable || self.cfg.unsafe_local_reads {
+            self.range_jobs.push(RangeJob { token, req, view: self.mvcc.view() });
         } else {
             self.queued_reads.push((req, token));
         }
@@ -196,8 +200,7 @@ impl<E: Engine, T> Peer<E, T> {
         while self.ready_reads.front().is_some_and(|(idx, _)| *idx <= self.applied_index) {
             let Some((_, batch)) = self.ready_reads.pop_front() else { break };
             for (req, token) in batch.reads {
-                let res = self.mvcc.range(&req).map(Response::Range);
-                self.completions.push((token, res));
+                self.range_jobs.push(RangeJob { token, req, view: self.mvcc.view() });
             }
         }
     }

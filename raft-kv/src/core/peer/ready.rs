@@ -9,6 +9,7 @@ use crate::core::dedup::{AppliedIds, DEDUP_WINDOW};
 use crate::core::lease::Lessor;
 use crate::core::membership::Members;
 use crate::core::mvcc::Mvcc;
+use crate::core::reads::HistoryJob;
 use crate::core::ready::{DiskWrite, LogWrite, Ready};
 use crate::core::snapshot;
 use crate::engine::{Engine, WriteBatch};
@@ -24,6 +25,8 @@ impl<E: Engine, T> Peer<E, T> {
             || !self.compactions.is_empty()
             || self.reads_flushable()
             || self.reads_servable()
+            || !self.range_jobs.is_empty()
+            || self.watches.has_windows()
             || (self.raw.has_ready() && !self.snapshot_waits())
     }
 
@@ -51,6 +54,10 @@ impl<E: Engine, T> Peer<E, T> {
         // Earlier steps' apply batches are written by now (the contract).
         self.serve_reads();
         self.flush_reads();
+        out.ranges = std::mem::take(&mut self.range_jobs);
+        out.histories = (self.watches.take_windows().into_iter())
+            .map(|w| HistoryJob { watch: w.watch, from: w.from, until: w.until, req: w.req, view: self.mvcc.view() })
+            .collect();
         if self.raw.has_ready() && !self.snapshot_waits() {
             out.log_write = self.take_raft_ready(&mut out.messages)?;
         }

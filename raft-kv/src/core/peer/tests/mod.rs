@@ -16,6 +16,7 @@ mod reads;
 mod ready;
 mod replication;
 mod snapshots;
+mod watches;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -82,6 +83,10 @@ pub(super) struct Cluster {
     pub isolated: BTreeSet<u64>,
     /// Completions released so far, per member.
     pub completed: BTreeMap<u64, Vec<Completion<u32>>>,
+    /// Hold windows of watch history instead of reading them at once.
+    pub hold_history: bool,
+    /// Windows of watch history held, per member, oldest first.
+    pub histories: BTreeMap<u64, Vec<crate::core::reads::HistoryJob<crate::engine::MemSnapshot>>>,
 }
 
 impl Cluster {
@@ -125,9 +130,12 @@ impl Cluster {
 
     /// Carries out `rd` for member `id` in the contract's order: the apply
     /// batch written unsynced, messages onto the network, completions
-    /// recorded, then the log write persisted or held as `write` says.
+    /// recorded, then the log write persisted or held as `write` says. The
+    /// reads handed off run at once: a range's completion is recorded with
+    /// the others, a history window goes back to the peer.
     pub fn execute(&mut self, id: u64, rd: TestReady, write: Write) -> Trace {
-        let Ready { messages, apply, log_write, completions, compactions: _, members } = rd;
+        let Ready { messages, apply, log_write, mut completions, compactions: _, members, ranges, histories } = rd;
+        completions.extend(ranges.into_iter().map(|job| job.run()));
         let trace = Trace {
             id,
             messages: types(&messages),
@@ -144,6 +152,14 @@ impl Cluster {
         self.completed.entry(id).or_default().extend(completions);
         if let Some(lw) = log_write {
             self.held.entry(id).or_default().push(lw);
+        }
+        if self.hold_history {
+            self.histories.entry(id).or_default().extend(histories);
+        } else {
+            for job in histories {
+                let read = job.run();
+                self.peer(id).history_read(read);
+            }
         }
         if write == Write::Persist {
             self.persist(id);

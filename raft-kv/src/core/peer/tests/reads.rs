@@ -1,6 +1,7 @@
 //! Reads: serializable ones are served from local state in the next Ready;
 //! linearizable ones wait for a ReadIndex round and for apply to reach the
-//! read index.
+//! read index. Either way "served" means handed out as a range job over an
+//! engine snapshot of the applied state, to read off the peer's thread.
 
 use raft::eraftpb::MessageType::{MsgHeartbeat, MsgHeartbeatResponse, MsgReadIndex, MsgReadIndexResp};
 
@@ -13,6 +14,13 @@ fn values(res: &Result<Response>) -> Vec<String> {
         Ok(Response::Range(r)) => r.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.value).into_owned()).collect(),
         other => panic!("expected a range response, got {other:?}"),
     }
+}
+
+/// Runs the range jobs of `rd` (as a reader would) and returns their
+/// completions; asserts nothing else was completed.
+fn served(rd: &mut TestReady) -> Vec<(u32, Result<Response>)> {
+    assert!(rd.completions.is_empty(), "a read completed on the peer's thread: {rd:?}");
+    std::mem::take(&mut rd.ranges).into_iter().map(|job| job.run()).collect()
 }
 
 /// A cluster led by member 1 with `k` = `v1` applied everywhere.
@@ -28,11 +36,33 @@ fn serializable_read_completes_in_the_very_next_ready() {
     let mut c = with_k();
     c.peer(2).read(RangeRequest::key("k").serializable(), 9);
     assert!(c.peer(2).has_ready());
-    let rd = c.ready(2);
-    assert_eq!(rd.completions.len(), 1);
-    assert_eq!(rd.completions[0].0, 9);
-    assert_eq!(values(&rd.completions[0].1), ["v1"]);
+    let mut rd = c.ready(2);
     assert!(rd.messages.is_empty() && rd.log_write.is_none(), "no ReadIndex round: {rd:?}");
+    let done = served(&mut rd);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].0, 9);
+    assert_eq!(values(&done[0].1), ["v1"]);
+}
+
+#[test]
+fn a_range_job_reads_the_snapshot_taken_when_it_was_served() {
+    let mut c = with_k();
+    let before = c.peer(2).mvcc().revision();
+    c.peer(2).read(RangeRequest::key("k").serializable(), 9);
+    let mut rd = c.ready(2);
+    let job = rd.ranges.pop().expect("a range job");
+    // Writes applied after the job was handed out are not in its answer,
+    // however late it runs.
+    c.execute(2, rd, Write::Persist);
+    c.put(1, "k", "v2", 101).expect("put");
+    assert_eq!(c.get(2, "k").as_deref(), Some(&b"v2"[..]));
+    let (token, res) = job.run();
+    assert_eq!(token, 9);
+    assert_eq!(values(&res), ["v1"]);
+    match res {
+        Ok(Response::Range(r)) => assert_eq!(r.header.map(|h| h.revision), Some(before)),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -41,8 +71,8 @@ fn serializable_read_on_a_lagging_follower_is_served_stale() {
     c.isolated.insert(3);
     c.put(1, "k", "v2", 101).expect("put");
     c.peer(3).read(RangeRequest::key("k").serializable(), 9);
-    let rd = c.ready(3);
-    assert_eq!(values(&rd.completions[0].1), ["v1"], "local state, without asking the leader");
+    let mut rd = c.ready(3);
+    assert_eq!(values(&served(&mut rd)[0].1), ["v1"], "local state, without asking the leader");
 }
 
 #[test]
@@ -50,7 +80,7 @@ fn linearizable_read_on_the_leader_waits_for_a_heartbeat_quorum() {
     let mut c = with_k();
     c.peer(1).read(RangeRequest::key("k"), 9);
     let rd = c.ready(1);
-    assert!(rd.completions.is_empty(), "served before leadership was confirmed");
+    assert!(rd.completions.is_empty() && rd.ranges.is_empty(), "served before leadership was confirmed");
     assert_eq!(sorted(&rd.messages), vec![(MsgHeartbeat, 2), (MsgHeartbeat, 3)]);
     assert!(rd.messages.iter().all(|m| !m.context.is_empty()), "the ReadIndex context rides the heartbeats");
     c.execute(1, rd, Write::Persist);
@@ -64,10 +94,11 @@ fn linearizable_read_on_the_leader_waits_for_a_heartbeat_quorum() {
     let t = c.run(1, Write::Persist);
     assert!(t.completions.is_empty(), "{t:?}");
     assert!(c.peer(1).has_ready());
-    let rd = c.ready(1);
-    assert_eq!(rd.completions.len(), 1, "{rd:?}");
-    assert_eq!(values(&rd.completions[0].1), ["v1"]);
+    let mut rd = c.ready(1);
     assert!(rd.messages.is_empty() && rd.log_write.is_none());
+    let done = served(&mut rd);
+    assert_eq!(done.len(), 1, "{rd:?}");
+    assert_eq!(values(&done[0].1), ["v1"]);
 }
 
 #[test]
@@ -117,11 +148,12 @@ fn linearizable_read_is_served_only_once_applied_reaches_the_read_index() {
     assert_eq!(c.peer(3).member_state().applied_index, read_index);
     // ...and the next Ready serves it, seeing `v2`.
     assert!(c.peer(3).has_ready());
-    let rd = c.ready(3);
-    assert_eq!(rd.completions.len(), 1, "{rd:?}");
-    assert_eq!(rd.completions[0].0, 9);
-    assert_eq!(values(&rd.completions[0].1), ["v2"]);
+    let mut rd = c.ready(3);
     assert!(rd.apply.is_empty() && rd.messages.is_empty() && rd.log_write.is_none());
+    let done = served(&mut rd);
+    assert_eq!(done.len(), 1, "{rd:?}");
+    assert_eq!(done[0].0, 9);
+    assert_eq!(values(&done[0].1), ["v2"]);
 }
 
 #[test]
