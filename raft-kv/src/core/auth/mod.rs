@@ -348,10 +348,6 @@ fn change_state(s: &mut AuthState, change: &AuthChange, tokens: &SimpleTokens, t
                 return err(AuthError::RootRoleMissing);
             }
             s.enabled = true;
-            // etcd creates the root role on enable if it is missing.
-            s.roles
-                .entry(ROOT.to_owned())
-                .or_insert_with(|| Role { name: Bytes::from_static(b"root"), ..Default::default() });
         }
         AuthChange::Disable(_) => {
             if !s.enabled {
