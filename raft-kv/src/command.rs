@@ -39,8 +39,27 @@ pub struct Command {
     #[prost(uint64, tag = "14")]
     pub member: u64,
     /// The operation.
-    #[prost(oneof = "Op", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")]
+    #[prost(oneof = "Op", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16")]
     pub op: Option<Op>,
+    /// Who asked, as the proposer authenticated them, and the auth revision
+    /// it checked the request against (etcd's request header): applied
+    /// under a newer auth state, the command is refused with
+    /// [`AuthError::OldRevision`](crate::AuthError::OldRevision) for the
+    /// proposer to check again. `None`: a trusted caller (the embedding
+    /// program, or the member itself), never checked.
+    #[prost(message, optional, tag = "15")]
+    pub auth: Option<AuthInfo>,
+}
+
+/// The user a request runs as and the auth revision it was checked at.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct AuthInfo {
+    /// The user name (empty: no user was given).
+    #[prost(string, tag = "1")]
+    pub user: String,
+    /// The auth store revision the proposer checked the request at.
+    #[prost(uint64, tag = "2")]
+    pub revision: u64,
 }
 
 /// A state-machine operation.
@@ -79,6 +98,82 @@ pub enum Op {
     /// Update a member's URLs or name.
     #[prost(message, tag = "13")]
     MemberUpdate(MemberUpdate),
+    /// Change users, roles, permissions or the enabled flag, or register a
+    /// simple token.
+    #[prost(message, tag = "16")]
+    Auth(AuthOp),
+}
+
+/// An auth store change: etcd's Auth requests, with passwords already
+/// hashed by the proposer (only the bcrypt hash enters the log).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AuthOp {
+    /// The change.
+    #[prost(oneof = "AuthChange", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")]
+    pub change: Option<AuthChange>,
+}
+
+/// One auth store change.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum AuthChange {
+    /// Turn authentication on (needs `root` with the `root` role).
+    #[prost(message, tag = "1")]
+    Enable(crate::pb::etcdserverpb::AuthEnableRequest),
+    /// Turn authentication off.
+    #[prost(message, tag = "2")]
+    Disable(crate::pb::etcdserverpb::AuthDisableRequest),
+    /// Register a simple token for a user whose password the proposer
+    /// checked.
+    #[prost(message, tag = "3")]
+    Authenticate(SimpleToken),
+    /// Add a user (`hashed_password` set, `password` empty).
+    #[prost(message, tag = "4")]
+    UserAdd(crate::pb::etcdserverpb::AuthUserAddRequest),
+    /// Delete a user.
+    #[prost(message, tag = "5")]
+    UserDelete(crate::pb::etcdserverpb::AuthUserDeleteRequest),
+    /// Change a user's password (`hashed_password` set, `password` empty).
+    #[prost(message, tag = "6")]
+    UserChangePassword(crate::pb::etcdserverpb::AuthUserChangePasswordRequest),
+    /// Grant a role to a user.
+    #[prost(message, tag = "7")]
+    UserGrantRole(crate::pb::etcdserverpb::AuthUserGrantRoleRequest),
+    /// Revoke a role from a user.
+    #[prost(message, tag = "8")]
+    UserRevokeRole(crate::pb::etcdserverpb::AuthUserRevokeRoleRequest),
+    /// Add a role.
+    #[prost(message, tag = "9")]
+    RoleAdd(crate::pb::etcdserverpb::AuthRoleAddRequest),
+    /// Delete a role (and take it from every user).
+    #[prost(message, tag = "10")]
+    RoleDelete(crate::pb::etcdserverpb::AuthRoleDeleteRequest),
+    /// Grant (or change the type of) a key-range permission.
+    #[prost(message, tag = "11")]
+    RoleGrantPermission(crate::pb::etcdserverpb::AuthRoleGrantPermissionRequest),
+    /// Revoke a key-range permission.
+    #[prost(message, tag = "12")]
+    RoleRevokePermission(crate::pb::etcdserverpb::AuthRoleRevokePermissionRequest),
+}
+
+/// A simple token issued to a user: every member registers it when the
+/// entry applies, so it is valid on all of them (etcd's simple tokens).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct SimpleToken {
+    /// The user.
+    #[prost(string, tag = "1")]
+    pub user: String,
+    /// The token.
+    #[prost(string, tag = "2")]
+    pub token: String,
+    /// Its idle lifetime in seconds (the proposer's `--auth-token-ttl`).
+    #[prost(uint64, tag = "3")]
+    pub ttl_seconds: u64,
+}
+
+impl From<AuthChange> for Op {
+    fn from(change: AuthChange) -> Self {
+        Op::Auth(AuthOp { change: Some(change) })
+    }
 }
 
 /// Revoke a lease, deleting its keys: etcd's `LeaseRevokeRequest` plus the
@@ -163,7 +258,7 @@ impl Op {
 impl Command {
     /// A command for `op`, request `id` of `member`.
     pub fn new(member: u64, id: u64, op: Op) -> Self {
-        Command { format: FORMAT_VERSION, id, member, op: Some(op) }
+        Command { format: FORMAT_VERSION, id, member, op: Some(op), auth: None }
     }
 
     /// The cluster-unique key of the request: proposer and id.
@@ -212,6 +307,8 @@ pub enum Response {
     LeaseKeepAlive(LeaseKeepAliveResponse),
     /// Of a membership change.
     Members(MembersResponse),
+    /// Of an auth store change: the auth revision after it.
+    Auth(u64),
 }
 
 #[cfg(test)]

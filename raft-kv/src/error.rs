@@ -79,6 +79,9 @@ pub enum Error {
     /// The request is malformed; the reason's `Display` is etcd's message.
     #[error(transparent)]
     Invalid(#[from] InvalidRequest),
+    /// Refused by authentication or RBAC (etcd's message in `Display`).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// A range would return more key and value bytes than the member's
     /// `max_response_bytes`; it stopped reading there. The message is
     /// gRPC's for a message over its send limit, as etcd clients see it.
@@ -144,6 +147,66 @@ pub enum InvalidRequest {
     /// Anything else; the text says what.
     #[error("etcdserver: {0}")]
     Malformed(String),
+}
+
+/// Why authentication or an RBAC check refused a request. `Display` is
+/// etcd's message, so a server passes it to etcd clients unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The user lacks the permission the request needs.
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    /// Authentication is on and the request names no user.
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    /// A wrong password, an unknown user, or a user without a password.
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// A token that is unknown, expired or badly signed.
+    #[error("etcdserver: invalid auth token")]
+    InvalidToken,
+    /// No such user.
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    /// A user of that name exists.
+    #[error("etcdserver: user name already exists")]
+    UserExists,
+    /// No such role.
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    /// A role of that name exists.
+    #[error("etcdserver: role name already exists")]
+    RoleExists,
+    /// A role with an empty name.
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    /// Enabling auth without a `root` user.
+    #[error("etcdserver: root user does not exist")]
+    RootUserMissing,
+    /// Enabling auth while `root` lacks the `root` role.
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleMissing,
+    /// Revoking a role the user does not have.
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    /// Revoking a permission the role does not have.
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    /// Granting an empty permission.
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    /// A change that would lock the cluster out (deleting root, taking the
+    /// root role from root) while auth is on.
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    /// The request was checked against an older auth state than the one it
+    /// applied under; check it again and resubmit.
+    #[error("etcdserver: revision of auth store is old")]
+    OldRevision,
+    /// An auth call that needs authentication enabled.
+    #[error("etcdserver: authentication is not enabled")]
+    NotEnabled,
 }
 
 /// A storage failure, keeping the engine's error as its source.

@@ -70,3 +70,12 @@ pub(crate) fn decode_u64(v: &[u8]) -> crate::Result<u64> {
         v.try_into().map_err(|_| crate::Error::Corruption(format!("expected 8 bytes, got {}", v.len())))?;
     Ok(u64::from_be_bytes(arr))
 }
+
+/// Meta: whether authentication is enabled (one byte, 1 = on).
+pub const AUTH_ENABLED: &[u8] = b"auth/enabled";
+/// Meta: the auth store's revision (u64 BE).
+pub const AUTH_REVISION: &[u8] = b"auth/revision";
+/// Meta: prefix of user records (authpb `User`), by name.
+pub const AUTH_USER_PREFIX: &[u8] = b"auth/user/";
+/// Meta: prefix of role records (authpb `Role`), by name.
+pub const AUTH_ROLE_PREFIX: &[u8] = b"auth/role/";

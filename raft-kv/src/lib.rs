@@ -90,8 +90,9 @@ mod driver;
 pub(crate) mod keys;
 
 pub use api::*;
-pub use command::{LeaseRevoke, MemberUpdate, Op, Response};
+pub use command::{AuthChange, AuthInfo, AuthOp, LeaseRevoke, MemberUpdate, Op, Response, SimpleToken};
 pub use config::Config;
+pub use core::auth::{Access, AuthShared, AuthState, SimpleTokens, ROOT};
 pub use core::status::{MemberState, Role, Status};
 pub use core::watch::{WatchMessage, WatchRequest, Watcher};
 pub use driver::blocking::Node;
@@ -104,7 +105,7 @@ pub use driver::node::AsyncNode;
 pub use driver::state::StateChanges;
 pub use driver::transport::{NoTransport, Transport};
 pub use engine::{Engine, MemEngine, RocksEngine};
-pub use error::{Error, InvalidRequest, Result, StorageError};
+pub use error::{AuthError, Error, InvalidRequest, Result, StorageError};
 pub use raft::eraftpb::Message as RaftMessage;
 
 #[cfg(feature = "sans-io")]

@@ -3,7 +3,7 @@
 //!
 //! - [`peer`]: [`peer::Peer`], the member — raft-rs's `RawNode` over
 //!   [`raftlog`], the state machine ([`mvcc`], [`lease`], [`membership`],
-//!   [`dedup`]) and [`watch`]es; inputs in, one [`ready::Ready`] value out per
+//!   [`dedup`], [`auth`]) and [`watch`]es; inputs in, one [`ready::Ready`] value out per
 //!   step;
 //! - [`ready`]: that value and the order a driver must carry it out in;
 //! - [`snapshot`]: raft snapshots of the state machine, streamed in chunks;
@@ -13,6 +13,7 @@
 //! (`crate::engine`); the driver (`crate::driver`) supplies time, network
 //! and the log writer.
 
+pub mod auth;
 pub mod dedup;
 pub mod lease;
 pub mod membership;

@@ -79,6 +79,21 @@ impl Node {
         self.inner.range_with(req, done)
     }
 
+    /// See [`AsyncNode::propose_as_user`]; waits for the outcome.
+    pub fn propose_as_user(&self, op: Op, auth: Option<crate::command::AuthInfo>) -> Result<Response> {
+        self.wait(self.inner.propose_as_user(op, auth))
+    }
+
+    /// See [`AsyncNode::auth_change`]; waits for the auth revision after it.
+    pub fn auth_change(&self, change: crate::command::AuthChange) -> Result<u64> {
+        self.wait(self.inner.auth_change(change))
+    }
+
+    /// See [`AsyncNode::auth_state`].
+    pub fn auth_state(&self) -> std::sync::Arc<crate::AuthState> {
+        self.inner.auth_state()
+    }
+
     /// Proposes `op` and waits for its outcome.
     pub fn propose(&self, op: Op) -> Result<Response> {
         self.wait(self.inner.propose(op))

@@ -73,6 +73,7 @@ impl<E: Engine> NodeBuilder<E> {
         let readers = Background::readers(self.cfg.id)?;
         let writer = LogWriter::start(self.cfg.id, engine.clone(), Arc::clone(&self.inbox))?;
         let driver = Driver::new(engine);
+        let auth = peer.auth_shared();
         let board = StateBoard::new(self.cfg.id);
         board.publish(peer.member_state());
         let (cfg, inbox, b, m) = (self.cfg.clone(), Arc::clone(&self.inbox), Arc::clone(&board), Arc::clone(&metrics));
@@ -93,6 +94,7 @@ impl<E: Engine> NodeBuilder<E> {
             metrics,
             board,
             background: Arc::new(background),
+            auth,
         });
         Ok(Node { inner: AsyncNode { shared } })
     }

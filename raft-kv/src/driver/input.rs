@@ -22,7 +22,8 @@ pub type Callback = Box<dyn FnOnce(Result<Response>) + Send>;
 /// What a node thread receives.
 pub(crate) enum Input {
     Raft(Message),
-    Propose(Op, Callback),
+    /// A write, with the client it runs as (if any).
+    Propose(Op, Option<crate::command::AuthInfo>, Callback),
     Read(RangeRequest, Callback),
     /// Runs a closure on the member (status, watches, lease queries...).
     Local(LocalFn),

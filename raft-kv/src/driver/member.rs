@@ -164,7 +164,7 @@ pub(super) fn run<E: Engine>(
     pending.extend(inbox.close());
     for input in pending {
         match input {
-            Input::Propose(_, cb) | Input::Read(_, cb) => cb(Err(Error::Stopped)),
+            Input::Propose(_, _, cb) | Input::Read(_, cb) => cb(Err(Error::Stopped)),
             // Dropping a responder completes its call with `Stopped`.
             _ => {}
         }
@@ -183,7 +183,7 @@ fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input, metrics: &NodeM
                 tracing::debug!(id = peer.id(), error = %e, "dropped raft message");
             }
         }
-        Input::Propose(op, cb) => peer.propose(op, cb),
+        Input::Propose(op, auth, cb) => peer.propose_as(op, auth, cb),
         Input::Read(req, cb) => peer.read(req, cb),
         Input::Local(f) => f(peer),
         Input::History(read) => peer.history_read(read),

@@ -22,7 +22,8 @@ use crate::api::{
 };
 use futures_core::Stream as _;
 
-use crate::command::{LeaseRevoke, MemberUpdate, Op, Response};
+use crate::command::{AuthChange, AuthInfo, LeaseRevoke, MemberUpdate, Op, Response};
+use crate::core::auth::{AuthShared, AuthState, SimpleTokens};
 use crate::core::status::{MemberState, Status};
 use crate::core::watch::{WatchRequest, Watcher};
 use crate::driver::background::Background;
@@ -43,6 +44,8 @@ pub(super) struct Shared {
     pub(super) board: Arc<StateBoard>,
     /// The thread for whole-store reads (hash, backup).
     pub(super) background: Arc<Background>,
+    /// The auth state the node thread publishes, and its simple tokens.
+    pub(super) auth: Arc<AuthShared>,
 }
 
 impl Shared {
@@ -89,6 +92,7 @@ from_response!(
     LeaseRevokeResponse => LeaseRevoke,
     LeaseKeepAliveResponse => LeaseKeepAlive,
     MembersResponse => Members,
+    u64 => Auth,
 );
 
 /// A running member, driven from async code: every operation returns a
@@ -174,11 +178,48 @@ impl AsyncNode {
     /// Proposes `op`; `done` receives the outcome on the node thread. The
     /// building block of the typed methods, for adapters of their own.
     pub fn propose_with(&self, op: Op, done: Callback) {
-        if let Err((Input::Propose(_, done), why)) =
-            self.shared.inbox.push_within(Input::Propose(op, done), INBOX_LIMIT)
+        self.propose_as_with(op, None, done)
+    }
+
+    /// Proposes `op` on behalf of a client authenticated as `auth`: with
+    /// authentication enabled the command is checked against the auth
+    /// state it applies under (etcd's rule), and fails with
+    /// [`AuthError::OldRevision`](crate::AuthError::OldRevision) if that
+    /// state is newer than `auth.revision` — check again and resubmit.
+    /// `None` is a trusted caller (what [`AsyncNode::propose_with`] sends).
+    pub fn propose_as_with(&self, op: Op, auth: Option<AuthInfo>, done: Callback) {
+        if let Err((Input::Propose(_, _, done), why)) =
+            self.shared.inbox.push_within(Input::Propose(op, auth, done), INBOX_LIMIT)
         {
             done(Err(why));
         }
+    }
+
+    /// [`AsyncNode::propose_as_with`] as a [`Call`].
+    pub fn propose_as_user(&self, op: Op, auth: Option<AuthInfo>) -> Call<Response> {
+        let (tx, rx) = call();
+        self.propose_as_with(op, auth, Box::new(move |r| tx.send(r)));
+        rx
+    }
+
+    /// The auth store as of this member's last applied auth change: users,
+    /// roles, permissions, enabled flag and revision (no round trip).
+    pub fn auth_state(&self) -> Arc<AuthState> {
+        self.shared.auth.state()
+    }
+
+    /// The simple tokens this member has registered (etcd's
+    /// `--auth-token simple`), to validate a client's token.
+    pub fn auth_tokens(&self) -> &SimpleTokens {
+        self.shared.auth.tokens()
+    }
+
+    /// Changes the auth store through raft (etcd's Auth requests; passwords
+    /// already hashed, see [`AuthChange`]); completes with the auth
+    /// revision after the change, once applied here. Run as a trusted
+    /// caller: use [`AsyncNode::propose_as_user`] for a client's request.
+    pub fn auth_change(&self, change: AuthChange) -> Call<u64> {
+        self.propose_as(Op::from(change))
     }
 
     /// Reads a range; `done` receives the outcome on the node thread.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use raft_kv::hash::Fnv64;
 use raft_kv::pb::etcdserverpb as pb;
-use raft_kv::{AsyncNode, Error, InvalidRequest};
+use raft_kv::{AsyncNode, AuthError, Error, InvalidRequest};
 use tonic::{Code, Status};
 
 use crate::metrics::Metrics;
@@ -36,6 +36,8 @@ pub struct Ctx {
     pub metrics: Metrics,
     /// The peer transport (for its metrics).
     pub transport: transport_tcp::TcpHandle,
+    /// Tokens, password hashing and RBAC checks.
+    pub auth: crate::authn::Authn,
 }
 
 /// A shared [`Ctx`].
@@ -116,11 +118,28 @@ pub fn to_status(e: Error) -> Status {
         Error::MemberNotLearner => Status::failed_precondition("etcdserver: can only promote a learner member"),
         Error::Invalid(r @ InvalidRequest::LeaseTtlTooLarge) => Status::out_of_range(r.to_string()),
         Error::Invalid(r) => Status::invalid_argument(r.to_string()),
+        Error::Auth(a) => auth_status(a),
         other => {
             tracing::warn!(error = %other, "request failed inside the member");
             Status::new(Code::Internal, format!("etcdserver: {other}"))
         }
     }
+}
+
+/// etcd's gRPC code for each auth refusal (rpctypes).
+fn auth_status(a: AuthError) -> Status {
+    let code = match a {
+        AuthError::PermissionDenied => Code::PermissionDenied,
+        AuthError::InvalidToken => Code::Unauthenticated,
+        AuthError::UserEmpty
+        | AuthError::AuthFailed
+        | AuthError::RoleEmpty
+        | AuthError::PermissionNotGiven
+        | AuthError::InvalidAuthMgmt
+        | AuthError::OldRevision => Code::InvalidArgument,
+        _ => Code::FailedPrecondition,
+    };
+    Status::new(code, a.to_string())
 }
 
 /// A member id derived like etcd's: from the member's sorted peer URLs and
@@ -173,5 +192,11 @@ mod tests {
         assert_eq!(to_status(Error::LeaseNotFound).code(), Code::NotFound);
         assert_eq!(to_status(Error::NoLeader).message(), "etcdserver: no leader");
         assert_eq!(to_status(InvalidRequest::LeaseTtlTooLarge.into()).code(), Code::OutOfRange);
+        let s = to_status(AuthError::PermissionDenied.into());
+        assert_eq!((s.code(), s.message()), (Code::PermissionDenied, "etcdserver: permission denied"));
+        let s = to_status(AuthError::InvalidToken.into());
+        assert_eq!((s.code(), s.message()), (Code::Unauthenticated, "etcdserver: invalid auth token"));
+        assert_eq!(to_status(AuthError::UserEmpty.into()).code(), Code::InvalidArgument);
+        assert_eq!(to_status(AuthError::RootUserMissing.into()).code(), Code::FailedPrecondition);
     }
 }

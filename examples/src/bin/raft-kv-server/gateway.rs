@@ -25,9 +25,10 @@ use std::future::Future;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
+use axum::Extension;
 use axum::Router;
 use futures_core::Stream;
 use futures_util::StreamExt;
@@ -38,8 +39,10 @@ use serde_json::json;
 use tonic::server::NamedService;
 use tonic::{Code, Request, Status};
 
+use crate::authn::Identity;
 use crate::etcd::{Shared, CLUSTER_VERSION, ETCD_VERSION};
 use crate::grpc::{keep_alive_stream, snapshot_stream, watch_stream, Api};
+use crate::identity::ClientCertCn;
 use examples::services;
 use examples::services::auth_server::Auth;
 use examples::services::cluster_server::Cluster;
@@ -223,6 +226,22 @@ fn json_response<T: Serialize>(v: &T) -> Response {
     }
 }
 
+/// Carries the gateway request's identity (the `Authorization` header, the
+/// client certificate's CN) into the gRPC request the service sees, so
+/// both paths run the same checks.
+fn with_identity<T>(mut req: Request<T>, headers: &HeaderMap, cn: Option<Extension<ClientCertCn>>) -> Request<T> {
+    let mut ext = axum::http::Extensions::new();
+    if let Some(Extension(cn)) = cn {
+        ext.insert(cn.clone());
+        req.extensions_mut().insert(cn);
+    }
+    let id = Identity::of_http(headers, &ext);
+    if let Some(t) = id.token.and_then(|t| tonic::metadata::MetadataValue::try_from(t).ok()) {
+        req.metadata_mut().insert("token", t);
+    }
+    req
+}
+
 /// A unary route: JSON body → request → service method → JSON response.
 fn unary<Req, Resp, F, Fut>(f: F) -> MethodRouter<Gw>
 where
@@ -231,12 +250,12 @@ where
     F: Fn(Api, Request<Req>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
 {
-    post(move |State(g): State<Gw>, body: Bytes| async move {
+    post(move |State(g): State<Gw>, headers: HeaderMap, cn: Option<Extension<ClientCertCn>>, body: Bytes| async move {
         let req = match decode::<Req>(&body) {
             Ok(r) => r,
             Err(s) => return error_response(&s),
         };
-        match f(g.api.clone(), Request::new(req)).await {
+        match f(g.api.clone(), with_identity(Request::new(req), &headers, cn)).await {
             Ok(resp) => json_response(&resp),
             Err(s) => error_response(&s),
         }
@@ -380,18 +399,34 @@ fn json_lines<T: Serialize + Send + 'static>(
 
 async fn watch(State(g): State<Gw>, req: HttpRequest) -> Response {
     g.ctx.metrics.request("Watch(HTTP)");
+    let id = Identity::of_http(req.headers(), req.extensions());
     let input = json_requests::<pb::WatchRequest>(req.into_body(), g.ctx.max_request_bytes * 2);
-    json_lines(watch_stream(g.ctx.clone(), input))
+    json_lines(watch_stream(g.ctx.clone(), id, input))
 }
 
 async fn keep_alive(State(g): State<Gw>, req: HttpRequest) -> Response {
     g.ctx.metrics.request("LeaseKeepAlive(HTTP)");
+    if let Err(s) = g.ctx.auth.check_user(&g.ctx.node, &Identity::of_http(req.headers(), req.extensions())) {
+        return error_response(&s);
+    }
     let input = json_requests::<pb::LeaseKeepAliveRequest>(req.into_body(), 64 << 10);
     json_lines(keep_alive_stream(g.ctx.clone(), input))
 }
 
-async fn snapshot(State(g): State<Gw>, body: Bytes) -> Response {
+async fn snapshot(
+    State(g): State<Gw>,
+    headers: HeaderMap,
+    cn: Option<Extension<ClientCertCn>>,
+    body: Bytes,
+) -> Response {
     g.ctx.metrics.request("Snapshot(HTTP)");
+    let mut ext = axum::http::Extensions::new();
+    if let Some(Extension(cn)) = cn {
+        ext.insert(cn);
+    }
+    if let Err(s) = g.ctx.auth.check_admin(&g.ctx.node, &Identity::of_http(&headers, &ext)) {
+        return error_response(&s);
+    }
     if let Err(s) = decode::<pb::SnapshotRequest>(&body) {
         return error_response(&s);
     }

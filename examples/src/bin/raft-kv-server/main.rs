@@ -22,6 +22,7 @@
 // that feed them do the same.
 #![allow(clippy::result_large_err)]
 
+mod authn;
 mod authority;
 mod etcd;
 mod gateway;
@@ -129,6 +130,16 @@ struct Flags {
     /// connections wait in the listen backlog.
     #[arg(long, env = "RAFT_KV_MAX_CLIENT_CONNECTIONS", default_value_t = 4096)]
     max_client_connections: usize,
+    /// Auth tokens: `simple`, or
+    /// `jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256|ES256|...,ttl=5m`.
+    #[arg(long, env = "RAFT_KV_AUTH_TOKEN", default_value = "simple")]
+    auth_token: String,
+    /// Idle lifetime of a simple token, in seconds.
+    #[arg(long, env = "RAFT_KV_AUTH_TOKEN_TTL", default_value_t = 300)]
+    auth_token_ttl: u64,
+    /// bcrypt cost of password hashes (4..=31).
+    #[arg(long, env = "RAFT_KV_BCRYPT_COST", default_value_t = 10)]
+    bcrypt_cost: u32,
     /// Log filter (tracing-subscriber syntax), e.g. `info` or `raft_kv=debug`.
     #[arg(long, env = "RAFT_KV_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -279,6 +290,7 @@ async fn run(flags: Flags) -> Result<()> {
         watch_progress_interval: flags.experimental_watch_progress_notify_interval,
         metrics: metrics::Metrics::default(),
         transport: transport_handle,
+        auth: authn::Authn::new(&flags.auth_token, flags.auth_token_ttl, flags.bcrypt_cost)?,
     });
     let fatal = tokio::spawn(watch_member(ctx.clone()));
     tokio::spawn(publish(node.clone(), flags.name.clone(), flags.advertise_client_urls.clone()));

@@ -11,7 +11,7 @@ use crate::api::MembersResponse;
 use crate::api::{
     DeleteRangeRequest, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseRevokeResponse, RequestOp, TxnRequest,
 };
-use crate::command::{Command, Op, Response};
+use crate::command::{AuthInfo, Command, Op, Response};
 use crate::core::lease::Lessor;
 use crate::engine::{Cf, Engine, WriteBatch};
 use crate::{keys, Error, Result};
@@ -79,7 +79,7 @@ impl<E: Engine, T> Peer<E, T> {
             return;
         }
         let result = match &cmd.op {
-            Some(op) => self.apply_op(op, extra),
+            Some(op) => self.check_auth(cmd.auth.as_ref(), op).and_then(|()| self.apply_op(op, extra)),
             None => Err(Error::invalid("empty command")),
         };
         if let Some(p) = mine.and_then(|id| self.proposals.remove(&id)) {
@@ -104,6 +104,10 @@ impl<E: Engine, T> Peer<E, T> {
                 self.members_changed = true;
                 Response::Members(MembersResponse { member, members: self.members.list() })
             }),
+            Op::Auth(a) => match &a.change {
+                Some(change) => self.auth.apply(change, extra).map(Response::Auth),
+                None => Err(Error::invalid("empty auth change")),
+            },
             Op::MemberAdd(_) | Op::MemberRemove(_) | Op::MemberPromote(_) => {
                 Err(Error::invalid("membership change outside a conf change entry"))
             }
@@ -116,6 +120,14 @@ impl<E: Engine, T> Peer<E, T> {
         self.lessor.on_events(&events);
         self.applied_events.extend(events);
         result
+    }
+
+    /// Checks a client's command against the auth state it applies under
+    /// (commands without [`AuthInfo`] come from trusted callers).
+    pub(super) fn check_auth(&self, info: Option<&AuthInfo>, op: &Op) -> Result<()> {
+        let Some(info) = info else { return Ok(()) };
+        let lessor = &self.lessor;
+        self.auth.state().check_op(info, op, &|id| lessor.keys(id).unwrap_or_default())
     }
 
     /// Deletes a lease's keys (at one revision) and the lease — unless the

@@ -23,6 +23,7 @@ mod step;
 mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use protobuf::Message as _;
 use raft::eraftpb::Message;
@@ -31,6 +32,7 @@ use raft::{RawNode, StateRole, INVALID_ID};
 use crate::api::Member;
 use crate::api::{Event, LeaseTimeToLiveResponse, RangeRequest, RequestOp, TxnRequest};
 use crate::command::Op;
+use crate::core::auth::{AuthShared, AuthStore};
 use crate::core::dedup::{AppliedIds, DEDUP_WINDOW};
 use crate::core::lease::Lessor;
 use crate::core::membership::Members;
@@ -152,6 +154,8 @@ pub struct Peer<E: Engine, T> {
     /// Recently applied command ids: a command applies at most once even if
     /// its proposal was duplicated on the way to the leader.
     applied_ids: AppliedIds,
+    /// Users, roles, permissions and the enabled flag (etcd's auth store).
+    auth: AuthStore,
 }
 
 fn raft_logger(id: u64) -> slog::Logger {
@@ -215,6 +219,7 @@ impl<E: Engine, T> Peer<E, T> {
         let watches = WatchHub::new(cfg.watch_buffer);
         let members = Members::load(&engine)?;
         let applied_ids = AppliedIds::load(&engine, DEDUP_WINDOW)?;
+        let auth = AuthStore::load(&engine, Arc::new(AuthShared::default()), cfg.tick_interval)?;
         // Chunks staged before a restart belong to streams that are gone.
         let mut wb = WriteBatch::new();
         snapshot::clear_staging(&engine, None, &mut wb)?;
@@ -260,6 +265,7 @@ impl<E: Engine, T> Peer<E, T> {
             apply_meta: WriteBatch::new(),
             compactions: Vec::new(),
             applied_ids,
+            auth,
         })
     }
 
@@ -328,6 +334,7 @@ impl<E: Engine, T> Peer<E, T> {
     pub fn tick(&mut self) {
         self.now += 1;
         self.raw.tick();
+        self.auth.tick(self.now);
         self.lead_leases();
         self.expire_requests();
         // Watchers that fell behind read what they missed from history.
@@ -423,6 +430,12 @@ impl<E: Engine, T> Peer<E, T> {
     pub fn backup_job(&self) -> impl FnOnce() -> Result<Vec<u8>> + Send + 'static {
         let view = self.engine.snapshot();
         move || Ok(snapshot::build(&view)?.write_to_bytes()?)
+    }
+
+    /// The auth store's published state and simple tokens, shared with
+    /// whoever checks client requests (kept across snapshot installs).
+    pub fn auth_shared(&self) -> Arc<AuthShared> {
+        Arc::clone(self.auth.shared())
     }
 
     /// Every member, as of the applied index.

@@ -4,7 +4,7 @@
 use raft::INVALID_ID;
 
 use crate::api::{LeaseKeepAliveResponse, RangeRequest};
-use crate::command::{Command, Op, Response};
+use crate::command::{AuthInfo, Command, Op, Response};
 use crate::core::membership;
 use crate::core::mvcc::Mvcc;
 use crate::core::reads::RangeJob;
@@ -32,6 +32,12 @@ impl<E: Engine, T> Peer<E, T> {
     /// [`Peer::ready`] with `token`, once the entry is committed by a
     /// quorum that persisted it and applied here.
     pub fn propose(&mut self, op: Op, token: T) {
+        self.propose_as(op, None, token)
+    }
+
+    /// Proposes a write on behalf of a client authenticated as `auth` (see
+    /// [`Command::auth`]): with auth enabled it is checked as it applies.
+    pub fn propose_as(&mut self, op: Op, auth: Option<AuthInfo>, token: T) {
         if let Op::LeaseKeepAlive(k) = &op {
             // The leader renews in place: expiry is clocked by the leader
             // alone, and a new leader gives every lease its full TTL, so a
@@ -56,7 +62,7 @@ impl<E: Engine, T> Peer<E, T> {
             self.completions.push((token, Err(Error::TooManyRequests)));
             return;
         }
-        match self.try_propose(op) {
+        match self.try_propose(op, auth) {
             Ok(id) => {
                 self.proposals.insert(id, Pending { token, deadline: self.now + self.cfg.request_timeout_ticks });
             }
@@ -67,13 +73,13 @@ impl<E: Engine, T> Peer<E, T> {
     /// Proposes an operation of the member's own (lease expiry); nobody
     /// waits for it.
     pub(super) fn propose_internal(&mut self, op: Op) {
-        if let Err(e) = self.try_propose(op) {
+        if let Err(e) = self.try_propose(op, None) {
             tracing::debug!(id = self.cfg.id, error = %e, "internal proposal failed");
         }
     }
 
     /// Proposes `op`, returning its request id.
-    pub(super) fn try_propose(&mut self, op: Op) -> Result<u64> {
+    pub(super) fn try_propose(&mut self, op: Op, auth: Option<AuthInfo>) -> Result<u64> {
         self.validate(&op)?;
         if self.raw.raft.leader_id == INVALID_ID {
             return Err(Error::NoLeader);
@@ -101,7 +107,9 @@ impl<E: Engine, T> Peer<E, T> {
             self.check_learner_ready(p.id)?;
         }
         let conf_change = membership::conf_change(&op);
-        let data = Command::new(self.cfg.id, id, op).encode_to_vec();
+        let mut cmd = Command::new(self.cfg.id, id, op);
+        cmd.auth = auth;
+        let data = cmd.encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(InvalidRequest::TooLarge.into());
         }

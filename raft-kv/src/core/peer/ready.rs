@@ -5,6 +5,9 @@
 use raft::eraftpb::{Message, MessageType};
 use raft::{SnapshotStatus, INVALID_ID};
 
+use std::sync::Arc;
+
+use crate::core::auth::AuthStore;
 use crate::core::dedup::{AppliedIds, DEDUP_WINDOW};
 use crate::core::lease::Lessor;
 use crate::core::membership::Members;
@@ -164,6 +167,8 @@ impl<E: Engine, T> Peer<E, T> {
         self.members = Members::load(&self.engine)?;
         self.members_changed = true;
         self.applied_ids = AppliedIds::load(&self.engine, DEDUP_WINDOW)?;
+        let shared = Arc::clone(self.auth.shared());
+        self.auth = AuthStore::load(&self.engine, shared, self.cfg.tick_interval)?;
         self.watches.resync(&self.mvcc);
         self.applied_index = index;
         self.applied_term = term;

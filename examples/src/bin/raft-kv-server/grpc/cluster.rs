@@ -5,6 +5,7 @@ use raft_kv::Error;
 use tonic::{Request, Response as Reply, Status};
 
 use super::Api;
+use crate::authn::Identity;
 use crate::etcd::{member_id, to_status};
 use examples::services;
 
@@ -12,6 +13,7 @@ use examples::services;
 impl services::cluster_server::Cluster for Api {
     async fn member_add(&self, req: Request<pb::MemberAddRequest>) -> Result<Reply<pb::MemberAddResponse>, Status> {
         self.count("MemberAdd");
+        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&req))?;
         let r = req.into_inner();
         if r.peer_ur_ls.is_empty() {
             return Err(to_status(raft_kv::InvalidRequest::NoPeerUrls.into()));
@@ -27,6 +29,7 @@ impl services::cluster_server::Cluster for Api {
         req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Reply<pb::MemberRemoveResponse>, Status> {
         self.count("MemberRemove");
+        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&req))?;
         let m = self.ctx.node.member_remove(req.into_inner().id).await.map_err(to_status)?;
         Ok(Reply::new(pb::MemberRemoveResponse { header: self.ctx.header(0), members: m.members }))
     }
@@ -36,6 +39,7 @@ impl services::cluster_server::Cluster for Api {
         req: Request<pb::MemberUpdateRequest>,
     ) -> Result<Reply<pb::MemberUpdateResponse>, Status> {
         self.count("MemberUpdate");
+        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&req))?;
         let r = req.into_inner();
         let m = self.ctx.node.member_update(r.id, r.peer_ur_ls).await.map_err(to_status)?;
         Ok(Reply::new(pb::MemberUpdateResponse { header: self.ctx.header(0), members: m.members }))
@@ -52,6 +56,7 @@ impl services::cluster_server::Cluster for Api {
         req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Reply<pb::MemberPromoteResponse>, Status> {
         self.count("MemberPromote");
+        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&req))?;
         let id = req.get_ref().id;
         match self.ctx.node.member_promote(id).await {
             Ok(m) => Ok(Reply::new(pb::MemberPromoteResponse { header: self.ctx.header(0), members: m.members })),

@@ -3,12 +3,13 @@
 use futures_core::Stream;
 use futures_util::StreamExt;
 use raft_kv::pb::etcdserverpb as pb;
-use raft_kv::Error;
+use raft_kv::{Error, LeaseRevoke, Op, Response};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response as Reply, Status, Streaming};
 
 use super::{answer, Api, Headed, ResponseStream};
+use crate::authn::Identity;
 use crate::etcd::{to_status, Shared};
 use examples::services;
 
@@ -47,8 +48,10 @@ where
 impl services::lease_server::Lease for Api {
     async fn lease_grant(&self, req: Request<pb::LeaseGrantRequest>) -> Result<Reply<pb::LeaseGrantResponse>, Status> {
         self.count("LeaseGrant");
+        let id = Identity::of(&req);
         let r = req.into_inner();
-        answer(&self.ctx, self.ctx.node.lease_grant(r.ttl, r.id)).await
+        let pick = |r| if let Response::LeaseGrant(g) = r { Some(g) } else { None };
+        self.write(&id, Op::LeaseGrant(pb::LeaseGrantRequest { ttl: r.ttl, id: r.id }), pick).await
     }
 
     async fn lease_revoke(
@@ -56,7 +59,9 @@ impl services::lease_server::Lease for Api {
         req: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Reply<pb::LeaseRevokeResponse>, Status> {
         self.count("LeaseRevoke");
-        answer(&self.ctx, self.ctx.node.lease_revoke(req.into_inner().id)).await
+        let id = Identity::of(&req);
+        let pick = |r| if let Response::LeaseRevoke(g) = r { Some(g) } else { None };
+        self.write(&id, Op::LeaseRevoke(LeaseRevoke::new(req.into_inner().id)), pick).await
     }
 
     type LeaseKeepAliveStream = ResponseStream<pb::LeaseKeepAliveResponse>;
@@ -66,6 +71,7 @@ impl services::lease_server::Lease for Api {
         req: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Reply<Self::LeaseKeepAliveStream>, Status> {
         self.count("LeaseKeepAlive");
+        self.ctx.auth.check_user(&self.ctx.node, &Identity::of(&req))?;
         Ok(Reply::new(keep_alive_stream(self.ctx.clone(), req.into_inner())))
     }
 
@@ -74,6 +80,7 @@ impl services::lease_server::Lease for Api {
         req: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Reply<pb::LeaseTimeToLiveResponse>, Status> {
         self.count("LeaseTimeToLive");
+        self.ctx.auth.check_user(&self.ctx.node, &Identity::of(&req))?;
         let r = req.into_inner();
         let mut resp = answer(&self.ctx, self.ctx.node.lease_time_to_live(r.id, r.keys)).await?;
         resp.get_mut().id = r.id;
@@ -85,6 +92,7 @@ impl services::lease_server::Lease for Api {
         _req: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Reply<pb::LeaseLeasesResponse>, Status> {
         self.count("LeaseLeases");
+        self.ctx.auth.check_user(&self.ctx.node, &Identity::of(&_req))?;
         let ids = self.ctx.node.leases().await.map_err(to_status)?;
         let leases = ids.into_iter().map(|id| pb::LeaseStatus { id }).collect();
         Ok(Reply::new(pb::LeaseLeasesResponse { header: self.ctx.header(0), leases }))

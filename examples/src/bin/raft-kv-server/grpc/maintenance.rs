@@ -6,6 +6,7 @@ use raft_kv::{Error, Role};
 use tonic::{Request, Response as Reply, Status};
 
 use super::{Api, ResponseStream};
+use crate::authn::Identity;
 use crate::etcd::{to_status, Shared, ETCD_VERSION};
 use examples::services;
 
@@ -62,17 +63,20 @@ impl services::maintenance_server::Maintenance for Api {
     /// RocksDB compacts in the background; there is nothing to defragment.
     async fn defragment(&self, _req: Request<pb::DefragmentRequest>) -> Result<Reply<pb::DefragmentResponse>, Status> {
         self.count("Defragment");
+        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&_req))?;
         Ok(Reply::new(pb::DefragmentResponse { header: self.ctx.header(0) }))
     }
 
     async fn hash(&self, _req: Request<pb::HashRequest>) -> Result<Reply<pb::HashResponse>, Status> {
         self.count("Hash");
+        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&_req))?;
         let h = self.ctx.node.hash(0).await.map_err(to_status)?;
         Ok(Reply::new(pb::HashResponse { header: self.ctx.header(0), hash: fold_hash(h) }))
     }
 
     async fn hash_kv(&self, req: Request<pb::HashKvRequest>) -> Result<Reply<pb::HashKvResponse>, Status> {
         self.count("HashKV");
+        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&req))?;
         let rev = req.into_inner().revision;
         let st = self.ctx.node.state();
         let h = self.ctx.node.hash(rev).await.map_err(to_status)?;
@@ -88,12 +92,15 @@ impl services::maintenance_server::Maintenance for Api {
 
     async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Reply<Self::SnapshotStream>, Status> {
         self.count("Snapshot");
+        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&_req))?;
         let blob = self.ctx.node.backup().await.map_err(to_status)?;
         Ok(Reply::new(snapshot_stream(self.ctx.clone(), blob)))
     }
 
     async fn move_leader(&self, req: Request<pb::MoveLeaderRequest>) -> Result<Reply<pb::MoveLeaderResponse>, Status> {
         self.count("MoveLeader");
+        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&req))?;
+        let token = req.metadata().get("token").cloned();
         let target = req.into_inner().target_id;
         let st = self.ctx.node.status().await.map_err(to_status)?;
         if !st.voters.contains(&target) {
@@ -108,7 +115,12 @@ impl services::maintenance_server::Maintenance for Api {
             let mut client = services::maintenance_client::MaintenanceClient::connect(url)
                 .await
                 .map_err(|_| Status::unavailable("etcdserver: not leader"))?;
-            return client.move_leader(pb::MoveLeaderRequest { target_id: target }).await;
+            // The leader checks the caller again: pass the token on.
+            let mut forward = Request::new(pb::MoveLeaderRequest { target_id: target });
+            if let Some(t) = token {
+                forward.metadata_mut().insert("token", t);
+            }
+            return client.move_leader(forward).await;
         }
         self.ctx.node.move_leader(target).await.map_err(to_status)?;
         Ok(Reply::new(pb::MoveLeaderResponse { header: self.ctx.header(0) }))
@@ -121,6 +133,7 @@ impl services::maintenance_server::Maintenance for Api {
     async fn downgrade(&self, req: Request<pb::DowngradeRequest>) -> Result<Reply<pb::DowngradeResponse>, Status> {
         use pb::downgrade_request::DowngradeAction;
         self.count("Downgrade");
+        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&req))?;
         let r = req.into_inner();
         let action = DowngradeAction::try_from(r.action).unwrap_or(DowngradeAction::Validate);
         if action == DowngradeAction::Cancel {

@@ -13,6 +13,7 @@ use tokio_stream::StreamMap;
 use tonic::{Request, Response as Reply, Status, Streaming};
 
 use super::{Api, ResponseStream};
+use crate::authn::Identity;
 use crate::etcd::{to_status, Shared};
 use examples::services;
 
@@ -45,17 +46,24 @@ struct WatchSlot {
 /// on the response channel, the member's watchers fill up and fall behind,
 /// and the member catches them up from history later (see
 /// `raft_kv::watch`). Neither apply nor other streams wait.
-pub fn watch_stream<S>(ctx: Shared, input: S) -> ResponseStream<pb::WatchResponse>
+///
+/// Each watch is checked against `id`'s read permissions when it is
+/// created; a refused one is created and cancelled at once, as etcd does.
+pub fn watch_stream<S>(ctx: Shared, id: Identity, input: S) -> ResponseStream<pb::WatchResponse>
 where
     S: Stream<Item = Result<pb::WatchRequest, Status>> + Send + Unpin + 'static,
 {
     let (tx, rx) = mpsc::channel::<Result<pb::WatchResponse, Status>>(64);
-    tokio::spawn(run_watch_stream(ctx, input, tx));
+    tokio::spawn(run_watch_stream(ctx, id, input, tx));
     Box::pin(ReceiverStream::new(rx))
 }
 
-async fn run_watch_stream<S>(ctx: Shared, mut input: S, tx: mpsc::Sender<Result<pb::WatchResponse, Status>>)
-where
+async fn run_watch_stream<S>(
+    ctx: Shared,
+    id: Identity,
+    mut input: S,
+    tx: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+) where
     S: Stream<Item = Result<pb::WatchRequest, Status>> + Send + Unpin + 'static,
 {
     use pb::watch_request::RequestUnion;
@@ -86,6 +94,13 @@ where
                         if slots.contains_key(&watch_id) {
                             resp.canceled = true;
                             resp.cancel_reason = "etcdserver: duplicate watch ID".into();
+                            if !send(resp).await { break }
+                            continue;
+                        }
+                        if let Err(denied) = ctx.auth.check_read(&ctx.node, &id, &c.key, &c.range_end) {
+                            resp.canceled = true;
+                            // Go's rendering of the status, as etcd sends it.
+                            resp.cancel_reason = format!("rpc error: code = {:?} desc = {}", denied.code(), denied.message());
                             if !send(resp).await { break }
                             continue;
                         }
@@ -167,6 +182,7 @@ impl services::watch_server::Watch for Api {
 
     async fn watch(&self, req: Request<Streaming<pb::WatchRequest>>) -> Result<Reply<Self::WatchStream>, Status> {
         self.count("Watch");
-        Ok(Reply::new(watch_stream(self.ctx.clone(), req.into_inner())))
+        let id = Identity::of(&req);
+        Ok(Reply::new(watch_stream(self.ctx.clone(), id, req.into_inner())))
     }
 }
