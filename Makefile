@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # etcd-client (etcdctl), curl and python3-venv drive the example server's
 # end-to-end tests.
-APT_PACKAGES := librocksdb-dev libclang-dev clang etcd-client curl python3-venv
+APT_PACKAGES := librocksdb-dev libclang-dev clang etcd-client curl python3-venv openssl
 
 .PHONY: deps run test lint adversarial bench bench-vs-etcd bench-soak bench-cpu fmt sim
 
@@ -81,7 +81,7 @@ fmt:
 # ---- Docker (docker/README.md) ---------------------------------------------
 # The image is FROM scratch around a static binary built here; nginx comes
 # from a Debian root made with debootstrap: nothing is pulled from a registry.
-.PHONY: docker-image docker-nginx-image docker-test swarm-test
+.PHONY: docker-image docker-nginx-image docker-test swarm-test docker-certs
 # `deps` brings etcdctl and python3-venv; the nginx image script installs
 # debootstrap itself when it has to build.
 
@@ -93,9 +93,16 @@ docker-image: deps
 docker-nginx-image:
 	docker/build-nginx-image.sh
 
-# Compose cluster + nginx, clients and faults; tears down on exit
+# Compose cluster + nginx, clients and faults; then the same over TLS
+# (tls-compose.yaml); each tears down on exit
 docker-test: deps
 	docker/test.sh
+	SKIP_BUILD=1 docker/tls-test.sh
+
+# CA, member and client certificates for the TLS variants, in docker/tls/
+# (openssl; FORCE=1 remakes)
+docker-certs:
+	docker/tls-certs.sh
 
 # stack.yaml on a throwaway single-node swarm
 swarm-test: deps

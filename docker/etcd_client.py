@@ -10,6 +10,8 @@
         writer reconnects and moves on to the next key.
     etcd_client.py verify HOST:PORT ACKED_FILE
         check every acknowledged key is present with its value
+
+Over TLS when ETCD_CACERT (and ETCD_CERT, ETCD_KEY) name PEM files.
 """
 import os
 import sys
@@ -20,7 +22,11 @@ import etcd3
 
 def connect(endpoint, timeout=2):
     host, port = endpoint.rsplit(":", 1)
-    return etcd3.client(host=host, port=int(port), timeout=timeout)
+    # TLS (docker/tls-test.sh): the CA to verify the members with, and the
+    # client certificate, from the environment.
+    tls = {k: os.environ[v] for k, v in
+           (("ca_cert", "ETCD_CACERT"), ("cert_cert", "ETCD_CERT"), ("cert_key", "ETCD_KEY")) if os.environ.get(v)}
+    return etcd3.client(host=host, port=int(port), timeout=timeout, **tls)
 
 
 def smoke(endpoint):

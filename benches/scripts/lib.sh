@@ -21,6 +21,8 @@ MEMBER_PIDS=()
 declare -A PID_OF=()
 # "system" -> comma-separated client URLs.
 declare -A ENDPOINTS_OF=()
+# "system" -> etcdctl's TLS flags for it (space-separated; empty: cleartext).
+declare -A CTL_OF=()
 # Ports handed out so far (never hand one out twice).
 PORTS_USED=" "
 
@@ -76,10 +78,12 @@ print(" ".join(map(str, found)))
 PY
 }
 
-# start_cluster SYSTEM TOKEN: starts 3 members of SYSTEM (etcd | raft-kv)
-# with data under $OUT/SYSTEM/mN and logs in $OUT/logs/SYSTEM-mN.log.
+# start_cluster SYSTEM TOKEN [FLAGS...]: starts 3 members of SYSTEM (etcd* |
+# raft-kv*) with FLAGS added, data under $OUT/SYSTEM/mN and logs in
+# $OUT/logs/SYSTEM-mN.log. SCHEME=https in the environment: TLS URLs.
 start_cluster() {
-  local sys=$1 token=$2 i cluster="" eps=""
+  local sys=$1 token=$2 i cluster="" eps="" scheme=${SCHEME:-http}
+  shift 2
   local -a cport pport ports
   read -r -a ports <<<"$(free_ports 6)"
   [ "${#ports[@]}" = 6 ] || die "no free ports"
@@ -87,22 +91,22 @@ start_cluster() {
   for i in 1 2 3; do
     cport[$i]=${ports[$((2 * i - 2))]}
     pport[$i]=${ports[$((2 * i - 1))]}
-    cluster+="${cluster:+,}m$i=http://127.0.0.1:${pport[$i]}"
-    eps+="${eps:+,}http://127.0.0.1:${cport[$i]}"
+    cluster+="${cluster:+,}m$i=$scheme://127.0.0.1:${pport[$i]}"
+    eps+="${eps:+,}$scheme://127.0.0.1:${cport[$i]}"
   done
   rm -rf "${OUT:?}/$sys"
   mkdir -p "$OUT/$sys" "$OUT/logs"
   for i in 1 2 3; do
-    local c="http://127.0.0.1:${cport[$i]}" p="http://127.0.0.1:${pport[$i]}"
+    local c="$scheme://127.0.0.1:${cport[$i]}" p="$scheme://127.0.0.1:${pport[$i]}"
     local -a common=(
       --name "m$i" --data-dir "$OUT/$sys/m$i"
       --listen-client-urls "$c" --advertise-client-urls "$c"
       --listen-peer-urls "$p" --initial-advertise-peer-urls "$p"
       --initial-cluster "$cluster" --initial-cluster-token "$token" --initial-cluster-state new
       --heartbeat-interval "$HEARTBEAT" --election-timeout "$ELECTION"
-      --snapshot-count "$SNAPSHOT_COUNT" --log-level warn
+      --snapshot-count "$SNAPSHOT_COUNT" --log-level warn "$@"
     )
-    if [ "$sys" = etcd ]; then
+    if [[ $sys == etcd* ]]; then
       # The quota only keeps etcd from raising NOSPACE during the 1M-key
       # load (raft-kv has no quota); it costs nothing while unused.
       "$ETCD_BIN" "${common[@]}" --logger zap --quota-backend-bytes $((8 << 30)) \
@@ -133,13 +137,13 @@ wait_healthy() {
   local sys=$1 i
   for i in $(seq 1 120); do
     check_alive "$sys"
-    if "$ETCDCTL_BIN" --endpoints="${ENDPOINTS_OF[$sys]}" --command-timeout=2s endpoint health >/dev/null 2>&1; then
+    if "$ETCDCTL_BIN" ${CTL_OF[$sys]:-} --endpoints="${ENDPOINTS_OF[$sys]}" --command-timeout=2s endpoint health >/dev/null 2>&1; then
       log "$sys: all members healthy"
       return 0
     fi
     sleep 0.5
   done
-  "$ETCDCTL_BIN" --endpoints="${ENDPOINTS_OF[$sys]}" --command-timeout=2s endpoint health >&2 || true
+  "$ETCDCTL_BIN" ${CTL_OF[$sys]:-} --endpoints="${ENDPOINTS_OF[$sys]}" --command-timeout=2s endpoint health >&2 || true
   die "$sys: not healthy after 60 s"
 }
 
@@ -148,7 +152,7 @@ wait_healthy() {
 leader_of() {
   local sys=$1 i url
   for i in $(seq 1 40); do
-    url=$("$ETCDCTL_BIN" --endpoints="${ENDPOINTS_OF[$sys]}" --command-timeout=2s endpoint status -w json 2>/dev/null |
+    url=$("$ETCDCTL_BIN" ${CTL_OF[$sys]:-} --endpoints="${ENDPOINTS_OF[$sys]}" --command-timeout=2s endpoint status -w json 2>/dev/null |
       python3 -c '
 import json, sys
 try:

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::error::TransportError;
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::tls::PeerTls;
 
 /// Configuration of one member's transport.
 ///
@@ -17,7 +18,7 @@ use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 /// assert_eq!(cfg.peers[&3], "http://node3:2380");
 /// assert_eq!(cfg.max_frame_bytes, 64 << 20);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TcpConfig {
     /// This member's id (non-zero); inbound handshakes must name it.
     pub id: u64,
@@ -25,8 +26,8 @@ pub struct TcpConfig {
     pub cluster_id: u64,
     /// Address to listen on for peers (port 0 picks a free one).
     pub listen_addr: SocketAddr,
-    /// Initial address book: member id → `host:port` (an `http://` prefix is
-    /// accepted and ignored). Host names are resolved at each dial. This
+    /// Initial address book: member id → `host:port` (an `http://` or
+    /// `https://` prefix is accepted and ignored). Host names are resolved at each dial. This
     /// member's own id is ignored.
     pub peers: BTreeMap<u64, String>,
     /// Largest frame body sent or accepted. Default 64 MiB.
@@ -55,6 +56,9 @@ pub struct TcpConfig {
     /// Longest [`shutdown`](crate::TcpHandle::shutdown) waits for threads.
     /// Default 2 s.
     pub shutdown_timeout: Duration,
+    /// TLS on both lanes, accepted and dialed; `None` (the default) is
+    /// cleartext. Both ends of a cluster must agree.
+    pub tls: Option<PeerTls>,
 }
 
 impl TcpConfig {
@@ -77,6 +81,7 @@ impl TcpConfig {
             backoff_max: Duration::from_secs(2),
             max_inbound_connections: 1_024,
             shutdown_timeout: Duration::from_secs(2),
+            tls: None,
         }
     }
 
@@ -90,6 +95,12 @@ impl TcpConfig {
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.backoff_initial = initial;
         self.backoff_max = max;
+        self
+    }
+
+    /// Runs both lanes over TLS.
+    pub fn tls(mut self, tls: PeerTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -123,11 +134,13 @@ impl TcpConfig {
     }
 }
 
-/// `host:port` from `addr`, which may carry an `http://` prefix and a
-/// trailing `/`.
+/// `host:port` from `addr`, which may carry an `http://` or `https://`
+/// prefix (etcd's peer URLs; whether a connection is TLS is the
+/// configuration's [`tls`](TcpConfig::tls), not the scheme) and a trailing
+/// `/`.
 pub(crate) fn normalize_addr(addr: &str) -> Result<String, TransportError> {
     let s = addr.trim();
-    let s = s.strip_prefix("http://").unwrap_or(s);
+    let s = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://")).unwrap_or(s);
     let s = s.strip_suffix('/').unwrap_or(s);
     let ok = match s.rsplit_once(':') {
         Some((host, port)) => !host.is_empty() && !s.contains('/') && port.parse::<u16>().is_ok_and(|p| p != 0),
@@ -148,7 +161,8 @@ mod tests {
     fn addresses() {
         assert_eq!(normalize_addr("http://a:1/").unwrap(), "a:1");
         assert_eq!(normalize_addr("[::1]:2380").unwrap(), "[::1]:2380");
-        for bad in ["a", ":1", "a:0", "a:x", "https://a:1", "a:99999", ""] {
+        assert_eq!(normalize_addr("https://a:1").unwrap(), "a:1");
+        for bad in ["a", ":1", "a:0", "a:x", "ftp://a:1", "a:99999", ""] {
             assert!(normalize_addr(bad).is_err(), "{bad}");
         }
     }

@@ -125,6 +125,10 @@ pub enum HandshakeError {
     /// The acceptor refused the connection.
     #[error("peer refused the connection: {0:?}")]
     Refused(Verdict),
+    /// The TLS handshake failed: a certificate that does not verify, a peer
+    /// that does not speak TLS, or it took too long.
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
     /// The socket failed (refused, reset, timed out...).
     #[error("{0}")]
     Io(#[from] io::Error),

@@ -56,10 +56,12 @@ mod groups;
 pub mod handshake;
 mod metrics;
 mod reader;
+mod tls;
 mod transport;
 mod writer;
 
 pub use config::TcpConfig;
 pub use error::TransportError;
 pub use metrics::Metrics;
+pub use tls::PeerTls;
 pub use transport::{TcpHandle, TcpTransport};

@@ -1,6 +1,8 @@
 //! Inbound side: the accept loop and one reader thread per connection.
 //!
-//! A reader checks the handshake, answers with a verdict, then decodes
+//! A reader runs the TLS handshake when the transport has TLS (a peer whose
+//! certificate does not verify is closed there), checks the raft-kv
+//! handshake, answers with a verdict, then decodes
 //! frames and delivers each message into the node's mailbox. Anything wrong
 //! (a refused handshake, a malformed or oversized frame, a message that does
 //! not come from the handshake's sender or is not for this member) is logged
@@ -18,6 +20,7 @@ use crate::ctx::Ctx;
 use crate::frame::FrameDecoder;
 use crate::handshake::{Handshake, HandshakeError, Verdict, HANDSHAKE_LEN};
 use crate::metrics::Counter;
+use crate::tls::PeerStream;
 
 /// How often an idle accept loop or reader looks at the shutdown flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -65,50 +68,75 @@ pub(crate) const UNKNOWN_SENDER_SLOTS: usize = 16;
 pub(crate) const HANDSHAKES_PER_ADDRESS: usize = 16;
 
 /// Serves one inbound connection until it closes, fails or shutdown.
-fn serve(ctx: &Ctx, mut stream: TcpStream, remote: SocketAddr, mailbox: &Mailbox) {
+fn serve(ctx: &Ctx, stream: TcpStream, remote: SocketAddr, mailbox: &Mailbox) {
     if !ctx.start_handshake(remote.ip(), HANDSHAKES_PER_ADDRESS) {
         ctx.totals.add(Counter::HandshakesRejected, 1);
         tracing::warn!(%remote, "too many peer connections from one address in their handshake; closing");
         let _ = stream.shutdown(Shutdown::Both);
         return;
     }
-    let handshake = accept_handshake(ctx, &mut stream);
+    let handshake = match secure(ctx, stream) {
+        Ok(mut s) => match accept_handshake(ctx, &mut s) {
+            Ok(hs) => Ok((s, hs)),
+            Err(e) => Err((e, Some(s))),
+        },
+        Err(refusal) => Err(refusal),
+    };
     ctx.end_handshake(remote.ip());
-    let (hs, unknown) = match handshake {
+    let (mut stream, (hs, unknown)) = match handshake {
         Ok(accepted) => accepted,
-        Err(e) => {
+        Err((e, sock)) => {
             ctx.totals.add(Counter::HandshakesRejected, 1);
             tracing::warn!(%remote, error = %e, "rejected peer connection");
-            let _ = stream.shutdown(Shutdown::Both);
+            if let Some(sock) = sock {
+                let _ = sock.tcp().shutdown(Shutdown::Both);
+            }
             return;
         }
     };
-    let conn_id = ctx.register_inbound(&hs, &stream);
+    let conn_id = ctx.register_inbound(&hs, stream.tcp());
     tracing::debug!(%remote, from = hs.from, lane = ?hs.lane, "peer connected");
     if let Err(e) = read_frames(ctx, &mut stream, &hs, mailbox) {
         tracing::warn!(%remote, from = hs.from, lane = ?hs.lane, error = %e, "closing peer connection");
     }
-    let _ = stream.shutdown(Shutdown::Both);
+    let _ = stream.tcp().shutdown(Shutdown::Both);
     ctx.unregister_inbound(&hs, conn_id);
     if unknown {
         ctx.unknown_active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
+/// A handshake that failed, with the socket to close when one is left (a
+/// failed TLS handshake has consumed it).
+type Refusal = (HandshakeError, Option<PeerStream>);
+
+/// Sets the socket up for the handshakes and, with TLS, runs the TLS
+/// handshake (bounded by `handshake_timeout`).
+fn secure(ctx: &Ctx, stream: TcpStream) -> Result<PeerStream, Refusal> {
+    let setup = |s: &TcpStream| -> io::Result<()> {
+        s.set_nonblocking(false)?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(ctx.cfg.handshake_timeout))?;
+        s.set_write_timeout(Some(ctx.cfg.handshake_timeout))
+    };
+    if let Err(e) = setup(&stream) {
+        return Err((e.into(), Some(PeerStream::Plain(stream))));
+    }
+    let Some(tls) = &ctx.cfg.tls else { return Ok(PeerStream::Plain(stream)) };
+    let closer = stream.try_clone().ok().map(PeerStream::Plain);
+    PeerStream::accept(tls, stream, ctx.cfg.handshake_timeout).map_err(|e| (HandshakeError::Tls(e), closer))
+}
+
 /// Reads, checks and answers the handshake; also says whether the sender is
 /// outside the address book (it then holds one of the
 /// [`UNKNOWN_SENDER_SLOTS`], released by the caller).
-fn accept_handshake(ctx: &Ctx, stream: &mut TcpStream) -> Result<(Handshake, bool), HandshakeError> {
-    stream.set_nonblocking(false)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(ctx.cfg.handshake_timeout))?;
-    stream.set_write_timeout(Some(ctx.cfg.handshake_timeout))?;
+fn accept_handshake(ctx: &Ctx, stream: &mut PeerStream) -> Result<(Handshake, bool), HandshakeError> {
     let mut buf = [0u8; HANDSHAKE_LEN];
     stream.read_exact(&mut buf)?;
     let hs = match Handshake::decode(&buf) {
         Ok(hs) => hs,
         Err(e) => {
-            let _ = stream.write_all(&Verdict::Unsupported.reply());
+            let _ = stream.write_all(&Verdict::Unsupported.reply()).and_then(|()| stream.flush());
             return Err(e);
         }
     };
@@ -119,7 +147,7 @@ fn accept_handshake(ctx: &Ctx, stream: &mut TcpStream) -> Result<(Handshake, boo
         verdict = Verdict::Busy;
     }
     let holds_slot = unknown && verdict == Verdict::Accepted;
-    if let Err(e) = stream.write_all(&verdict.reply()) {
+    if let Err(e) = stream.write_all(&verdict.reply()).and_then(|()| stream.flush()) {
         if holds_slot {
             ctx.unknown_active.fetch_sub(1, Ordering::AcqRel);
         }
@@ -136,7 +164,7 @@ fn accept_handshake(ctx: &Ctx, stream: &mut TcpStream) -> Result<(Handshake, boo
         );
         return Err(HandshakeError::Refused(verdict));
     }
-    if let Err(e) = stream.set_read_timeout(Some(POLL)) {
+    if let Err(e) = stream.tcp().set_read_timeout(Some(POLL)) {
         if holds_slot {
             ctx.unknown_active.fetch_sub(1, Ordering::AcqRel);
         }
@@ -156,7 +184,7 @@ enum ReadError {
     Misaddressed { from: u64, to: u64, expected_from: u64, expected_to: u64 },
 }
 
-fn read_frames(ctx: &Ctx, stream: &mut TcpStream, hs: &Handshake, mailbox: &Mailbox) -> Result<(), ReadError> {
+fn read_frames(ctx: &Ctx, stream: &mut PeerStream, hs: &Handshake, mailbox: &Mailbox) -> Result<(), ReadError> {
     let tally = ctx.tally(hs.from);
     let mut dec = FrameDecoder::new(ctx.cfg.max_frame_bytes);
     let mut chunk = vec![0u8; READ_CHUNK];
@@ -166,6 +194,9 @@ fn read_frames(ctx: &Ctx, stream: &mut TcpStream, hs: &Handshake, mailbox: &Mail
             Ok(n) => n,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // A TLS peer that closed its socket without close_notify (every
+            // writer does): the same as a cleartext EOF.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && stream.is_tls() => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         tally.add(Counter::ReceivedBytes, n as u64);

@@ -19,6 +19,7 @@ use crate::ctx::Ctx;
 use crate::frame::encode_message;
 use crate::handshake::{Handshake, HandshakeError, Lane, Verdict, REPLY_LEN};
 use crate::metrics::{Counter, Tally};
+use crate::tls::PeerStream;
 
 /// How often an idle writer looks at the shutdown flag and its address.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -69,7 +70,7 @@ pub(crate) struct Writer {
 }
 
 struct Conn {
-    stream: Option<TcpStream>,
+    stream: Option<PeerStream>,
     generation: u64,
     backoff: Duration,
     retry_at: Instant,
@@ -116,7 +117,7 @@ impl Writer {
                 continue;
             }
             let Some(stream) = conn.stream.as_mut() else { continue };
-            match stream.write_all(&buf) {
+            match stream.write_all(&buf).and_then(|()| stream.flush()) {
                 Ok(()) => {
                     self.tally.add(Counter::Sent, count);
                     self.tally.add(Counter::SentBytes, bytes);
@@ -184,7 +185,7 @@ impl Writer {
                 self.tally.add(Counter::Connects, 1);
                 tracing::debug!(peer = self.peer, lane = ?self.lane, %addr, "connected");
                 conn.ever_connected = true;
-                *self.slot.lock() = stream.try_clone().ok();
+                *self.slot.lock() = stream.tcp().try_clone().ok();
                 conn.stream = Some(stream);
                 true
             }
@@ -209,38 +210,50 @@ impl Writer {
 
     fn disconnect(&self, conn: &mut Conn) {
         if let Some(s) = conn.stream.take() {
-            let _ = s.shutdown(Shutdown::Both);
+            let _ = s.tcp().shutdown(Shutdown::Both);
         }
         *self.slot.lock() = None;
     }
 
-    /// Connects to `addr` and runs the handshake.
-    fn dial(&self, addr: &str) -> Result<TcpStream, HandshakeError> {
+    /// Connects to `addr` and runs the handshakes (TLS first, when the
+    /// transport has it).
+    fn dial(&self, addr: &str) -> Result<PeerStream, HandshakeError> {
         let cfg = &self.ctx.cfg;
         let mut last = None;
         for sa in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&sa, cfg.connect_timeout) {
-                Ok(stream) => return self.handshake(stream),
+                Ok(stream) => return self.handshake(addr, stream),
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| std::io::Error::other("address resolved to nothing")).into())
     }
 
-    fn handshake(&self, mut stream: TcpStream) -> Result<TcpStream, HandshakeError> {
+    fn handshake(&self, addr: &str, sock: TcpStream) -> Result<PeerStream, HandshakeError> {
         let cfg = &self.ctx.cfg;
-        stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(cfg.handshake_timeout))?;
-        stream.set_read_timeout(Some(cfg.handshake_timeout))?;
+        sock.set_nodelay(true)?;
+        sock.set_write_timeout(Some(cfg.handshake_timeout))?;
+        sock.set_read_timeout(Some(cfg.handshake_timeout))?;
+        let mut stream = match &cfg.tls {
+            Some(tls) => PeerStream::connect(tls, addr, sock, cfg.handshake_timeout).map_err(HandshakeError::Tls)?,
+            None => PeerStream::Plain(sock),
+        };
+        let sock = stream.tcp();
+        sock.set_write_timeout(Some(cfg.handshake_timeout))?;
+        sock.set_read_timeout(Some(cfg.handshake_timeout))?;
         stream.write_all(&Handshake::new(self.lane, cfg.cluster_id, cfg.id, self.peer).encode())?;
+        stream.flush()?;
         let mut reply = [0u8; REPLY_LEN];
         stream.read_exact(&mut reply)?;
         match Verdict::from_reply(reply)? {
             Verdict::Accepted => {}
             refused => return Err(HandshakeError::Refused(refused)),
         }
-        stream.set_write_timeout(Some(cfg.write_timeout))?;
-        stream.set_read_timeout(None)?;
+        let sock = stream.tcp();
+        sock.set_write_timeout(Some(cfg.write_timeout))?;
+        // A writer never reads after this; rustls might, so its reads are
+        // bounded like the writes.
+        sock.set_read_timeout(if stream.is_tls() { Some(cfg.write_timeout) } else { None })?;
         Ok(stream)
     }
 }

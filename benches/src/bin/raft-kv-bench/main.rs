@@ -25,7 +25,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use opts::{Args, KeyFormat, Mix, OpKind};
 use pb::etcdserverpb::kv_client::KvClient;
@@ -129,7 +129,7 @@ async fn bench(args: &Args) -> Result<bool> {
         val_size: args.val_size,
         timeout: Duration::from_secs_f64(args.timeout_secs),
     });
-    let channels = connect(&args.endpoints, args.conns).await?;
+    let channels = connect(&args.endpoints, args.conns, tls(args)?).await?;
     eprintln!(
         "raft-kv-bench: {} connection(s) to {} endpoint(s), {} client(s), op {}",
         channels.len(),
@@ -196,15 +196,34 @@ async fn bench(args: &Args) -> Result<bool> {
     Ok(within_bounds)
 }
 
+/// The TLS settings of `--cacert/--cert/--key`, if any is given.
+fn tls(args: &Args) -> Result<Option<ClientTlsConfig>> {
+    if args.cacert.is_none() && args.cert.is_none() {
+        return Ok(None);
+    }
+    let read = |p: &str| std::fs::read(p).with_context(|| format!("cannot read {p}"));
+    let mut cfg = ClientTlsConfig::new();
+    if let Some(ca) = &args.cacert {
+        cfg = cfg.ca_certificate(Certificate::from_pem(read(ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        cfg = cfg.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(Some(cfg))
+}
+
 /// Opens `conns` HTTP/2 connections, spread round robin over `endpoints`.
-async fn connect(endpoints: &[String], conns: usize) -> Result<Vec<Channel>> {
+async fn connect(endpoints: &[String], conns: usize, tls: Option<ClientTlsConfig>) -> Result<Vec<Channel>> {
     let mut channels = Vec::with_capacity(conns);
     for i in 0..conns {
         let url = endpoints[i % endpoints.len()].trim().to_string();
-        let ep = Endpoint::from_shared(url.clone())
+        let mut ep = Endpoint::from_shared(url.clone())
             .with_context(|| format!("bad endpoint `{url}`"))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
+        if let Some(tls) = &tls {
+            ep = ep.tls_config(tls.clone()).with_context(|| format!("TLS settings for {url}"))?;
+        }
         let ch = ep.connect().await.with_context(|| format!("connecting to {url}"))?;
         channels.push(ch);
     }

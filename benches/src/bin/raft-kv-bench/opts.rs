@@ -157,6 +157,15 @@ pub struct Args {
     /// Free text copied to the JSON output.
     #[arg(long, default_value = "")]
     pub label: String,
+    /// CA bundle (PEM) to verify `https://` endpoints with (etcdctl's flag).
+    #[arg(long)]
+    pub cacert: Option<String>,
+    /// Client certificate (PEM) for servers under `--client-cert-auth`.
+    #[arg(long, requires = "key")]
+    pub cert: Option<String>,
+    /// The client certificate's key (PEM).
+    #[arg(long, requires = "cert")]
+    pub key: Option<String>,
     /// Tokio worker threads (default: the machine's cores).
     #[arg(long)]
     pub threads: Option<usize>,

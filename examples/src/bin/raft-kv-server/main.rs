@@ -17,6 +17,7 @@
 //! Maintenance) and, on the same port over HTTP/1.1, the JSON gateway
 //! (`/v3/kv/range`, ...), `/health`, `/version` and `/metrics`. Member ids are
 //! derived from the peer URLs and the cluster token (see [`etcd::member_id`]).
+//! `https://` client and peer URLs serve TLS with etcd's flags (see [`tls`]).
 
 // tonic's handlers return `Result<_, tonic::Status>` by design; the helpers
 // that feed them do the same.
@@ -29,6 +30,7 @@ mod gateway;
 mod grpc;
 mod identity;
 mod metrics;
+mod tls;
 
 /// mimalloc: glibc malloc cost ~17% of the write path's instructions
 /// (callgrind, issue 7).
@@ -143,6 +145,9 @@ struct Flags {
     /// Log filter (tracing-subscriber syntax), e.g. `info` or `raft_kv=debug`.
     #[arg(long, env = "RAFT_KV_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Client and peer TLS (`--cert-file`, `--peer-cert-file`, ...).
+    #[command(flatten)]
+    tls: tls::TlsFlags,
 }
 
 /// One entry of `--initial-cluster`.
@@ -192,9 +197,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
-/// The socket address of an `http://host:port` URL.
+/// The socket address of an `http://host:port` or `https://host:port` URL.
 fn url_addr(url: &str) -> Result<SocketAddr> {
-    let rest = url.strip_prefix("http://").with_context(|| format!("{url:?}: only http:// URLs are supported"))?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .with_context(|| format!("{url:?}: only http:// and https:// URLs are supported"))?;
     let hostport = rest.trim_end_matches('/');
     hostport
         .to_socket_addrs()
@@ -263,6 +271,10 @@ async fn run(flags: Flags) -> Result<()> {
 
     let peer_listen = url_addr(flags.listen_peer_urls.first().context("--listen-peer-urls is empty")?)?;
     let mut tcfg = TcpConfig::new(my_id, cluster_id, peer_listen);
+    if let Some(peer_tls) = tls::peer(&flags.tls, &flags.listen_peer_urls, &flags.initial_advertise_peer_urls)? {
+        tcfg = tcfg.tls(peer_tls);
+    }
+    let client_tls = tls::client(&flags.tls, &flags.listen_client_urls, &flags.advertise_client_urls)?;
     for m in &members {
         if let Some(url) = m.peer_ur_ls.first() {
             tcfg = tcfg.peer(m.id, url.clone());
@@ -305,7 +317,8 @@ async fn run(flags: Flags) -> Result<()> {
             max_concurrent_streams: flags.max_concurrent_streams.max(1),
             max_connections: flags.max_client_connections.max(1),
         };
-        servers.push(tokio::spawn(serve(listener, gateway::router(ctx.clone()), limits, stop_rx.clone())));
+        let tls = if url.starts_with("https://") { client_tls.clone() } else { None };
+        servers.push(tokio::spawn(serve(listener, gateway::router(ctx.clone()), tls, limits, stop_rx.clone())));
     }
 
     let failed = tokio::select! {
@@ -342,12 +355,14 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// are set, not left open: concurrent streams, the decoded header list
 /// (the same bound the fix-up applies), HTTP/1.1 header read time, and the
 /// number of connections (past it, new ones wait in the backlog). A failed
-/// accept (EMFILE, ...) backs off instead of spinning. On `stop`,
-/// connections are closed gracefully, waiting at most 2 s for streams
-/// (watches) to end.
+/// accept (EMFILE, ...) backs off instead of spinning. With `tls`, each
+/// connection's TLS handshake runs first, in its task and its connection
+/// slot. On `stop`, connections are closed gracefully, waiting at most 2 s
+/// for streams (watches) to end.
 async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    tls: Option<tls::ClientTls>,
     limits: Limits,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -379,12 +394,14 @@ async fn serve(
                 };
                 backoff = Duration::from_millis(5);
                 let _ = stream.set_nodelay(true);
-                let io = TokioIo::new(authority::AuthorityFix::new(stream));
-                let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app.clone()));
-                let conn = graceful.watch(conn.into_owned());
+                let (builder, watcher, app, tls) = (builder.clone(), graceful.watcher(), app.clone(), tls.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "client connection ended with an error");
+                    match tls {
+                        None => serve_conn(&builder, watcher, stream, app, None).await,
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok((stream, cn)) => serve_conn(&builder, watcher, stream, app, cn).await,
+                            Err(e) => tracing::debug!(error = %e, "client TLS handshake failed"),
+                        },
                     }
                     drop(slot);
                 });
@@ -393,6 +410,31 @@ async fn serve(
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
+}
+
+/// Serves one client connection (cleartext or TLS) behind the `:authority`
+/// fix-up; `cn` (a verified client certificate's CN) goes into every
+/// request's extensions.
+async fn serve_conn<I>(
+    builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
+    app: axum::Router,
+    cn: Option<identity::ClientCertCn>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let app = tower::ServiceExt::map_request(app, move |mut req: hyper::Request<hyper::body::Incoming>| {
+        if let Some(cn) = &cn {
+            req.extensions_mut().insert(cn.clone());
+        }
+        req
+    });
+    let io = TokioIo::new(authority::AuthorityFix::new(io));
+    let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app));
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %e, "client connection ended with an error");
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -483,7 +525,8 @@ mod tests {
     #[test]
     fn urls_resolve() {
         assert_eq!(url_addr("http://127.0.0.1:2379").unwrap().port(), 2379);
-        assert!(url_addr("https://127.0.0.1:2379").is_err());
+        assert_eq!(url_addr("https://127.0.0.1:2379").unwrap().port(), 2379);
+        assert!(url_addr("unix://x:1").is_err());
         assert!(url_addr("http://127.0.0.1").is_err());
     }
 }

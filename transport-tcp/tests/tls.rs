@@ -1,0 +1,195 @@
+//! Peer TLS between transports on loopback: mutual TLS carries raft
+//! messages; a dialer without a certificate, with one from another CA, or
+//! speaking cleartext is refused before any frame is decoded; idle and
+//! garbage hellos do not lock a member out.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use raft_kv::{Config, Node, NodeBuilder, Transport};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use transport_tcp::handshake::{Handshake, Lane};
+use transport_tcp::{PeerTls, TcpTransport};
+
+/// A CA that signs member certificates valid for 127.0.0.1.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().expect("key");
+        Ca { cert: p.self_signed(&key).expect("ca"), key }
+    }
+
+    fn roots(&self) -> Arc<RootCertStore> {
+        let mut r = RootCertStore::empty();
+        r.add(self.cert.der().clone()).expect("root");
+        Arc::new(r)
+    }
+
+    /// A member certificate (server and client use) and its key.
+    fn member(&self, cn: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("key");
+        let cert = p.signed_by(&key, &self.cert, &self.key).expect("sign");
+        (vec![cert.der().clone()], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
+    }
+}
+
+/// Mutual TLS trusting `trust`, presenting `ident` (none: no client
+/// certificate when dialing).
+fn peer_tls(trust: &Ca, ident: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), present: bool) -> PeerTls {
+    let verifier = WebPkiClientVerifier::builder(trust.roots()).build().expect("verifier");
+    let server = ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(ident.0.clone(), ident.1.clone_key())
+        .expect("server config");
+    let client = ClientConfig::builder().with_root_certificates(trust.roots());
+    let client = if present {
+        client.with_client_auth_cert(ident.0, ident.1).expect("client config")
+    } else {
+        client.with_no_client_auth()
+    };
+    PeerTls { server: Arc::new(server), client: Arc::new(client) }
+}
+
+fn idle_builder(id: u64) -> NodeBuilder<()> {
+    Node::builder(Config::new(id))
+}
+
+fn local() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("addr")
+}
+
+/// Member 2 with mutual TLS under `ca`, and member 1 dialing it with `tls`.
+fn pair(ca: &Ca, tls: Option<PeerTls>) -> (TcpTransport, TcpTransport, [NodeBuilder<()>; 2]) {
+    init_logs();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let builders = [idle_builder(1), idle_builder(2)];
+    let b = TcpTransport::start(tcp_config(2, local()).tls(peer_tls(ca, ca.member("n2"), true)), builders[1].mailbox())
+        .expect("start b");
+    let mut cfg = tcp_config(1, local()).peer(2, b.local_addr().to_string());
+    cfg.tls = tls;
+    let a = TcpTransport::start(cfg, builders[0].mailbox()).expect("start a");
+    (a, b, builders)
+}
+
+/// Sends heartbeats from `a` until `b` rejected two handshakes; asserts
+/// nothing reached `b`'s frame decoder.
+fn assert_refused(a: &mut TcpTransport, b: &TcpTransport) {
+    assert!(eventually(WAIT, || {
+        a.send(vec![heartbeat(1, 2, 1)]);
+        b.metrics().handshakes_rejected >= 2
+    }));
+    assert_eq!(b.metrics().messages_received, 0);
+    assert_eq!(b.metrics().frames_rejected, 0);
+    assert_eq!(b.metrics().bytes_received, 0);
+}
+
+#[test]
+fn mutual_tls_carries_messages_on_both_lanes() {
+    let ca = Ca::new("ca");
+    let (mut a, b, _builders) = pair(&ca, Some(peer_tls(&ca, ca.member("n1"), true)));
+    let mut snap = heartbeat(1, 2, 1);
+    snap.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+    snap.mut_snapshot().data = vec![7u8; 256 << 10].into();
+    assert!(eventually(WAIT, || {
+        a.send(vec![heartbeat(1, 2, 1), snap.clone()]);
+        b.metrics().messages_received >= 4
+    }));
+    assert_eq!(b.metrics().handshakes_rejected, 0);
+    assert_eq!(a.peer_metrics()[&2].connects, 2, "one connection per lane");
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused() {
+    let (ca, other) = (Ca::new("ca"), Ca::new("other"));
+    // Trusts the right CA (so it verifies member 2) but presents a
+    // certificate the other CA signed.
+    let (mut a, b, _builders) = pair(&ca, Some(peer_tls(&ca, other.member("n1"), true)));
+    assert_refused(&mut a, &b);
+    assert_eq!(a.metrics().messages_sent, 0);
+}
+
+#[test]
+fn a_dialer_without_a_certificate_is_refused() {
+    let ca = Ca::new("ca");
+    let (mut a, b, _builders) = pair(&ca, Some(peer_tls(&ca, ca.member("n1"), false)));
+    assert_refused(&mut a, &b);
+}
+
+#[test]
+fn a_dialer_that_does_not_trust_the_member_gives_up() {
+    let (ca, other) = (Ca::new("ca"), Ca::new("other"));
+    let (mut a, b, _builders) = pair(&ca, Some(peer_tls(&other, other.member("n1"), true)));
+    assert!(eventually(WAIT, || {
+        a.send(vec![heartbeat(1, 2, 1)]);
+        a.metrics().connect_failures >= 2
+    }));
+    assert_eq!(a.metrics().messages_sent, 0);
+    assert_eq!(b.metrics().messages_received, 0);
+}
+
+#[test]
+fn cleartext_to_a_tls_peer_port_is_refused() {
+    let ca = Ca::new("ca");
+    // A cleartext transport...
+    let (mut a, b, _builders) = pair(&ca, None);
+    assert_refused(&mut a, &b);
+    // ... and a raw cleartext handshake: no verdict comes back, the
+    // connection is closed.
+    let mut s = TcpStream::connect(b.local_addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(&Handshake::new(Lane::Raft, CLUSTER, 1, 2).encode()).expect("write");
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert!(reply.len() != 2 && !reply.starts_with(&[1, 0]), "a cleartext handshake got a verdict: {reply:?}");
+    assert_eq!(b.metrics().messages_received, 0);
+}
+
+#[test]
+fn idle_and_garbage_hellos_do_not_lock_members_out() {
+    let ca = Ca::new("ca");
+    init_logs();
+    let builders = [idle_builder(1), idle_builder(2)];
+    let mut cfg = tcp_config(2, local()).peer(1, "127.0.0.1:1").tls(peer_tls(&ca, ca.member("n2"), true));
+    cfg.handshake_timeout = Duration::from_secs(1);
+    let b = TcpTransport::start(cfg, builders[1].mailbox()).expect("start b");
+    // Garbage where a ClientHello belongs: closed, the member unharmed.
+    for junk in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0x16, 0x03, 0x01, 0xff, 0xff, 0, 0, 0][..], &[0u8; 4096][..]] {
+        let mut s = TcpStream::connect(b.local_addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let _ = s.write_all(junk);
+        assert!(closed_by_peer(&mut s), "garbage {:?}... left open", &junk[..4]);
+    }
+    // Hellos that never come: past the per-address handshake slots the
+    // member closes connections at once; the rest time out.
+    let idle: Vec<TcpStream> = (0..24).map(|_| TcpStream::connect(b.local_addr()).expect("connect")).collect();
+    let mut a = TcpTransport::start(
+        tcp_config(1, local()).peer(2, b.local_addr().to_string()).tls(peer_tls(&ca, ca.member("n1"), true)),
+        builders[0].mailbox(),
+    )
+    .expect("start a");
+    assert!(eventually(WAIT, || {
+        a.send(vec![heartbeat(1, 2, 1)]);
+        b.metrics().messages_received >= 1
+    }));
+    assert!(eventually(WAIT, || b.metrics().handshakes_rejected >= 3 + 8));
+    drop(idle);
+}
