@@ -92,6 +92,8 @@ pub(crate) mod keys;
 pub use api::*;
 pub use command::{LeaseRevoke, MemberUpdate, Op, Response};
 pub use config::Config;
+pub use core::export::{Export, Version};
+pub use core::import::Importer;
 pub use core::status::{MemberState, Role, Status};
 pub use core::watch::{WatchMessage, WatchRequest, Watcher};
 pub use driver::blocking::Node;

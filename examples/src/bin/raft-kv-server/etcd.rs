@@ -36,6 +36,8 @@ pub struct Ctx {
     pub metrics: Metrics,
     /// The peer transport (for its metrics).
     pub transport: transport_tcp::TcpHandle,
+    /// The data directory (snapshot files are built in it, not in memory).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// A shared [`Ctx`].
