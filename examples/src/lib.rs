@@ -12,6 +12,9 @@
 //! # }
 //! ```
 
+pub mod bbolt;
+pub mod etcd_backup;
+
 /// The etcd v3 gRPC services (`*_server`) and clients (`*_client`).
 #[allow(missing_docs, clippy::all, clippy::unwrap_used)]
 pub mod services {

@@ -93,6 +93,8 @@ pub use api::*;
 pub use command::{AuthChange, AuthInfo, AuthOp, LeaseRevoke, MemberUpdate, Op, Response, SimpleToken};
 pub use config::Config;
 pub use core::auth::{Access, AuthShared, AuthState, SimpleTokens, ROOT};
+pub use core::export::{Export, Version};
+pub use core::import::Importer;
 pub use core::status::{MemberState, Role, Status};
 pub use core::watch::{WatchMessage, WatchRequest, Watcher};
 pub use driver::blocking::Node;

@@ -41,7 +41,7 @@ pub struct Lessor {
     tick: Duration,
 }
 
-fn lease_key(id: i64) -> [u8; 8] {
+pub(crate) fn lease_key(id: i64) -> [u8; 8] {
     id.to_be_bytes()
 }
 
@@ -52,10 +52,20 @@ fn ticks_in(tick: Duration, ttl: i64) -> u64 {
 }
 
 /// A lease record: granted TTL and keep-alive count (both BE).
-fn lease_value(ttl: i64, renewals: u64) -> Vec<u8> {
+pub(crate) fn lease_value(ttl: i64, renewals: u64) -> Vec<u8> {
     let mut v = ttl.to_be_bytes().to_vec();
     v.extend_from_slice(&renewals.to_be_bytes());
     v
+}
+
+/// Decodes a lease record: id, granted TTL, keep-alive count.
+pub(crate) fn decode_lease(k: &[u8], v: &[u8]) -> Result<(i64, i64, u64)> {
+    let ttl = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(i64::from_be_bytes);
+    let renewals = v.get(8..).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
+    let (Ok(id), Some(ttl), Some(renewals)) = (<[u8; 8]>::try_from(k), ttl, renewals) else {
+        return Err(Error::Corruption(format!("lease record {k:02x?}")));
+    };
+    Ok((i64::from_be_bytes(id), ttl, renewals))
 }
 
 impl Lessor {
@@ -64,14 +74,10 @@ impl Lessor {
     pub fn open(view: &impl ReadView, leased_keys: Vec<(Bytes, i64)>, now: u64, tick: Duration) -> Result<Self> {
         let mut lessor = Lessor { leases: BTreeMap::new(), tick };
         view.try_scan(Cf::Lease, b"", None, &mut |k, v| {
-            let ttl = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(i64::from_be_bytes);
-            let renewals = v.get(8..).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
-            let (Ok(id), Some(ttl), Some(renewals)) = (<[u8; 8]>::try_from(k), ttl, renewals) else {
-                return Err(Error::Corruption(format!("lease record {k:02x?}")));
-            };
+            let (id, ttl, renewals) = decode_lease(k, v)?;
             let expiry = now.saturating_add(ticks_in(tick, ttl));
             let lease = Lease { ttl, expiry, keys: BTreeSet::new(), revoking_since: None, renewals };
-            lessor.leases.insert(i64::from_be_bytes(id), lease);
+            lessor.leases.insert(id, lease);
             Ok(true)
         })?;
         for (key, id) in leased_keys {

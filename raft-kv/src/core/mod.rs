@@ -7,7 +7,9 @@
 //!   step;
 //! - [`ready`]: that value and the order a driver must carry it out in;
 //! - [`snapshot`]: raft snapshots of the state machine, streamed in chunks;
-//! - [`status`]: what a member reports about itself.
+//! - [`status`]: what a member reports about itself;
+//! - [`export`], [`import`]: the state machine read out record by record, and
+//!   a new member laid out from records (etcd snapshot files).
 //!
 //! Everything here reaches storage only through the `Engine` seam
 //! (`crate::engine`); the driver (`crate::driver`) supplies time, network
@@ -15,6 +17,8 @@
 
 pub mod auth;
 pub mod dedup;
+pub mod export;
+pub mod import;
 pub mod lease;
 pub mod membership;
 pub mod mvcc;

@@ -133,7 +133,9 @@ pub fn descriptor(view: &impl ReadView, id: u64) -> Result<Snapshot> {
 }
 
 /// The whole state machine of `view` as one self-contained raft snapshot
-/// (one chunk): for backups.
+/// (one chunk), held in memory: for tests of the restore path (backups are
+/// etcd snapshot files, written record by record from an `Export`).
+#[cfg(test)]
 pub fn build(view: &impl ReadView) -> Result<Snapshot> {
     let mut records = Vec::new();
     for cf in Cf::STATE_MACHINE {

@@ -204,9 +204,9 @@ impl Node {
         self.wait(self.inner.member_update(id, peer_urls))
     }
 
-    /// See [`AsyncNode::backup`].
-    pub fn backup(&self) -> Result<Vec<u8>> {
-        self.wait(self.inner.backup())
+    /// See [`AsyncNode::export`]; waits at most the request timeout.
+    pub fn export<R: Send + 'static>(&self, f: impl FnOnce(crate::Export) -> Result<R> + Send + 'static) -> Result<R> {
+        self.wait(self.inner.export(f))
     }
 
     /// Every member, as this member has applied them.

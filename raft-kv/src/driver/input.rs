@@ -59,7 +59,7 @@ pub(crate) trait Local {
     fn leases(&self) -> Vec<i64>;
     fn hash_job(&self, revision: i64) -> Result<ScanJob<u64>>;
     fn members(&self) -> Vec<Member>;
-    fn backup_job(&self) -> ScanJob<Vec<u8>>;
+    fn export(&self) -> crate::core::export::Export;
 }
 
 impl<E: Engine> Local for Peer<E, Callback> {
@@ -93,7 +93,7 @@ impl<E: Engine> Local for Peer<E, Callback> {
     fn members(&self) -> Vec<Member> {
         Peer::members(self)
     }
-    fn backup_job(&self) -> ScanJob<Vec<u8>> {
-        Box::new(Peer::backup_job(self))
+    fn export(&self) -> crate::core::export::Export {
+        Peer::export(self)
     }
 }

@@ -431,11 +431,19 @@ impl AsyncNode {
         self.local(|p| Ok(p.members()))
     }
 
-    /// A consistent copy of this member's state machine (key-value history,
-    /// leases, members) as of its applied index, in the raft snapshot
-    /// format: what `etcdctl snapshot save` downloads.
-    pub fn backup(&self) -> Call<Vec<u8>> {
-        self.scan(|p| Ok(p.backup_job()))
+    /// Runs `f` on this member's background thread over an [`Export`] of
+    /// its state machine as of its applied index (taken when the call
+    /// reaches the member), and completes with what `f` returns: how a
+    /// backup in another format is written without blocking the member or
+    /// holding the store in memory. At most a few such jobs wait per
+    /// member; past that, [`Error::TooManyRequests`].
+    ///
+    /// [`Export`]: crate::Export
+    pub fn export<R: Send + 'static>(&self, f: impl FnOnce(crate::Export) -> Result<R> + Send + 'static) -> Call<R> {
+        self.scan(move |p| {
+            let ex = p.export();
+            Ok(Box::new(move || f(ex)))
+        })
     }
 
     /// Moves leadership to voter `to` (this member must be the leader) and

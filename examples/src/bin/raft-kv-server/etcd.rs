@@ -38,6 +38,8 @@ pub struct Ctx {
     pub transport: transport_tcp::TcpHandle,
     /// Tokens, password hashing and RBAC checks.
     pub auth: crate::authn::Authn,
+    /// The data directory (snapshot files are built in it, not in memory).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// A shared [`Ctx`].

@@ -430,9 +430,9 @@ async fn snapshot(
     if let Err(s) = decode::<pb::SnapshotRequest>(&body) {
         return error_response(&s);
     }
-    match g.ctx.node.backup().await {
-        Ok(blob) => json_lines(snapshot_stream(g.ctx.clone(), blob)),
-        Err(e) => error_response(&crate::etcd::to_status(e)),
+    match snapshot_stream(g.ctx.clone()).await {
+        Ok(stream) => json_lines(stream),
+        Err(s) => error_response(&s),
     }
 }
 

@@ -18,6 +18,10 @@
 //! (`/v3/kv/range`, ...), `/health`, `/version` and `/metrics`. Member ids are
 //! derived from the peer URLs and the cluster token (see [`etcd::member_id`]).
 //! `https://` client and peer URLs serve TLS with etcd's flags (see [`tls`]).
+//!
+//! `raft-kv-server snapshot restore FILE` lays out a member's data directory
+//! from an etcd 3.5 snapshot file, with etcdutl's flags (see
+//! [`snapshot_restore`]).
 
 // tonic's handlers return `Result<_, tonic::Status>` by design; the helpers
 // that feed them do the same.
@@ -31,6 +35,7 @@ mod grpc;
 mod identity;
 mod metrics;
 mod tls;
+mod snapshot_restore;
 
 /// mimalloc: glibc malloc cost ~17% of the write path's instructions
 /// (callgrind, issue 7).
@@ -178,6 +183,23 @@ fn parse_initial_cluster(s: &str) -> Result<Vec<InitialMember>> {
     Ok(out)
 }
 
+/// This member's id and the members of `--initial-cluster`, checked
+/// against `--name` and `--initial-advertise-peer-urls` as etcd does.
+fn cluster_members(token: &str, initial_cluster: &str, name: &str, peer_urls: &[String]) -> Result<(u64, Vec<Member>)> {
+    let my_id = etcd::member_id(token, peer_urls);
+    let members: Vec<Member> = parse_initial_cluster(initial_cluster)?
+        .into_iter()
+        .map(|m| Member { name: m.name, ..Member::new(etcd::member_id(token, &m.peer_urls), m.peer_urls) })
+        .collect();
+    match members.iter().find(|m| m.id == my_id) {
+        Some(me) if me.name != name => {
+            bail!("--initial-cluster names this member's peer URLs {:?}, not {:?}", me.name, name)
+        }
+        Some(_) => Ok((my_id, members)),
+        None => bail!("--initial-advertise-peer-urls {peer_urls:?} do not match any member of --initial-cluster"),
+    }
+}
+
 /// A duration like Go's flags take them: a number and a unit (`ms`, `s`,
 /// `m`, `h`).
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -212,6 +234,9 @@ fn url_addr(url: &str) -> Result<SocketAddr> {
 }
 
 fn main() -> Result<()> {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "snapshot") {
+        return snapshot_restore::main();
+    }
     let flags = Flags::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -228,27 +253,11 @@ fn main() -> Result<()> {
 
 async fn run(flags: Flags) -> Result<()> {
     let token = flags.initial_cluster_token.clone();
-    let initial = parse_initial_cluster(&flags.initial_cluster)?;
-    let my_id = etcd::member_id(&token, &flags.initial_advertise_peer_urls);
+    let (my_id, mut members) =
+        cluster_members(&token, &flags.initial_cluster, &flags.name, &flags.initial_advertise_peer_urls)?;
     let cluster_id = etcd::cluster_id(&token);
-    let mut members: Vec<Member> = initial
-        .iter()
-        .map(|m| Member {
-            name: m.name.clone(),
-            ..Member::new(etcd::member_id(&token, &m.peer_urls), m.peer_urls.clone())
-        })
-        .collect();
-    match members.iter_mut().find(|m| m.id == my_id) {
-        Some(me) => {
-            if me.name != flags.name {
-                bail!("--initial-cluster names this member's peer URLs {:?}, not {:?}", me.name, flags.name);
-            }
-            me.client_ur_ls = flags.advertise_client_urls.clone();
-        }
-        None => bail!(
-            "--initial-advertise-peer-urls {:?} do not match any member of --initial-cluster",
-            flags.initial_advertise_peer_urls
-        ),
+    if let Some(me) = members.iter_mut().find(|m| m.id == my_id) {
+        me.client_ur_ls = flags.advertise_client_urls.clone();
     }
 
     let data_dir = flags.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.raft-kv", flags.name)));
@@ -303,6 +312,7 @@ async fn run(flags: Flags) -> Result<()> {
         metrics: metrics::Metrics::default(),
         transport: transport_handle,
         auth: authn::Authn::new(&flags.auth_token, flags.auth_token_ttl, flags.bcrypt_cost)?,
+        data_dir: data_dir.clone(),
     });
     let fatal = tokio::spawn(watch_member(ctx.clone()));
     tokio::spawn(publish(node.clone(), flags.name.clone(), flags.advertise_client_urls.clone()));

@@ -423,13 +423,11 @@ impl<E: Engine, T> Peer<E, T> {
         self.raw.transfer_leader(to);
     }
 
-    /// A consistent copy of the state machine as of the applied index
-    /// (encoded raft snapshot: metadata and data).
-    /// The engine view is taken now; the whole-store reading happens when
-    /// the job runs, on any thread.
-    pub fn backup_job(&self) -> impl FnOnce() -> Result<Vec<u8>> + Send + 'static {
-        let view = self.engine.snapshot();
-        move || Ok(snapshot::build(&view)?.write_to_bytes()?)
+    /// The state machine as of the applied index, to be read record by
+    /// record (the engine view is taken now; reading it is the caller's,
+    /// on any thread).
+    pub fn export(&self) -> crate::core::export::Export {
+        crate::core::export::Export::new(self.engine.snapshot())
     }
 
     /// The auth store's published state and simple tokens, shared with
@@ -469,7 +467,7 @@ impl<E: Engine, T> Peer<E, T> {
 /// installed the same snapshot at index 1, term 1, holding the initial
 /// configuration. A member added later has an empty log, so the leader must
 /// send it a snapshot, which carries the configuration and the members.
-fn bootstrap(cfg: &Config, wb: &mut WriteBatch) -> Result<()> {
+pub(crate) fn bootstrap(cfg: &Config, wb: &mut WriteBatch) -> Result<()> {
     let cs = raft::eraftpb::ConfState { voters: cfg.peers.clone(), ..Default::default() };
     wb.put(Cf::Meta, keys::CONF_STATE.to_vec(), cs.write_to_bytes()?);
     let hs = raft::eraftpb::HardState { term: 1, commit: 1, ..Default::default() };

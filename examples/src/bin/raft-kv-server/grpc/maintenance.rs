@@ -1,5 +1,4 @@
-//! The Maintenance service, with [`snapshot_stream`] and the etcd snapshot
-//! file framing ([`etcd_snapshot_file`]).
+//! The Maintenance service (Snapshot is in `snapshot.rs`).
 
 use raft_kv::pb::etcdserverpb as pb;
 use raft_kv::{Error, Role};
@@ -7,31 +6,12 @@ use tonic::{Request, Response as Reply, Status};
 
 use super::{Api, ResponseStream};
 use crate::authn::Identity;
-use crate::etcd::{to_status, Shared, ETCD_VERSION};
+use crate::etcd::{to_status, ETCD_VERSION};
 use examples::services;
 
 /// etcd's hashes are 32-bit: fold the library's 64-bit hash.
 fn fold_hash(h: u64) -> u32 {
     (h ^ (h >> 32)) as u32
-}
-
-/// A member backup as etcd's snapshot stream: 64 KiB chunks, each with the
-/// bytes still to come.
-pub fn snapshot_stream(ctx: Shared, blob: Vec<u8>) -> ResponseStream<pb::SnapshotResponse> {
-    const CHUNK: usize = 64 * 1024;
-    let blob = bytes::Bytes::from(etcd_snapshot_file(blob));
-    let header = ctx.header(0);
-    let total = blob.len();
-    let chunks = (0..total.div_ceil(CHUNK).max(1)).map(move |i| {
-        let (start, end) = (i * CHUNK, ((i + 1) * CHUNK).min(total));
-        Ok(pb::SnapshotResponse {
-            header,
-            remaining_bytes: (total - end) as u64,
-            blob: blob.slice(start..end),
-            version: ETCD_VERSION.into(),
-        })
-    });
-    Box::pin(tokio_stream::iter(chunks))
 }
 
 #[tonic::async_trait]
@@ -93,8 +73,7 @@ impl services::maintenance_server::Maintenance for Api {
     async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Reply<Self::SnapshotStream>, Status> {
         self.count("Snapshot");
         self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&_req))?;
-        let blob = self.ctx.node.backup().await.map_err(to_status)?;
-        Ok(Reply::new(snapshot_stream(self.ctx.clone(), blob)))
+        Ok(Reply::new(super::snapshot_stream(self.ctx.clone()).await?))
     }
 
     async fn move_leader(&self, req: Request<pb::MoveLeaderRequest>) -> Result<Reply<pb::MoveLeaderResponse>, Status> {
@@ -154,36 +133,5 @@ impl services::maintenance_server::Maintenance for Api {
             header: self.ctx.header(0),
             version: crate::etcd::CLUSTER_VERSION.into(),
         }))
-    }
-}
-
-/// Frames a raft-kv backup the way etcdctl checks a downloaded snapshot:
-/// etcd's files are whole 512-byte pages followed by the SHA-256 of those
-/// pages. The backup is padded to a page multiple whose last 8 bytes hold
-/// the backup's length (big-endian), then the digest is appended. The
-/// content is raft-kv's backup format, not an etcd bbolt file.
-pub fn etcd_snapshot_file(mut blob: Vec<u8>) -> Vec<u8> {
-    use sha2::Digest;
-    let len = blob.len() as u64;
-    let padded = (blob.len() + 8).div_ceil(512) * 512;
-    blob.resize(padded - 8, 0);
-    blob.extend_from_slice(&len.to_be_bytes());
-    let digest = sha2::Sha256::digest(&blob);
-    blob.extend_from_slice(&digest);
-    blob
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snapshot_file_has_etcds_shape() {
-        for n in [0, 1, 503, 504, 505, 4096] {
-            let f = etcd_snapshot_file(vec![7; n]);
-            assert_eq!(f.len() % 512, 32, "{n}");
-            let body = &f[..f.len() - 32];
-            assert_eq!(u64::from_be_bytes(body[body.len() - 8..].try_into().unwrap()), n as u64);
-        }
     }
 }

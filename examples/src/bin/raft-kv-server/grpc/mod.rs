@@ -16,6 +16,7 @@ mod cluster;
 mod kv;
 mod lease;
 mod maintenance;
+mod snapshot;
 mod watch;
 
 use std::pin::Pin;
@@ -27,7 +28,7 @@ use tonic::{Response as Reply, Status};
 use crate::etcd::{to_status, Shared};
 
 pub use lease::keep_alive_stream;
-pub use maintenance::snapshot_stream;
+pub use snapshot::snapshot_stream;
 pub use watch::watch_stream;
 
 /// A boxed stream of responses, as tonic's streaming methods return them.

@@ -1,0 +1,160 @@
+//! [`write_snapshot`]: a member's state machine as an etcd 3.5 backend
+//! database, built on disk with bounded memory.
+//!
+//! raft-kv keeps versions in key order; etcd's `key` bucket is in revision
+//! order. So the versions are first re-sorted through a scratch RocksDB
+//! (key: big-endian revision, then the user key — unique, since a key has
+//! one version per revision) in a temporary directory, then streamed in
+//! revision order into the bbolt writer, which holds one page per tree
+//! level. Memory is RocksDB's write buffer plus a few pages, whatever the
+//! store's size; disk is about twice the store.
+
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom};
+use std::path::Path;
+
+use prost::Message as _;
+use raft_kv::engine::{Cf, ReadView, WriteBatch};
+use raft_kv::pb::mvccpb::KeyValue;
+use raft_kv::{Engine, Export, RocksEngine};
+
+use super::*;
+use crate::bbolt::{Writer, PAGE_SIZE};
+
+/// Bytes staged in the scratch store before a batch is written.
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Writes `ex` as an etcd snapshot database into an unnamed temporary
+/// file in `dir` (gone once closed), and returns it, rewound, with its
+/// length. The SHA-256 trailer is the streamer's to add.
+pub fn write_snapshot(ex: &Export, dir: &Path) -> Result<(File, u64)> {
+    let scratch = tempfile::Builder::new().prefix(".snapshot-sort-").tempdir_in(dir)?;
+    let sorted = sort_by_revision(ex, scratch.path())?;
+    let file = tempfile::tempfile_in(dir)?;
+    let mut w = Writer::new(BufWriter::new(file), PAGE_SIZE)?;
+    w.bucket(b"alarm")?.finish()?;
+    one(&mut w, b"auth", b"authRevision", &1u64.to_be_bytes())?;
+    w.bucket(b"authRoles")?.finish()?;
+    w.bucket(b"authUsers")?.finish()?;
+    one(&mut w, b"cluster", b"clusterVersion", CLUSTER_VERSION.as_bytes())?;
+    write_keys(&mut w, &sorted)?;
+    drop(sorted);
+    drop(scratch);
+    let mut leases = w.bucket(b"lease")?;
+    for (id, ttl) in ex.leases()? {
+        leases.put(&id.to_be_bytes(), &Lease { id, ttl, remaining_ttl: 0 }.encode_to_vec())?;
+    }
+    leases.finish()?;
+    let mut members = w.bucket(b"members")?;
+    for m in ex.members()? {
+        members.put(format!("{:016x}", m.id).as_bytes(), member_json(&m).as_bytes())?;
+    }
+    members.finish()?;
+    w.bucket(b"members_removed")?.finish()?;
+    let (index, term) = ex.applied()?;
+    let (voters, learners) = ex.conf_state()?;
+    let mut conf = serde_json::json!({ "voters": voters, "auto_leave": false });
+    if !learners.is_empty() {
+        conf["learners"] = serde_json::json!(learners);
+    }
+    let mut meta = w.bucket(b"meta")?;
+    meta.put(b"confState", conf.to_string().as_bytes())?;
+    meta.put(b"consistent_index", &index.to_be_bytes())?;
+    let compact = ex.compact_revision()?;
+    if compact > 0 {
+        meta.put(b"finishedCompactRev", &rev_key(compact, 0, false))?;
+        meta.put(b"scheduledCompactRev", &rev_key(compact, 0, false))?;
+    }
+    meta.put(b"term", &term.to_be_bytes())?;
+    meta.finish()?;
+    let (out, len) = w.finish()?;
+    let mut file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_data()?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok((file, len))
+}
+
+/// A bucket with one key.
+fn one(w: &mut Writer<BufWriter<File>>, bucket: &[u8], key: &[u8], value: &[u8]) -> Result<()> {
+    let mut b = w.bucket(bucket)?;
+    b.put(key, value)?;
+    b.finish()?;
+    Ok(())
+}
+
+/// A member as etcd stores it: its JSON with etcd's field names.
+fn member_json(m: &raft_kv::Member) -> String {
+    let mut j = serde_json::json!({ "id": m.id, "peerURLs": m.peer_ur_ls, "name": m.name });
+    if !m.client_ur_ls.is_empty() {
+        j["clientURLs"] = serde_json::json!(m.client_ur_ls);
+    }
+    if m.is_learner {
+        j["isLearner"] = serde_json::json!(true);
+    }
+    j.to_string()
+}
+
+/// Copies every version into a scratch store keyed by revision first; the
+/// value is a deletion flag byte and the `mvccpb.KeyValue`.
+fn sort_by_revision(ex: &Export, dir: &Path) -> Result<RocksEngine> {
+    let scratch = RocksEngine::open(dir.join("sort"))?;
+    let mut wb = WriteBatch::new();
+    let mut staged = 0usize;
+    ex.versions(|v| -> Result<()> {
+        let mut key = v.mod_revision.to_be_bytes().to_vec();
+        key.extend_from_slice(&v.key);
+        let kv = if v.tombstone {
+            KeyValue { key: v.key.into(), ..Default::default() }
+        } else {
+            KeyValue {
+                key: v.key.into(),
+                create_revision: v.create_revision,
+                mod_revision: v.mod_revision,
+                version: v.version,
+                value: v.value.into(),
+                lease: v.lease,
+            }
+        };
+        let mut value = vec![u8::from(v.tombstone)];
+        kv.encode(&mut value).map_err(|e| Error::Snapshot(e.to_string()))?;
+        staged += key.len() + value.len();
+        wb.put(Cf::Kv, key, value);
+        if staged >= BATCH_BYTES {
+            scratch.write(std::mem::take(&mut wb), false)?;
+            staged = 0;
+        }
+        Ok(())
+    })?;
+    scratch.write(wb, false)?;
+    Ok(scratch)
+}
+
+/// The `key` bucket from the scratch store, in revision order; versions of
+/// one revision get sub revisions 0, 1, ... in key order.
+fn write_keys(w: &mut Writer<BufWriter<File>>, sorted: &RocksEngine) -> Result<()> {
+    let mut bucket = w.bucket(b"key")?;
+    let mut last_main = -1i64;
+    let mut sub = 0u64;
+    let mut failure = None;
+    sorted.scan(Cf::Kv, b"", None, &mut |k, v| {
+        let main = k.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(i64::from_be_bytes).unwrap_or(0);
+        sub = if main == last_main { sub + 1 } else { 0 };
+        last_main = main;
+        let (Some(&flag), Some(kv)) = (v.first(), v.get(1..)) else {
+            failure = Some(Error::Snapshot("bad scratch record".into()));
+            return false;
+        };
+        match bucket.put(&rev_key(main, sub, flag == 1), kv) {
+            Ok(()) => true,
+            Err(e) => {
+                failure = Some(e.into());
+                false
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    bucket.finish()?;
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! [`Importer`]: lays out a new member's state from records brought in from
+//! elsewhere (an etcd snapshot file): key versions, leases, the revision
+//! and compact revision, and the same bootstrap a new cluster writes, so
+//! every member restored from the same records with the same configuration
+//! starts as one cluster.
+//!
+//! Records are written in batches of about [`BATCH_BYTES`], so an import of
+//! any size holds bounded memory; only the last batch is synced, which
+//! makes every earlier one durable too (one write-ahead log). An importer
+//! only writes into an empty engine: a caller that wants all-or-nothing
+//! imports into a fresh directory and moves it into place when
+//! [`Importer::finish`] returns.
+
+use super::export::Version;
+use super::lease::{lease_key, lease_value};
+use super::mvcc::encoding::{encode_key, Record};
+use super::peer::bootstrap;
+use crate::engine::{Cf, Engine, WriteBatch};
+use crate::{keys, Config, Error, Result};
+
+/// Bytes staged before a batch is written.
+pub const BATCH_BYTES: usize = 4 << 20;
+
+/// Writes imported records into an empty engine (see the module docs).
+pub struct Importer<E: Engine> {
+    engine: E,
+    wb: WriteBatch,
+    staged: usize,
+    newest: i64,
+    versions: u64,
+    leases: u64,
+}
+
+impl<E: Engine> std::fmt::Debug for Importer<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Importer").field("versions", &self.versions).field("leases", &self.leases).finish()
+    }
+}
+
+impl<E: Engine> Importer<E> {
+    /// An importer into `engine`, which must hold no member state.
+    pub fn new(engine: E) -> Result<Self> {
+        let mut used =
+            engine.get(Cf::Meta, keys::CONF_STATE)?.is_some() || engine.get(Cf::Raft, keys::HARD_STATE)?.is_some();
+        for cf in [Cf::Kv, Cf::Lease] {
+            engine.scan(cf, b"", None, &mut |_, _| {
+                used = true;
+                false
+            })?;
+        }
+        if used {
+            return Err(Error::invalid("cannot import into a store that already holds a member"));
+        }
+        Ok(Importer { engine, wb: WriteBatch::new(), staged: 0, newest: 0, versions: 0, leases: 0 })
+    }
+
+    /// Adds one version of a key. A version must have a positive revision;
+    /// a live one was created at or before it, with a positive version
+    /// count and a lease id that is not negative.
+    pub fn version(&mut self, v: &Version) -> Result<()> {
+        let bad = |why: &str| {
+            Err(Error::invalid(format!(
+                "key {:?} at revision {}: {why}",
+                String::from_utf8_lossy(&v.key),
+                v.mod_revision
+            )))
+        };
+        if v.mod_revision < 1 {
+            return bad("the revision must be positive");
+        }
+        if v.key.is_empty() {
+            return bad("the key is empty");
+        }
+        let record = if v.tombstone {
+            Record::tombstone()
+        } else {
+            if !(1..=v.mod_revision).contains(&v.create_revision) {
+                return bad("the create revision is not between 1 and the revision");
+            }
+            if v.version < 1 || v.lease < 0 {
+                return bad("the version must be positive and the lease not negative");
+            }
+            Record {
+                tombstone: false,
+                create_revision: v.create_revision,
+                version: v.version,
+                lease: v.lease,
+                value: v.value.clone(),
+            }
+        };
+        let (key, value) = (encode_key(&v.key, v.mod_revision), record.encode());
+        self.staged += key.len() + value.len();
+        self.wb.put(Cf::Kv, key, value);
+        self.newest = self.newest.max(v.mod_revision);
+        self.versions += 1;
+        self.flush_if_full()
+    }
+
+    /// Adds lease `id` (positive) with its granted TTL in seconds (positive).
+    pub fn lease(&mut self, id: i64, ttl: i64) -> Result<()> {
+        if id <= 0 || ttl <= 0 {
+            return Err(Error::invalid(format!("lease {id} with TTL {ttl}: both must be positive")));
+        }
+        self.wb.put(Cf::Lease, lease_key(id).to_vec(), lease_value(ttl, 0));
+        self.staged += 24;
+        self.leases += 1;
+        self.flush_if_full()
+    }
+
+    /// The newest revision among the versions added so far (0 for none).
+    pub fn newest_revision(&self) -> i64 {
+        self.newest
+    }
+
+    /// Versions and leases added so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.versions, self.leases)
+    }
+
+    fn flush_if_full(&mut self) -> Result<()> {
+        if self.staged >= BATCH_BYTES {
+            self.engine.write(std::mem::take(&mut self.wb), false)?;
+            self.staged = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes the revision (at least the newest added, and at least 1), the
+    /// compact revision (at most the revision) and the bootstrap of the
+    /// cluster `cfg.peers` / `cfg.initial_members`, and syncs everything.
+    pub fn finish(mut self, cfg: &Config, revision: i64, compact_revision: i64) -> Result<()> {
+        let revision = revision.max(self.newest).max(1);
+        if !(0..=revision).contains(&compact_revision) {
+            return Err(Error::invalid(format!(
+                "compact revision {compact_revision} is not between 0 and the revision {revision}"
+            )));
+        }
+        if cfg.peers.is_empty() {
+            return Err(Error::invalid("an import needs the cluster's members"));
+        }
+        self.wb.put(Cf::Meta, keys::REVISION.to_vec(), revision.to_be_bytes().to_vec());
+        self.wb.put(Cf::Meta, keys::COMPACT_REVISION.to_vec(), compact_revision.to_be_bytes().to_vec());
+        bootstrap(cfg, &mut self.wb)?;
+        self.engine.write(self.wb, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::export::Export;
+    use crate::engine::MemEngine;
+
+    fn v(key: &str, rev: i64, create: i64, version: i64, lease: i64) -> Version {
+        let value = format!("{key}@{rev}").into_bytes();
+        Version { key: key.into(), mod_revision: rev, tombstone: false, create_revision: create, version, lease, value }
+    }
+
+    #[test]
+    fn import_then_export_gives_back_the_records() {
+        let engine = MemEngine::new();
+        let mut imp = Importer::new(engine.clone()).expect("empty");
+        let tomb = Version { key: b"b".to_vec(), mod_revision: 4, tombstone: true, ..Default::default() };
+        let input = [v("a", 2, 2, 1, 0), v("b", 3, 3, 1, 7), tomb.clone(), v("a", 5, 2, 2, 0)];
+        for x in &input {
+            imp.version(x).expect("version");
+        }
+        imp.lease(7, 60).expect("lease");
+        let cfg = Config { peers: vec![1, 2], ..Config::new(1) };
+        imp.finish(&cfg, 0, 3).expect("finish");
+        let ex = Export::new(engine.snapshot());
+        assert_eq!(ex.revision().expect("rev"), 5);
+        assert_eq!(ex.compact_revision().expect("compact"), 3);
+        assert_eq!(ex.leases().expect("leases"), vec![(7, 60)]);
+        assert_eq!(ex.conf_state().expect("cs").0, vec![1, 2]);
+        let mut got = Vec::new();
+        ex.versions(|x| {
+            got.push(x);
+            Ok::<_, Error>(())
+        })
+        .expect("versions");
+        assert_eq!(got, vec![input[3].clone(), input[0].clone(), tomb, input[1].clone()]);
+        assert!(Importer::new(engine).is_err(), "a used store is refused");
+    }
+
+    #[test]
+    fn bad_records_are_refused() {
+        let mut imp = Importer::new(MemEngine::new()).expect("empty");
+        for bad in [v("a", 0, 0, 1, 0), v("a", 2, 3, 1, 0), v("a", 2, 2, 0, 0), v("a", 2, 2, 1, -1), v("", 2, 2, 1, 0)]
+        {
+            assert!(imp.version(&bad).is_err(), "{bad:?}");
+        }
+        assert!(imp.lease(0, 5).is_err() && imp.lease(5, 0).is_err());
+        let cfg = Config { peers: vec![1], ..Config::new(1) };
+        assert!(imp.finish(&cfg, 3, 4).is_err());
+    }
+}
