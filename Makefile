@@ -93,9 +93,13 @@ docker-image: deps
 docker-nginx-image:
 	docker/build-nginx-image.sh
 
-# Compose cluster + nginx, clients and faults; tears down on exit
+# Compose cluster + nginx, clients and faults; then the seed's compose and
+# stack files (docker/seed/) with only the image names changed, on Compose
+# and on a throwaway single-node swarm; each tears down on exit
 docker-test: deps
 	docker/test.sh
+	SKIP_BUILD=1 docker/seed-test.sh
+	SKIP_BUILD=1 docker/seed-swarm-test.sh
 
 # stack.yaml on a throwaway single-node swarm
 swarm-test: deps
