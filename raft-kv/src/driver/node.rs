@@ -174,6 +174,7 @@ impl AsyncNode {
     /// Proposes `op`; `done` receives the outcome on the node thread. The
     /// building block of the typed methods, for adapters of their own.
     pub fn propose_with(&self, op: Op, done: Callback) {
+        let done = self.shared.metrics.track_proposal(done);
         if let Err((Input::Propose(_, done), why)) =
             self.shared.inbox.push_within(Input::Propose(op, done), INBOX_LIMIT)
         {

@@ -193,10 +193,11 @@ impl<E: Engine> Mvcc<E> {
     }
 
     /// Checks a read revision against the compact revision and `current`;
-    /// returns it unchanged.
+    /// returns it, with a negative one read as 0 (the current revision), as
+    /// etcd 3.5's mvcc does.
     fn check_read_revision(&self, rev: i64, current: i64) -> Result<i64> {
         if rev < 0 {
-            return Err(Error::invalid("negative revision"));
+            return Ok(0);
         }
         if rev > current {
             return Err(Error::FutureRevision { requested: rev, current });
