@@ -93,11 +93,15 @@ docker-image: deps
 docker-nginx-image:
 	docker/build-nginx-image.sh
 
-# Compose cluster + nginx, clients and faults; then the same over TLS
-# (tls-compose.yaml); each tears down on exit
+# Compose cluster + nginx, clients and faults; the same over TLS
+# (tls-compose.yaml); then the seed's compose and stack files (docker/seed/)
+# with only the image names changed, on Compose and on a throwaway
+# single-node swarm; each tears down on exit
 docker-test: deps
 	docker/test.sh
 	SKIP_BUILD=1 docker/tls-test.sh
+	SKIP_BUILD=1 docker/seed-test.sh
+	SKIP_BUILD=1 docker/seed-swarm-test.sh
 
 # CA, member and client certificates for the TLS variants, in docker/tls/
 # (openssl; FORCE=1 remakes)

@@ -40,8 +40,11 @@ trap 'rm -rf "$CTX"' EXIT
 cp docker/Dockerfile "$CTX/"
 cp -r docker/rootfs "$CTX/rootfs"
 mkdir "$CTX/empty"
-cp "$BIN/raft-kv-server" "$BIN/raft-kv-healthcheck" "$CTX/"
-chmod 0755 "$CTX/raft-kv-server" "$CTX/raft-kv-healthcheck"
+mkdir "$CTX/bin"
+cp "$BIN/raft-kv-server" "$BIN/raft-kv-healthcheck" "$CTX/bin/"
+chmod 0755 "$CTX/bin/raft-kv-server" "$CTX/bin/raft-kv-healthcheck"
+# `etcd` on PATH runs raft-kv-server (command lines written for etcd's image).
+ln -s raft-kv-server "$CTX/bin/etcd"
 chmod 0644 "$CTX"/rootfs/etc/*
 
 # An image built from uncommitted changes gets no hash, so it is never reused.

@@ -16,7 +16,10 @@ IMAGE=${1:-raft-kv/nginx:local}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 
-if [ "${FORCE:-0}" != 1 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
+# The label marks images that load the stream module from the command line
+# (below); an older image without it is rebuilt.
+LABEL=org.raft-kv.nginx-stream=cli
+if [ "${FORCE:-0}" != 1 ] && [ "$(docker image inspect -f '{{index .Config.Labels "org.raft-kv.nginx-stream"}}' "$IMAGE" 2>/dev/null)" = cli ]; then
   echo "nginx image $IMAGE exists (FORCE=1 to rebuild)"
   exit 0
 fi
@@ -45,10 +48,18 @@ $SUDO rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/usr/share/doc/* "$ROOT"/usr/sha
 # The stock site is an HTTP server on :80; the load balancer needs none.
 $SUDO rm -f "$ROOT"/etc/nginx/sites-enabled/default
 
-# Same command as the official image. (docker import can't set STOPSIGNAL;
-# the Compose and stack files set SIGQUIT, nginx's graceful stop.)
+# The stream (TCP proxy) module is loaded from the command line rather
+# than from the main nginx.conf's modules-enabled include, so a mounted
+# nginx.conf without a load_module line (written for nginx:alpine, where the
+# module is built in) works unchanged. nginx reads -g before the file.
+$SUDO rm -f "$ROOT"/etc/nginx/modules-enabled/*stream*.conf
+[ -f "$ROOT/usr/lib/nginx/modules/ngx_stream_module.so" ] || { echo "no ngx_stream_module.so in the root" >&2; exit 1; }
+
+# The official image's command, plus the module. (docker import can't set
+# STOPSIGNAL; the Compose and stack files set SIGQUIT, nginx's graceful stop.)
 $SUDO tar -C "$ROOT" -c . | docker import \
-  --change 'CMD ["nginx", "-g", "daemon off;"]' \
+  --change 'CMD ["nginx", "-g", "daemon off; load_module /usr/lib/nginx/modules/ngx_stream_module.so;"]' \
   --change 'EXPOSE 2379' \
+  --change "LABEL $LABEL" \
   - "$IMAGE" >/dev/null
 echo "built $IMAGE in $(( $(date +%s) - start )) s: $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.1f MB", $1/1e6}')"

@@ -113,10 +113,7 @@ fi
 IMAGE_MB=$(docker image inspect -f '{{.Size}}' "$RAFT_KV_IMAGE" | awk '{printf "%.1f", $1/1e6}')
 
 step "python etcd3 client (venv in target/py-etcd3)"
-if ! "$VENV/bin/python" -c 'import etcd3' 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q 'etcd3==0.12.0' 'protobuf==3.20.*'
-fi
+py_etcd3_venv "$VENV"
 PY=("$VENV/bin/python" "$ROOT/docker/etcd_client.py")
 
 # ---------------------------------------------------------------- up

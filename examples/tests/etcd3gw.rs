@@ -110,7 +110,7 @@ fn etcd3gw_client_through_every_member_and_prefix() {
         "revoke True []",
         "lock True False True",
         "release True False",
-        "status 3.5.0 True True",
+        "status 3.5.17 True True",
         "members ['m1', 'm2', 'm3'] True",
         "watch PUT /test/watch watched",
         "watch prefix [('PUT', '/test/wp/1'), ('DELETE', '/test/wp/1')]",

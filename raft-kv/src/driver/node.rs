@@ -188,6 +188,7 @@ impl AsyncNode {
     /// state is newer than `auth.revision` — check again and resubmit.
     /// `None` is a trusted caller (what [`AsyncNode::propose_with`] sends).
     pub fn propose_as_with(&self, op: Op, auth: Option<AuthInfo>, done: Callback) {
+        let done = self.shared.metrics.track_proposal(done);
         if let Err((Input::Propose(_, _, done), why)) =
             self.shared.inbox.push_within(Input::Propose(op, auth, done), INBOX_LIMIT)
         {

@@ -12,9 +12,11 @@ use tonic::{Code, Status};
 
 use crate::metrics::Metrics;
 
-/// The server version reported by Maintenance.Status and `/version`.
-pub const ETCD_VERSION: &str = "3.5.0";
-/// The cluster version reported by `/version`.
+/// The server version reported by Maintenance.Status and `/version`: an
+/// etcd 3.5 at which Kubernetes turns on RequestWatchProgress (it checks
+/// for 3.5.13 or later), whose behaviour raft-kv has.
+pub const ETCD_VERSION: &str = "3.5.17";
+/// The cluster version reported by `/version` (etcd reports major.minor.0).
 pub const CLUSTER_VERSION: &str = "3.5.0";
 
 /// Shared state of one server: the member and what its handlers need.
@@ -32,6 +34,9 @@ pub struct Ctx {
     /// Quiet time after which a watch that asked for progress notifications
     /// gets one.
     pub watch_progress_interval: Duration,
+    /// Raft's election timeout (how often a leader-requiring stream checks
+    /// for a leader).
+    pub election_timeout: Duration,
     /// Request and raft metrics.
     pub metrics: Metrics,
     /// The peer transport (for its metrics).

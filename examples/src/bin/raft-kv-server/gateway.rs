@@ -60,11 +60,24 @@ struct Gw {
 /// The API prefixes etcd 3.5's gateway answers on (clients probe them).
 const PREFIXES: [&str; 3] = ["/v3", "/v3beta", "/v3alpha"];
 
+/// The router of a `--listen-metrics-urls` listener: as in etcd, `/metrics`
+/// and the health routes only.
+pub fn metrics_router(ctx: Shared) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/readyz", get(health))
+        .route("/livez", get(livez))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(Gw { api: Api::new(ctx.clone()), ctx })
+}
+
 /// The router for one client URL: gRPC services and HTTP routes together
 /// (gRPC requests are HTTP/2 with `/etcdserverpb.*` paths; everything else is
 /// the gateway).
 pub fn router(ctx: Shared) -> Router {
     let api = Api::new(ctx.clone());
+    let ctx_for_layer = ctx.clone();
     let limit = ctx.max_request_bytes + 512 * 1024;
     let mut r = Router::new();
     for prefix in PREFIXES {
@@ -111,11 +124,15 @@ pub fn router(ctx: Shared) -> Router {
         services::maintenance_server::MaintenanceServer<Api>,
         services::maintenance_server::MaintenanceServer::new(api.clone()).max_decoding_message_size(limit)
     );
-    grpc!(
+    let r = grpc!(
         r,
         services::auth_server::AuthServer<Api>,
         services::auth_server::AuthServer::new(api).max_decoding_message_size(limit)
-    )
+    );
+    // As etcd's interceptors: a request refused for want of a leader is not
+    // counted in grpc_server_*.
+    r.layer(axum::middleware::from_fn_with_state(ctx_for_layer.clone(), crate::grpc_metrics::count))
+        .layer(axum::middleware::from_fn_with_state(ctx_for_layer, crate::require_leader::check))
 }
 
 /// A unary gateway route calling service method `$m` of `$svc`.
@@ -401,7 +418,7 @@ async fn watch(State(g): State<Gw>, req: HttpRequest) -> Response {
     g.ctx.metrics.request("Watch(HTTP)");
     let id = Identity::of_http(req.headers(), req.extensions());
     let input = json_requests::<pb::WatchRequest>(req.into_body(), g.ctx.max_request_bytes * 2);
-    json_lines(watch_stream(g.ctx.clone(), id, input))
+    json_lines(watch_stream(g.ctx.clone(), id, input, false))
 }
 
 async fn keep_alive(State(g): State<Gw>, req: HttpRequest) -> Response {
@@ -483,7 +500,24 @@ async fn version() -> Response {
 
 async fn metrics(State(g): State<Gw>) -> Response {
     let db_size = g.ctx.node.status().await.map(|s| s.db_size).ok();
-    let text = g.ctx.metrics.render(&g.ctx.node.state(), db_size, &g.ctx.transport.metrics(), g.ctx.node.metrics());
+    // etcd_debugging_mvcc_keys_total: a local count-only range over every
+    // key (no raft round trip; one scan per scrape).
+    let all = pb::RangeRequest {
+        key: vec![0].into(),
+        range_end: vec![0].into(),
+        count_only: true,
+        serializable: true,
+        ..Default::default()
+    };
+    let keys = g.ctx.node.range(all).await.map(|r| r.count).ok();
+    let view = crate::metrics::View {
+        db_size,
+        keys,
+        transport: &g.ctx.transport.metrics(),
+        peers: &g.ctx.transport.peer_metrics(),
+        node: g.ctx.node.metrics(),
+    };
+    let text = g.ctx.metrics.render(&g.ctx.node.state(), &view);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

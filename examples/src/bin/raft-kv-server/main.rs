@@ -3,7 +3,10 @@
 //! Flags are named and behave like etcd's, so an etcd command line ports
 //! over by changing the program name; each flag can also be given as an
 //! environment variable with the `RAFT_KV_` prefix (`--initial-cluster` →
-//! `RAFT_KV_INITIAL_CLUSTER`).
+//! `RAFT_KV_INITIAL_CLUSTER`) or, as in etcd, the `ETCD_` prefix
+//! (`ETCD_INITIAL_CLUSTER`). etcd flags raft-kv does not implement are
+//! refused or, where they change nothing here, accepted with a warning
+//! (etcd_flags.rs; docs/etcd-flags.md).
 //!
 //! ```text
 //! raft-kv-server --name n1 --data-dir /var/lib/n1 \
@@ -30,12 +33,16 @@
 mod authn;
 mod authority;
 mod etcd;
+mod etcd_flags;
 mod gateway;
 mod grpc;
+mod grpc_metrics;
 mod identity;
 mod metrics;
 mod tls;
 mod snapshot_restore;
+mod peer_rtt;
+mod require_leader;
 
 /// mimalloc: glibc malloc cost ~17% of the write path's instructions
 /// (callgrind, issue 7).
@@ -48,7 +55,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use futures_util::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -147,12 +154,29 @@ struct Flags {
     /// bcrypt cost of password hashes (4..=31).
     #[arg(long, env = "RAFT_KV_BCRYPT_COST", default_value_t = 10)]
     bcrypt_cost: u32,
-    /// Log filter (tracing-subscriber syntax), e.g. `info` or `raft_kv=debug`.
-    #[arg(long, env = "RAFT_KV_LOG_LEVEL", default_value = "info")]
-    log_level: String,
     /// Client and peer TLS (`--cert-file`, `--peer-cert-file`, ...).
     #[command(flatten)]
     tls: tls::TlsFlags,
+    /// The 3.6 name of `--experimental-watch-progress-notify-interval`
+    /// (wins when both are given).
+    #[arg(long, env = "RAFT_KV_WATCH_PROGRESS_NOTIFY_INTERVAL", value_parser = parse_duration)]
+    watch_progress_notify_interval: Option<Duration>,
+    /// Extra URLs serving only `/metrics` and the health routes
+    /// (comma-separated), as etcd's.
+    #[arg(long, env = "RAFT_KV_LISTEN_METRICS_URLS", value_delimiter = ',')]
+    listen_metrics_urls: Vec<String>,
+    /// Log level (etcd's `debug`, `info`, `warn`, `error`, `panic`, `fatal`)
+    /// or a tracing-subscriber filter such as `raft_kv=debug`.
+    #[arg(long, env = "RAFT_KV_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// etcd's logger choice: only `zap` (the one etcd 3.5 has); raft-kv logs
+    /// through tracing either way.
+    #[arg(long, env = "RAFT_KV_LOGGER", default_value = "zap", value_parser = ["zap"])]
+    logger: String,
+    /// Where logs go (comma-separated): `default` or `stderr`, `stdout`, or
+    /// a file path (appended to).
+    #[arg(long, env = "RAFT_KV_LOG_OUTPUTS", default_value = "default", value_delimiter = ',')]
+    log_outputs: Vec<String>,
 }
 
 /// One entry of `--initial-cluster`.
@@ -233,20 +257,70 @@ fn url_addr(url: &str) -> Result<SocketAddr> {
         .with_context(|| format!("{url:?} resolves to no address"))
 }
 
+/// etcd's log levels as tracing filters; anything else is a tracing filter.
+fn log_filter(level: &str) -> &str {
+    match level {
+        "warn" => "warn",
+        "panic" | "fatal" | "dpanic" => "error",
+        other => other,
+    }
+}
+
+/// `--log-outputs` as one writer: stderr, stdout and files, together.
+fn log_writer(outputs: &[String]) -> Result<(tracing_subscriber::fmt::writer::BoxMakeWriter, bool)> {
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+    let mut writer: Option<BoxMakeWriter> = None;
+    let mut ansi = true;
+    for o in outputs {
+        let next = match o.as_str() {
+            "default" | "stderr" => {
+                ansi &= std::io::IsTerminal::is_terminal(&std::io::stderr());
+                BoxMakeWriter::new(std::io::stderr)
+            }
+            "stdout" => {
+                ansi &= std::io::IsTerminal::is_terminal(&std::io::stdout());
+                BoxMakeWriter::new(std::io::stdout)
+            }
+            path => {
+                ansi = false;
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("--log-outputs: cannot open {path}"))?;
+                BoxMakeWriter::new(Arc::new(f))
+            }
+        };
+        writer = Some(match writer {
+            None => next,
+            Some(w) => BoxMakeWriter::new(w.and(next)),
+        });
+    }
+    Ok((writer.unwrap_or_else(|| BoxMakeWriter::new(std::io::stderr)), ansi))
+}
+
 fn main() -> Result<()> {
     if std::env::args_os().nth(1).is_some_and(|a| a == "snapshot") {
         return snapshot_restore::main();
     }
-    let flags = Flags::parse();
+    let env: Vec<(String, String)> =
+        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+    let cmd = Flags::command();
+    let prepared = etcd_flags::prepare(&cmd, std::env::args_os(), &env)?;
+    let flags = Flags::from_arg_matches(&cmd.get_matches_from(prepared.args)).unwrap_or_else(|e| e.exit());
+    let (writer, ansi) = log_writer(&flags.log_outputs)?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .or_else(|_| tracing_subscriber::EnvFilter::try_new(&flags.log_level))
+                .or_else(|_| tracing_subscriber::EnvFilter::try_new(log_filter(&flags.log_level)))
                 .context("bad --log-level")?,
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer)
+        .with_ansi(ansi)
         .init();
+    for w in &prepared.warnings {
+        tracing::warn!("{w}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     runtime.block_on(run(flags))
 }
@@ -268,6 +342,7 @@ async fn run(flags: Flags) -> Result<()> {
     let tick = Duration::from_millis(flags.heartbeat_interval.max(1));
     let mut cfg = Config::new(my_id).tick_interval(tick);
     cfg.election_ticks = (flags.election_timeout / flags.heartbeat_interval.max(1)).max(3) as usize;
+    let cfg_election_ticks = cfg.election_ticks;
     cfg.max_request_bytes = flags.max_request_bytes;
     cfg.max_response_bytes = flags.max_response_bytes;
     cfg.max_txn_ops = flags.max_txn_ops;
@@ -308,7 +383,10 @@ async fn run(flags: Flags) -> Result<()> {
         member_id: my_id,
         token,
         max_request_bytes: flags.max_request_bytes,
-        watch_progress_interval: flags.experimental_watch_progress_notify_interval,
+        watch_progress_interval: flags
+            .watch_progress_notify_interval
+            .unwrap_or(flags.experimental_watch_progress_notify_interval),
+        election_timeout: tick * cfg_election_ticks as u32,
         metrics: metrics::Metrics::default(),
         transport: transport_handle,
         auth: authn::Authn::new(&flags.auth_token, flags.auth_token_ttl, flags.bcrypt_cost)?,
@@ -316,6 +394,7 @@ async fn run(flags: Flags) -> Result<()> {
     });
     let fatal = tokio::spawn(watch_member(ctx.clone()));
     tokio::spawn(publish(node.clone(), flags.name.clone(), flags.advertise_client_urls.clone()));
+    tokio::spawn(peer_rtt::probe(ctx.clone()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
@@ -329,6 +408,16 @@ async fn run(flags: Flags) -> Result<()> {
         };
         let tls = if url.starts_with("https://") { client_tls.clone() } else { None };
         servers.push(tokio::spawn(serve(listener, gateway::router(ctx.clone()), tls, limits, stop_rx.clone())));
+    }
+
+    for url in &flags.listen_metrics_urls {
+        let addr = url_addr(url)?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {url}"))?;
+        tracing::info!(%url, "serving metrics");
+        let limits = Limits { max_concurrent_streams: 100, max_connections: 64 };
+        // An https:// metrics URL uses the client TLS settings, as etcd's.
+        let tls = if url.starts_with("https://") { client_tls.clone() } else { None };
+        servers.push(tokio::spawn(serve(listener, gateway::metrics_router(ctx.clone()), tls, limits, stop_rx.clone())));
     }
 
     let failed = tokio::select! {

@@ -1,9 +1,14 @@
 //! Prometheus metrics of the server, rendered in the text exposition format.
 //!
-//! Raft figures come from the state the member publishes; leader changes are
-//! counted from its stream of state changes; proposal latency is
-//! measured around each proposal from this member (submit → applied here);
-//! request counts by gRPC/HTTP method are counted by the handlers.
+//! etcd's metric names, types, labels and histogram buckets (compared with a
+//! real etcd 3.5.1's `/metrics` by the etcd_dropin test), so etcd's Grafana
+//! dashboard and alert rules work unchanged. Raft figures come from the
+//! state the member publishes; leader changes are counted from its stream of
+//! state changes; pending and failed proposals and the disk latencies from
+//! the member's own measurements (raft_kv::metrics); peer bytes from the
+//! transport; peer round trips from peer_rtt.rs; gRPC calls by method and
+//! code from grpc_metrics.rs; the key count from a count-only range per
+//! scrape.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -52,10 +57,13 @@ impl Histogram {
 pub struct Metrics {
     requests: Mutex<BTreeMap<&'static str, u64>>,
     proposals_ok: AtomicU64,
-    proposals_failed: AtomicU64,
     proposal_latency: Mutex<Histogram>,
     leader_changes: AtomicU64,
     last_leader: AtomicU64,
+    /// gRPC requests by method and code (grpc_metrics.rs).
+    pub grpc: crate::grpc_metrics::GrpcMetrics,
+    /// Round trips to the peers (peer_rtt.rs).
+    pub rtt: crate::peer_rtt::PeerRtt,
 }
 
 impl Metrics {
@@ -64,13 +72,13 @@ impl Metrics {
         *self.requests.lock().entry(method).or_default() += 1;
     }
 
-    /// Records one proposal's outcome and its latency (submit → applied).
+    /// Records one client proposal's latency (submit → applied) if it
+    /// applied; failures are counted by the member itself
+    /// (`etcd_server_proposals_failed_total`).
     pub fn observe_proposal(&self, took: Duration, ok: bool) {
         if ok {
             self.proposals_ok.fetch_add(1, Ordering::Relaxed);
             self.proposal_latency.lock().observe(took);
-        } else {
-            self.proposals_failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -81,88 +89,107 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text of every metric, plus the transport's counters
-    /// and the member's disk latencies.
-    pub fn render(
-        &self,
-        s: &MemberState,
-        db_size: Option<u64>,
-        transport: &transport_tcp::Metrics,
-        node: &raft_kv::metrics::NodeMetrics,
-    ) -> String {
+    /// The Prometheus text of every metric: etcd's names, types, labels and
+    /// buckets where etcd has the metric (its dashboards and alerts read
+    /// them unchanged), `raft_kv_*` for raft-kv's own.
+    pub fn render(&self, s: &MemberState, view: &View<'_>) -> String {
         let mut out = String::new();
         let mut gauge = |name: &str, kind: &str, help: &str, v: f64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };
-        {
-            gauge("etcd_server_has_leader", "gauge", "1 when the member knows a leader.", f64::from(s.leader != 0));
-            gauge(
-                "etcd_server_is_leader",
-                "gauge",
-                "1 when the member is the leader.",
-                f64::from(s.role == Role::Leader),
-            );
-            gauge("raft_kv_raft_term", "gauge", "Current raft term.", s.term as f64);
-            gauge(
-                "etcd_server_proposals_committed_total",
-                "gauge",
-                "Highest committed raft index.",
-                s.commit_index as f64,
-            );
-            gauge(
-                "etcd_server_proposals_applied_total",
-                "gauge",
-                "Highest applied raft index.",
-                s.applied_index as f64,
-            );
-            if let Some(db_size) = db_size {
-                gauge("etcd_mvcc_db_total_size_in_bytes", "gauge", "Approximate engine size.", db_size as f64);
-            }
-            gauge("raft_kv_mvcc_revision", "gauge", "Current store revision.", s.revision as f64);
-            gauge("raft_kv_mvcc_compact_revision", "gauge", "Store compact revision.", s.compact_revision as f64);
-        }
+        gauge(
+            "etcd_server_has_leader",
+            "gauge",
+            "Whether or not a leader exists. 1 is existence, 0 is not.",
+            f64::from(s.leader != 0),
+        );
+        gauge(
+            "etcd_server_is_leader",
+            "gauge",
+            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+            f64::from(s.role == Role::Leader),
+        );
         gauge(
             "etcd_server_leader_changes_seen_total",
             "counter",
-            "Leader changes seen by this member.",
+            "The number of leader changes seen.",
             self.leader_changes.load(Ordering::Relaxed) as f64,
         );
         gauge(
-            "raft_kv_proposals_succeeded_total",
-            "counter",
-            "Proposals from this member that applied.",
-            self.proposals_ok.load(Ordering::Relaxed) as f64,
+            "etcd_server_proposals_committed_total",
+            "gauge",
+            "The total number of consensus proposals committed.",
+            s.commit_index as f64,
+        );
+        gauge(
+            "etcd_server_proposals_applied_total",
+            "gauge",
+            "The total number of consensus proposals applied.",
+            s.applied_index as f64,
+        );
+        gauge(
+            "etcd_server_proposals_pending",
+            "gauge",
+            "The current number of pending proposals to commit.",
+            view.node.proposals_pending.load(Ordering::Relaxed).max(0) as f64,
         );
         gauge(
             "etcd_server_proposals_failed_total",
             "counter",
-            "Proposals from this member that failed.",
-            self.proposals_failed.load(Ordering::Relaxed) as f64,
+            "The total number of failed proposals seen.",
+            view.node.proposals_failed.load(Ordering::Relaxed) as f64,
         );
+        if let Some(db_size) = view.db_size {
+            gauge(
+                "etcd_mvcc_db_total_size_in_bytes",
+                "gauge",
+                "Total size of the underlying database physically allocated in bytes.",
+                db_size as f64,
+            );
+            gauge(
+                "etcd_mvcc_db_total_size_in_use_in_bytes",
+                "gauge",
+                "Total size of the underlying database logically in use in bytes.",
+                db_size as f64,
+            );
+        }
+        if let Some(keys) = view.keys {
+            gauge("etcd_debugging_mvcc_keys_total", "gauge", "Total number of keys.", keys as f64);
+        }
+        gauge("raft_kv_raft_term", "gauge", "Current raft term.", s.term as f64);
+        gauge("raft_kv_mvcc_revision", "gauge", "Current store revision.", s.revision as f64);
+        gauge("raft_kv_mvcc_compact_revision", "gauge", "Store compact revision.", s.compact_revision as f64);
         gauge(
-            "raft_kv_transport_messages_sent_total",
+            "raft_kv_proposals_succeeded_total",
             "counter",
-            "Raft messages sent.",
-            transport.messages_sent as f64,
+            "Proposals from this member's clients that applied.",
+            self.proposals_ok.load(Ordering::Relaxed) as f64,
         );
+        let t = view.transport;
+        gauge("raft_kv_transport_messages_sent_total", "counter", "Raft messages sent.", t.messages_sent as f64);
         gauge(
             "raft_kv_transport_messages_received_total",
             "counter",
             "Raft messages received.",
-            transport.messages_received as f64,
+            t.messages_received as f64,
         );
         gauge(
             "raft_kv_transport_messages_dropped_total",
             "counter",
             "Raft messages dropped.",
-            transport.messages_dropped as f64,
+            t.messages_dropped as f64,
         );
         gauge(
             "raft_kv_peer_messages_refused_total",
             "counter",
             "Peer messages refused before raft saw them (forged or malformed).",
-            node.refused_peer_messages.load(Ordering::Relaxed) as f64,
+            view.node.refused_peer_messages.load(Ordering::Relaxed) as f64,
         );
+        let _ = writeln!(out, "# HELP etcd_server_version Which version is running. 1 for 'server_version' label with current version.\n# TYPE etcd_server_version gauge\netcd_server_version{{server_version=\"{}\"}} 1", crate::etcd::ETCD_VERSION);
+        let _ = writeln!(out, "# HELP etcd_cluster_version Which version is running. 1 for 'cluster_version' label with current cluster version\n# TYPE etcd_cluster_version gauge\netcd_cluster_version{{cluster_version=\"3.5\"}} 1");
+        let _ = writeln!(out, "# HELP etcd_server_id Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.\n# TYPE etcd_server_id gauge\netcd_server_id{{server_id=\"{:x}\"}} 1", s.id);
+        peer_counters(&mut out, view.peers);
+        self.rtt.render(&mut out);
         self.proposal_latency.lock().render(
             &mut out,
             "raft_kv_proposal_apply_duration_seconds",
@@ -171,15 +198,16 @@ impl Metrics {
         render_engine_histogram(
             &mut out,
             "etcd_disk_wal_fsync_duration_seconds",
-            "Synced raft log writes (one fsync per Ready).",
-            &node.fsync.snapshot(),
+            "The latency distributions of fsync called by WAL.",
+            &view.node.fsync.snapshot(),
         );
         render_engine_histogram(
             &mut out,
             "etcd_disk_backend_commit_duration_seconds",
-            "Apply batch writes to the state machine.",
-            &node.apply_write.snapshot(),
+            "The latency distributions of commit called by backend.",
+            &view.node.apply_write.snapshot(),
         );
+        self.grpc.render(&mut out);
         let _ = writeln!(
             out,
             "# HELP raft_kv_requests_total Client requests by method.\n# TYPE raft_kv_requests_total counter"
@@ -188,6 +216,40 @@ impl Metrics {
             let _ = writeln!(out, "raft_kv_requests_total{{method=\"{method}\"}} {n}");
         }
         out
+    }
+}
+
+/// What [`Metrics::render`] reads besides the member's state.
+pub struct View<'a> {
+    /// The engine's size estimate, if the member answered.
+    pub db_size: Option<u64>,
+    /// Keys in the store (a count-only range), if the member answered.
+    pub keys: Option<i64>,
+    /// The peer transport's totals.
+    pub transport: &'a transport_tcp::Metrics,
+    /// The peer transport's counters by peer id.
+    pub peers: &'a BTreeMap<u64, transport_tcp::Metrics>,
+    /// The member's own measurements.
+    pub node: &'a raft_kv::metrics::NodeMetrics,
+}
+
+/// etcd's per-peer byte counters (`To` / `From` the peer's id in hex).
+fn peer_counters(out: &mut String, peers: &BTreeMap<u64, transport_tcp::Metrics>) {
+    let _ = writeln!(
+        out,
+        "# HELP etcd_network_peer_sent_bytes_total The total number of bytes sent to peers.\n\
+         # TYPE etcd_network_peer_sent_bytes_total counter"
+    );
+    for (id, m) in peers {
+        let _ = writeln!(out, "etcd_network_peer_sent_bytes_total{{To=\"{id:x}\"}} {}", m.bytes_sent);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP etcd_network_peer_received_bytes_total The total number of bytes received from peers.\n\
+         # TYPE etcd_network_peer_received_bytes_total counter"
+    );
+    for (id, m) in peers {
+        let _ = writeln!(out, "etcd_network_peer_received_bytes_total{{From=\"{id:x}\"}} {}", m.bytes_received);
     }
 }
 

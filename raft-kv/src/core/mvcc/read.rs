@@ -258,8 +258,10 @@ impl<E: Engine> LiveIndex for Mvcc<E> {
 /// Checks a read revision against `compact` and `current`; returns it
 /// unchanged.
 pub(super) fn check_read_revision(rev: i64, current: i64, compact: i64) -> Result<i64> {
+    // etcd 3.5's mvcc reads a negative revision as the current one
+    // (measured against etcd 3.5.1).
     if rev < 0 {
-        return Err(Error::invalid("negative revision"));
+        return Ok(0);
     }
     if rev > current {
         return Err(Error::FutureRevision { requested: rev, current });

@@ -21,7 +21,7 @@ const MAX_TXN_DEPTH: usize = 64;
 
 impl<E: Engine> Mvcc<E> {
     /// Checks an operation without looking at the store's state: empty keys,
-    /// bad ranges, negative limits or revisions, unknown enum values,
+    /// bad ranges, unknown enum values,
     /// mismatched compare operands, duplicate keys in a transaction branch.
     pub fn validate(op: &Op) -> Result<()> {
         match op {
@@ -54,12 +54,8 @@ fn validate_key_range(key: &[u8], range_end: &[u8]) -> Result<()> {
 
 pub(super) fn validate_range(req: &RangeRequest) -> Result<()> {
     validate_key_range(&req.key, &req.range_end)?;
-    if req.limit < 0 {
-        return Err(Error::invalid("negative limit"));
-    }
-    if req.revision < 0 {
-        return Err(Error::invalid("negative revision"));
-    }
+    // A negative limit is no limit and a negative revision the current
+    // one, as in etcd 3.5 (checked against it by the etcd_dropin test).
     SortOrder::try_from(req.sort_order)
         .map_err(|_| Error::invalid(format!("unknown sort order {}", req.sort_order)))?;
     SortTarget::try_from(req.sort_target)

@@ -15,6 +15,7 @@ use tonic::{Request, Response as Reply, Status, Streaming};
 use super::{Api, ResponseStream};
 use crate::authn::Identity;
 use crate::etcd::{to_status, Shared};
+use crate::require_leader::{no_leader, RequireLeader, NO_LEADER_CHECKS};
 use examples::services;
 
 /// Converts an etcd watch-create request to the library's.
@@ -49,12 +50,15 @@ struct WatchSlot {
 ///
 /// Each watch is checked against `id`'s read permissions when it is
 /// created; a refused one is created and cancelled at once, as etcd does.
-pub fn watch_stream<S>(ctx: Shared, id: Identity, input: S) -> ResponseStream<pb::WatchResponse>
+/// With `require_leader` (clientv3's `WithRequireLeader`), the stream ends
+/// with etcd's "etcdserver: no leader" once the member has had no leader for
+/// [`NO_LEADER_CHECKS`] election timeouts in a row.
+pub fn watch_stream<S>(ctx: Shared, id: Identity, input: S, require_leader: bool) -> ResponseStream<pb::WatchResponse>
 where
     S: Stream<Item = Result<pb::WatchRequest, Status>> + Send + Unpin + 'static,
 {
     let (tx, rx) = mpsc::channel::<Result<pb::WatchResponse, Status>>(64);
-    tokio::spawn(run_watch_stream(ctx, id, input, tx));
+    tokio::spawn(run_watch_stream(ctx, id, input, tx, require_leader));
     Box::pin(ReceiverStream::new(rx))
 }
 
@@ -63,9 +67,13 @@ async fn run_watch_stream<S>(
     id: Identity,
     mut input: S,
     tx: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+    require_leader: bool,
 ) where
     S: Stream<Item = Result<pb::WatchRequest, Status>> + Send + Unpin + 'static,
 {
+    let mut leader_check = tokio::time::interval(ctx.election_timeout.max(Duration::from_millis(10)));
+    leader_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut no_leader_checks = 0u32;
     use pb::watch_request::RequestUnion;
     let mut watchers: StreamMap<i64, raft_kv::Watcher> = StreamMap::new();
     let mut slots: HashMap<i64, WatchSlot> = HashMap::new();
@@ -165,6 +173,13 @@ async fn run_watch_stream<S>(
                 }
                 if !send(resp).await { break }
             }
+            _ = leader_check.tick(), if require_leader => {
+                no_leader_checks = if ctx.node.state().leader == 0 { no_leader_checks + 1 } else { 0 };
+                if no_leader_checks >= NO_LEADER_CHECKS {
+                    let _ = tx.send(Err(no_leader())).await;
+                    break;
+                }
+            }
             _ = progress.tick() => {
                 for s in slots.values_mut().filter(|s| s.progress_notify && s.last_sent.elapsed() >= interval) {
                     drop(ctx.node.watch_progress(s.member_watch));
@@ -183,6 +198,7 @@ impl services::watch_server::Watch for Api {
     async fn watch(&self, req: Request<Streaming<pb::WatchRequest>>) -> Result<Reply<Self::WatchStream>, Status> {
         self.count("Watch");
         let id = Identity::of(&req);
-        Ok(Reply::new(watch_stream(self.ctx.clone(), id, req.into_inner())))
+        let require_leader = req.extensions().get::<RequireLeader>().is_some();
+        Ok(Reply::new(watch_stream(self.ctx.clone(), id, req.into_inner(), require_leader)))
     }
 }
