@@ -361,9 +361,9 @@ fn rss_growth(pid: u32, f: impl FnOnce()) -> u64 {
 fn a_large_backup_streams_in_bounded_memory() {
     let c = Cluster::start(1);
     let ep = c.members[0].client_url.clone();
-    // 192 MiB of values, 1 MiB each.
+    // 128 MiB of values, 1 MiB each.
     let value = "m".repeat(1 << 20);
-    let n = 192;
+    let n = 128;
     for i in 0..n {
         put_large(&ep, &format!("big/{i:04}"), &value);
     }
