@@ -2,12 +2,15 @@
 //! database, built on disk with bounded memory.
 //!
 //! raft-kv keeps versions in key order; etcd's `key` bucket is in revision
-//! order. So the versions are first re-sorted through a scratch RocksDB
-//! (key: big-endian revision, then the user key — unique, since a key has
-//! one version per revision) in a temporary directory, then streamed in
-//! revision order into the bbolt writer, which holds one page per tree
-//! level. Memory is RocksDB's write buffer plus a few pages, whatever the
-//! store's size; disk is about twice the store.
+//! order. So the (revision, key) pairs are first sorted through a scratch
+//! RocksDB in a temporary directory (big-endian revision, then the user
+//! key: unique, since a key has one version per revision; no values), then
+//! walked in revision order, each version read back from the member's view
+//! and handed to the bbolt writer, which holds one page per tree level.
+//! Memory is the scratch store's write buffer (keys only) plus one version
+//! and a few pages, whatever the store's size; disk is the file plus the
+//! keys. (A counting pass that lays out pages without a sort would need the
+//! revision order too; an external sort is the simplest bounded one.)
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom};
@@ -37,7 +40,7 @@ pub fn write_snapshot(ex: &Export, dir: &Path) -> Result<(File, u64)> {
     w.bucket(b"authRoles")?.finish()?;
     w.bucket(b"authUsers")?.finish()?;
     one(&mut w, b"cluster", b"clusterVersion", CLUSTER_VERSION.as_bytes())?;
-    write_keys(&mut w, &sorted)?;
+    write_keys(&mut w, ex, &sorted)?;
     drop(sorted);
     drop(scratch);
     let mut leases = w.bucket(b"lease")?;
@@ -94,8 +97,9 @@ fn member_json(m: &raft_kv::Member) -> String {
     j.to_string()
 }
 
-/// Copies every version into a scratch store keyed by revision first; the
-/// value is a deletion flag byte and the `mvccpb.KeyValue`.
+/// Copies the revision and key of every version into a scratch store,
+/// revision first (values stay in the member's view: the scratch store
+/// holds only keys, so its size and memory do not grow with the values).
 fn sort_by_revision(ex: &Export, dir: &Path) -> Result<RocksEngine> {
     let scratch = RocksEngine::open(dir.join("sort"))?;
     let mut wb = WriteBatch::new();
@@ -103,22 +107,8 @@ fn sort_by_revision(ex: &Export, dir: &Path) -> Result<RocksEngine> {
     ex.versions(|v| -> Result<()> {
         let mut key = v.mod_revision.to_be_bytes().to_vec();
         key.extend_from_slice(&v.key);
-        let kv = if v.tombstone {
-            KeyValue { key: v.key.into(), ..Default::default() }
-        } else {
-            KeyValue {
-                key: v.key.into(),
-                create_revision: v.create_revision,
-                mod_revision: v.mod_revision,
-                version: v.version,
-                value: v.value.into(),
-                lease: v.lease,
-            }
-        };
-        let mut value = vec![u8::from(v.tombstone)];
-        kv.encode(&mut value).map_err(|e| Error::Snapshot(e.to_string()))?;
-        staged += key.len() + value.len();
-        wb.put(Cf::Kv, key, value);
+        staged += key.len();
+        wb.put(Cf::Kv, key, Vec::new());
         if staged >= BATCH_BYTES {
             scratch.write(std::mem::take(&mut wb), false)?;
             staged = 0;
@@ -129,25 +119,30 @@ fn sort_by_revision(ex: &Export, dir: &Path) -> Result<RocksEngine> {
     Ok(scratch)
 }
 
-/// The `key` bucket from the scratch store, in revision order; versions of
-/// one revision get sub revisions 0, 1, ... in key order.
-fn write_keys(w: &mut Writer<BufWriter<File>>, sorted: &RocksEngine) -> Result<()> {
+/// The `key` bucket in revision order (revisions from the scratch store,
+/// each version read back from the view); versions of one revision get sub
+/// revisions 0, 1, ... in key order.
+fn write_keys(w: &mut Writer<BufWriter<File>>, ex: &Export, sorted: &RocksEngine) -> Result<()> {
     let mut bucket = w.bucket(b"key")?;
     let mut last_main = -1i64;
     let mut sub = 0u64;
     let mut failure = None;
-    sorted.scan(Cf::Kv, b"", None, &mut |k, v| {
-        let main = k.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(i64::from_be_bytes).unwrap_or(0);
-        sub = if main == last_main { sub + 1 } else { 0 };
-        last_main = main;
-        let (Some(&flag), Some(kv)) = (v.first(), v.get(1..)) else {
-            failure = Some(Error::Snapshot("bad scratch record".into()));
-            return false;
+    sorted.scan(Cf::Kv, b"", None, &mut |k, _| {
+        let mut step = || -> Result<()> {
+            let (Some(main), Some(key)) = (k.get(..8), k.get(8..)) else {
+                return Err(Error::Snapshot("bad scratch record".into()));
+            };
+            let main = i64::from_be_bytes(main.try_into().map_err(|_| Error::Snapshot("bad scratch record".into()))?);
+            sub = if main == last_main { sub + 1 } else { 0 };
+            last_main = main;
+            let v = ex.version(key, main)?.ok_or_else(|| Error::Snapshot("a version vanished from the view".into()))?;
+            bucket.put(&rev_key(main, sub, v.tombstone), &key_value(v).encode_to_vec())?;
+            Ok(())
         };
-        match bucket.put(&rev_key(main, sub, flag == 1), kv) {
+        match step() {
             Ok(()) => true,
             Err(e) => {
-                failure = Some(e.into());
+                failure = Some(e);
                 false
             }
         }
@@ -157,4 +152,19 @@ fn write_keys(w: &mut Writer<BufWriter<File>>, sorted: &RocksEngine) -> Result<(
     }
     bucket.finish()?;
     Ok(())
+}
+
+/// A version as etcd stores it: a deletion keeps only the key.
+fn key_value(v: raft_kv::Version) -> KeyValue {
+    if v.tombstone {
+        return KeyValue { key: v.key.into(), ..Default::default() };
+    }
+    KeyValue {
+        key: v.key.into(),
+        create_revision: v.create_revision,
+        mod_revision: v.mod_revision,
+        version: v.version,
+        value: v.value.into(),
+        lease: v.lease,
+    }
 }

@@ -96,6 +96,20 @@ pub fn spawn_env(m: &Member, initial_cluster: &str, state: &str, extra: &[&str],
         .expect("spawn raft-kv-server")
 }
 
+/// `n` members `m1..mN` on free loopback ports, with data directories
+/// in `dir`; none started.
+pub fn members_in(dir: &Path, n: usize) -> Vec<Member> {
+    (1..=n)
+        .map(|i| Member {
+            name: format!("m{i}"),
+            client_url: format!("http://127.0.0.1:{}", free_port()),
+            peer_url: format!("http://127.0.0.1:{}", free_port()),
+            dir: dir.join(format!("m{i}")),
+            child: None,
+        })
+        .collect()
+}
+
 impl Cluster {
     /// Starts `n` members and waits until all are healthy.
     pub fn start(n: usize) -> Cluster {
@@ -111,15 +125,7 @@ impl Cluster {
     /// waits until all are healthy.
     pub fn start_with_env(n: usize, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut members: Vec<Member> = (1..=n)
-            .map(|i| Member {
-                name: format!("m{i}"),
-                client_url: format!("http://127.0.0.1:{}", free_port()),
-                peer_url: format!("http://127.0.0.1:{}", free_port()),
-                dir: tmp.path().join(format!("m{i}")),
-                child: None,
-            })
-            .collect();
+        let mut members = members_in(tmp.path(), n);
         let ic = initial_cluster(&members);
         for m in &mut members {
             m.child = Some(spawn_env(m, &ic, "new", extra, env));

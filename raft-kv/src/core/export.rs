@@ -11,7 +11,7 @@ use raft::eraftpb::ConfState;
 
 use super::lease::decode_lease;
 use super::membership::Members;
-use super::mvcc::encoding::{decode_key, Record};
+use super::mvcc::encoding::{decode_key, encode_key, Record};
 use super::snapshot;
 use crate::api::Member;
 use crate::engine::{Cf, ReadView};
@@ -104,15 +104,7 @@ impl Export {
         self.view.scan(Cf::Kv, b"", None, &mut |k, v| {
             let decoded = decode_key(k).and_then(|(key, rev)| Ok((key, rev, Record::decode(v)?)));
             let result = match decoded {
-                Ok((key, mod_revision, r)) => visit(Version {
-                    key,
-                    mod_revision,
-                    tombstone: r.tombstone,
-                    create_revision: r.create_revision,
-                    version: r.version,
-                    lease: r.lease,
-                    value: r.value,
-                }),
+                Ok((key, mod_revision, r)) => visit(version_of(key, mod_revision, r)),
                 Err(e) => Err(e.into()),
             };
             match result {
@@ -126,6 +118,14 @@ impl Export {
         failure.map_or(Ok(()), Err)
     }
 
+    /// The version of `key` written at revision `rev`, if the view holds it.
+    pub fn version(&self, key: &[u8], rev: i64) -> Result<Option<Version>> {
+        let Some(v) = self.view.get(Cf::Kv, &encode_key(key, rev))? else {
+            return Ok(None);
+        };
+        Ok(Some(version_of(key.to_vec(), rev, Record::decode(&v)?)))
+    }
+
     /// Every lease: id and granted TTL in seconds, by id.
     pub fn leases(&self) -> Result<Vec<(i64, i64)>> {
         let mut out = Vec::new();
@@ -135,6 +135,18 @@ impl Export {
             Ok(true)
         })?;
         Ok(out)
+    }
+}
+
+fn version_of(key: Vec<u8>, mod_revision: i64, r: Record) -> Version {
+    Version {
+        key,
+        mod_revision,
+        tombstone: r.tombstone,
+        create_revision: r.create_revision,
+        version: r.version,
+        lease: r.lease,
+        value: r.value,
     }
 }
 
