@@ -153,12 +153,15 @@ fn etcd_environment_and_flags() {
     }
 }
 
+/// A command line, an environment and the error they must give.
+type Refused = (&'static [&'static str], &'static [(&'static str, &'static str)], &'static str);
+
 /// Flags and variables raft-kv refuses: the process exits at once with an
 /// error naming them, as etcd does for a flag it does not know.
 #[test]
 fn refused_flags_name_themselves() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+    let cases: [Refused; 5] = [
         (&["--wal-dir=/x"], &[], "flag --wal-dir is an etcd flag raft-kv does not implement"),
         (&["--enable-v2"], &[], "--enable-v2=true is not supported by raft-kv"),
         (

@@ -191,7 +191,10 @@ pub const NO_OPS: &[NoOp] = &[
 /// ignored: ignoring it would change what the operator asked for.
 pub fn refused_why(name: &str) -> &'static str {
     match name {
-        n if n.contains("cert") || n.contains("tls") || n.contains("key-file") || n.contains("crl") => {
+        n if ["cert", "tls", "key-file", "crl", "ca-file", "cipher", "san-verification"]
+            .iter()
+            .any(|t| n.contains(t)) =>
+        {
             "raft-kv serves plain http:// here"
         }
         n if n.starts_with("discovery") => "bootstrap with --initial-cluster",
