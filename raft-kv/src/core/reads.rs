@@ -79,6 +79,10 @@ impl<V> std::fmt::Debug for HistoryJob<V> {
     }
 }
 
+/// A window of watch history as delivered: one message's events per
+/// revision, oldest first.
+pub(crate) type Messages = Vec<(i64, Vec<Event>)>;
+
 /// The outcome of a [`HistoryJob`], for [`crate::core::peer::Peer::history_read`].
 #[derive(Debug)]
 pub struct HistoryRead {
@@ -86,5 +90,5 @@ pub struct HistoryRead {
     pub(crate) from: i64,
     pub(crate) until: i64,
     /// The window's messages per revision; `None` when it was not read.
-    pub(crate) events: Option<Result<Vec<(i64, Vec<Event>)>>>,
+    pub(crate) events: Option<Result<Messages>>,
 }

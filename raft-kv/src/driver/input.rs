@@ -15,8 +15,8 @@ use crate::driver::call::Responder;
 use crate::engine::Engine;
 use crate::{Error, Result};
 
-/// A callback that receives a request's outcome (on the node thread: keep
-/// it short, e.g. send on a channel).
+/// A callback that receives a request's outcome (on the node thread, or on
+/// a reader thread for ranges: keep it short, e.g. send on a channel).
 pub type Callback = Box<dyn FnOnce(Result<Response>) + Send>;
 
 /// What a node thread receives.

@@ -223,7 +223,8 @@ impl AsyncNode {
         self.propose_as(Op::from(change))
     }
 
-    /// Reads a range; `done` receives the outcome on the node thread.
+    /// Reads a range; `done` receives the outcome on one of the member's
+    /// reader threads (or on the node thread when the read fails early).
     pub fn range_with(&self, req: RangeRequest, done: Callback) {
         if let Err((Input::Read(_, done), why)) = self.shared.inbox.push_within(Input::Read(req, done), INBOX_LIMIT) {
             done(Err(why));
