@@ -41,7 +41,7 @@ impl SimpleTokens {
     /// Sets the current tick; drops expired tokens now and then.
     pub(crate) fn tick(&self, now: u64) {
         self.now.store(now, Ordering::Relaxed);
-        if now % 128 == 0 {
+        if now.is_multiple_of(128) {
             self.table.lock().retain(|_, e| e.deadline > now);
         }
     }
