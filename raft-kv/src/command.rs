@@ -13,8 +13,8 @@
 use prost::Message as _;
 
 use crate::api::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeResponse, Member,
+    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeResponse, Member,
     MemberPromoteRequest, MemberRemoveRequest, MembersResponse, PutRequest, PutResponse, RangeResponse, TxnRequest,
     TxnResponse,
 };
@@ -39,7 +39,7 @@ pub struct Command {
     #[prost(uint64, tag = "14")]
     pub member: u64,
     /// The operation.
-    #[prost(oneof = "Op", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")]
+    #[prost(oneof = "Op", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 30")]
     pub op: Option<Op>,
 }
 
@@ -79,6 +79,10 @@ pub enum Op {
     /// Update a member's URLs or name.
     #[prost(message, tag = "13")]
     MemberUpdate(MemberUpdate),
+    /// Raise or clear an alarm (`core::alarm`). Tag 30 leaves room for
+    /// other command types in between.
+    #[prost(message, tag = "30")]
+    Alarm(AlarmRequest),
 }
 
 /// Revoke a lease, deleting its keys: etcd's `LeaseRevokeRequest` plus the
@@ -212,6 +216,8 @@ pub enum Response {
     LeaseKeepAlive(LeaseKeepAliveResponse),
     /// Of a membership change.
     Members(MembersResponse),
+    /// Of an alarm request.
+    Alarm(AlarmResponse),
 }
 
 #[cfg(test)]

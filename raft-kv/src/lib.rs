@@ -92,6 +92,7 @@ pub(crate) mod keys;
 pub use api::*;
 pub use command::{LeaseRevoke, MemberUpdate, Op, Response};
 pub use config::Config;
+pub use core::recovery::force_new_cluster;
 pub use core::status::{MemberState, Role, Status};
 pub use core::watch::{WatchMessage, WatchRequest, Watcher};
 pub use driver::blocking::Node;

@@ -3,16 +3,18 @@
 //!
 //! - [`peer`]: [`peer::Peer`], the member — raft-rs's `RawNode` over
 //!   [`raftlog`], the state machine ([`mvcc`], [`lease`], [`membership`],
-//!   [`dedup`]) and [`watch`]es; inputs in, one [`ready::Ready`] value out per
+//!   [`dedup`], [`alarm`]) and [`watch`]es; inputs in, one [`ready::Ready`] value out per
 //!   step;
 //! - [`ready`]: that value and the order a driver must carry it out in;
 //! - [`snapshot`]: raft snapshots of the state machine, streamed in chunks;
-//! - [`status`]: what a member reports about itself.
+//! - [`status`]: what a member reports about itself;
+//! - [`recovery`]: a survivor restarting alone (`force_new_cluster`).
 //!
 //! Everything here reaches storage only through the `Engine` seam
 //! (`crate::engine`); the driver (`crate::driver`) supplies time, network
 //! and the log writer.
 
+pub mod alarm;
 pub mod dedup;
 pub mod lease;
 pub mod membership;
@@ -20,6 +22,7 @@ pub mod mvcc;
 pub mod peer;
 pub mod raftlog;
 pub mod ready;
+pub mod recovery;
 pub mod snapshot;
 pub mod status;
 pub mod watch;

@@ -189,6 +189,16 @@ impl Node {
         self.wait(self.inner.member_update(id, peer_urls))
     }
 
+    /// See [`AsyncNode::alarm`].
+    pub fn alarm(&self, req: crate::api::AlarmRequest) -> Result<crate::api::AlarmResponse> {
+        self.wait(self.inner.alarm(req))
+    }
+
+    /// See [`AsyncNode::defragment`].
+    pub fn defragment(&self) -> Result<()> {
+        self.wait(self.inner.defragment())
+    }
+
     /// See [`AsyncNode::backup`].
     pub fn backup(&self) -> Result<Vec<u8>> {
         self.wait(self.inner.backup())

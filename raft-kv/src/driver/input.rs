@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use raft::eraftpb::Message;
 
-use crate::api::{LeaseTimeToLiveResponse, Member, RangeRequest};
+use crate::api::{AlarmMember, AlarmType, LeaseTimeToLiveResponse, Member, RangeRequest};
 use crate::command::{Op, Response};
 use crate::core::peer::Peer;
 use crate::core::status::Status;
@@ -56,6 +56,8 @@ pub(crate) trait Local {
     fn hash_job(&self, revision: i64) -> Result<ScanJob<u64>>;
     fn members(&self) -> Vec<Member>;
     fn backup_job(&self) -> ScanJob<Vec<u8>>;
+    fn alarms(&self, kind: AlarmType) -> Vec<AlarmMember>;
+    fn defragment_job(&self) -> ScanJob<()>;
 }
 
 impl<E: Engine> Local for Peer<E, Callback> {
@@ -91,5 +93,11 @@ impl<E: Engine> Local for Peer<E, Callback> {
     }
     fn backup_job(&self) -> ScanJob<Vec<u8>> {
         Box::new(Peer::backup_job(self))
+    }
+    fn alarms(&self, kind: AlarmType) -> Vec<AlarmMember> {
+        Peer::alarms(self, kind)
+    }
+    fn defragment_job(&self) -> ScanJob<()> {
+        Box::new(Peer::defragment_job(self))
     }
 }

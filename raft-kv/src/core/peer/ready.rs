@@ -156,6 +156,7 @@ impl<E: Engine, T> Peer<E, T> {
         self.lessor = Lessor::open(&self.engine, self.mvcc.leased_keys(), self.now, self.cfg.tick_interval)?;
         self.members = Members::load(&self.engine)?;
         self.members_changed = true;
+        self.alarms = crate::core::alarm::Alarms::load(&self.engine)?;
         self.applied_ids = AppliedIds::load(&self.engine, DEDUP_WINDOW)?;
         self.watches.resync(&self.mvcc);
         self.applied_index = index;
