@@ -74,11 +74,17 @@ impl Alarms {
         let alarms = match AlarmAction::try_from(req.action) {
             Ok(AlarmAction::Activate) if known => {
                 if self.active.insert(key) {
+                    tracing::warn!(
+                        alarm = req.alarm().as_str_name(),
+                        from = format_args!("{:x}", key.0),
+                        "alarm raised"
+                    );
                     wb.put(Cf::Meta, keys::alarm_key(key.0, key.1), Vec::new());
                 }
                 vec![member]
             }
             Ok(AlarmAction::Deactivate) if self.active.remove(&key) => {
+                tracing::warn!(alarm = req.alarm().as_str_name(), from = format_args!("{:x}", key.0), "alarm disarmed");
                 wb.delete(Cf::Meta, keys::alarm_key(key.0, key.1));
                 vec![member]
             }

@@ -68,3 +68,34 @@ fn without_a_quota_nothing_is_measured_or_refused() {
     }
     assert!(c.peer(1).alarms(AlarmType::None).is_empty());
 }
+
+#[test]
+fn alarms_travel_with_a_snapshot() {
+    let mut c = Cluster::with(3, |cfg| {
+        cfg.snapshot_entries = 4;
+        cfg.log_keep_entries = 1;
+        cfg.snapshot_chunk_bytes = 64;
+    });
+    c.elect(1);
+    c.isolated.insert(3);
+    c.peer(1).propose(alarm(AlarmAction::Activate, 2), 1);
+    c.settle();
+    assert!(matches!(c.take_completion(1, 1), Some(Ok(Response::Alarm(a))) if a.alarms == nospace(2)));
+    // Enough entries (deletes still apply) for the leader to compact past
+    // what member 3 has.
+    for i in 0..8 {
+        c.peer(1).propose(Op::DeleteRange(DeleteRangeRequest::key(format!("k{i}"))), 10 + i);
+        c.settle();
+    }
+    assert!(c.peer(1).status().first_index > c.peer(3).status().last_index + 1);
+    assert!(c.peer(3).alarms(AlarmType::None).is_empty());
+
+    c.isolated.remove(&3);
+    for _ in 0..5 {
+        c.peer(1).tick();
+        c.settle();
+    }
+    assert_eq!(c.peer(3).status().state.applied_index, c.peer(1).status().state.applied_index, "installed");
+    assert_eq!(c.peer(3).alarms(AlarmType::None), nospace(2), "the installed state carries the alarm");
+    assert_eq!(c.put(3, "k", "v", 30), Err(Error::NoSpace));
+}
