@@ -8,14 +8,15 @@
 
 use bytes::Bytes;
 
+pub use crate::pb::etcdserverpb::alarm_request::AlarmAction;
 pub use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget};
 pub use crate::pb::etcdserverpb::range_request::{SortOrder, SortTarget};
 pub use crate::pb::etcdserverpb::{
-    compare, request_op, response_op, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
-    DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member,
-    MemberPromoteRequest, MemberRemoveRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
-    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    compare, request_op, response_op, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest,
+    CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse, Member, MemberPromoteRequest, MemberRemoveRequest, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 pub use crate::pb::mvccpb::event::EventType;
 pub use crate::pb::mvccpb::{Event, KeyValue};

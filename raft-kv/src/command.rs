@@ -13,8 +13,8 @@
 use prost::Message as _;
 
 use crate::api::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeResponse, Member,
+    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeResponse, Member,
     MemberPromoteRequest, MemberRemoveRequest, MembersResponse, PutRequest, PutResponse, RangeResponse, TxnRequest,
     TxnResponse,
 };
@@ -39,7 +39,7 @@ pub struct Command {
     #[prost(uint64, tag = "14")]
     pub member: u64,
     /// The operation.
-    #[prost(oneof = "Op", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16")]
+    #[prost(oneof = "Op", tags = "3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 30")]
     pub op: Option<Op>,
     /// Who asked, as the proposer authenticated them, and the auth revision
     /// it checked the request against (etcd's request header): applied
@@ -102,6 +102,10 @@ pub enum Op {
     /// simple token.
     #[prost(message, tag = "16")]
     Auth(AuthOp),
+    /// Raise or clear an alarm (`core::alarm`). Tag 30 leaves room for
+    /// other command types in between.
+    #[prost(message, tag = "30")]
+    Alarm(AlarmRequest),
 }
 
 /// An auth store change: etcd's Auth requests, with passwords already
@@ -309,6 +313,8 @@ pub enum Response {
     Members(MembersResponse),
     /// Of an auth store change: the auth revision after it.
     Auth(u64),
+    /// Of an alarm request.
+    Alarm(AlarmResponse),
 }
 
 #[cfg(test)]

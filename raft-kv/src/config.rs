@@ -77,6 +77,13 @@ pub struct Config {
     /// stops and fails with `ResponseTooLarge` (gRPC's "trying to send
     /// message larger than max"). Default 2 GiB − 1, etcd's gRPC send limit.
     pub max_response_bytes: usize,
+    /// The database size (the engine's [`DbSize::total`]) past which a
+    /// write that takes space raises this member's NOSPACE alarm and is
+    /// refused with `NoSpace`, etcd's `--quota-backend-bytes`; 0 means no
+    /// quota. Default 0 (the server sets etcd's 2 GiB).
+    ///
+    /// [`DbSize::total`]: crate::engine::DbSize::total
+    pub quota_backend_bytes: u64,
 }
 
 impl Config {
@@ -104,6 +111,7 @@ impl Config {
             watch_buffer: 4_096,
             max_pending_proposals: 16_384,
             max_response_bytes: i32::MAX as usize,
+            quota_backend_bytes: 0,
             initial_members: Vec::new(),
             snapshot_chunk_bytes: 1 << 20,
         }

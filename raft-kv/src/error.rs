@@ -73,6 +73,14 @@ pub enum Error {
     /// apply; retry later.
     #[error("too many requests")]
     TooManyRequests,
+    /// A member's database passed its quota and the NOSPACE alarm is
+    /// raised: writes that take space are refused until an operator makes
+    /// room (delete, compact, defragment) and disarms the alarm.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// The CORRUPT alarm is raised: writes are refused until it is cleared.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
     /// The node has been shut down.
     #[error("node stopped")]
     Stopped,

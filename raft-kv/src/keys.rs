@@ -33,6 +33,26 @@ pub fn removed_key(id: u64) -> Vec<u8> {
     k
 }
 
+/// Meta: prefix of the active alarms; the key is this prefix, the member id
+/// (u64 BE) and the alarm type (i32 BE); empty value (see `core::alarm`).
+pub const ALARM_PREFIX: &[u8] = b"alarm/";
+
+/// The key recording that member `member` raised alarm type `alarm`.
+pub fn alarm_key(member: u64, alarm: i32) -> Vec<u8> {
+    let mut k = ALARM_PREFIX.to_vec();
+    k.extend_from_slice(&member.to_be_bytes());
+    k.extend_from_slice(&alarm.to_be_bytes());
+    k
+}
+
+/// The member and alarm type of an [`alarm_key`], if it is one.
+pub fn decode_alarm_key(k: &[u8]) -> Option<(u64, i32)> {
+    let rest = k.strip_prefix(ALARM_PREFIX)?;
+    let member: [u8; 8] = rest.get(..8)?.try_into().ok()?;
+    let alarm: [u8; 4] = rest.get(8..)?.try_into().ok()?;
+    Some((u64::from_be_bytes(member), i32::from_be_bytes(alarm)))
+}
+
 /// Meta: prefix of the recently applied commands, by the raft index they
 /// applied at (u64 BE; value: the command id, u64 BE), so a duplicated
 /// proposal applies once (see `dedup`).

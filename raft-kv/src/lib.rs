@@ -95,6 +95,7 @@ pub use config::Config;
 pub use core::auth::{Access, AuthShared, AuthState, SimpleTokens, ROOT};
 pub use core::export::{Export, Version};
 pub use core::import::Importer;
+pub use core::recovery::force_new_cluster;
 pub use core::status::{MemberState, Role, Status};
 pub use core::watch::{WatchMessage, WatchRequest, Watcher};
 pub use driver::blocking::Node;

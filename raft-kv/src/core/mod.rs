@@ -3,19 +3,21 @@
 //!
 //! - [`peer`]: [`peer::Peer`], the member — raft-rs's `RawNode` over
 //!   [`raftlog`], the state machine ([`mvcc`], [`lease`], [`membership`],
-//!   [`dedup`], [`auth`]) and [`watch`]es; inputs in, one [`ready::Ready`] value out per
+//!   [`dedup`], [`auth`], [`alarm`]) and [`watch`]es; inputs in, one [`ready::Ready`] value out per
 //!   step;
 //! - [`ready`]: that value and the order a driver must carry it out in;
 //! - [`snapshot`]: raft snapshots of the state machine, streamed in chunks;
 //! - [`status`]: what a member reports about itself;
 //! - [`export`], [`import`]: the state machine read out record by record, and
 //!   a new member laid out from records (etcd snapshot files).
+//! - [`recovery`]: a survivor restarting alone (`force_new_cluster`).
 //!
 //! Everything here reaches storage only through the `Engine` seam
 //! (`crate::engine`); the driver (`crate::driver`) supplies time, network
 //! and the log writer.
 
 pub mod auth;
+pub mod alarm;
 pub mod dedup;
 pub mod export;
 pub mod import;
@@ -26,6 +28,7 @@ pub mod peer;
 pub mod raftlog;
 pub mod reads;
 pub mod ready;
+pub mod recovery;
 pub mod snapshot;
 pub mod status;
 pub mod watch;

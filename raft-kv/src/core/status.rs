@@ -59,8 +59,13 @@ pub struct Status {
     pub first_index: u64,
     /// Last index in the raft log.
     pub last_index: u64,
-    /// Approximate engine size in bytes.
+    /// The engine's size estimate in bytes (etcd's `dbSize`; see
+    /// [`DbSize`](crate::engine::DbSize)).
     pub db_size: u64,
+    /// The part of it holding live data (etcd's `dbSizeInUse`).
+    pub db_size_in_use: u64,
+    /// The active alarms, as of the applied index.
+    pub alarms: Vec<crate::api::AlarmMember>,
     /// Voters of the current configuration.
     pub voters: Vec<u64>,
     /// Learners of the current configuration.

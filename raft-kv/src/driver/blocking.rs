@@ -209,6 +209,16 @@ impl Node {
         self.wait(self.inner.export(f))
     }
 
+    /// See [`AsyncNode::alarm`].
+    pub fn alarm(&self, req: crate::api::AlarmRequest) -> Result<crate::api::AlarmResponse> {
+        self.wait(self.inner.alarm(req))
+    }
+
+    /// See [`AsyncNode::defragment`].
+    pub fn defragment(&self) -> Result<()> {
+        self.wait(self.inner.defragment())
+    }
+
     /// Every member, as this member has applied them.
     pub fn member_list(&self) -> Result<Vec<Member>> {
         self.wait(self.inner.member_list())

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use raft::eraftpb::Message;
 
-use crate::api::{LeaseTimeToLiveResponse, Member, RangeRequest};
+use crate::api::{AlarmMember, AlarmType, LeaseTimeToLiveResponse, Member, RangeRequest};
 use crate::command::{Op, Response};
 use crate::core::peer::Peer;
 use crate::core::reads::HistoryRead;
@@ -60,6 +60,8 @@ pub(crate) trait Local {
     fn hash_job(&self, revision: i64) -> Result<ScanJob<u64>>;
     fn members(&self) -> Vec<Member>;
     fn export(&self) -> crate::core::export::Export;
+    fn alarms(&self, kind: AlarmType) -> Vec<AlarmMember>;
+    fn defragment_job(&self) -> ScanJob<()>;
 }
 
 impl<E: Engine> Local for Peer<E, Callback> {
@@ -95,5 +97,11 @@ impl<E: Engine> Local for Peer<E, Callback> {
     }
     fn export(&self) -> crate::core::export::Export {
         Peer::export(self)
+    }
+    fn alarms(&self, kind: AlarmType) -> Vec<AlarmMember> {
+        Peer::alarms(self, kind)
+    }
+    fn defragment_job(&self) -> ScanJob<()> {
+        Box::new(Peer::defragment_job(self))
     }
 }

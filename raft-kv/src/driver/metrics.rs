@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::driver::input::Callback;
-use crate::engine::{Cf, Engine, ReadView, WriteBatch};
+use crate::engine::{Cf, DbSize, Engine, Maintain, ReadView, WriteBatch};
 use crate::Result;
 
 /// Upper bounds of the histogram buckets, in seconds (Prometheus `le`):
@@ -145,9 +145,15 @@ impl<E: Engine> Engine for TimedEngine<E> {
     fn snapshot(&self) -> E::Snapshot {
         self.inner.snapshot()
     }
+}
 
-    fn size_bytes(&self) -> u64 {
-        self.inner.size_bytes()
+impl<E: Maintain> Maintain for TimedEngine<E> {
+    fn db_size(&self) -> DbSize {
+        self.inner.db_size()
+    }
+
+    fn defragment(&self) -> Result<()> {
+        self.inner.defragment()
     }
 }
 

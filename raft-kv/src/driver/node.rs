@@ -15,10 +15,11 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::api::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, KeyValue, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse,
-    Member, MemberPromoteRequest, MemberRemoveRequest, MembersResponse, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, TxnRequest, TxnResponse,
+    AlarmAction, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, KeyValue, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse, Member, MemberPromoteRequest,
+    MemberRemoveRequest, MembersResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest,
+    TxnResponse,
 };
 use futures_core::Stream as _;
 
@@ -93,6 +94,7 @@ from_response!(
     LeaseKeepAliveResponse => LeaseKeepAlive,
     MembersResponse => Members,
     u64 => Auth,
+    AlarmResponse => Alarm,
 );
 
 /// A running member, driven from async code: every operation returns a
@@ -446,6 +448,40 @@ impl AsyncNode {
             let ex = p.export();
             Ok(Box::new(move || f(ex)))
         })
+    }
+
+    /// etcd's Alarm call. `GET` lists the active alarms of the request's
+    /// type (every alarm for `NONE`) as this member has applied them,
+    /// without a consensus round; `ACTIVATE` and `DEACTIVATE` go through
+    /// the log, so every member raises or clears the alarm at the same
+    /// index. Disarming NOSPACE on a member still over its quota lets the
+    /// next write that takes space raise it again.
+    pub fn alarm(&self, req: AlarmRequest) -> Call<AlarmResponse> {
+        match AlarmAction::try_from(req.action) {
+            Ok(AlarmAction::Get) => {
+                let kind = req.alarm();
+                self.local(move |p| Ok(AlarmResponse { header: None, alarms: p.alarms(kind) }))
+            }
+            Ok(_) => self.propose_as(Op::Alarm(req)),
+            Err(_) => {
+                let (tx, rx) = call();
+                tx.send(Err(Error::invalid(format!("unknown alarm action {}", req.action))));
+                rx
+            }
+        }
+    }
+
+    /// Every active alarm (a shorthand for an `alarm` GET of type `NONE`).
+    pub fn alarm_list(&self) -> Call<AlarmResponse> {
+        self.alarm(AlarmRequest { action: AlarmAction::Get as i32, member_id: 0, alarm: AlarmType::None as i32 })
+    }
+
+    /// Defragments this member's engine (RocksDB: a compaction of every
+    /// column family's whole key range) on the member's background thread,
+    /// and completes when it is done; the member goes on serving meanwhile.
+    /// Only this member is defragmented, as with etcd.
+    pub fn defragment(&self) -> Call<()> {
+        self.scan(|p| Ok(p.defragment_job()))
     }
 
     /// Moves leadership to voter `to` (this member must be the leader) and

@@ -10,9 +10,11 @@
 //! state-machine batches are written unsynced and become durable with the next
 //! synced raft-log write.
 
+mod maintain;
 mod mem;
 mod rocks;
 
+pub use maintain::{DbSize, Maintain};
 pub use mem::{MemEngine, MemSnapshot};
 pub use rocks::RocksEngine;
 
@@ -180,10 +182,11 @@ pub trait ReadView {
     }
 }
 
-/// A storage engine: ordered column families, atomic batches, snapshots.
+/// A storage engine: ordered column families, atomic batches, snapshots,
+/// and [`Maintain`] (size estimates, defragmentation).
 ///
 /// Engines are cheap handles (`Clone` shares the same store).
-pub trait Engine: ReadView + Clone + Send + Sync + 'static {
+pub trait Engine: ReadView + Maintain + Clone + Send + Sync + 'static {
     /// A consistent read-only view frozen at the moment it was taken.
     type Snapshot: ReadView + Send + 'static;
 
@@ -193,9 +196,6 @@ pub trait Engine: ReadView + Clone + Send + Sync + 'static {
 
     /// A point-in-time view of the whole store.
     fn snapshot(&self) -> Self::Snapshot;
-
-    /// Approximate size of the stored data in bytes.
-    fn size_bytes(&self) -> u64;
 }
 
 /// Returns the smallest key strictly greater than every key starting with

@@ -110,6 +110,8 @@ pub fn to_status(e: Error) -> Status {
         Error::Timeout => Status::unavailable("etcdserver: request timed out"),
         Error::Stopped => Status::unavailable("etcdserver: server stopped"),
         Error::TooManyRequests => Status::resource_exhausted("etcdserver: too many requests"),
+        e @ Error::NoSpace => Status::resource_exhausted(e.to_string()),
+        e @ Error::Corrupt => Status::data_loss(e.to_string()),
         e @ Error::ResponseTooLarge { .. } => Status::resource_exhausted(e.to_string()),
         Error::Compacted { .. } => Status::out_of_range("etcdserver: mvcc: required revision has been compacted"),
         Error::FutureRevision { .. } => {

@@ -32,6 +32,7 @@
 
 mod authn;
 mod authority;
+mod autocompact;
 mod etcd;
 mod etcd_flags;
 mod gateway;
@@ -165,6 +166,28 @@ struct Flags {
     /// (comma-separated), as etcd's.
     #[arg(long, env = "RAFT_KV_LISTEN_METRICS_URLS", value_delimiter = ',')]
     listen_metrics_urls: Vec<String>,
+    // Operations (issue 15 item 4).
+    /// Database size in bytes past which writes that take space raise the
+    /// NOSPACE alarm and are refused (0: etcd's default, 2 GiB; negative:
+    /// no quota).
+    #[arg(long, env = "RAFT_KV_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_hyphen_values = true)]
+    quota_backend_bytes: i64,
+    /// `periodic` (keep a window of time) or `revision` (keep N revisions).
+    #[arg(long, env = "RAFT_KV_AUTO_COMPACTION_MODE", value_enum, default_value = "periodic")]
+    auto_compaction_mode: autocompact::Mode,
+    /// What auto-compaction keeps: periodic, a duration (`1h`, `30m`) or a
+    /// bare number of hours; revision, a number of revisions. 0: off.
+    #[arg(long, env = "RAFT_KV_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    auto_compaction_retention: String,
+    /// How often the revision mode checks (a raft-kv flag; etcd's fixed
+    /// five minutes by default).
+    #[arg(long, env = "RAFT_KV_AUTO_COMPACTION_REVISION_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    auto_compaction_revision_interval: Duration,
+    /// Restart this member, from its existing data directory, as a
+    /// one-member cluster that keeps its data (recovery after losing the
+    /// quorum). Add the other members back with `member add`.
+    #[arg(long, env = "RAFT_KV_FORCE_NEW_CLUSTER")]
+    force_new_cluster: bool,
     /// Log level (etcd's `debug`, `info`, `warn`, `error`, `panic`, `fatal`)
     /// or a tracing-subscriber filter such as `raft_kv=debug`.
     #[arg(long, env = "RAFT_KV_LOG_LEVEL", default_value = "info")]
@@ -241,6 +264,39 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?}: must be positive"));
     }
     Ok(Duration::from_millis(ms))
+}
+
+/// etcd's default backend quota (2 GiB), and the largest it recommends.
+const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
+const MAX_QUOTA_BYTES: u64 = 8 << 30;
+
+/// `--quota-backend-bytes` as etcd reads it: 0 is the default, a negative
+/// value turns the quota off (the library's 0), above 8 GiB is a warning.
+fn quota_bytes(flag: i64) -> u64 {
+    match flag {
+        0 => DEFAULT_QUOTA_BYTES,
+        n if n < 0 => {
+            tracing::warn!("--quota-backend-bytes is negative: the backend quota is disabled");
+            0
+        }
+        n => {
+            let n = n as u64;
+            if n > MAX_QUOTA_BYTES {
+                tracing::warn!(
+                    quota = n,
+                    max = MAX_QUOTA_BYTES,
+                    "--quota-backend-bytes exceeds the maximum etcd recommends"
+                );
+            }
+            n
+        }
+    }
+}
+
+/// True when `data_dir` holds a member's database (what
+/// `--force-new-cluster` recovers from).
+fn holds_member_data(data_dir: &std::path::Path) -> bool {
+    std::fs::read_dir(data_dir.join("member")).is_ok_and(|mut d| d.next().is_some())
 }
 
 /// The socket address of an `http://host:port` or `https://host:port` URL.
@@ -334,10 +390,22 @@ async fn run(flags: Flags) -> Result<()> {
         me.client_ur_ls = flags.advertise_client_urls.clone();
     }
 
+    let retention = autocompact::parse_retention(flags.auto_compaction_mode, &flags.auto_compaction_retention)
+        .map_err(anyhow::Error::msg)?;
+    let quota = quota_bytes(flags.quota_backend_bytes);
     let data_dir = flags.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.raft-kv", flags.name)));
+    if flags.force_new_cluster && !holds_member_data(&data_dir) {
+        bail!(
+            "--force-new-cluster needs this member's existing data, but {} is missing or empty",
+            data_dir.join("member").display()
+        );
+    }
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let engine =
         RocksEngine::open(data_dir.join("member")).with_context(|| format!("cannot open {}", data_dir.display()))?;
+    if flags.force_new_cluster {
+        raft_kv::force_new_cluster(&engine, my_id).context("--force-new-cluster")?;
+    }
 
     let tick = Duration::from_millis(flags.heartbeat_interval.max(1));
     let mut cfg = Config::new(my_id).tick_interval(tick);
@@ -348,7 +416,8 @@ async fn run(flags: Flags) -> Result<()> {
     cfg.max_txn_ops = flags.max_txn_ops;
     cfg.snapshot_entries = flags.snapshot_count.max(1);
     cfg.log_keep_entries = cfg.log_keep_entries.min(cfg.snapshot_entries);
-    if flags.initial_cluster_state == ClusterState::New {
+    cfg.quota_backend_bytes = quota;
+    if flags.initial_cluster_state == ClusterState::New && !flags.force_new_cluster {
         cfg.peers = members.iter().map(|m| m.id).collect();
         cfg.initial_members = members.clone();
     }
@@ -395,6 +464,7 @@ async fn run(flags: Flags) -> Result<()> {
     let fatal = tokio::spawn(watch_member(ctx.clone()));
     tokio::spawn(publish(node.clone(), flags.name.clone(), flags.advertise_client_urls.clone()));
     tokio::spawn(peer_rtt::probe(ctx.clone()));
+    tokio::spawn(autocompact::run(node.clone(), retention, flags.auto_compaction_revision_interval));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();

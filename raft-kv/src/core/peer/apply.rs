@@ -90,6 +90,9 @@ impl<E: Engine, T> Peer<E, T> {
     /// Applies one operation; its events feed the lessor at once (a later
     /// entry of the same batch may revoke a lease the key was just put with).
     pub(super) fn apply_op(&mut self, op: &Op, extra: &mut WriteBatch) -> Result<Response> {
+        // Active alarms refuse at apply time, so every member refuses the
+        // same entries (etcd's capped and corrupt appliers).
+        self.alarms.refuse(op)?;
         let result = match op {
             Op::LeaseGrant(g) => self
                 .lessor
@@ -111,6 +114,7 @@ impl<E: Engine, T> Peer<E, T> {
             Op::MemberAdd(_) | Op::MemberRemove(_) | Op::MemberPromote(_) => {
                 Err(Error::invalid("membership change outside a conf change entry"))
             }
+            Op::Alarm(a) => Ok(Response::Alarm(self.alarms.apply(a, extra))),
             kv_op => {
                 self.check_leases(kv_op)?;
                 self.mvcc.apply(kv_op)

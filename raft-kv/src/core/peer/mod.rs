@@ -30,9 +30,10 @@ use raft::eraftpb::Message;
 use raft::{RawNode, StateRole, INVALID_ID};
 
 use crate::api::Member;
-use crate::api::{Event, LeaseTimeToLiveResponse, RangeRequest, RequestOp, TxnRequest};
+use crate::api::{AlarmMember, AlarmType, Event, LeaseTimeToLiveResponse, RangeRequest, RequestOp, TxnRequest};
 use crate::command::Op;
 use crate::core::auth::{AuthShared, AuthStore};
+use crate::core::alarm::Alarms;
 use crate::core::dedup::{AppliedIds, DEDUP_WINDOW};
 use crate::core::lease::Lessor;
 use crate::core::membership::Members;
@@ -43,7 +44,7 @@ use crate::core::ready::Completion;
 use crate::core::snapshot;
 use crate::core::status::{MemberState, Status};
 use crate::core::watch::{WatchHub, WatchRequest, Watcher};
-use crate::engine::{Cf, Engine, WriteBatch};
+use crate::engine::{Cf, DbSize, Engine, WriteBatch};
 use crate::error::InvalidRequest;
 use crate::keys::decode_u64;
 use crate::{keys, Config, Error, Result};
@@ -156,6 +157,13 @@ pub struct Peer<E: Engine, T> {
     applied_ids: AppliedIds,
     /// Users, roles, permissions and the enabled flag (etcd's auth store).
     auth: AuthStore,
+    /// The active alarms (replicated state).
+    alarms: Alarms,
+    /// The engine's size as of the last tick (measured only under a quota).
+    db_size: DbSize,
+    /// The tick this member last proposed its NOSPACE alarm: at most one
+    /// such proposal per tick, however many writes are refused.
+    nospace_proposed: Option<u64>,
 }
 
 fn raft_logger(id: u64) -> slog::Logger {
@@ -220,6 +228,8 @@ impl<E: Engine, T> Peer<E, T> {
         let members = Members::load(&engine)?;
         let applied_ids = AppliedIds::load(&engine, DEDUP_WINDOW)?;
         let auth = AuthStore::load(&engine, Arc::new(AuthShared::default()), cfg.tick_interval)?;
+        let alarms = Alarms::load(&engine)?;
+        let db_size = if cfg.quota_backend_bytes > 0 { engine.db_size() } else { DbSize::default() };
         // Chunks staged before a restart belong to streams that are gone.
         let mut wb = WriteBatch::new();
         snapshot::clear_staging(&engine, None, &mut wb)?;
@@ -266,6 +276,9 @@ impl<E: Engine, T> Peer<E, T> {
             compactions: Vec::new(),
             applied_ids,
             auth,
+            alarms,
+            db_size,
+            nospace_proposed: None,
         })
     }
 
@@ -319,20 +332,39 @@ impl<E: Engine, T> Peer<E, T> {
     /// few engine property reads; [`Peer::member_state`] is free).
     pub fn status(&self) -> Status {
         let cs = self.raw.store().conf_state();
+        let size = self.engine.db_size();
         Status {
             state: self.member_state(),
             first_index: self.raw.store().first(),
             last_index: self.raw.raft.raft_log.last_index(),
-            db_size: self.engine.size_bytes(),
+            db_size: size.total,
+            db_size_in_use: size.in_use,
             voters: cs.voters.clone(),
             learners: cs.learners.clone(),
+            alarms: self.alarms.list(AlarmType::None),
         }
+    }
+
+    /// The active alarms of type `kind` (all of them for `NONE`), as of the
+    /// applied index.
+    pub fn alarms(&self, kind: AlarmType) -> Vec<AlarmMember> {
+        self.alarms.list(kind)
+    }
+
+    /// A job that defragments this member's engine, to run off the
+    /// member's thread (it may take long).
+    pub fn defragment_job(&self) -> impl FnOnce() -> Result<()> + Send + 'static {
+        let engine = self.engine.clone();
+        move || engine.defragment()
     }
 
     /// Advances the peer's clock by one tick: elections, heartbeats and
     /// request timeouts.
     pub fn tick(&mut self) {
         self.now += 1;
+        if self.cfg.quota_backend_bytes > 0 {
+            self.db_size = self.engine.db_size();
+        }
         self.raw.tick();
         self.auth.tick(self.now);
         self.lead_leases();

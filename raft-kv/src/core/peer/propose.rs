@@ -3,11 +3,11 @@
 
 use raft::INVALID_ID;
 
-use crate::api::{LeaseKeepAliveResponse, RangeRequest};
+use crate::api::{AlarmAction, AlarmRequest, AlarmType, LeaseKeepAliveResponse, RangeRequest};
 use crate::command::{AuthInfo, Command, Op, Response};
-use crate::core::membership;
 use crate::core::mvcc::Mvcc;
 use crate::core::reads::RangeJob;
+use crate::core::{alarm, membership};
 use crate::engine::Engine;
 use crate::error::InvalidRequest;
 use crate::{Error, Result};
@@ -62,12 +62,48 @@ impl<E: Engine, T> Peer<E, T> {
             self.completions.push((token, Err(Error::TooManyRequests)));
             return;
         }
+        if let Err(e) = self.check_quota(&op) {
+            self.completions.push((token, Err(e)));
+            return;
+        }
         match self.try_propose(op, auth) {
             Ok(id) => {
                 self.proposals.insert(id, Pending { token, deadline: self.now + self.cfg.request_timeout_ticks });
             }
             Err(e) => self.completions.push((token, Err(e))),
         }
+    }
+
+    /// etcd's quota check before a write that takes space: when this
+    /// member's database (as of the last tick) plus the request would pass
+    /// the quota, the write is refused with `NoSpace` and this member raises
+    /// its NOSPACE alarm through the log (once per tick at most), which then
+    /// refuses such writes on every member until it is disarmed.
+    pub(super) fn check_quota(&mut self, op: &Op) -> Result<()> {
+        let quota = self.cfg.quota_backend_bytes;
+        if quota == 0 || !alarm::takes_space(op) {
+            return Ok(());
+        }
+        let cost = op.encoded_len() as u64;
+        if self.db_size.total.saturating_add(cost) <= quota {
+            return Ok(());
+        }
+        if !self.alarms.has(self.cfg.id, AlarmType::Nospace) && self.nospace_proposed != Some(self.now) {
+            self.nospace_proposed = Some(self.now);
+            tracing::warn!(
+                id = self.cfg.id,
+                db_size = self.db_size.total,
+                quota,
+                "database space exceeded; raising the NOSPACE alarm"
+            );
+            let raise = AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: self.cfg.id,
+                alarm: AlarmType::Nospace as i32,
+            };
+            self.propose_internal(Op::Alarm(raise));
+        }
+        Err(Error::NoSpace)
     }
 
     /// Proposes an operation of the member's own (lease expiry); nobody

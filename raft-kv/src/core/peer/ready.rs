@@ -166,6 +166,7 @@ impl<E: Engine, T> Peer<E, T> {
         self.lessor = Lessor::open(&self.engine, self.mvcc.leased_keys(), self.now, self.cfg.tick_interval)?;
         self.members = Members::load(&self.engine)?;
         self.members_changed = true;
+        self.alarms = crate::core::alarm::Alarms::load(&self.engine)?;
         self.applied_ids = AppliedIds::load(&self.engine, DEDUP_WINDOW)?;
         let shared = Arc::clone(self.auth.shared());
         self.auth = AuthStore::load(&self.engine, shared, self.cfg.tick_interval)?;

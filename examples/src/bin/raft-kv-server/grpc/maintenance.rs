@@ -16,16 +16,22 @@ fn fold_hash(h: u64) -> u32 {
 
 #[tonic::async_trait]
 impl services::maintenance_server::Maintenance for Api {
-    /// No alarms are raised by this member (no quota yet): GET lists none,
-    /// and raising or clearing one by hand is accepted and changes nothing.
-    async fn alarm(&self, _req: Request<pb::AlarmRequest>) -> Result<Reply<pb::AlarmResponse>, Status> {
+    /// GET lists the active alarms as this member applied them; ACTIVATE
+    /// and DEACTIVATE go through raft (`etcdctl alarm disarm` sends one
+    /// DEACTIVATE per listed alarm).
+    async fn alarm(&self, req: Request<pb::AlarmRequest>) -> Result<Reply<pb::AlarmResponse>, Status> {
         self.count("Alarm");
-        Ok(Reply::new(pb::AlarmResponse { header: self.ctx.header(0), alarms: Vec::new() }))
+        let resp = self.ctx.node.alarm(req.into_inner()).await.map_err(to_status)?;
+        Ok(Reply::new(pb::AlarmResponse { header: self.ctx.header(0), alarms: resp.alarms }))
     }
 
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Reply<pb::StatusResponse>, Status> {
         self.count("Status");
         let s = self.ctx.node.status().await.map_err(to_status)?;
+        let mut errors = if s.state.leader == 0 { vec!["etcdserver: no leader".to_string()] } else { Vec::new() };
+        // etcd lists each active alarm here, in the protobuf text form
+        // `etcdctl alarm list` prints.
+        errors.extend(s.alarms.iter().map(alarm_text));
         Ok(Reply::new(pb::StatusResponse {
             header: self.ctx.header(s.state.revision),
             version: ETCD_VERSION.to_string(),
@@ -34,16 +40,18 @@ impl services::maintenance_server::Maintenance for Api {
             raft_index: s.state.commit_index,
             raft_term: s.state.term,
             raft_applied_index: s.state.applied_index,
-            errors: if s.state.leader == 0 { vec!["etcdserver: no leader".into()] } else { Vec::new() },
-            db_size_in_use: s.db_size as i64,
+            errors,
+            db_size_in_use: s.db_size_in_use as i64,
             is_learner: s.learners.contains(&s.state.id),
         }))
     }
 
-    /// RocksDB compacts in the background; there is nothing to defragment.
+    /// Compacts this member's whole RocksDB off its node thread and
+    /// answers when done, as etcd answers after rewriting its bbolt file.
     async fn defragment(&self, _req: Request<pb::DefragmentRequest>) -> Result<Reply<pb::DefragmentResponse>, Status> {
         self.count("Defragment");
         self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&_req))?;
+        self.ctx.node.defragment().await.map_err(to_status)?;
         Ok(Reply::new(pb::DefragmentResponse { header: self.ctx.header(0) }))
     }
 
@@ -134,4 +142,11 @@ impl services::maintenance_server::Maintenance for Api {
             version: crate::etcd::CLUSTER_VERSION.into(),
         }))
     }
+}
+
+/// An alarm as etcd's `AlarmMember.String()` writes it (protobuf text):
+/// `memberID:10276657743932975437 alarm:NOSPACE `.
+fn alarm_text(a: &pb::AlarmMember) -> String {
+    let kind = pb::AlarmType::try_from(a.alarm).map_or_else(|_| a.alarm.to_string(), |t| t.as_str_name().to_string());
+    format!("memberID:{} alarm:{} ", a.member_id, kind)
 }

@@ -8,6 +8,7 @@
 //! to quiescence. No threads or clock: the election timeout is fixed
 //! (`max_election_ticks` = `election_ticks + 1`), so every run is the same.
 
+mod alarms;
 mod apply;
 mod election;
 mod leases;

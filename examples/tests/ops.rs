@@ -1,0 +1,300 @@
+//! Operations as an etcd operator runs them, against real processes with
+//! etcdctl 3.4 and 3.5.1: defragmentation and the size estimates, the
+//! backend quota and its replicated NOSPACE alarm, auto-compaction in both
+//! modes, and `--force-new-cluster` recovery.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const NOSPACE: &str = "etcdserver: mvcc: database space exceeded";
+const COMPACTED: &str = "required revision has been compacted";
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// etcdctl 3.5.1, which must succeed.
+fn etcdctl35(endpoints: &str, args: &[&str]) -> String {
+    let out = etcdctl35_raw(endpoints, args, None);
+    assert!(out.status.success(), "etcdctl 3.5 {args:?} failed: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// `endpoint status -w json` of one member (etcdctl 3.5.1): its Status.
+fn status(endpoint: &str) -> Value {
+    let v: Value = serde_json::from_str(&etcdctl35(endpoint, &["endpoint", "status", "-w", "json"])).expect("json");
+    v[0]["Status"].clone()
+}
+
+fn db_size(endpoint: &str) -> (i64, i64) {
+    let s = status(endpoint);
+    (s["dbSize"].as_i64().expect("dbSize"), s["dbSizeInUse"].as_i64().expect("dbSizeInUse"))
+}
+
+/// A put through the gateway; the error message when refused.
+fn try_put(addr: &str, key: &str, value: &str) -> Result<i64, String> {
+    let body = serde_json::json!({ "key": b64(key), "value": b64(value) }).to_string();
+    match http(addr, "POST", "/v3/kv/put", &body) {
+        Ok((200, t)) => Ok(num(&serde_json::from_str::<Value>(&t).expect("json")["header"]["revision"])),
+        Ok((_, t)) => Err(t),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn revision(addr: &str) -> i64 {
+    let v = post_ok(addr, "/v3/kv/range", &serde_json::json!({ "key": b64("none") }).to_string());
+    num(&v["header"]["revision"])
+}
+
+#[test]
+fn defragment_gives_back_the_space_of_deleted_and_compacted_keys() {
+    // A short raft log, so the log does not keep the deleted values alive.
+    let c = Cluster::start_with(1, &["--snapshot-count", "50"]);
+    let (ep, addr) = (c.members[0].client_url.clone(), c.members[0].client_addr());
+    let value = "v".repeat(10_000);
+    for i in 0..300 {
+        put(&addr, &format!("/big/{i:04}"), &value);
+    }
+    let (full, full_in_use) = db_size(&ep);
+    assert!(full > 2_000_000 && full_in_use <= full, "300 values of 10 kB: {full} / {full_in_use}");
+    for i in 0..300 {
+        post_ok(&addr, "/v3/kv/deleterange", &serde_json::json!({ "key": b64(&format!("/big/{i:04}")) }).to_string());
+    }
+    let rev = revision(&addr);
+    etcdctl(&ep, &["compact", &rev.to_string(), "--physical"]);
+    // etcdctl 3.4 and 3.5.1 both answer once the member is done.
+    assert!(etcdctl(&ep, &["defrag"]).contains("Finished defragmenting etcd member"));
+    assert!(etcdctl35(&ep, &["defrag"]).contains("Finished defragmenting etcd member"));
+    let (after, after_in_use) = db_size(&ep);
+    assert!(after < full / 4, "defragment shrank {full} only to {after}");
+    assert!(after_in_use <= after, "{after_in_use} in use of {after}");
+    // The member still serves and writes after the rewrite.
+    put(&addr, "/after", "1");
+    assert!(etcdctl(&ep, &["get", "/after", "--print-value-only"]).contains('1'));
+}
+
+#[test]
+fn quota_raises_a_replicated_nospace_alarm_until_disarmed() {
+    let mut c = Cluster::start_with(3, &["--quota-backend-bytes", "1500000", "--snapshot-count", "50"]);
+    let eps = c.endpoints();
+    let addr = c.members[0].client_addr();
+    let value = "q".repeat(20_000);
+    let mut refused = None;
+    for i in 0..500 {
+        if let Err(e) = try_put(&addr, &format!("/q/{i:04}"), &value) {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("puts past the quota are refused");
+    assert!(refused.contains(NOSPACE) && refused.contains("\"code\":8"), "{refused}");
+
+    // Every member lists the alarm (it is replicated), with either etcdctl.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for m in &c.members {
+        loop {
+            let out = etcdctl(&m.client_url, &["alarm", "list"]);
+            if out.contains("alarm:NOSPACE") {
+                assert!(out.starts_with("memberID:"), "{out}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} lists no alarm: {out:?}", m.name);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(etcdctl35(&eps, &["alarm", "list"]).contains("alarm:NOSPACE"));
+    assert!(etcdctl35(&c.members[1].client_url, &["endpoint", "status"]).contains("alarm:NOSPACE"));
+
+    // Puts, txns that put and lease grants fail with etcd's message (3.4
+    // and 3.5.1); reads, deletes and compaction go on.
+    for out in [etcdctl_raw(&eps, &["put", "/q/more", "x"], None), etcdctl35_raw(&eps, &["put", "/q/more", "x"], None)]
+    {
+        assert!(!out.status.success() && text(&out).contains(NOSPACE), "{}", text(&out));
+    }
+    let txn = etcdctl_raw(&eps, &["txn"], Some("\nput /q/txn x\n\n\n"));
+    assert!(text(&txn).contains(NOSPACE), "{}", text(&txn));
+    let grant = etcdctl_raw(&eps, &["lease", "grant", "60"], None);
+    assert!(!grant.status.success() && text(&grant).contains(NOSPACE), "{}", text(&grant));
+    assert_eq!(etcdctl(&eps, &["get", "/q/0000", "--print-value-only"]).trim(), value);
+    assert!(etcdctl(&eps, &["del", "/q/0000"]).trim() == "1");
+
+    // The alarm survives a restart.
+    c.kill(2);
+    c.restart(2);
+    c.wait_healthy(&c.members[2], Duration::from_secs(30));
+    assert!(etcdctl(&c.members[2].client_url, &["alarm", "list"]).contains("alarm:NOSPACE"));
+
+    // Disarmed while still over the quota, the next put raises it again.
+    let disarmed = etcdctl(&eps, &["alarm", "disarm"]);
+    assert!(disarmed.contains("alarm:NOSPACE"), "{disarmed}");
+    assert!(try_put(&addr, "/q/again", &value).is_err_and(|e| e.contains(NOSPACE)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !etcdctl(&eps, &["alarm", "list"]).contains("alarm:NOSPACE") {
+        assert!(Instant::now() < deadline, "the alarm was not raised again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Making room: delete, compact, defragment every member, disarm.
+    etcdctl(&eps, &["del", "/q/", "--prefix"]);
+    for i in 0..60 {
+        etcdctl_raw(&eps, &["del", &format!("/q/pad{i}")], None);
+    }
+    let rev = revision(&addr);
+    etcdctl(&eps, &["compact", &rev.to_string(), "--physical"]);
+    etcdctl35(&eps, &["defrag", "--cluster"]);
+    etcdctl35(&eps, &["alarm", "disarm"]);
+    assert_eq!(etcdctl(&eps, &["alarm", "list"]).trim(), "");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while try_put(&addr, "/q/after", "small").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "puts still refused after making room: {:?}",
+            db_size(&c.members[0].client_url)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(etcdctl(&eps, &["get", "/q/after", "--print-value-only"]).trim(), "small");
+}
+
+/// Waits until reading `key` at `rev` fails as compacted (etcdctl 3.4 and
+/// 3.5.1 both print etcd's message).
+fn wait_compacted(ep: &str, key: &str, rev: i64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let out = etcdctl_raw(ep, &["get", key, &format!("--rev={rev}")], None);
+        if !out.status.success() && text(&out).contains(COMPACTED) {
+            let out35 = etcdctl35_raw(ep, &["get", key, &format!("--rev={rev}")], None);
+            assert!(text(&out35).contains(COMPACTED), "{}", text(&out35));
+            return;
+        }
+        assert!(Instant::now() < deadline, "revision {rev} was not auto-compacted within {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn auto_compaction_periodic_and_revision() {
+    let periodic = Cluster::start_with(1, &["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "2s"]);
+    let revision_mode = Cluster::start_with(
+        3,
+        &[
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "5",
+            "--auto-compaction-revision-interval",
+            "1s",
+        ],
+    );
+
+    let (ep, addr) = (periodic.members[0].client_url.clone(), periodic.members[0].client_addr());
+    let first = put(&addr, "/p", "0");
+    for i in 1..5 {
+        put(&addr, "/p", &i.to_string());
+    }
+    wait_compacted(&ep, "/p", first, Duration::from_secs(20));
+    let latest = put(&addr, "/p", "new");
+    assert!(etcdctl(&ep, &["get", "/p", &format!("--rev={latest}"), "--print-value-only"]).contains("new"));
+
+    let (ep, addr) = (revision_mode.endpoints(), revision_mode.members[0].client_addr());
+    let mut last = 0;
+    for i in 0..20 {
+        last = put(&addr, "/r", &i.to_string());
+    }
+    // Compacted to `last - 5` by the leader, through raft: every member
+    // refuses older revisions, and the kept ones are still there.
+    wait_compacted(&ep, "/r", last - 6, Duration::from_secs(20));
+    for m in &revision_mode.members {
+        wait_compacted(&m.client_url, "/r", last - 6, Duration::from_secs(10));
+        let kept = etcdctl(&m.client_url, &["get", "/r", &format!("--rev={}", last - 5), "--print-value-only"]);
+        assert_eq!(kept.trim(), "14");
+    }
+}
+
+#[test]
+fn force_new_cluster_recovers_a_survivor_and_takes_members_back() {
+    let mut c = Cluster::start(3);
+    let addr = c.members[0].client_addr();
+    for i in 0..20 {
+        put(&addr, &format!("/fnc/{i:02}"), &i.to_string());
+    }
+    let rev = revision(&addr);
+    let survivor_rev = {
+        // Wait until member 0 has applied everything before the loss.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = num(&post_ok(&addr, "/v3/kv/range", r#"{"key":"eA==","serializable":true}"#)["header"]["revision"]);
+            if r >= rev {
+                break r;
+            }
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Two members are lost for good; the survivor is restarted alone.
+    c.kill(1);
+    c.kill(2);
+    c.kill(0);
+    let ic = initial_cluster(&c.members);
+    c.members[0].child = Some(spawn(&c.members[0], &ic, "new", &["--force-new-cluster"]));
+    c.wait_healthy(&c.members[0], Duration::from_secs(30));
+    let ep0 = c.members[0].client_url.clone();
+    let list = etcdctl(&ep0, &["member", "list"]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.contains("m1"), "{list}");
+    assert_eq!(etcdctl(&ep0, &["get", "/fnc/", "--prefix", "--keys-only"]).split_whitespace().count(), 20);
+    assert!(revision(&addr) >= survivor_rev);
+    put(&addr, "/fnc/alone", "yes");
+
+    // Member 2 comes back on an empty data directory after `member add`.
+    let m = &c.members[1];
+    std::fs::remove_dir_all(&m.dir).expect("wipe m2");
+    etcdctl35(&ep0, &["member", "add", &m.name, &format!("--peer-urls={}", m.peer_url)]);
+    let ic = initial_cluster(&c.members[..2]);
+    c.members[1].child = Some(spawn(&c.members[1], &ic, "existing", &[]));
+    c.wait_healthy(&c.members[1], Duration::from_secs(30));
+    let ep1 = c.members[1].client_url.clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = etcdctl(&ep1, &["get", "/fnc/alone", "--consistency=s", "--print-value-only"]);
+        if got.trim() == "yes" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the re-added member did not catch up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(etcdctl(&ep1, &["member", "list"]).lines().count(), 2);
+    put(&c.members[1].client_addr(), "/fnc/two", "2");
+    assert_eq!(etcdctl(&ep0, &["get", "/fnc/two", "--print-value-only"]).trim(), "2");
+}
+
+#[test]
+fn force_new_cluster_refuses_a_missing_or_empty_data_dir() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(empty.join("member")).expect("mkdir");
+    for dir in [tmp.path().join("missing"), empty] {
+        let (client, peer) = (free_port(), free_port());
+        let out = Command::new("timeout")
+            .args(["-s", "KILL", "20", env!("CARGO_BIN_EXE_raft-kv-server"), "--name", "m1", "--force-new-cluster"])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-cluster", &format!("m1=http://127.0.0.1:{peer}")])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run raft-kv-server");
+        assert!(!out.status.success(), "started on {}", dir.display());
+        assert_ne!(out.status.code(), None, "killed by the timeout instead of refusing");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--force-new-cluster") && err.contains("missing or empty"), "{err}");
+        assert!(!dir.join("member").join("CURRENT").exists(), "no database created in {}", dir.display());
+    }
+}
