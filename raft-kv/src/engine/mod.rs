@@ -13,7 +13,7 @@
 mod mem;
 mod rocks;
 
-pub use mem::MemEngine;
+pub use mem::{DiskFault, MemEngine};
 pub use rocks::RocksEngine;
 
 use crate::Result;
