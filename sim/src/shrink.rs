@@ -56,8 +56,9 @@ pub fn shrink(seed: u64, cfg: &SimConfig, original: &RunReport) -> Shrunk {
         same.then_some(r)
     };
     let mut runs = 0;
-    type Knob = fn(&mut SimConfig, u64);
-    let knobs: [(fn(&Shrunk) -> u64, Knob, bool); 3] = [
+    type Get = fn(&Shrunk) -> u64;
+    type Set = fn(&mut SimConfig, u64);
+    let knobs: [(Get, Set, bool); 3] = [
         (|s| s.cfg.ops_per_client as u64, |c, v| c.ops_per_client = v as usize, false),
         (|s| s.report.stats.faults.min(s.cfg.max_faults), |c, v| c.max_faults = v, true),
         (|s| s.cfg.clients as u64, |c, v| c.clients = v as usize, false),

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use raft_kv::engine::{Cf, ReadView};
 
 use super::World;
+use crate::history::{Op, Outcome};
 
 /// The state-machine families compared byte for byte: all of
 /// [`Cf::STATE_MACHINE`] (what a snapshot carries, so a family added for
@@ -21,6 +22,9 @@ fn compared() -> impl Iterator<Item = Cf> {
 
 /// `Meta`'s key of the conf state (raft protobuf).
 const CONF_STATE: &[u8] = b"conf_state";
+/// `Meta`'s prefix of the dedup window's records (`req/` ‖ index); `req0`
+/// is the first key after them.
+const APPLIED_REQUEST_PREFIX: &[u8] = b"req/";
 
 /// A family's contents as one list of pairs. The conf state is re-encoded
 /// with its id lists sorted: raft-rs builds them from hash sets, so equal
@@ -78,6 +82,39 @@ impl World {
                         first_difference(&want, &got)
                     ));
                 }
+            }
+        }
+        // The dedup window holds a record for every command that applied
+        // (it is far from full in a run): at least one per acknowledged
+        // client write. Fewer means it was not persisted (or lost), and a
+        // duplicate arriving after a restart would apply twice.
+        let acked = self
+            .history
+            .iter()
+            .filter(|r| {
+                matches!(r.outcome, Outcome::Ok(_))
+                    && matches!(
+                        r.op,
+                        Op::Put { .. }
+                            | Op::Delete { .. }
+                            | Op::Cas { .. }
+                            | Op::LeaseGrant { .. }
+                            | Op::LeasePut { .. }
+                    )
+            })
+            .count();
+        for &i in current {
+            let m = &self.members[i];
+            let mut records = 0usize;
+            let _ = m.engine.scan(Cf::Meta, APPLIED_REQUEST_PREFIX, Some(b"req0"), &mut |_, _| {
+                records += 1;
+                true
+            });
+            if records < acked {
+                out.push(format!(
+                    "m{}: the dedup window holds {records} records but {acked} client writes were acknowledged",
+                    m.id
+                ));
             }
         }
         // Member records match raft's conf state (the persisted one is
