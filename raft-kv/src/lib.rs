@@ -75,6 +75,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod hash;
+pub mod mutation;
 pub mod pb;
 
 #[cfg(feature = "sans-io")]

@@ -222,6 +222,9 @@ pub struct Violation {
 pub enum ViolationKind {
     /// A key's history is not linearizable.
     Linearizability,
+    /// The linearizability search of a key ran out of budget: a failure,
+    /// not a pass.
+    Undecided,
     /// A value was seen with two different mod revisions (applied twice,
     /// or state machines diverged).
     ValueRevision,
@@ -256,6 +259,11 @@ pub enum ViolationKind {
     /// A leased key was deleted before its lease could have expired or been
     /// revoked, or a lease's keys went at different revisions.
     Lease,
+    /// A member went on after a disk write or fsync failed.
+    DiskFault,
+    /// A member (raft-rs or ours) panicked; caught per seed by
+    /// [`crate::verdict::run_caught`].
+    Panic,
 }
 
 /// Step budget of one key's search before it gives up.
@@ -313,7 +321,16 @@ pub fn check_history(history: &[Record]) -> Vec<Violation> {
     let mut out = Vec::new();
     for (key, ops) in key_histories(history) {
         match check_key(&ops, SEARCH_BUDGET) {
-            KeyVerdict::Ok | KeyVerdict::GaveUp => {}
+            KeyVerdict::Ok => {}
+            // An undecided search is no pass: the run fails and shrinking
+            // (`--shrink`) reduces it until the search decides.
+            KeyVerdict::GaveUp => out.push(Violation {
+                kind: ViolationKind::Undecided,
+                detail: format!(
+                    "key k{key}: the linearizability search of {} ops gave up after {SEARCH_BUDGET} steps",
+                    ops.len()
+                ),
+            }),
             KeyVerdict::Violation => {
                 let mut sorted: Vec<&KeyOp> = ops.iter().collect();
                 sorted.sort_by_key(|o| (o.invoke, o.complete));

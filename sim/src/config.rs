@@ -37,11 +37,16 @@ pub enum FaultKind {
     /// promote it, remove a voter (sometimes the leader); removing and then
     /// adding is a re-add under a new id. At least 3 voters are kept.
     Membership,
+    /// Arm a disk fault on one member's engine: a failed write, a failed
+    /// fsync, or power lost after a few more writes (so the crash falls
+    /// between any two writes, inside one step or inside `open`). The
+    /// member must stop on it; it restarts later.
+    Disk,
 }
 
 impl FaultKind {
     /// Every kind, in weight order.
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Partition,
         FaultKind::OneWayPartition,
         FaultKind::IsolateLeader,
@@ -51,6 +56,7 @@ impl FaultKind {
         FaultKind::NetWeather,
         FaultKind::Heal,
         FaultKind::Membership,
+        FaultKind::Disk,
     ];
 }
 
@@ -75,11 +81,13 @@ pub struct FaultWeights {
     pub heal: u32,
     /// [`FaultKind::Membership`].
     pub membership: u32,
+    /// [`FaultKind::Disk`].
+    pub disk: u32,
 }
 
 impl FaultWeights {
     /// The weights in [`FaultKind::ALL`] order.
-    pub fn as_array(&self) -> [u32; 9] {
+    pub fn as_array(&self) -> [u32; 10] {
         [
             self.partition,
             self.one_way,
@@ -90,6 +98,7 @@ impl FaultWeights {
             self.net_weather,
             self.heal,
             self.membership,
+            self.disk,
         ]
     }
 }
@@ -106,6 +115,7 @@ impl Default for FaultWeights {
             net_weather: 2,
             heal: 2,
             membership: 4,
+            disk: 2,
         }
     }
 }
@@ -135,6 +145,8 @@ pub struct FaultConfig {
     /// On by default (the core applies a duplicated command once; see the
     /// regression test `duplicated_proposal_is_applied_once`).
     pub duplicate_proposals: bool,
+    /// Whether a crash may tear the batch at the log's tail.
+    pub torn_writes: bool,
 }
 
 impl Default for FaultConfig {
@@ -164,6 +176,7 @@ impl Default for FaultConfig {
             },
             tick_period: (TICK * 6 / 10, TICK * 16 / 10),
             duplicate_proposals: true,
+            torn_writes: true,
         }
     }
 }
@@ -279,6 +292,8 @@ pub struct SimConfig {
     pub heal_time: u64,
     /// What to print.
     pub trace: TraceLevel,
+    /// Faults injected at most (shrinking lowers it; `u64::MAX`: no cap).
+    pub max_faults: u64,
 }
 
 impl Default for SimConfig {
@@ -300,6 +315,7 @@ impl Default for SimConfig {
             workload_time: 3_000 * TICK,
             heal_time: 1_000 * TICK,
             trace: TraceLevel::Off,
+            max_faults: u64::MAX,
         }
     }
 }

@@ -69,7 +69,9 @@ pub mod config;
 pub mod history;
 pub mod leases;
 pub mod rng;
+pub mod shrink;
 pub mod trace;
+pub mod verdict;
 pub mod watches;
 pub mod world;
 
@@ -78,6 +80,7 @@ use std::ops::Range;
 pub use checker::{Violation, ViolationKind};
 pub use config::{FaultConfig, FaultKind, FaultWeights, SimConfig, WorkloadMix, TICK};
 pub use trace::TraceLevel;
+pub use verdict::{quiet_panics, run_caught};
 pub use world::{OpId, RunReport, RunStats, World};
 
 /// Runs one simulation of `cfg` from `seed`.
@@ -176,6 +179,12 @@ pub fn replay_command(seed: u64, cfg: &SimConfig) -> String {
     }
     if !cfg.strict_keep_alive {
         cmd.push_str(" --lax-keep-alive");
+    }
+    if cfg.workload_time != d.workload_time {
+        cmd.push_str(&format!(" --workload-time {}", cfg.workload_time));
+    }
+    if cfg.max_faults != d.max_faults {
+        cmd.push_str(&format!(" --max-faults {}", cfg.max_faults));
     }
     cmd
 }

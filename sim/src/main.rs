@@ -1,9 +1,10 @@
 //! The simulator's command line.
 //!
 //! ```text
-//! cargo run -p sim --release -- --seeds 0..10000 --members 3
-//! cargo run -p sim --release -- --seeds 0..2000 --members mix
+//! cargo run -p sim --release -- --seeds 0..10000 --members mix
 //! cargo run -p sim --release -- --seed 17 --members 5 --trace
+//! cargo run -p sim --release -- --seed 17 --members 5 --shrink
+//! RUSTFLAGS="--cfg raft_kv_mutations" cargo run -p sim --release -- --mutations --seeds 0..200
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,25 +12,45 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use sim::{parse_members, parse_seeds, replay_command, run, FaultConfig, Members, SimConfig, TraceLevel};
+use raft_kv::mutation;
+use sim::shrink::shrink;
+use sim::{
+    parse_members, parse_seeds, quiet_panics, replay_command, run_caught, FaultConfig, Members, RunReport, SimConfig,
+    TraceLevel, ViolationKind,
+};
 
 const USAGE: &str = "usage: sim [--seed N | --seeds A..B] [--members N|mix] [--clients N] [--ops N] [--keys N]
-           [--no-faults] [--unsafe-local-reads] [--no-duplicate-proposals] [--lax-keep-alive]
-           [--trace | --trace-net] [--jobs N] [--keep-going]
+           [--long] [--workload-time T] [--no-faults] [--max-faults N] [--unsafe-local-reads] [--no-duplicate-proposals]
+           [--lax-keep-alive] [--trace | --trace-net] [--jobs N] [--fail-fast] [--shrink]
+           [--mutation NAME | --mutations [--min-caught PERCENT]]
 
-Every run mixes put, get (linearizable and serializable), range, delete, compare-and-swap,
-compaction, lease grant/attach/keep-alive/revoke/expiry and watches, under message faults,
-partitions, crashes, leader transfers, membership changes (add learner, promote, remove,
-re-add), snapshots and tick skew; it checks linearizability, convergence, lost writes, one
-leader per term, watches and leases, including that an acknowledged keep-alive grants a
-full TTL (--lax-keep-alive drops that check).";
+Every run mixes put, get (linearizable and serializable), range (with and without a limit),
+delete, compare-and-swap, compaction, lease grant/attach/keep-alive/revoke/expiry and watches,
+under message faults, partitions, crashes (also torn log tails and power loss between any two
+writes, inside a step or while opening), failed writes and fsyncs, leader transfers,
+membership changes (add learner, promote, remove, re-add), snapshots and tick skew; it checks
+linearizability (an undecided search fails), convergence of all replicated state, lost
+writes, one leader per term, watches and leases on every seed.
+
+A panic in any member fails its seed (reported with the replay command) and the sweep goes
+on; --fail-fast stops at the first failed seed. The exit code is 1 if any seed failed.
+--shrink reduces each failed seed to fewer operations, faults and clients.
+--long runs four times the operations on twice the keys.
+--mutation NAME plants one deliberate bug and --mutations runs the suite (a build with
+RUSTFLAGS=\"--cfg raft_kv_mutations\"; `make sim-mutations`): it prints, per mutation, the
+first seed a checker caught it on and the seeds caught, and fails if one is caught on fewer
+than --min-caught percent (5) of the seeds.";
 
 struct Args {
     seeds: std::ops::Range<u64>,
     members: Members,
     cfg: SimConfig,
     jobs: usize,
-    keep_going: bool,
+    fail_fast: bool,
+    shrink: bool,
+    mutation: Option<String>,
+    suite: bool,
+    min_caught: f64,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T> {
@@ -43,7 +64,11 @@ fn parse_args() -> Result<Args> {
         members: Members::Fixed(3),
         cfg: SimConfig::default(),
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        keep_going: false,
+        fail_fast: false,
+        shrink: false,
+        mutation: None,
+        suite: false,
+        min_caught: 5.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,14 +82,27 @@ fn parse_args() -> Result<Args> {
             "--clients" => args.cfg.clients = number("--clients", it.next())?,
             "--ops" => args.cfg.ops_per_client = number("--ops", it.next())?,
             "--keys" => args.cfg.keys = number("--keys", it.next())?,
+            "--long" => {
+                args.cfg.ops_per_client *= 4;
+                args.cfg.keys *= 2;
+                args.cfg.workload_time *= 4;
+            }
+            "--workload-time" => args.cfg.workload_time = number("--workload-time", it.next())?,
             "--jobs" => args.jobs = number::<usize>("--jobs", it.next())?.max(1),
             "--no-faults" => args.cfg.faults = FaultConfig::none(),
+            "--max-faults" => args.cfg.max_faults = number("--max-faults", it.next())?,
             "--unsafe-local-reads" => args.cfg.unsafe_local_reads = true,
             "--no-duplicate-proposals" => args.cfg.faults.duplicate_proposals = false,
             "--lax-keep-alive" => args.cfg.strict_keep_alive = false,
             "--trace" => args.cfg.trace = TraceLevel::Events,
             "--trace-net" => args.cfg.trace = TraceLevel::Messages,
-            "--keep-going" => args.keep_going = true,
+            "--fail-fast" => args.fail_fast = true,
+            // The old spelling of the default.
+            "--keep-going" => args.fail_fast = false,
+            "--shrink" => args.shrink = true,
+            "--mutation" => args.mutation = Some(it.next().context("--mutation needs a name")?),
+            "--mutations" => args.suite = true,
+            "--min-caught" => args.min_caught = number("--min-caught", it.next())?,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -75,21 +113,39 @@ fn parse_args() -> Result<Args> {
     if args.cfg.trace != TraceLevel::Off {
         args.jobs = 1;
     }
+    if (args.mutation.is_some() || args.suite) && !mutation::ENABLED {
+        bail!("this build carries no mutations: build with RUSTFLAGS=\"--cfg raft_kv_mutations\" (make sim-mutations)");
+    }
+    if let Some(name) = &args.mutation {
+        if !mutation::select(Some(name)) {
+            let names: Vec<&str> = mutation::ALL.iter().map(|(n, _)| *n).collect();
+            bail!("unknown mutation {name:?}; known: {}", names.join(", "));
+        }
+    }
     Ok(args)
 }
 
-fn main() -> Result<()> {
-    let args = parse_args()?;
+/// The result of one sweep.
+struct Sweep {
+    done: u64,
+    secs: f64,
+    ops: u64,
+    /// Failed seeds, in seed order, with their reports and configurations.
+    failed: Vec<(u64, SimConfig, RunReport)>,
+}
+
+/// Runs every seed of `args` on `args.jobs` threads.
+fn sweep(args: &Args, quiet: bool) -> Sweep {
     let total = args.seeds.end - args.seeds.start;
     let next = AtomicU64::new(args.seeds.start);
-    let failed = Mutex::new(Vec::<u64>::new());
+    let failed = Mutex::new(Vec::new());
     let ops = AtomicU64::new(0);
     let done = AtomicU64::new(0);
     let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..args.jobs.min(total.max(1) as usize) {
             scope.spawn(|| loop {
-                if !args.keep_going && failed.lock().map_or(true, |f| !f.is_empty()) {
+                if args.fail_fast && failed.lock().map_or(true, |f: std::sync::MutexGuard<Vec<_>>| !f.is_empty()) {
                     return;
                 }
                 let seed = next.fetch_add(1, Ordering::Relaxed);
@@ -97,41 +153,138 @@ fn main() -> Result<()> {
                     return;
                 }
                 let cfg = SimConfig { members: args.members.for_seed(seed), ..args.cfg.clone() };
-                let report = run(seed, &cfg);
+                let report = run_caught(seed, &cfg);
                 ops.fetch_add(report.stats.ops_ok + report.stats.ops_unknown, Ordering::Relaxed);
                 done.fetch_add(1, Ordering::Relaxed);
-                if total == 1 {
+                if total == 1 && !quiet {
                     println!(
                         "seed {seed}: members {}, trace hash {:016x}, virtual time {}, {:?}",
                         cfg.members, report.trace_hash, report.sim_time, report.stats
                     );
                 }
                 if !report.passed() {
-                    let mut out = format!("\nFAILED seed {seed} (trace hash {:016x})\n", report.trace_hash);
-                    for v in &report.violations {
-                        out.push_str(&format!("  {:?}: {}\n", v.kind, v.detail));
+                    if !quiet {
+                        println!("{}", describe(seed, &cfg, &report, args.mutation.as_deref()));
                     }
-                    out.push_str(&format!("replay: {}\n", replay_command(seed, &cfg)));
-                    println!("{out}");
                     if let Ok(mut f) = failed.lock() {
-                        f.push(seed);
+                        f.push((seed, cfg, report));
                     }
                 }
             });
         }
     });
-    let secs = started.elapsed().as_secs_f64();
-    let done = done.load(Ordering::Relaxed);
-    let failed = failed.into_inner().unwrap_or_default();
+    let mut failed = failed.into_inner().unwrap_or_default();
+    failed.sort_by_key(|f| f.0);
+    Sweep {
+        done: done.load(Ordering::Relaxed),
+        secs: started.elapsed().as_secs_f64(),
+        ops: ops.load(Ordering::Relaxed),
+        failed,
+    }
+}
+
+/// The replay command, with the mutation if one is planted.
+fn replay(seed: u64, cfg: &SimConfig, mutation: Option<&str>) -> String {
+    match mutation {
+        Some(m) => format!("RUSTFLAGS=\"--cfg raft_kv_mutations\" {} --mutation {m}", replay_command(seed, cfg)),
+        None => replay_command(seed, cfg),
+    }
+}
+
+fn describe(seed: u64, cfg: &SimConfig, report: &RunReport, mutation: Option<&str>) -> String {
+    let mut out = format!("\nFAILED seed {seed} (trace hash {:016x})\n", report.trace_hash);
+    for v in &report.violations {
+        out.push_str(&format!("  {:?}: {}\n", v.kind, v.detail));
+    }
+    out.push_str(&format!("replay: {}\n", replay(seed, cfg, mutation)));
+    out
+}
+
+/// Mutations the checkers do not yet catch on 5% of seeds: printed in the
+/// table but not failing the suite. Each is a checker to strengthen.
+const KNOWN_WEAK: &[&str] = &[
+    // Needs lease expiry judged on the revoking leader's own clock (today:
+    // the fastest skewed clock, 0.6×, which hides a ¾ TTL).
+    "lease-three-quarter-ttl",
+    // Needs a watch or hash from exactly the compact revision of a delete.
+    "compaction-drops-tombstone",
+    // Torn tails with more than one operation are rare in the crash mix.
+    "crash-keeps-torn-write",
+];
+
+/// The mutation suite: every mutation over the seeds, one table.
+fn suite(args: &mut Args) -> Result<()> {
+    let total = args.seeds.end - args.seeds.start;
+    println!("{:<32} {:>18} {:>16} {:>8}  verdicts", "mutation", "first failing seed", "failures/seeds", "panics");
+    let mut weak = Vec::new();
+    let started = Instant::now();
+    for (name, what) in mutation::ALL {
+        mutation::select(Some(name));
+        args.mutation = Some(name.to_string());
+        let s = sweep(args, true);
+        // A checker verdict: any violation but a bare panic.
+        let caught: Vec<&(u64, SimConfig, RunReport)> =
+            s.failed.iter().filter(|(_, _, r)| r.violations.iter().any(|v| v.kind != ViolationKind::Panic)).collect();
+        let panics = s.failed.len() - caught.len();
+        let mut kinds: Vec<String> =
+            caught.iter().flat_map(|(_, _, r)| r.violations.iter().map(|v| format!("{:?}", v.kind))).collect();
+        kinds.sort();
+        kinds.dedup();
+        let first = caught.first().map_or("-".to_string(), |f| f.0.to_string());
+        let note = if KNOWN_WEAK.contains(name) { " (known weak)" } else { "" };
+        println!(
+            "{name:<32} {first:>18} {:>16} {panics:>8}  {}{note}",
+            format!("{}/{total}", caught.len()),
+            kinds.join(",")
+        );
+        if (caught.len() as f64) < args.min_caught / 100.0 * total as f64 && !KNOWN_WEAK.contains(name) {
+            weak.push(format!("{name} ({what}): caught on {} of {total} seeds", caught.len()));
+        }
+    }
+    mutation::select(None);
+    println!("{} mutations x {total} seeds in {:.1}s", mutation::ALL.len(), started.elapsed().as_secs_f64());
+    if !weak.is_empty() {
+        println!("caught on fewer than {}% of seeds:\n  {}", args.min_caught, weak.join("\n  "));
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let mut args = parse_args()?;
+    quiet_panics();
+    if args.suite {
+        return suite(&mut args);
+    }
+    let s = sweep(&args, false);
+    let seeds: Vec<u64> = s.failed.iter().map(|f| f.0).collect();
     println!(
-        "{done} seeds in {secs:.1}s ({:.1} seeds/s, {} jobs), {:.1} client ops per run, {} failed{}",
-        done as f64 / secs.max(1e-9),
+        "{} seeds in {:.1}s ({:.1} seeds/s, {} jobs), {:.1} client ops per run, {} failed{}",
+        s.done,
+        s.secs,
+        s.done as f64 / s.secs.max(1e-9),
         args.jobs,
-        ops.load(Ordering::Relaxed) as f64 / done.max(1) as f64,
-        failed.len(),
-        if failed.is_empty() { String::new() } else { format!(": {failed:?}") }
+        s.ops as f64 / s.done.max(1) as f64,
+        seeds.len(),
+        if seeds.is_empty() { String::new() } else { format!(": {seeds:?}") }
     );
-    if !failed.is_empty() {
+    if args.shrink {
+        for (seed, cfg, report) in &s.failed {
+            let shrunk = shrink(*seed, cfg, report);
+            println!(
+                "\nseed {seed} shrunk in {} runs: {} -> {} history records, {} -> {} faults, {} -> {} clients",
+                shrunk.runs,
+                report.history.len(),
+                shrunk.report.history.len(),
+                report.stats.faults,
+                shrunk.report.stats.faults,
+                cfg.clients,
+                shrunk.cfg.clients
+            );
+            print!("{}", describe(*seed, &shrunk.cfg, &shrunk.report, args.mutation.as_deref()));
+        }
+    }
+    if !s.failed.is_empty() {
         std::process::exit(1);
     }
     Ok(())

@@ -366,3 +366,70 @@ mod lease_checker {
         assert!(!check_leases(&f, &[removal(1, 9, 300)], 10, true).is_empty(), "strict: renewed at 250");
     }
 }
+
+/// A panic in a run is that seed's verdict, with the panic's message and
+/// place, and the process goes on.
+#[test]
+fn a_panic_is_a_verdict_of_its_seed() {
+    sim::quiet_panics();
+    let r = sim::verdict::caught(7, 3, || panic!("raft-rs says no"));
+    assert!(!r.passed());
+    assert_eq!(r.seed, 7);
+    assert_eq!(r.violations.len(), 1);
+    assert_eq!(r.violations[0].kind, ViolationKind::Panic);
+    assert!(r.violations[0].detail.contains("raft-rs says no"), "{:?}", r.violations);
+    assert!(r.violations[0].detail.contains("sim.rs"), "no location: {:?}", r.violations);
+    // The next seed runs as usual.
+    assert!(sim::run_caught(1, &small()).passed());
+}
+
+/// Disk faults only (failed writes and fsyncs, power lost between two
+/// writes or while opening, torn log tails): members stop on them, restart,
+/// and nothing acknowledged is lost.
+#[test]
+fn members_stop_on_disk_faults_and_lose_nothing_acknowledged() {
+    let mut cfg = small();
+    cfg.faults.weights = sim::FaultWeights {
+        partition: 0,
+        one_way: 0,
+        isolate_leader: 0,
+        crash: 2,
+        transfer_leader: 0,
+        tick_skew: 0,
+        net_weather: 0,
+        heal: 0,
+        membership: 0,
+        disk: 6,
+    };
+    let (mut stops, mut torn) = (0, 0);
+    for seed in 0..40u64 {
+        let cfg = SimConfig { members: Members::Mix.for_seed(seed), ..cfg.clone() };
+        let r = sim::run_caught(seed, &cfg);
+        assert!(r.passed(), "seed {seed}: {:#?}\nreplay: {}", r.violations, sim::replay_command(seed, &cfg));
+        stops += r.stats.disk_fault_stops;
+        torn += r.stats.torn_writes;
+    }
+    assert!(stops > 20, "only {stops} members stopped on disk faults");
+    assert!(torn > 0, "no torn write in 40 seeds");
+}
+
+/// Shrinking keeps the failure and never grows the run.
+#[test]
+fn shrinking_a_failing_seed_keeps_it_failing_with_less() {
+    let cfg = SimConfig { unsafe_local_reads: true, ..small() };
+    let (seed, report) =
+        (0..50u64).map(|s| (s, run(s, &cfg))).find(|(_, r)| !r.passed()).expect("unsafe local reads fail some seed");
+    let shrunk = sim::shrink::shrink(seed, &cfg, &report);
+    assert!(!shrunk.report.passed());
+    assert!(shrunk.cfg.ops_per_client <= cfg.ops_per_client);
+    assert!(shrunk.cfg.clients <= cfg.clients);
+    assert!(
+        shrunk.report.history.len() <= report.history.len(),
+        "{} > {}",
+        shrunk.report.history.len(),
+        report.history.len()
+    );
+    assert!(shrunk.runs <= sim::shrink::MAX_RUNS);
+    // The shrunk configuration replays the same failure.
+    assert_eq!(run(seed, &shrunk.cfg).trace_hash, shrunk.report.trace_hash);
+}

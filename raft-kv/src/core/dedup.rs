@@ -65,13 +65,15 @@ impl AppliedIds {
     /// Records that command `key` applied at `index` (staged in `wb`);
     /// false if it had applied before, so this copy must be skipped.
     pub(crate) fn record(&mut self, key: RequestKey, index: u64, wb: &mut WriteBatch) -> bool {
-        if !self.ids.insert(key) {
+        if !self.ids.insert(key) && !crate::mutation::active("dedup-removed") {
             return false;
         }
         self.by_index.push_back((index, key));
         let mut value = key.0.to_be_bytes().to_vec();
         value.extend_from_slice(&key.1.to_be_bytes());
-        wb.put(Cf::Meta, keys::applied_request_key(index), value);
+        if !crate::mutation::active("dedup-not-persisted") {
+            wb.put(Cf::Meta, keys::applied_request_key(index), value);
+        }
         while self.by_index.len() > self.window {
             if let Some((_, old)) = self.by_index.pop_front() {
                 self.ids.remove(&old);

@@ -48,7 +48,14 @@ pub(crate) fn lease_key(id: i64) -> [u8; 8] {
 /// Ticks of length `tick` in `ttl` seconds (rounded up).
 fn ticks_in(tick: Duration, ttl: i64) -> u64 {
     let ms = tick.as_millis().max(1) as u64;
-    (ttl.max(0) as u64).saturating_mul(1000).div_ceil(ms)
+    let ticks = (ttl.max(0) as u64).saturating_mul(1000).div_ceil(ms);
+    if crate::mutation::active("lease-half-ttl") {
+        return ticks / 2;
+    }
+    if crate::mutation::active("lease-three-quarter-ttl") {
+        return ticks * 3 / 4;
+    }
+    ticks
 }
 
 /// A lease record: granted TTL and keep-alive count (both BE).

@@ -118,6 +118,11 @@ impl Members {
                 self.stage_put(m.clone(), wb);
                 Ok(Some(m.clone()))
             }
+            Op::MemberRemove(r) if crate::mutation::active("removal-keeps-record") => {
+                wb.put(Cf::Meta, keys::removed_key(r.id), Vec::new());
+                self.removed.insert(r.id);
+                Ok(self.members.get(&r.id).cloned())
+            }
             Op::MemberRemove(r) => {
                 wb.delete(Cf::Meta, keys::member_key(r.id));
                 wb.put(Cf::Meta, keys::removed_key(r.id), Vec::new());

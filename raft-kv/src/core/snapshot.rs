@@ -366,6 +366,9 @@ pub fn stage_restore(view: &impl ReadView, snap: &Snapshot, wb: &mut WriteBatch)
         }
     }
     for (cf, k, v) in records {
+        if cf == Cf::Lease && crate::mutation::active("snapshot-drops-leases") {
+            continue;
+        }
         wb.put(cf, k, v);
     }
     if let Some(local) = staged {

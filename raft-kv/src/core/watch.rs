@@ -620,6 +620,11 @@ impl WatchHub {
         // range watchers by test.
         let mut hits: BTreeMap<u64, Vec<&Event>> = BTreeMap::new();
         for ev in events {
+            if crate::mutation::active("watch-drops-events")
+                && ev.kv.as_ref().is_some_and(|kv| kv.mod_revision % 7 == 0)
+            {
+                continue;
+            }
             for id in self.by_key.get(ev.key()).into_iter().flatten() {
                 hits.entry(*id).or_default().push(ev);
             }

@@ -126,7 +126,11 @@ impl<E: Engine> Driver<E> {
         }
         // 4. The log write, in order after every earlier one.
         if let Some(LogWrite { write, then_send, .. }) = log_write {
-            if idle && self.waiting.is_empty() {
+            if crate::mutation::active("append-ack-before-durable") && !then_send.is_empty() {
+                io.send(then_send);
+                self.waiting.push_back((write.number, Vec::new()));
+                io.submit(write);
+            } else if idle && self.waiting.is_empty() {
                 let number = write.write_to(&self.engine)?;
                 if !then_send.is_empty() {
                     io.send(then_send);

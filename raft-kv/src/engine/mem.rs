@@ -73,6 +73,31 @@ struct State {
     durable: Trees,
     /// Writes since the last synced one, oldest first.
     unsynced: Vec<WriteBatch>,
+    /// A fault armed for the next write it applies to.
+    armed: Option<DiskFault>,
+    /// Injected faults that fired (a write or fsync that returned an error).
+    fired: u64,
+    /// Power is off ([`DiskFault::CrashAfter`] fired): every write fails
+    /// until the crash is carried out.
+    powered_off: bool,
+}
+
+/// A disk fault [`MemEngine::arm`] plants for the next write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFault {
+    /// The next write fails and changes nothing.
+    FailWrite,
+    /// The next synced write reaches the page cache (reads see it) but its
+    /// fsync fails: it is not durable, and neither is anything before it
+    /// that was not synced already, even after a later successful fsync.
+    /// After a failed fsync the only safe course for the caller is to stop.
+    FailSync,
+    /// Power is lost after this many more writes succeed: the next write
+    /// and every one after it fail until [`MemEngine::crash_keeping`] (or a
+    /// sibling) carries the crash out. Lets a crash fall between any two
+    /// writes, also between two synced writes of one step or inside
+    /// `Peer::open`.
+    CrashAfter(u32),
 }
 
 /// An in-memory [`Engine`] for the simulator and for tests.
@@ -124,11 +149,56 @@ impl MemEngine {
         }
         st.unsynced.clear();
         st.visible = Arc::new(st.durable.clone());
+        st.armed = None;
+        st.powered_off = false;
+    }
+
+    /// Simulates a crash during the write of unsynced batch `keep` (0-based):
+    /// the batches before it reached the disk, and the first `torn_ops`
+    /// operations of that one were half-written at the log's tail. Like
+    /// RocksDB's write-ahead log, whose records carry checksums, recovery
+    /// detects the torn record and drops it with everything after it, so a
+    /// batch survives whole or not at all.
+    pub fn crash_torn(&self, keep: usize, torn_ops: usize) {
+        let st = self.state.lock();
+        let keep = keep.min(st.unsynced.len());
+        let torn = st.unsynced.get(keep).cloned();
+        drop(st);
+        self.crash_keeping(keep);
+        if let Some(torn) = torn.filter(|_| crate::mutation::active("crash-keeps-torn-write")) {
+            let mut partial = WriteBatch::new();
+            for op in torn.ops().iter().take(torn_ops) {
+                match op.clone() {
+                    WriteOp::Put { cf, key, value } => partial.put(cf, key, value),
+                    WriteOp::Delete { cf, key } => partial.delete(cf, key),
+                    WriteOp::DeleteRange { cf, start, end } => partial.delete_range(cf, start, end),
+                }
+            }
+            let mut st = self.state.lock();
+            st.durable.apply(&partial);
+            st.visible = Arc::new(st.durable.clone());
+        }
     }
 
     /// Number of batches that a crash would lose right now.
     pub fn unsynced_batches(&self) -> usize {
         self.state.lock().unsynced.len()
+    }
+
+    /// Operations in unsynced batch `i` (0 if there is none).
+    pub fn unsynced_ops(&self, i: usize) -> usize {
+        self.state.lock().unsynced.get(i).map_or(0, |b| b.len())
+    }
+
+    /// Arms `fault` for the next write it applies to (replacing one armed
+    /// before and not yet fired). A crash disarms it.
+    pub fn arm(&self, fault: DiskFault) {
+        self.state.lock().armed = Some(fault);
+    }
+
+    /// How many armed faults have fired so far.
+    pub fn faults_fired(&self) -> u64 {
+        self.state.lock().fired
     }
 }
 
@@ -187,9 +257,38 @@ impl Engine for MemEngine {
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut st = self.state.lock();
+        if st.powered_off {
+            return Err(crate::Error::storage("injected fault: power lost"));
+        }
+        match st.armed {
+            Some(DiskFault::CrashAfter(0)) => {
+                st.armed = None;
+                st.fired += 1;
+                st.powered_off = true;
+                return Err(crate::Error::storage("injected fault: power lost"));
+            }
+            Some(DiskFault::CrashAfter(n)) => st.armed = Some(DiskFault::CrashAfter(n - 1)),
+            Some(DiskFault::FailWrite) => {
+                st.armed = None;
+                st.fired += 1;
+                return Err(crate::Error::storage("injected fault: write failed"));
+            }
+            Some(DiskFault::FailSync) if sync => {
+                st.armed = None;
+                st.fired += 1;
+                // As with Linux after a failed fsync, the dirty pages are
+                // dropped from the write-back queue: reads still see them,
+                // a later fsync does not make them durable, a crash loses
+                // them (a hole behind later synced writes).
+                Arc::make_mut(&mut st.visible).apply(&batch);
+                st.unsynced.clear();
+                return Err(crate::Error::storage("injected fault: fsync failed"));
+            }
+            _ => {}
+        }
         Arc::make_mut(&mut st.visible).apply(&batch);
         st.unsynced.push(batch);
-        if sync {
+        if sync && !crate::mutation::active("fsync-noop") {
             let pending = std::mem::take(&mut st.unsynced);
             for b in &pending {
                 st.durable.apply(b);
@@ -279,6 +378,62 @@ mod tests {
         e.write(b, false).unwrap();
         assert!(keys(&e).is_empty());
         e.crash();
+        assert_eq!(keys(&e), vec![b"a".to_vec()]);
+    }
+
+    fn try_put(e: &MemEngine, k: &[u8], sync: bool) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put(Cf::Kv, k.to_vec(), b"v".to_vec());
+        e.write(b, sync)
+    }
+
+    #[test]
+    fn a_failed_write_changes_nothing() {
+        let e = MemEngine::new();
+        e.arm(DiskFault::FailWrite);
+        assert!(try_put(&e, b"a", true).is_err());
+        assert!(keys(&e).is_empty());
+        assert_eq!(e.faults_fired(), 1);
+        put(&e, b"b", true);
+        assert_eq!(keys(&e), vec![b"b".to_vec()]);
+    }
+
+    #[test]
+    fn a_failed_fsync_leaves_a_hole_a_crash_exposes() {
+        let e = MemEngine::new();
+        put(&e, b"a", false);
+        e.arm(DiskFault::FailSync);
+        put(&e, b"b", false); // unsynced writes do not trip it
+        assert!(try_put(&e, b"c", true).is_err());
+        assert_eq!(keys(&e).len(), 3, "reads still see the page cache");
+        put(&e, b"d", true);
+        e.crash();
+        assert_eq!(keys(&e), vec![b"d".to_vec()], "a later fsync did not save what the failed one lost");
+    }
+
+    #[test]
+    fn power_loss_after_n_writes_fails_every_later_write_until_the_crash() {
+        let e = MemEngine::new();
+        e.arm(DiskFault::CrashAfter(1));
+        put(&e, b"a", true);
+        assert!(try_put(&e, b"b", true).is_err());
+        assert!(try_put(&e, b"c", false).is_err());
+        assert_eq!(e.faults_fired(), 1);
+        e.crash();
+        put(&e, b"d", true);
+        assert_eq!(keys(&e), vec![b"a".to_vec(), b"d".to_vec()]);
+    }
+
+    #[test]
+    fn a_torn_batch_is_dropped_whole() {
+        let e = MemEngine::new();
+        put(&e, b"a", false);
+        let mut b = WriteBatch::new();
+        b.put(Cf::Kv, b"b".to_vec(), b"v".to_vec());
+        b.put(Cf::Kv, b"c".to_vec(), b"v".to_vec());
+        e.write(b, false).unwrap();
+        assert_eq!(e.unsynced_ops(1), 2);
+        e.crash_torn(1, 1);
         assert_eq!(keys(&e), vec![b"a".to_vec()]);
     }
 

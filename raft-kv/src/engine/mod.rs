@@ -15,7 +15,7 @@ mod mem;
 mod rocks;
 
 pub use maintain::{DbSize, Maintain};
-pub use mem::{MemEngine, MemSnapshot};
+pub use mem::{DiskFault, MemEngine, MemSnapshot};
 pub use rocks::RocksEngine;
 
 use crate::Result;

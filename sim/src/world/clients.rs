@@ -47,7 +47,15 @@ impl World {
         match kind {
             0 => Op::Put { key, value: fresh() },
             2 => Op::Read { keys: vec![key], linearizable: false },
-            3 => Op::Read { keys: (0..keys).collect(), linearizable: true },
+            3 => {
+                // Half the whole-space ranges set a limit (the answer then
+                // tells only the keys up to the last one returned).
+                if keys > 1 && self.rng_work.chance(0.5) {
+                    let limit = 1 + self.rng_work.below(u64::from(keys) - 1) as i64;
+                    self.range_limits.insert(self.history.len(), limit);
+                }
+                Op::Read { keys: (0..keys).collect(), linearizable: true }
+            }
             4 => Op::Delete { key },
             5 => {
                 let value = fresh();
@@ -146,6 +154,9 @@ impl World {
             Op::Read { keys, linearizable } => {
                 let mut req =
                     if keys.len() == 1 { RangeRequest::key(key_bytes(keys[0])) } else { RangeRequest::prefix("k") };
+                if let Some(&limit) = self.range_limits.get(&record) {
+                    req.limit = limit;
+                }
                 if !linearizable {
                     req = req.serializable();
                 }
@@ -205,7 +216,10 @@ impl World {
         let is_read = matches!(rec.op, Op::Read { .. });
         match result {
             Ok(resp) => match self.observe(record, resp) {
-                Ok(obs) => self.finish_op(c, record, Outcome::Ok(obs)),
+                Ok(obs) => {
+                    self.narrow_limited_read(record, &obs);
+                    self.finish_op(c, record, Outcome::Ok(obs))
+                }
                 Err(detail) => {
                     self.violate(ViolationKind::BadResponse, format!("{detail}: {}", self.history[record]));
                     self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown });
@@ -229,6 +243,20 @@ impl World {
                 self.violate(ViolationKind::CoreError, format!("unexpected error {e}: {}", self.history[record]));
                 self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown });
             }
+        }
+    }
+
+    /// A range cut short by its limit tells nothing of the keys after the
+    /// last one it returned: they leave the operation's key list, so the
+    /// checker does not read them as absent.
+    fn narrow_limited_read(&mut self, record: usize, obs: &Observed) {
+        let (Some(&limit), Observed::Read { kvs, .. }) = (self.range_limits.get(&record), obs) else { return };
+        let Some(last) = kvs.keys().map(|&k| key_bytes(k)).max() else { return };
+        if (kvs.len() as i64) < limit {
+            return;
+        }
+        if let Op::Read { keys, .. } = &mut self.history[record].op {
+            keys.retain(|&k| key_bytes(k) <= last);
         }
     }
 
@@ -278,6 +306,18 @@ impl World {
                 Ok(Observed::Cas { revision: t.revision(), succeeded: t.succeeded, current })
             }
             (Op::Read { keys, .. }, Response::Range(r)) => {
+                if let Some(&limit) = self.range_limits.get(&record) {
+                    let n = r.kvs.len() as i64;
+                    if n > limit || r.count < n || r.more != (r.count > n) {
+                        return Err(format!(
+                            "range with limit {limit} returned {n} keys, count {}, more {}",
+                            r.count, r.more
+                        ));
+                    }
+                }
+                if r.kvs.windows(2).any(|w| w[0].key >= w[1].key) {
+                    return Err("range keys not in ascending order".into());
+                }
                 let mut kvs = BTreeMap::new();
                 for kv in &r.kvs {
                     let (k, obs) = kv_obs(kv)?;

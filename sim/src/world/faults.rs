@@ -1,6 +1,7 @@
 //! Fault injection: partitions, leader isolation and transfer, crashes,
 //! tick skew, network weather; healing them, and the final heal.
 
+use raft_kv::engine::DiskFault;
 use transport_mem::sim::LinkFaults;
 
 use super::World;
@@ -33,6 +34,10 @@ impl World {
     }
 
     pub(super) fn inject_fault(&mut self) {
+        if self.stats.faults >= self.cfg.max_faults {
+            return;
+        }
+        self.stats.faults += 1;
         let weights = self.cfg.faults.weights.as_array();
         let Some(kind) = self.rng_fault.weighted(&weights).and_then(|i| FaultKind::ALL.get(i).copied()) else {
             return;
@@ -124,6 +129,18 @@ impl World {
                 self.trace.event(now, format_args!("fault heal"));
             }
             FaultKind::Membership => self.start_change(),
+            FaultKind::Disk => {
+                let up: Vec<usize> = (0..self.members.len()).filter(|i| self.members[*i].peer.is_some()).collect();
+                let Some(&i) = self.rng_fault.pick(&up) else { return };
+                let fault = match self.rng_fault.below(3) {
+                    0 => DiskFault::FailWrite,
+                    1 => DiskFault::FailSync,
+                    _ => DiskFault::CrashAfter(self.rng_fault.below(6) as u32),
+                };
+                self.members[i].engine.arm(fault);
+                self.stats.disk_faults += 1;
+                self.trace.event(now, format_args!("fault disk m{}: {fault:?}", self.members[i].id));
+            }
         }
     }
 

@@ -21,6 +21,7 @@ mod checks;
 mod clients;
 mod faults;
 mod pump;
+mod replicated;
 mod report;
 mod watch_driver;
 
@@ -85,6 +86,9 @@ struct Member {
     /// Reads handed off the peer (the production readers) and not yet
     /// run; lost if the member crashes (its clients are told).
     reads: Reads,
+    /// Injected disk faults of this member's engine already answered (by
+    /// the member stopping).
+    faults_seen: u64,
 }
 
 /// Reads a member handed to its (simulated) readers.
@@ -128,6 +132,8 @@ pub struct World {
     /// Every member a removal was proposed for (an abandoned removal may
     /// still apply later).
     removal_targets: Vec<u64>,
+    /// The limit of each limited range read, by history record.
+    range_limits: BTreeMap<usize, i64>,
 }
 
 /// The configuration of member `id` (`peers`: the voters of a new cluster;
@@ -163,6 +169,7 @@ impl Member {
             log_queue: Vec::new(),
             compactions: Vec::new(),
             reads: Reads::default(),
+            faults_seen: 0,
         }
     }
 }
@@ -228,6 +235,7 @@ impl World {
             watches: Vec::new(),
             converged: Vec::new(),
             removal_targets: Vec::new(),
+            range_limits: BTreeMap::new(),
         }
     }
 
@@ -336,7 +344,11 @@ impl World {
                 Err(Error::ProposalDropped) => {}
                 // A removed member that has not heard yet keeps talking.
                 Err(Error::FromRemovedMember(_)) => {}
-                Err(e) => self.violate(ViolationKind::CoreError, format!("m{} step: {e}", env.to)),
+                Err(e) => {
+                    if self.member_failed(i, "step", e) {
+                        return;
+                    }
+                }
             }
         }
         for i in 0..self.members.len() {
@@ -383,6 +395,14 @@ impl World {
                     self.trace.event(self.now, format_args!("m{id} restarts (incarnation {inc})"));
                 }
                 self.open_observer(i);
+            }
+            Err(e) if m.engine.faults_fired() > m.faults_seen => {
+                // Power lost inside `open`: down again, restarts later.
+                m.faults_seen = m.engine.faults_fired();
+                let id = m.id;
+                self.stats.disk_fault_stops += 1;
+                self.trace.event(self.now, format_args!("m{id} loses power while opening: {e}"));
+                self.crash_down(i);
             }
             Err(e) => {
                 let id = m.id;
@@ -436,23 +456,40 @@ impl World {
         let id = self.members[i].id;
         let lost = peer.fail_all();
         drop(peer);
-        let unsynced = self.members[i].engine.unsynced_batches() as u64;
+        let torn = self.crash_down(i);
+        self.net.drop_to(id);
+        self.trace.event(self.now, format_args!("m{id} crashes: {torn}, {} requests lost", lost.len()));
+        self.lose_requests(id, lost);
+    }
+
+    /// The disk side of a crash of member `i` (up or opening): a prefix of
+    /// the unsynced batches survives, half the time none; a third of the
+    /// time the next batch is torn at the log's tail (and must be dropped
+    /// whole by recovery). Schedules the restart; returns what survived.
+    fn crash_down(&mut self, i: usize) -> String {
+        let engine = &self.members[i].engine;
+        let unsynced = engine.unsynced_batches() as u64;
         let keep = if self.rng_fault.chance(0.5) { 0 } else { self.rng_fault.below(unsynced + 1) };
-        self.members[i].engine.crash_keeping(keep as usize);
+        let torn_ops = engine.unsynced_ops(keep as usize) as u64;
+        let what = if torn_ops > 1 && self.cfg.faults.torn_writes && self.rng_fault.chance(0.33) {
+            let cut = 1 + self.rng_fault.below(torn_ops - 1);
+            engine.crash_torn(keep as usize, cut as usize);
+            self.stats.torn_writes += 1;
+            format!("{keep} of {unsynced} unsynced batches survive, the next torn after {cut} of {torn_ops} ops")
+        } else {
+            engine.crash_keeping(keep as usize);
+            format!("{keep} of {unsynced} unsynced batches survive")
+        };
         self.stats.crashes += 1;
         self.stats.lost_batches += unsynced - keep;
-        self.net.drop_to(id);
+        // Sometimes power goes again while the member reopens.
+        if self.cfg.faults.enabled && self.cfg.faults.weights.disk > 0 && self.rng_fault.chance(0.1) {
+            let after = self.rng_fault.below(3) as u32;
+            self.members[i].engine.arm(raft_kv::engine::DiskFault::CrashAfter(after));
+        }
         let (lo, hi) = self.cfg.faults.down_time;
         self.members[i].restart_at = if self.healing { self.now } else { self.now + self.rng_fault.between(lo, hi) };
-        self.trace.event(
-            self.now,
-            format_args!(
-                "m{id} crashes: {} of {unsynced} unsynced batches survive, {} requests lost",
-                keep,
-                lost.len()
-            ),
-        );
-        self.lose_requests(id, lost);
+        what
     }
 
     fn leader_index(&self) -> Option<usize> {

@@ -28,9 +28,10 @@ impl World {
                         w.write_to(&m.engine).and_then(|number| m.driver.persisted(peer, number, &mut io))
                     });
                     if let Err(e) = res {
-                        self.violate(ViolationKind::CoreError, format!("m{id} log write: {e}"));
-                        self.stopped = true;
-                        return;
+                        if self.member_failed(i, "log write", e) {
+                            return;
+                        }
+                        continue;
                     }
                     busy = true;
                 }
@@ -38,9 +39,10 @@ impl World {
                 if !io.compactions.is_empty() && self.rng_disk.chance(0.3) {
                     let failed = io.compactions.drain(..).map(|job| job.run()).find_map(|r| r.err());
                     if let Some(e) = failed {
-                        self.violate(ViolationKind::CoreError, format!("m{id} compaction: {e}"));
-                        self.stopped = true;
-                        return;
+                        if self.member_failed(i, "compaction", e) {
+                            return;
+                        }
+                        continue;
                     }
                 }
                 // The readers run what was handed to them at some later step
@@ -102,14 +104,54 @@ impl World {
                     self.on_completion(token, result);
                 }
                 if let Err(e) = res {
-                    self.violate(ViolationKind::CoreError, format!("m{id} ready: {e}"));
-                    self.stopped = true;
-                    return;
+                    if self.member_failed(i, "ready", e) {
+                        return;
+                    }
+                    continue;
                 }
+                self.check_fault_noticed(i);
             }
             if !busy {
                 break;
             }
+        }
+    }
+}
+
+impl World {
+    /// Member `i` failed with `e` in `what`. After an injected disk fault
+    /// that is the member stopping on an internal fatal error, as `Node`
+    /// does (exit non-zero, never ack): it goes down like a crash and
+    /// restarts later. Any other error is a violation that ends the run
+    /// (true).
+    pub(super) fn member_failed(&mut self, i: usize, what: &str, e: raft_kv::Error) -> bool {
+        let m = &mut self.members[i];
+        let fired = m.engine.faults_fired();
+        if fired > m.faults_seen {
+            m.faults_seen = fired;
+            let id = m.id;
+            self.stats.disk_fault_stops += 1;
+            self.trace.event(self.now, format_args!("m{id} stops on a disk fault in {what}: {e}"));
+            self.crash(i);
+            return false;
+        }
+        let id = m.id;
+        self.violate(ViolationKind::CoreError, format!("m{id} {what}: {e}"));
+        self.stopped = true;
+        true
+    }
+
+    /// A disk fault fired in member `i` and the member went on as if the
+    /// write had succeeded: a violation (it may have acknowledged what is
+    /// not on disk). The member is then stopped like one that noticed.
+    fn check_fault_noticed(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let fired = m.engine.faults_fired();
+        if fired > m.faults_seen && m.peer.is_some() {
+            m.faults_seen = fired;
+            let id = m.id;
+            self.violate(ViolationKind::DiskFault, format!("m{id} went on after a failed disk write"));
+            self.crash(i);
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct RunStats {
     /// Retries after a definite refusal (not leader, proposal dropped,
     /// member down).
     pub retries: u64,
+    /// Faults injected (of every kind).
+    pub faults: u64,
     /// Member crashes.
     pub crashes: u64,
     /// Partitions (of every kind) started.
@@ -40,6 +42,13 @@ pub struct RunStats {
     pub messages: u64,
     /// Unsynced batches lost to crashes.
     pub lost_batches: u64,
+    /// Crashes that tore the batch at the log's tail.
+    pub torn_writes: u64,
+    /// Disk faults armed (failed write, failed fsync, power loss after
+    /// some writes).
+    pub disk_faults: u64,
+    /// Members that stopped on a disk fault (and restarted later).
+    pub disk_fault_stops: u64,
     /// Client watches opened (re-opens not counted).
     pub watches: u64,
     /// Watch re-opens after the member died.

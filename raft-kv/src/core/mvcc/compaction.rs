@@ -46,7 +46,14 @@ impl KeepRule {
         if version_rev > self.revision {
             return Ok(false);
         }
-        let drop = self.kept || (version_rev < self.revision && Record::is_tombstone(record)?);
+        let tombstone_below = if crate::mutation::active("compaction-drops-tombstone") {
+            version_rev <= self.revision
+        } else {
+            version_rev < self.revision
+        };
+        let drop = self.kept
+            || (tombstone_below && Record::is_tombstone(record)?)
+            || (crate::mutation::active("compaction-drops-kept-version") && version_rev < self.revision);
         self.kept = true;
         Ok(drop)
     }

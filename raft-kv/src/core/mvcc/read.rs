@@ -299,6 +299,7 @@ pub(super) fn serve_range(
         // Key order is the order keys are stored in: read at most
         // `limit` key-values and count the rest without keeping them.
         let limit = usize::try_from(req.limit).ok().filter(|l| *l > 0);
+        let limit = limit.map(|l| if crate::mutation::active("range-limit-off-by-one") { l + 1 } else { l });
         let take = if req.count_only { Some(0) } else { limit };
         let descending = order == SortOrder::Descend;
         let kvs = match index {

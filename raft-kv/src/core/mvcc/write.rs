@@ -145,7 +145,7 @@ impl<E: Engine> Mvcc<E> {
             self.events.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: Some(prev.clone()) });
         }
         let prev_kvs = if req.prev_kv { prevs } else { Vec::new() };
-        exec.changed |= !doomed.is_empty();
+        exec.changed |= !doomed.is_empty() && !crate::mutation::active("delete-range-no-revision");
         Ok(DeleteRangeResponse { header: crate::api::header(exec.visible()), deleted: doomed.len() as i64, prev_kvs })
     }
 

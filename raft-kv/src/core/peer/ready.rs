@@ -164,7 +164,9 @@ impl<E: Engine, T> Peer<E, T> {
         self.mvcc.set_max_response_bytes(self.cfg.max_response_bytes);
         self.mvcc.set_prev_values(self.watches.wants_prev_values());
         self.lessor = Lessor::open(&self.engine, self.mvcc.leased_keys(), self.now, self.cfg.tick_interval)?;
-        self.members = Members::load(&self.engine)?;
+        if !crate::mutation::active("snapshot-keeps-members") {
+            self.members = Members::load(&self.engine)?;
+        }
         self.members_changed = true;
         self.alarms = crate::core::alarm::Alarms::load(&self.engine)?;
         self.applied_ids = AppliedIds::load(&self.engine, DEDUP_WINDOW)?;
