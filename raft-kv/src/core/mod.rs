@@ -16,8 +16,8 @@
 //! (`crate::engine`); the driver (`crate::driver`) supplies time, network
 //! and the log writer.
 
-pub mod auth;
 pub mod alarm;
+pub mod auth;
 pub mod dedup;
 pub mod export;
 pub mod import;

@@ -40,10 +40,10 @@ mod grpc;
 mod grpc_metrics;
 mod identity;
 mod metrics;
-mod tls;
-mod snapshot_restore;
 mod peer_rtt;
 mod require_leader;
+mod snapshot_restore;
+mod tls;
 
 /// mimalloc: glibc malloc cost ~17% of the write path's instructions
 /// (callgrind, issue 7).

@@ -184,7 +184,8 @@ impl<E: Engine, T> Peer<E, T> {
     pub fn read(&mut self, req: RangeRequest, token: T) {
         if let Err(e) = Mvcc::<E>::validate_range(&req) {
             self.completions.push((token, Err(e)));
-        } else if req.serializable || self.cfg.unsafe_local_reads || crate::mutation::active("local-linearizable-reads") {
+        } else if req.serializable || self.cfg.unsafe_local_reads || crate::mutation::active("local-linearizable-reads")
+        {
             self.range_jobs.push(RangeJob { token, req, view: self.mvcc.view() });
         } else {
             self.queued_reads.push((req, token));
