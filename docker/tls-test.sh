@@ -113,7 +113,7 @@ step "a member with a certificate from another CA cannot join"
 docker/tls-certs.sh "$WORK/other" >/dev/null
 chmod 0644 "$WORK/other/member.key"
 docker run -d --name "$PROJECT-intruder" --network "${PROJECT}_raft-kv" --hostname raft-kv-03 \
-  -v "$WORK/other:/etc/raft-kv/tls:ro" "$RAFT_KV_IMAGE" \
+  -v "$WORK/other:/etc/raft-kv/tls:ro" "$RAFT_KV_IMAGE" raft-kv-server \
   --name=raft-kv-03 --data-dir=/var/lib/raft-kv --listen-client-urls=https://0.0.0.0:2379 \
   --advertise-client-urls=https://raft-kv-03:2379 --listen-peer-urls=https://0.0.0.0:2380 \
   --initial-advertise-peer-urls=https://raft-kv-03:2380 \
@@ -122,8 +122,9 @@ docker run -d --name "$PROJECT-intruder" --network "${PROJECT}_raft-kv" --hostna
   --cert-file=/etc/raft-kv/tls/member.pem --key-file=/etc/raft-kv/tls/member.key \
   --peer-cert-file=/etc/raft-kv/tls/member.pem --peer-key-file=/etc/raft-kv/tls/member.key \
   --peer-trusted-ca-file=/etc/raft-kv/tls/ca.pem --peer-client-cert-auth >/dev/null
-sleep 8
-compose logs --no-color raft-kv-00 | grep -q 'rejected peer connection' || fail "raft-kv-00 did not refuse the intruder's TLS"
+# The intruder dials raft-kv-00 once it is up; wait (bounded) for the refusal.
+intruder_refused() { compose logs --no-color raft-kv-00 | grep -q 'rejected peer connection'; }
+wait_for 60 "raft-kv-00 to refuse the intruder's TLS" intruder_refused
 docker rm -f "$PROJECT-intruder" >/dev/null
 lb put /tls/after-intruder ok >/dev/null
 
