@@ -124,10 +124,11 @@ fn quota_raises_a_replicated_nospace_alarm_until_disarmed() {
     assert!(etcdctl(&eps, &["del", "/q/0000"]).trim() == "1");
 
     // The alarm survives a restart.
-    c.kill(2);
-    c.restart(2);
-    c.wait_healthy(&c.members[2], Duration::from_secs(30));
-    assert!(etcdctl(&c.members[2].client_url, &["alarm", "list"]).contains("alarm:NOSPACE"));
+    let down = c.follower();
+    c.kill(down);
+    c.restart(down);
+    c.wait_healthy(&c.members[down], Duration::from_secs(30));
+    assert!(etcdctl(&c.members[down].client_url, &["alarm", "list"]).contains("alarm:NOSPACE"));
 
     // Disarmed while still over the quota, the next put raises it again.
     let disarmed = etcdctl(&eps, &["alarm", "disarm"]);

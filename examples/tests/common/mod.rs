@@ -202,6 +202,15 @@ impl Cluster {
         self.members[i].child = Some(child);
     }
 
+    /// The index of a running member that is not the leader: a test that
+    /// stops a member to make it miss writes stops this one, so the writes
+    /// it sends meanwhile do not race an election (a write forwarded to a
+    /// leader that just died times out, in etcd as here).
+    pub fn follower(&self) -> usize {
+        let leader = self.leader();
+        (0..self.members.len()).find(|&i| i != leader && self.members[i].child.is_some()).expect("a running follower")
+    }
+
     /// The index of the member that reports itself leader.
     pub fn leader(&self) -> usize {
         let deadline = Instant::now() + Duration::from_secs(30);
