@@ -4,9 +4,10 @@
 //! member's store.
 //!
 //! The layout is what etcd 3.5.1 writes (read from a real one's snapshot):
-//! top-level buckets `alarm`, `auth` (`authRevision`), `authRoles`,
-//! `authUsers`, `cluster` (`clusterVersion`), `key`, `lease`, `members`,
-//! `members_removed` and `meta` (`confState`, `consistent_index`, `term`,
+//! top-level buckets `alarm`, `auth` (`authEnabled`, `authRevision`),
+//! `authRoles` and `authUsers` (`authpb` records by name), `cluster`
+//! (`clusterVersion`), `key`, `lease`, `members` (JSON by hex id),
+//! `members_removed` (`removed` by hex id) and `meta` (`confState`, `consistent_index`, `term`,
 //! `scheduledCompactRev`, `finishedCompactRev`). Under `key`, each version
 //! of each key sits at its *revision key*: the 8-byte big-endian main
 //! revision, `_`, the 8-byte sub revision, and a trailing `t` for a
@@ -27,6 +28,19 @@ pub const CLUSTER_VERSION: &str = "3.5.0";
 const REV_KEY_LEN: usize = 17;
 /// The mark after a deletion's revision key.
 const TOMBSTONE_MARK: u8 = b't';
+
+/// The `auth` bucket's enabled flag (one byte, 1 for on).
+const AUTH_ENABLED: &[u8] = b"authEnabled";
+/// The `auth` bucket's revision (a big-endian u64).
+const AUTH_REVISION: &[u8] = b"authRevision";
+/// The value etcd puts under a removed member's id in `members_removed`.
+const REMOVED_MARK: &[u8] = b"removed";
+
+/// A member's key in `members` and `members_removed`: its id in hex,
+/// without leading zeros (etcd's `types.ID` string).
+fn member_key(id: u64) -> String {
+    format!("{id:x}")
+}
 
 /// etcd's `leasepb.Lease`.
 #[derive(Clone, PartialEq, prost::Message)]

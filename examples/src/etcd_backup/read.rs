@@ -1,13 +1,14 @@
 //! [`read_snapshot`]: loads an etcd 3.5 snapshot file (or a raft-kv one,
 //! the same format) into an [`Importer`], checking what it reads: the
 //! SHA-256 trailer, the bbolt structure (see [`crate::bbolt::Reader`]), and
-//! every revision key, `KeyValue` and lease.
+//! every revision key, `KeyValue`, lease and auth record.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
 use prost::Message as _;
+use raft_kv::pb::authpb::{Role, User};
 use raft_kv::pb::mvccpb::KeyValue;
 use raft_kv::{Engine, Importer, Version};
 use sha2::Digest;
@@ -61,7 +62,7 @@ pub fn verify_hash(path: &Path, skip_hash_check: bool) -> Result<u64> {
     Ok(db_len)
 }
 
-/// Loads the `key` and `lease` buckets of the database that makes up the
+/// Loads the `key`, `lease` and auth buckets of the database that makes up the
 /// first `len` bytes of `path` into `imp`, and returns what it held; the
 /// caller finishes the import (it chooses the revision and the members).
 pub fn read_snapshot<E: Engine>(path: &Path, len: u64, imp: &mut Importer<E>) -> Result<Restored> {
@@ -97,6 +98,7 @@ pub fn read_snapshot<E: Engine>(path: &Path, len: u64, imp: &mut Importer<E>) ->
         }
         Ok(imp.lease(lease.id, lease.ttl)?)
     })?;
+    read_auth(&db, imp)?;
     let mut compact_revision = 0;
     walk(&db, &bucket("meta")?, |k, v, _| {
         if k == b"finishedCompactRev" {
@@ -109,6 +111,45 @@ pub fn read_snapshot<E: Engine>(path: &Path, len: u64, imp: &mut Importer<E>) ->
     })?;
     let (versions, leases) = imp.counts();
     Ok(Restored { revision: imp.newest_revision(), compact_revision, versions, leases })
+}
+
+/// Loads the `auth`, `authUsers` and `authRoles` buckets (any of them may
+/// be missing: no users, no roles, auth off at revision 1).
+fn read_auth<E: Engine>(db: &Reader, imp: &mut Importer<E>) -> Result<()> {
+    let (mut enabled, mut revision) = (false, 1);
+    if let Some(b) = db.bucket(b"auth")? {
+        walk(db, &b, |k, v, _| {
+            match k {
+                AUTH_ENABLED => enabled = v == [1],
+                AUTH_REVISION => {
+                    let rev = <[u8; 8]>::try_from(v).map(u64::from_be_bytes);
+                    revision = rev.map_err(|_| Error::Snapshot(format!("bad authRevision {v:02x?}")))?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+    }
+    imp.auth(enabled, revision)?;
+    if let Some(b) = db.bucket(b"authUsers")? {
+        walk(db, &b, |k, v, _| {
+            let user = User::decode(v).map_err(|e| Error::Snapshot(format!("user {k:02x?}: bad User: {e}")))?;
+            if user.name != k {
+                return Err(Error::Snapshot(format!("user key {k:02x?} does not match its record")));
+            }
+            Ok(imp.user(user)?)
+        })?;
+    }
+    if let Some(b) = db.bucket(b"authRoles")? {
+        walk(db, &b, |k, v, _| {
+            let role = Role::decode(v).map_err(|e| Error::Snapshot(format!("role {k:02x?}: bad Role: {e}")))?;
+            if role.name != k {
+                return Err(Error::Snapshot(format!("role key {k:02x?} does not match its record")));
+            }
+            Ok(imp.role(role)?)
+        })?;
+    }
+    Ok(())
 }
 
 /// [`Reader::walk`] with a visitor that fails with this module's errors.

@@ -36,9 +36,7 @@ pub fn write_snapshot(ex: &Export, dir: &Path) -> Result<(File, u64)> {
     let file = tempfile::tempfile_in(dir)?;
     let mut w = Writer::new(BufWriter::new(file), PAGE_SIZE)?;
     w.bucket(b"alarm")?.finish()?;
-    one(&mut w, b"auth", b"authRevision", &1u64.to_be_bytes())?;
-    w.bucket(b"authRoles")?.finish()?;
-    w.bucket(b"authUsers")?.finish()?;
+    write_auth(&mut w, &ex.auth()?)?;
     one(&mut w, b"cluster", b"clusterVersion", CLUSTER_VERSION.as_bytes())?;
     write_keys(&mut w, ex, &sorted)?;
     drop(sorted);
@@ -48,12 +46,20 @@ pub fn write_snapshot(ex: &Export, dir: &Path) -> Result<(File, u64)> {
         leases.put(&id.to_be_bytes(), &Lease { id, ttl, remaining_ttl: 0 }.encode_to_vec())?;
     }
     leases.finish()?;
-    let mut members = w.bucket(b"members")?;
-    for m in ex.members()? {
-        members.put(format!("{:016x}", m.id).as_bytes(), member_json(&m).as_bytes())?;
+    let mut members: Vec<_> = ex.members()?.into_iter().map(|m| (member_key(m.id), member_json(&m))).collect();
+    members.sort();
+    let mut bucket = w.bucket(b"members")?;
+    for (key, json) in &members {
+        bucket.put(key.as_bytes(), json.as_bytes())?;
     }
-    members.finish()?;
-    w.bucket(b"members_removed")?.finish()?;
+    bucket.finish()?;
+    let mut removed: Vec<_> = ex.removed_members()?.into_iter().map(member_key).collect();
+    removed.sort();
+    let mut bucket = w.bucket(b"members_removed")?;
+    for key in &removed {
+        bucket.put(key.as_bytes(), REMOVED_MARK)?;
+    }
+    bucket.finish()?;
     let (index, term) = ex.applied()?;
     let (voters, learners) = ex.conf_state()?;
     let mut conf = serde_json::json!({ "voters": voters, "auto_leave": false });
@@ -81,6 +87,29 @@ pub fn write_snapshot(ex: &Export, dir: &Path) -> Result<(File, u64)> {
 fn one(w: &mut Writer<BufWriter<File>>, bucket: &[u8], key: &[u8], value: &[u8]) -> Result<()> {
     let mut b = w.bucket(bucket)?;
     b.put(key, value)?;
+    b.finish()?;
+    Ok(())
+}
+
+/// The `auth` bucket (`authEnabled`, one byte, and `authRevision`, a
+/// big-endian u64) and the `authRoles` / `authUsers` buckets (an
+/// `authpb.Role` / `authpb.User` under its name), as etcd 3.5 keeps them.
+fn write_auth(w: &mut Writer<BufWriter<File>>, auth: &raft_kv::AuthState) -> Result<()> {
+    let mut b = w.bucket(b"auth")?;
+    b.put(AUTH_ENABLED, &[u8::from(auth.enabled())])?;
+    b.put(AUTH_REVISION, &auth.revision().to_be_bytes())?;
+    b.finish()?;
+    let mut b = w.bucket(b"authRoles")?;
+    for name in auth.role_names() {
+        let role = auth.role(&name).ok_or_else(|| Error::Snapshot(format!("role {name:?} vanished")))?;
+        b.put(name.as_bytes(), &role.encode_to_vec())?;
+    }
+    b.finish()?;
+    let mut b = w.bucket(b"authUsers")?;
+    for name in auth.user_names() {
+        let user = auth.user(&name).ok_or_else(|| Error::Snapshot(format!("user {name:?} vanished")))?;
+        b.put(name.as_bytes(), &user.encode_to_vec())?;
+    }
     b.finish()?;
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 use raft::eraftpb::ConfState;
 
+use super::auth::AuthState;
 use super::lease::decode_lease;
 use super::membership::Members;
 use super::mvcc::encoding::{decode_key, encode_key, Record};
@@ -91,6 +92,16 @@ impl Export {
     /// The members, as of the applied index.
     pub fn members(&self) -> Result<Vec<Member>> {
         Ok(Members::load(&BoxedView(&*self.view))?.list())
+    }
+
+    /// The ids of the members removed from the cluster, in order.
+    pub fn removed_members(&self) -> Result<Vec<u64>> {
+        Ok(Members::load(&BoxedView(&*self.view))?.removed())
+    }
+
+    /// The auth store: users, roles, the enabled flag and the revision.
+    pub fn auth(&self) -> Result<AuthState> {
+        AuthState::load(&BoxedView(&*self.view))
     }
 
     /// Visits every stored version of every key, in key order and, for one

@@ -1,6 +1,7 @@
 //! [`Importer`]: lays out a new member's state from records brought in from
-//! elsewhere (an etcd snapshot file): key versions, leases, the revision
-//! and compact revision, and the same bootstrap a new cluster writes, so
+//! elsewhere (an etcd snapshot file): key versions, leases, the auth store
+//! (users, roles, the enabled flag and revision), the revision and compact
+//! revision, and the same bootstrap a new cluster writes, so
 //! every member restored from the same records with the same configuration
 //! starts as one cluster.
 //!
@@ -11,11 +12,13 @@
 //! imports into a fresh directory and moves it into place when
 //! [`Importer::finish`] returns.
 
+use super::auth::{AuthState, ROOT};
 use super::export::Version;
 use super::lease::{lease_key, lease_value};
 use super::mvcc::encoding::{encode_key, Record};
 use super::peer::bootstrap;
 use crate::engine::{Cf, Engine, WriteBatch};
+use crate::pb::authpb::{Role, User};
 use crate::{keys, Config, Error, Result};
 
 /// Bytes staged before a batch is written.
@@ -29,6 +32,7 @@ pub struct Importer<E: Engine> {
     newest: i64,
     versions: u64,
     leases: u64,
+    auth: AuthState,
 }
 
 impl<E: Engine> std::fmt::Debug for Importer<E> {
@@ -51,7 +55,15 @@ impl<E: Engine> Importer<E> {
         if used {
             return Err(Error::invalid("cannot import into a store that already holds a member"));
         }
-        Ok(Importer { engine, wb: WriteBatch::new(), staged: 0, newest: 0, versions: 0, leases: 0 })
+        Ok(Importer {
+            engine,
+            wb: WriteBatch::new(),
+            staged: 0,
+            newest: 0,
+            versions: 0,
+            leases: 0,
+            auth: AuthState::default(),
+        })
     }
 
     /// Adds one version of a key. A version must have a positive revision;
@@ -107,6 +119,31 @@ impl<E: Engine> Importer<E> {
         self.flush_if_full()
     }
 
+    /// Adds auth user `u` (its name UTF-8 and not empty, as etcd's are).
+    pub fn user(&mut self, u: User) -> Result<()> {
+        let name = auth_name("user", &u.name)?;
+        self.auth.put_user(name, u);
+        Ok(())
+    }
+
+    /// Adds auth role `r` (its name UTF-8 and not empty).
+    pub fn role(&mut self, r: Role) -> Result<()> {
+        let name = auth_name("role", &r.name)?;
+        self.auth.put_role(name, r);
+        Ok(())
+    }
+
+    /// Sets whether auth is enabled and the auth revision (positive; 1,
+    /// etcd's first, unless set). Checked in [`Importer::finish`]: auth can
+    /// only be on with a root user that has the root role, as in etcd.
+    pub fn auth(&mut self, enabled: bool, revision: u64) -> Result<()> {
+        if revision == 0 {
+            return Err(Error::invalid("the auth revision must be positive"));
+        }
+        self.auth.set_flags(enabled, revision);
+        Ok(())
+    }
+
     /// The newest revision among the versions added so far (0 for none).
     pub fn newest_revision(&self) -> i64 {
         self.newest
@@ -138,10 +175,22 @@ impl<E: Engine> Importer<E> {
         if cfg.peers.is_empty() {
             return Err(Error::invalid("an import needs the cluster's members"));
         }
+        if self.auth.enabled() && !self.auth.is_root(ROOT) {
+            return Err(Error::invalid("auth is enabled but there is no root user with the root role"));
+        }
+        self.auth.stage_all(&mut self.wb);
         self.wb.put(Cf::Meta, keys::REVISION.to_vec(), revision.to_be_bytes().to_vec());
         self.wb.put(Cf::Meta, keys::COMPACT_REVISION.to_vec(), compact_revision.to_be_bytes().to_vec());
         bootstrap(cfg, &mut self.wb)?;
         self.engine.write(self.wb, true)
+    }
+}
+
+/// An auth user's or role's name as a string.
+fn auth_name(what: &str, name: &[u8]) -> Result<String> {
+    match std::str::from_utf8(name) {
+        Ok(n) if !n.is_empty() => Ok(n.to_owned()),
+        _ => Err(Error::invalid(format!("auth {what} {name:02x?}: the name must be UTF-8 and not empty"))),
     }
 }
 
@@ -166,9 +215,22 @@ mod tests {
             imp.version(x).expect("version");
         }
         imp.lease(7, 60).expect("lease");
+        let root = User {
+            name: ROOT.into(),
+            password: b"$2a$10$hash".to_vec().into(),
+            roles: vec![ROOT.into()],
+            ..Default::default()
+        };
+        let reader = Role { name: b"reader".to_vec().into(), ..Default::default() };
+        imp.user(root.clone()).expect("user");
+        imp.role(reader.clone()).expect("role");
+        imp.auth(true, 9).expect("auth");
         let cfg = Config { peers: vec![1, 2], ..Config::new(1) };
         imp.finish(&cfg, 0, 3).expect("finish");
         let ex = Export::new(engine.snapshot());
+        let auth = ex.auth().expect("auth");
+        assert!(auth.enabled() && auth.revision() == 9, "{auth:?}");
+        assert_eq!((auth.user(ROOT), auth.role("reader")), (Some(&root), Some(&reader)));
         assert_eq!(ex.revision().expect("rev"), 5);
         assert_eq!(ex.compact_revision().expect("compact"), 3);
         assert_eq!(ex.leases().expect("leases"), vec![(7, 60)]);
@@ -191,7 +253,15 @@ mod tests {
             assert!(imp.version(&bad).is_err(), "{bad:?}");
         }
         assert!(imp.lease(0, 5).is_err() && imp.lease(5, 0).is_err());
+        assert!(
+            imp.user(User::default()).is_err()
+                && imp.role(Role { name: vec![0xFF].into(), ..Default::default() }).is_err()
+        );
+        assert!(imp.auth(true, 0).is_err());
         let cfg = Config { peers: vec![1], ..Config::new(1) };
         assert!(imp.finish(&cfg, 3, 4).is_err());
+        let mut no_root = Importer::new(MemEngine::new()).expect("empty");
+        no_root.auth(true, 2).expect("flags");
+        assert!(no_root.finish(&cfg, 1, 0).is_err(), "auth on without a root user");
     }
 }

@@ -66,6 +66,11 @@ impl Members {
         self.members.values().cloned().collect()
     }
 
+    /// Every removed member's id, in order.
+    pub fn removed(&self) -> Vec<u64> {
+        self.removed.iter().copied().collect()
+    }
+
     /// Member `id`, if present.
     pub fn get(&self, id: u64) -> Option<&Member> {
         self.members.get(&id)

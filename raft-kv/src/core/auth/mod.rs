@@ -264,19 +264,46 @@ fn scan<M: prost::Message + Default>(view: &impl ReadView, prefix: &[u8]) -> Res
     Ok(out)
 }
 
-impl AuthStore {
-    /// Loads the auth records in `view`, publishing them through `shared`
-    /// (a reload after a snapshot install keeps the same `shared`).
-    pub fn load(view: &impl ReadView, shared: Arc<AuthShared>, tick: std::time::Duration) -> Result<Self> {
+impl AuthState {
+    /// The auth records in `view`.
+    pub(crate) fn load(view: &impl ReadView) -> Result<Self> {
         let enabled = view.get(Cf::Meta, keys::AUTH_ENABLED)?.is_some_and(|v| v.first() == Some(&1));
         let revision = view.get(Cf::Meta, keys::AUTH_REVISION)?.map(|v| keys::decode_u64(&v)).transpose()?;
-        let state = AuthState {
+        Ok(AuthState {
             enabled,
             revision: revision.unwrap_or(1),
             users: scan(view, keys::AUTH_USER_PREFIX)?,
             roles: scan(view, keys::AUTH_ROLE_PREFIX)?,
-        };
-        let state = Arc::new(state);
+        })
+    }
+
+    /// Sets the enabled flag and the revision (for an import).
+    pub(crate) fn set_flags(&mut self, enabled: bool, revision: u64) {
+        self.enabled = enabled;
+        self.revision = revision;
+    }
+
+    /// Adds or replaces user `u` (for an import).
+    pub(crate) fn put_user(&mut self, name: String, u: User) {
+        self.users.insert(name, u);
+    }
+
+    /// Adds or replaces role `r` (for an import).
+    pub(crate) fn put_role(&mut self, name: String, r: Role) {
+        self.roles.insert(name, r);
+    }
+
+    /// Stages every record of this state in `wb` (into a store without any).
+    pub(crate) fn stage_all(&self, wb: &mut WriteBatch) {
+        stage_diff(&AuthState::default(), self, wb);
+    }
+}
+
+impl AuthStore {
+    /// Loads the auth records in `view`, publishing them through `shared`
+    /// (a reload after a snapshot install keeps the same `shared`).
+    pub fn load(view: &impl ReadView, shared: Arc<AuthShared>, tick: std::time::Duration) -> Result<Self> {
+        let state = Arc::new(AuthState::load(view)?);
         *shared.state.write() = Arc::clone(&state);
         let ticks_per_second = (1000 / tick.as_millis().max(1)).max(1) as u64;
         Ok(AuthStore { state, shared, ticks_per_second })
