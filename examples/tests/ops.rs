@@ -46,6 +46,17 @@ fn try_put(addr: &str, key: &str, value: &str) -> Result<i64, String> {
     }
 }
 
+/// The backend size gauges on `/metrics`: (total, in use).
+fn db_size_metrics(addr: &str) -> (f64, f64) {
+    let (_, text) = http(addr, "GET", "/metrics", "").expect("metrics");
+    let gauge = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    (gauge("etcd_mvcc_db_total_size_in_bytes"), gauge("etcd_mvcc_db_total_size_in_use_in_bytes"))
+}
+
 fn revision(addr: &str) -> i64 {
     let v = post_ok(addr, "/v3/kv/range", &serde_json::json!({ "key": b64("none") }).to_string());
     num(&v["header"]["revision"])
@@ -62,6 +73,8 @@ fn defragment_gives_back_the_space_of_deleted_and_compacted_keys() {
     }
     let (full, full_in_use) = db_size(&ep);
     assert!(full > 2_000_000 && full_in_use <= full, "300 values of 10 kB: {full} / {full_in_use}");
+    let (full_gauge, full_in_use_gauge) = db_size_metrics(&addr);
+    assert!(full_in_use_gauge > 2e6 && full_in_use_gauge <= full_gauge, "{full_in_use_gauge} of {full_gauge}");
     for i in 0..300 {
         post_ok(&addr, "/v3/kv/deleterange", &serde_json::json!({ "key": b64(&format!("/big/{i:04}")) }).to_string());
     }
@@ -73,6 +86,14 @@ fn defragment_gives_back_the_space_of_deleted_and_compacted_keys() {
     let (after, after_in_use) = db_size(&ep);
     assert!(after < full / 4, "defragment shrank {full} only to {after}");
     assert!(after_in_use <= after, "{after_in_use} in use of {after}");
+    // The in-use figures (Status and the gauge) follow the live data down.
+    assert!(after_in_use < full_in_use / 4, "in use: {full_in_use} before, {after_in_use} after");
+    let (after_gauge, after_in_use_gauge) = db_size_metrics(&addr);
+    assert!(after_in_use_gauge <= after_gauge, "{after_in_use_gauge} of {after_gauge}");
+    assert!(
+        after_in_use_gauge < full_in_use_gauge / 4.0,
+        "gauge: {full_in_use_gauge} before, {after_in_use_gauge} after"
+    );
     // The member still serves and writes after the rewrite.
     put(&addr, "/after", "1");
     assert!(etcdctl(&ep, &["get", "/after", "--print-value-only"]).contains('1'));

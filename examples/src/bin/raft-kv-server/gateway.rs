@@ -499,7 +499,8 @@ async fn version() -> Response {
 }
 
 async fn metrics(State(g): State<Gw>) -> Response {
-    let db_size = g.ctx.node.status().await.map(|s| s.db_size).ok();
+    let db_size =
+        g.ctx.node.status().await.map(|s| raft_kv::engine::DbSize { total: s.db_size, in_use: s.db_size_in_use }).ok();
     // etcd_debugging_mvcc_keys_total: a local count-only range over every
     // key (no raft round trip; one scan per scrape).
     let all = pb::RangeRequest {

@@ -144,13 +144,13 @@ impl Metrics {
                 "etcd_mvcc_db_total_size_in_bytes",
                 "gauge",
                 "Total size of the underlying database physically allocated in bytes.",
-                db_size as f64,
+                db_size.total as f64,
             );
             gauge(
                 "etcd_mvcc_db_total_size_in_use_in_bytes",
                 "gauge",
                 "Total size of the underlying database logically in use in bytes.",
-                db_size as f64,
+                db_size.in_use as f64,
             );
         }
         if let Some(keys) = view.keys {
@@ -221,8 +221,9 @@ impl Metrics {
 
 /// What [`Metrics::render`] reads besides the member's state.
 pub struct View<'a> {
-    /// The engine's size estimate, if the member answered.
-    pub db_size: Option<u64>,
+    /// The engine's size estimates (total and in use), if the member
+    /// answered.
+    pub db_size: Option<raft_kv::engine::DbSize>,
     /// Keys in the store (a count-only range), if the member answered.
     pub keys: Option<i64>,
     /// The peer transport's totals.
@@ -261,4 +262,32 @@ fn render_engine_histogram(out: &mut String, name: &str, help: &str, h: &raft_kv
     }
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
     let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", h.sum_seconds, h.count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two size gauges report the engine's two estimates, not one
+    /// figure twice.
+    #[test]
+    fn size_gauges_report_total_and_in_use() {
+        let (transport, peers, node) = (transport_tcp::Metrics::default(), BTreeMap::new(), Default::default());
+        let size = raft_kv::engine::DbSize { total: 9000, in_use: 1234 };
+        let state = MemberState {
+            id: 1,
+            leader: 1,
+            term: 1,
+            role: Role::Leader,
+            commit_index: 1,
+            applied_index: 1,
+            revision: 1,
+            compact_revision: 0,
+            stopped: false,
+        };
+        let view = View { db_size: Some(size), keys: None, transport: &transport, peers: &peers, node: &node };
+        let text = Metrics::default().render(&state, &view);
+        assert!(text.contains("\netcd_mvcc_db_total_size_in_bytes 9000\n"), "{text}");
+        assert!(text.contains("\netcd_mvcc_db_total_size_in_use_in_bytes 1234\n"), "{text}");
+    }
 }
