@@ -21,5 +21,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &["../raft-kv/proto"],
         )?;
     println!("cargo:rerun-if-changed=../raft-kv/proto");
+    git_sha();
+    rustc_version();
     Ok(())
+}
+
+/// `RAFT_KV_RUSTC` ("rustc 1.x.y") for `raft-kv-server --version`.
+fn rustc_version() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = std::process::Command::new(rustc).arg("--version").output().ok();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let version: Vec<&str> = text.split_whitespace().take(2).collect();
+    println!("cargo:rustc-env=RAFT_KV_RUSTC={}", if version.len() == 2 { version.join(" ") } else { "rustc".into() });
+}
+
+/// `RAFT_KV_GIT_SHA` for `raft-kv-server --version`: the build's commit,
+/// abbreviated as etcd's is (9 hex digits), or etcd's "Not provided" when
+/// there is no git (a build from a source archive). The build reruns when
+/// the checked-out commit changes.
+fn git_sha() {
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git").args(args).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let sha = git(&["rev-parse", "--short=9", "HEAD"]).unwrap_or_else(|| "Not provided".into());
+    println!("cargo:rustc-env=RAFT_KV_GIT_SHA={sha}");
+    if let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) {
+        println!("cargo:rerun-if-changed={head}");
+    }
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]).and_then(|r| git(&["rev-parse", "--git-path", &r])) {
+        println!("cargo:rerun-if-changed={branch}");
+    }
 }

@@ -153,6 +153,84 @@ fn etcd_environment_and_flags() {
     }
 }
 
+/// `--version` prints etcd 3.5.1's four lines with raft-kv's values: the
+/// etcd version it reports, the build's commit (etcd's 9-digit form), no Go
+/// (the Rust compiler instead) and the target in Go's names.
+#[test]
+fn version_lines_are_etcds() {
+    let label = |line: &str| line.split(':').next().unwrap_or("").to_string();
+    let theirs = run(10, &etcd35("etcd").to_string_lossy(), &["--version"], &[], None);
+    let ours = run(10, server(), &["--version"], &[], None);
+    assert!(theirs.status.success() && ours.status.success(), "{theirs:?} {ours:?}");
+    let (theirs, ours) = (String::from_utf8_lossy(&theirs.stdout), String::from_utf8_lossy(&ours.stdout));
+    assert_eq!(ours.lines().map(label).collect::<Vec<_>>(), theirs.lines().map(label).collect::<Vec<_>>(), "{ours}");
+    let lines: Vec<&str> = ours.lines().collect();
+    assert_eq!(lines[0], "etcd Version: 3.5.17");
+    let sha = lines[1].strip_prefix("Git SHA: ").expect("sha");
+    assert!(sha == "Not provided" || (sha.len() == 9 && sha.bytes().all(|b| b.is_ascii_hexdigit())), "{sha}");
+    assert!(lines[2].starts_with("Go Version: none (raft-kv ") && lines[2].contains("rustc 1."), "{}", lines[2]);
+    assert_eq!(lines[3], theirs.lines().nth(3).expect("os/arch"), "same machine, same Go OS/Arch");
+}
+
+/// `--log-level` (and `ETCD_LOG_LEVEL`) filter as etcd's levels do, into
+/// the `--log-outputs` file: each level shows its own lines and hides the
+/// ones below it (`--enable-pprof` makes a warning to show or hide).
+/// Unknown levels, loggers and combined `default` outputs are refused with
+/// etcd 3.5.1's messages.
+#[test]
+fn log_levels_and_outputs() {
+    type Case =
+        (&'static [&'static str], &'static [(&'static str, &'static str)], &'static str, &'static [&'static str]);
+    let cases: [Case; 4] = [
+        (&["--log-level=debug"], &[], " DEBUG ", &[]),
+        (&["--log-level", "info"], &[], " INFO ", &[" DEBUG "]),
+        (&[], &[("ETCD_LOG_LEVEL", "warn")], " WARN ", &[" INFO ", " DEBUG "]),
+        (&["--log-level=error"], &[], "", &[" WARN ", " INFO ", " DEBUG "]),
+    ];
+    let tmp = tempfile::tempdir().expect("tmp");
+    for (i, (args, env, shown, hidden)) in cases.into_iter().enumerate() {
+        let (client, peer) = (format!("127.0.0.1:{}", free_port()), format!("http://127.0.0.1:{}", free_port()));
+        let log = tmp.path().join(format!("{i}.log"));
+        let child = Command::new(server())
+            .arg("--data-dir")
+            .arg(tmp.path().join(format!("d{i}")))
+            .args(["--listen-client-urls", &format!("http://{client}"), "--advertise-client-urls"])
+            .arg(format!("http://{client}"))
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("default={peer}"), "--enable-pprof"])
+            .arg(format!("--log-outputs={}", log.display()))
+            .args(args)
+            .envs(env.iter().copied())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let p = Proc(child);
+        wait_get(&client, "/health", 30);
+        put(&client, "k", "v");
+        drop(p);
+        let text = std::fs::read_to_string(&log).expect("log file");
+        assert!(text.contains(shown), "{args:?} {env:?}: no{shown}line in\n{text}");
+        for h in hidden {
+            assert!(!text.contains(h), "{args:?} {env:?}: a{h}line in\n{text}");
+        }
+    }
+    let out = run(30, &etcd35("etcd").to_string_lossy(), &["--log-level=bogus"], &[], None);
+    let etcd_says = String::from_utf8_lossy(&out.stderr).to_string();
+    for (flag, want) in [
+        ("--log-level=bogus", "unrecognized level: \"bogus\""),
+        ("--logger=capnslog", "--logger=capnslog is removed in v3.5"),
+        ("--logger=bogus", "unknown logger option \"bogus\""),
+        ("--log-outputs=default,stdout", "multi logoutput for \"default\" is not supported yet"),
+    ] {
+        let out = run(20, server(), &[flag], &[("RUST_BACKTRACE", "0")], None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{flag}: {err}");
+    }
+    assert!(etcd_says.contains("unrecognized level: \"bogus\""), "etcd 3.5.1 says {etcd_says}");
+}
+
 /// A command line, an environment and the error they must give.
 type Refused = (&'static [&'static str], &'static [(&'static str, &'static str)], &'static str);
 

@@ -16,6 +16,27 @@ use crate::metrics::Metrics;
 /// etcd 3.5 at which Kubernetes turns on RequestWatchProgress (it checks
 /// for 3.5.13 or later), whose behaviour raft-kv has.
 pub const ETCD_VERSION: &str = "3.5.17";
+/// `--version`, in etcd 3.5's four lines. raft-kv has no Go: `Go Version`
+/// names the Rust compiler and raft-kv's own version instead, and `Go
+/// OS/Arch` is the target in Go's names (`linux/amd64`), which is what
+/// scripts that read these lines look for.
+pub fn version_text() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64",
+        other => other,
+    };
+    format!(
+        "etcd Version: {ETCD_VERSION}\nGit SHA: {}\nGo Version: none (raft-kv {}, {})\nGo OS/Arch: {}/{arch}\n",
+        env!("RAFT_KV_GIT_SHA"),
+        env!("CARGO_PKG_VERSION"),
+        env!("RAFT_KV_RUSTC"),
+        std::env::consts::OS,
+    )
+}
+
 /// The cluster version reported by `/version` (etcd reports major.minor.0).
 pub const CLUSTER_VERSION: &str = "3.5.0";
 

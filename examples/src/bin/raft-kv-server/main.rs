@@ -74,7 +74,7 @@ enum ClusterState {
 
 /// Command-line flags, named like etcd's.
 #[derive(Debug, Parser)]
-#[command(name = "raft-kv-server", version, about = "A raft-kv member serving etcd's v3 API")]
+#[command(name = "raft-kv-server", about = "A raft-kv member serving etcd's v3 API")]
 struct Flags {
     /// Human-readable name of this member.
     #[arg(long, env = "RAFT_KV_NAME", default_value = "default")]
@@ -194,10 +194,11 @@ struct Flags {
     log_level: String,
     /// etcd's logger choice: only `zap` (the one etcd 3.5 has); raft-kv logs
     /// through tracing either way.
-    #[arg(long, env = "RAFT_KV_LOGGER", default_value = "zap", value_parser = ["zap"])]
+    #[arg(long, env = "RAFT_KV_LOGGER", default_value = "zap", value_parser = parse_logger)]
     logger: String,
-    /// Where logs go (comma-separated): `default` or `stderr`, `stdout`, or
-    /// a file path (appended to).
+    /// Where logs go (comma-separated): `default` or `stderr`, `stdout`,
+    /// `journal` (stderr, which systemd's journal captures), or a file path
+    /// (appended to). `default` cannot be combined, as in etcd.
     #[arg(long, env = "RAFT_KV_LOG_OUTPUTS", default_value = "default", value_delimiter = ',')]
     log_outputs: Vec<String>,
 }
@@ -313,23 +314,39 @@ fn url_addr(url: &str) -> Result<SocketAddr> {
         .with_context(|| format!("{url:?} resolves to no address"))
 }
 
-/// etcd's log levels as tracing filters; anything else is a tracing filter.
-fn log_filter(level: &str) -> &str {
+/// etcd's log levels as tracing filters; a tracing filter (a directive
+/// with `=`, such as `raft_kv=debug`) as itself; any other word is refused
+/// with etcd's message (a bare word would be a tracing target, silencing
+/// every log line).
+fn log_filter(level: &str) -> Result<&str> {
     match level {
-        "warn" => "warn",
-        "panic" | "fatal" | "dpanic" => "error",
-        other => other,
+        "debug" | "info" | "warn" | "error" => Ok(level),
+        "panic" | "fatal" | "dpanic" => Ok("error"),
+        filter if filter.contains('=') => Ok(filter),
+        other => bail!("unrecognized level: {other:?}"),
+    }
+}
+
+/// `--logger`: etcd 3.5's messages for what it refuses.
+fn parse_logger(s: &str) -> std::result::Result<String, String> {
+    match s {
+        "zap" => Ok(s.to_string()),
+        "capnslog" => Err("--logger=capnslog is removed in v3.5".into()),
+        other => Err(format!("unknown logger option {other:?}")),
     }
 }
 
 /// `--log-outputs` as one writer: stderr, stdout and files, together.
 fn log_writer(outputs: &[String]) -> Result<(tracing_subscriber::fmt::writer::BoxMakeWriter, bool)> {
     use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+    if outputs.len() > 1 && outputs.iter().any(|o| o == "default") {
+        bail!("multi logoutput for \"default\" is not supported yet");
+    }
     let mut writer: Option<BoxMakeWriter> = None;
     let mut ansi = true;
     for o in outputs {
         let next = match o.as_str() {
-            "default" | "stderr" => {
+            "default" | "stderr" | "journal" => {
                 ansi &= std::io::IsTerminal::is_terminal(&std::io::stderr());
                 BoxMakeWriter::new(std::io::stderr)
             }
@@ -343,7 +360,7 @@ fn log_writer(outputs: &[String]) -> Result<(tracing_subscriber::fmt::writer::Bo
                     .create(true)
                     .append(true)
                     .open(path)
-                    .with_context(|| format!("--log-outputs: cannot open {path}"))?;
+                    .with_context(|| format!("couldn't open sink {path:?}"))?;
                 BoxMakeWriter::new(Arc::new(f))
             }
         };
@@ -359,16 +376,21 @@ fn main() -> Result<()> {
     if std::env::args_os().nth(1).is_some_and(|a| a == "snapshot") {
         return snapshot_restore::main();
     }
+    if std::env::args_os().skip(1).any(|a| a == "--version" || a == "-version") {
+        print!("{}", etcd::version_text());
+        return Ok(());
+    }
     let env: Vec<(String, String)> =
         std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
     let cmd = Flags::command();
     let prepared = etcd_flags::prepare(&cmd, std::env::args_os(), &env)?;
     let flags = Flags::from_arg_matches(&cmd.get_matches_from(prepared.args)).unwrap_or_else(|e| e.exit());
     let (writer, ansi) = log_writer(&flags.log_outputs)?;
+    let level = log_filter(&flags.log_level)?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .or_else(|_| tracing_subscriber::EnvFilter::try_new(log_filter(&flags.log_level)))
+                .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
                 .context("bad --log-level")?,
         )
         .with_writer(writer)
