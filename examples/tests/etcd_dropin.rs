@@ -582,15 +582,19 @@ fn metrics_match_etcd() {
     etcdctl(&addr, &["get", "m0"]);
     etcdctl(etcd.url.trim_start_matches("http://"), &["get", "m0"]);
     let (_, theirs) = http(etcd.url.trim_start_matches("http://"), "GET", "/metrics", "").expect("etcd metrics");
-    // Peer RTT is probed every 5 s: wait for the first probe.
+    // Peer round trips are the leader's heartbeats, sampled once a second
+    // per peer: wait for both peers' first samples.
+    let leader = c.members[c.leader()].client_addr();
     let deadline = Instant::now() + Duration::from_secs(20);
-    let ours = loop {
-        let (_, t) = http(&addr, "GET", "/metrics", "").expect("metrics");
-        if t.contains("etcd_network_peer_round_trip_time_seconds_count") || Instant::now() > deadline {
+    let leader_text = loop {
+        let (_, t) = http(&leader, "GET", "/metrics", "").expect("metrics");
+        let peers = t.lines().filter(|l| l.starts_with("etcd_network_peer_round_trip_time_seconds_count{")).count();
+        if peers == 2 || Instant::now() > deadline {
             break t;
         }
         std::thread::sleep(Duration::from_millis(500));
     };
+    let (_, ours) = http(&addr, "GET", "/metrics", "").expect("metrics");
     // In both (a one-member etcd has no peer metrics).
     for name in [
         "etcd_server_has_leader",
@@ -614,7 +618,7 @@ fn metrics_match_etcd() {
         assert_eq!(got, want, "{name}: raft-kv (left), etcd 3.5.1 (right)");
     }
     // etcd's types and labels, from its source (rafthttp/metrics.go).
-    let rtt = family(&ours, "etcd_network_peer_round_trip_time_seconds");
+    let rtt = family(&leader_text, "etcd_network_peer_round_trip_time_seconds");
     assert_eq!(rtt.0.as_deref(), Some("histogram"));
     assert_eq!(rtt.1, ["To", "le"]);
     assert_eq!(rtt.2.len(), 17, "16 bounds + Inf: {:?}", rtt.2);
@@ -629,6 +633,14 @@ fn metrics_match_etcd() {
     };
     assert_eq!(value("etcd_server_has_leader"), 1.0);
     assert_eq!(value("etcd_debugging_mvcc_keys_total"), 5.0);
+    for m in c.members.iter().filter(|m| m.client_addr() != leader) {
+        let status = etcdctl(&m.client_addr(), &["endpoint", "status", "-w", "json"]);
+        let id: serde_json::Value = serde_json::from_str(&status).expect("json");
+        let to = format!("{:x}", id[0]["Status"]["header"]["member_id"].as_u64().expect("member id"));
+        let line = format!("etcd_network_peer_round_trip_time_seconds_sum{{To=\"{to}\"}} ");
+        let sum: f64 = leader_text.lines().find_map(|l| l.strip_prefix(&line)?.trim().parse().ok()).expect(&line);
+        assert!(sum > 0.0, "{line}{sum}");
+    }
     assert!(value("etcd_server_proposals_committed_total") > 5.0);
     assert!(value("etcd_disk_wal_fsync_duration_seconds_count") > 0.0);
     assert!(ours.contains(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::error::TransportError;
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::rtt::RoundTripHook;
 use crate::tls::PeerTls;
 
 /// Configuration of one member's transport.
@@ -59,6 +60,9 @@ pub struct TcpConfig {
     /// TLS on both lanes, accepted and dialed; `None` (the default) is
     /// cleartext. Both ends of a cluster must agree.
     pub tls: Option<PeerTls>,
+    /// Called with each peer's measured heartbeat round trip (see
+    /// [`RoundTripHook`]); `None` (the default) measures nothing.
+    pub on_round_trip: Option<RoundTripHook>,
 }
 
 impl TcpConfig {
@@ -82,6 +86,7 @@ impl TcpConfig {
             max_inbound_connections: 1_024,
             shutdown_timeout: Duration::from_secs(2),
             tls: None,
+            on_round_trip: None,
         }
     }
 

@@ -46,6 +46,9 @@
 //! be added, moved and removed at runtime through a [`TcpHandle`], which
 //! stays usable after the transport has been handed to the node.
 //!
+//! With [`TcpConfig::on_round_trip`] set, the transport measures each
+//! peer's heartbeat round trip (see [`RoundTripHook`]).
+//!
 //! Wire format: see [`handshake`] and [`frame`].
 
 mod config;
@@ -56,6 +59,7 @@ mod groups;
 pub mod handshake;
 mod metrics;
 mod reader;
+mod rtt;
 mod tls;
 mod transport;
 mod writer;
@@ -63,5 +67,6 @@ mod writer;
 pub use config::TcpConfig;
 pub use error::TransportError;
 pub use metrics::Metrics;
+pub use rtt::{RoundTripHook, ANSWER_WITHIN, SAMPLE_EVERY};
 pub use tls::PeerTls;
 pub use transport::{TcpHandle, TcpTransport};

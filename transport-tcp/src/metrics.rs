@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::rtt::HeartbeatProbe;
+
 /// One counter of [`Metrics`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Counter {
@@ -20,17 +22,21 @@ pub(crate) enum Counter {
 
 const COUNTERS: usize = 10;
 
-/// Live counters; [`Counters::snapshot`] reads them.
+/// Live counters; [`Counters::snapshot`] reads them. A peer's also hold its
+/// sampled heartbeat, shared by its writer and the reader of its messages.
 #[derive(Debug, Default)]
-pub(crate) struct Counters([AtomicU64; COUNTERS]);
+pub(crate) struct Counters {
+    counts: [AtomicU64; COUNTERS],
+    pub(crate) heartbeat: HeartbeatProbe,
+}
 
 impl Counters {
     pub(crate) fn add(&self, c: Counter, n: u64) {
-        self.0[c as usize].fetch_add(n, Ordering::Relaxed);
+        self.counts[c as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> Metrics {
-        let get = |c: Counter| self.0[c as usize].load(Ordering::Relaxed);
+        let get = |c: Counter| self.counts[c as usize].load(Ordering::Relaxed);
         Metrics {
             messages_sent: get(Counter::Sent),
             bytes_sent: get(Counter::SentBytes),

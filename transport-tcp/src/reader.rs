@@ -12,8 +12,9 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use raft::eraftpb::MessageType;
 use raft_kv::Mailbox;
 
 use crate::ctx::Ctx;
@@ -220,6 +221,13 @@ fn read_frames(ctx: &Ctx, stream: &mut PeerStream, hs: &Handshake, mailbox: &Mai
                 });
             }
             tally.add(Counter::Received, 1);
+            if let Some(hook) = &ctx.cfg.on_round_trip {
+                if msg.get_msg_type() == MessageType::MsgHeartbeatResponse {
+                    if let Some(took) = tally.peer.heartbeat.answered(Instant::now()) {
+                        (hook.0)(hs.from, took);
+                    }
+                }
+            }
             if !mailbox.deliver(msg) {
                 return Ok(());
             }

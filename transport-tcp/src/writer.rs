@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
+use raft::eraftpb::MessageType;
 use raft_kv::RaftMessage;
 
 use crate::ctx::Ctx;
@@ -112,11 +113,14 @@ impl Writer {
                 self.tally.add(Counter::Dropped, dropped);
                 continue;
             }
-            let (count, bytes) = self.coalesce(first, &mut buf);
+            let (count, bytes, heartbeat) = self.coalesce(first, &mut buf);
             if count == 0 {
                 continue;
             }
             let Some(stream) = conn.stream.as_mut() else { continue };
+            // Sampled before the write, so an answer can never beat it.
+            let sampled =
+                heartbeat && self.ctx.cfg.on_round_trip.is_some() && self.tally.peer.heartbeat.sending(Instant::now());
             match stream.write_all(&buf).and_then(|()| stream.flush()) {
                 Ok(()) => {
                     self.tally.add(Counter::Sent, count);
@@ -125,6 +129,9 @@ impl Writer {
                     conn.failure_logged = false;
                 }
                 Err(e) => {
+                    if sampled {
+                        self.tally.peer.heartbeat.failed();
+                    }
                     tracing::warn!(peer = self.peer, lane = ?self.lane, error = %e, "write failed; reconnecting");
                     self.tally.add(Counter::Dropped, count);
                     self.disconnect(&mut conn);
@@ -137,16 +144,19 @@ impl Writer {
     }
 
     /// Encodes `first` and whatever else is queued (up to `max_write_bytes`)
-    /// into `buf`; returns (messages, bytes). Messages over the frame limit
-    /// are dropped here.
-    fn coalesce(&self, first: RaftMessage, buf: &mut Vec<u8>) -> (u64, u64) {
+    /// into `buf`; returns (messages, bytes, whether a heartbeat is among
+    /// them). Messages over the frame limit are dropped here.
+    fn coalesce(&self, first: RaftMessage, buf: &mut Vec<u8>) -> (u64, u64, bool) {
         let cfg = &self.ctx.cfg;
         buf.clear();
-        let mut count = 0;
+        let (mut count, mut heartbeat) = (0, false);
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match encode_message(&msg, cfg.max_frame_bytes, buf) {
-                Ok(_) => count += 1,
+                Ok(_) => {
+                    count += 1;
+                    heartbeat |= msg.get_msg_type() == MessageType::MsgHeartbeat;
+                }
                 Err(e) => {
                     tracing::warn!(peer = self.peer, msg_type = ?msg.get_msg_type(), error = %e, "dropping message");
                     self.tally.add(Counter::Dropped, 1);
@@ -156,7 +166,7 @@ impl Writer {
                 next = self.rx.try_recv().ok();
             }
         }
-        (count, buf.len() as u64)
+        (count, buf.len() as u64, heartbeat)
     }
 
     /// Reconnects to a changed address at once.

@@ -446,6 +446,9 @@ async fn run(flags: Flags) -> Result<()> {
 
     let peer_listen = url_addr(flags.listen_peer_urls.first().context("--listen-peer-urls is empty")?)?;
     let mut tcfg = TcpConfig::new(my_id, cluster_id, peer_listen);
+    let rtt = Arc::new(peer_rtt::PeerRtt::default());
+    let observed = Arc::clone(&rtt);
+    tcfg.on_round_trip = Some(transport_tcp::RoundTripHook::new(move |peer, took| observed.observe(peer, took)));
     if let Some(peer_tls) = tls::peer(&flags.tls, &flags.listen_peer_urls, &flags.initial_advertise_peer_urls)? {
         tcfg = tcfg.tls(peer_tls);
     }
@@ -478,14 +481,14 @@ async fn run(flags: Flags) -> Result<()> {
             .watch_progress_notify_interval
             .unwrap_or(flags.experimental_watch_progress_notify_interval),
         election_timeout: tick * cfg_election_ticks as u32,
-        metrics: metrics::Metrics::default(),
+        metrics: metrics::Metrics::with_rtt(rtt),
         transport: transport_handle,
         auth: authn::Authn::new(&flags.auth_token, flags.auth_token_ttl, flags.bcrypt_cost)?,
         data_dir: data_dir.clone(),
     });
     let fatal = tokio::spawn(watch_member(ctx.clone()));
     tokio::spawn(publish(node.clone(), flags.name.clone(), flags.advertise_client_urls.clone()));
-    tokio::spawn(peer_rtt::probe(ctx.clone()));
+    tokio::spawn(peer_rtt::prune(ctx.clone()));
     tokio::spawn(autocompact::run(node.clone(), retention, flags.auto_compaction_revision_interval));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -63,10 +64,16 @@ pub struct Metrics {
     /// gRPC requests by method and code (grpc_metrics.rs).
     pub grpc: crate::grpc_metrics::GrpcMetrics,
     /// Round trips to the peers (peer_rtt.rs).
-    pub rtt: crate::peer_rtt::PeerRtt,
+    pub rtt: Arc<crate::peer_rtt::PeerRtt>,
 }
 
 impl Metrics {
+    /// Metrics whose peer round trips are `rtt` (which the peer transport
+    /// fills).
+    pub fn with_rtt(rtt: Arc<crate::peer_rtt::PeerRtt>) -> Self {
+        Metrics { rtt, ..Default::default() }
+    }
+
     /// Counts one request to `method` (a gRPC method or HTTP path).
     pub fn request(&self, method: &'static str) {
         *self.requests.lock().entry(method).or_default() += 1;

@@ -1,12 +1,14 @@
 //! `etcd_network_peer_round_trip_time_seconds{To}`: etcd probes each peer
-//! every few seconds and records the round trip. raft-kv's peer port speaks
-//! a framed protocol that would count a probe as a bad handshake, so the
-//! probe is a TCP connect to the peer's advertised client URL (SYN to
-//! SYN-ACK: one network round trip, whatever the scheme), closed at once.
+//! over its peer HTTP endpoint and records the round trip. raft-kv measures
+//! the raft path itself: the peer transport times a heartbeat to a peer
+//! until that peer's answer is read (`transport_tcp::RoundTripHook`, at
+//! most one sample per peer a second), and [`PeerRtt::observe`] files it
+//! here. So the figure covers both transports and the peer's raft loop; as
+//! only the leader sends heartbeats, only the leader reports round trips.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -17,10 +19,8 @@ const BUCKETS: [f64; 16] = [
     0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.0512, 0.1024, 0.2048, 0.4096, 0.8192,
     1.6384, 3.2768,
 ];
-/// How often each peer is probed.
-const INTERVAL: Duration = Duration::from_secs(5);
-/// A probe slower than this is a failed one (not recorded).
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// How often peers that left the cluster are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Default, Clone)]
 struct Hist {
@@ -34,7 +34,8 @@ struct Hist {
 pub struct PeerRtt(Mutex<BTreeMap<u64, Hist>>);
 
 impl PeerRtt {
-    fn observe(&self, peer: u64, d: Duration) {
+    /// Records one round trip to `peer`.
+    pub fn observe(&self, peer: u64, d: Duration) {
         let s = d.as_secs_f64();
         let mut m = self.0.lock();
         let h = m.entry(peer).or_default();
@@ -66,30 +67,18 @@ impl PeerRtt {
     }
 }
 
-/// `host:port` of a URL such as `http://10.0.0.2:2379`.
-fn host_port(url: &str) -> Option<&str> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let hp = rest.split('/').next()?;
-    (!hp.is_empty()).then_some(hp)
-}
-
-/// Probes every other member every [`INTERVAL`] until the member stops.
-pub async fn probe(ctx: Shared) {
-    let mut tick = tokio::time::interval(INTERVAL);
+/// Forgets the round trips of peers that are no longer members, every
+/// [`PRUNE_EVERY`], until the member stops.
+pub async fn prune(ctx: Shared) {
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if ctx.node.state().stopped {
             return;
         }
-        let Ok(members) = ctx.node.member_list().await else { continue };
-        ctx.metrics.rtt.retain(&members.iter().map(|m| m.id).collect::<Vec<_>>());
-        for m in members.iter().filter(|m| m.id != ctx.member_id) {
-            let Some(hp) = m.client_ur_ls.first().and_then(|u| host_port(u)) else { continue };
-            let start = Instant::now();
-            if let Ok(Ok(_conn)) = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(hp)).await {
-                ctx.metrics.rtt.observe(m.id, start.elapsed());
-            }
+        if let Ok(members) = ctx.node.member_list().await {
+            ctx.metrics.rtt.retain(&members.iter().map(|m| m.id).collect::<Vec<_>>());
         }
     }
 }
@@ -99,10 +88,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_and_buckets() {
-        assert_eq!(host_port("http://a:1/x"), Some("a:1"));
-        assert_eq!(host_port("https://10.0.0.1:2379"), Some("10.0.0.1:2379"));
-        assert_eq!(host_port("http://"), None);
+    fn buckets_and_pruning() {
         let r = PeerRtt::default();
         r.observe(0xab, Duration::from_micros(300));
         r.retain(&[0xab]);
