@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::future::Future;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,24 +25,11 @@ use raft_kv::pb::etcdserverpb::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+
 use tonic::Streaming;
 
 fn server() -> &'static str {
     env!("CARGO_BIN_EXE_raft-kv-server")
-}
-
-async fn connect(url: &str) -> Channel {
-    Endpoint::from_shared(url.to_string())
-        .expect("endpoint")
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
-}
-
-async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, f).await.unwrap_or_else(|_| panic!("{what}: not done within {limit:?}"))
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -189,26 +175,17 @@ fn log_levels_and_outputs() {
     ];
     let tmp = tempfile::tempdir().expect("tmp");
     for (i, (args, env, shown, hidden)) in cases.into_iter().enumerate() {
-        let (client, peer) = (format!("127.0.0.1:{}", free_port()), format!("http://127.0.0.1:{}", free_port()));
-        let log = tmp.path().join(format!("{i}.log"));
-        let child = Command::new(server())
-            .arg("--data-dir")
-            .arg(tmp.path().join(format!("d{i}")))
-            .args(["--listen-client-urls", &format!("http://{client}"), "--advertise-client-urls"])
-            .arg(format!("http://{client}"))
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("default={peer}"), "--enable-pprof"])
-            .arg(format!("--log-outputs={}", log.display()))
-            .args(args)
-            .envs(env.iter().copied())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let p = Proc(child);
-        wait_get(&client, "/health", 30);
-        put(&client, "k", "v");
+        let dir = tmp.path().join(i.to_string());
+        std::fs::create_dir(&dir).expect("dir");
+        let m = members_in(&dir, 1).remove(0);
+        let log = m.dir.with_extension("levels.log");
+        let mut extra = vec!["--enable-pprof".to_string(), format!("--log-outputs={}", log.display())];
+        extra.extend(args.iter().map(|a| a.to_string()));
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let mut cmd = command(&m, &initial_cluster(std::slice::from_ref(&m)), "new", &extra, env);
+        let p = Proc(cmd.env_remove("RUST_LOG").spawn().expect("spawn"));
+        wait_get(&m.client_addr(), "/health", 30);
+        put(&m.client_addr(), "k", "v");
         drop(p);
         let text = std::fs::read_to_string(&log).expect("log file");
         assert!(text.contains(shown), "{args:?} {env:?}: no{shown}line in\n{text}");
@@ -420,35 +397,6 @@ fn require_leader() {
     });
 }
 
-/// A real etcd 3.5.1 on loopback, killed on drop.
-struct Etcd35 {
-    _p: Proc,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Etcd35 {
-    fn start() -> Etcd35 {
-        let dir = tempfile::tempdir().expect("tmp");
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let purl = format!("http://127.0.0.1:{peer}");
-        let child = Command::new(etcd35("etcd"))
-            .arg("--data-dir")
-            .arg(dir.path().join("d"))
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &purl, "--initial-advertise-peer-urls", &purl])
-            .args(["--initial-cluster", &format!("default={purl}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn etcd 3.5.1");
-        let e = Etcd35 { _p: Proc(child), url, _dir: dir };
-        wait_get(&format!("127.0.0.1:{client}"), "/health", 30);
-        e
-    }
-}
-
 /// One line per request of a fixed script: ranges with `count_only`,
 /// `keys_only` and `limit` at an old revision, negative revision and limit,
 /// and the compaction errors, as the server answers them (revisions
@@ -536,10 +484,10 @@ async fn range_script(url: &str) -> Vec<String> {
 /// The script's answers from raft-kv are etcd 3.5.1's, line for line.
 #[test]
 fn ranges_and_compaction_match_etcd() {
-    let etcd = Etcd35::start();
+    let etcd = RealEtcd::start_temp();
     let c = Cluster::start(1);
     let rt = rt();
-    let want = rt.block_on(range_script(&etcd.url));
+    let want = rt.block_on(range_script(&etcd.client_url));
     let got = rt.block_on(range_script(&c.members[0].client_url));
     for (w, g) in want.iter().zip(&got) {
         assert_eq!(g, w, "raft-kv (left) and etcd 3.5.1 (right) differ");
@@ -572,16 +520,16 @@ fn family(text: &str, name: &str) -> (Option<String>, Vec<String>, Vec<String>) 
 /// and carry real values.
 #[test]
 fn metrics_match_etcd() {
-    let etcd = Etcd35::start();
+    let etcd = RealEtcd::start_temp();
     let c = Cluster::start(3);
     let addr = c.members[0].client_addr();
     for i in 0..5 {
         put(&addr, &format!("m{i}"), "v");
-        put(etcd.url.trim_start_matches("http://"), &format!("m{i}"), "v");
+        put(&etcd.client_addr(), &format!("m{i}"), "v");
     }
     etcdctl(&addr, &["get", "m0"]);
-    etcdctl(etcd.url.trim_start_matches("http://"), &["get", "m0"]);
-    let (_, theirs) = http(etcd.url.trim_start_matches("http://"), "GET", "/metrics", "").expect("etcd metrics");
+    etcdctl(&etcd.client_addr(), &["get", "m0"]);
+    let (_, theirs) = http(&etcd.client_addr(), "GET", "/metrics", "").expect("etcd metrics");
     // Peer round trips are the leader's heartbeats, sampled once a second
     // per peer: wait for both peers' first samples.
     let leader = c.members[c.leader()].client_addr();

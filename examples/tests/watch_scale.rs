@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,28 +24,13 @@ use raft_kv::pb::etcdserverpb::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Streaming;
 
 /// A multi-threaded tokio runtime for the test's clients (the member runs
 /// in its own process).
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
-}
-
-/// A new HTTP/2 connection to `url`.
-async fn connect(url: &str) -> Channel {
-    Endpoint::from_shared(url.to_string())
-        .expect("endpoint")
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
-}
-
-/// Awaits `f`, failing the test after `limit`.
-async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, f).await.unwrap_or_else(|_| panic!("{what}: not done within {limit:?}"))
 }
 
 /// `Threads:` and `VmRSS:` (in KiB) of process `pid`.

@@ -78,9 +78,15 @@ pub fn spawn(m: &Member, initial_cluster: &str, state: &str, extra: &[&str]) -> 
 
 /// Starts one member process with extra environment variables.
 pub fn spawn_env(m: &Member, initial_cluster: &str, state: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    command(m, initial_cluster, state, extra, env).spawn().expect("spawn raft-kv-server")
+}
+
+/// The command [`spawn_env`] runs (logging at `RUST_LOG=info` to the
+/// member's log file), for a test that changes it before spawning.
+pub fn command(m: &Member, initial_cluster: &str, state: &str, extra: &[&str], env: &[(&str, &str)]) -> Command {
     let log = std::fs::File::create(m.dir.with_extension("log")).expect("log file");
-    Command::new(binary())
-        .args(["--name", &m.name])
+    let mut cmd = Command::new(binary());
+    cmd.args(["--name", &m.name])
         .arg("--data-dir")
         .arg(&m.dir)
         .args(["--listen-client-urls", &m.client_url, "--advertise-client-urls", &m.client_url])
@@ -91,9 +97,8 @@ pub fn spawn_env(m: &Member, initial_cluster: &str, state: &str, extra: &[&str],
         .envs(env.iter().copied())
         .env("RUST_LOG", "info,slog=warn")
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn raft-kv-server")
+        .stderr(log);
+    cmd
 }
 
 /// `n` members `m1..mN` on free loopback ports, with data directories
@@ -758,5 +763,79 @@ impl Etcdctl {
     /// Runs it; panics unless it succeeds; returns stdout.
     pub fn ok(self, endpoints: &str, args: &[&str]) -> String {
         self.ok_in(endpoints, args, None)
+    }
+}
+
+/// A new gRPC (HTTP/2) connection to `url`.
+pub async fn connect(url: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(url.to_string())
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+/// Awaits `f`, failing the test after `limit`.
+pub async fn within<T>(limit: Duration, what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f).await.unwrap_or_else(|_| panic!("{what}: not done within {limit:?}"))
+}
+
+/// A one-member real etcd 3.5.1 on loopback, killed when dropped.
+pub struct RealEtcd {
+    child: Child,
+    /// `http://127.0.0.1:port`.
+    pub client_url: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl RealEtcd {
+    /// Starts member `name` on `data_dir` with peer URL `peer_url`; waits
+    /// (bounded) until it is healthy. Its log goes beside `data_dir`.
+    pub fn start(data_dir: &Path, name: &str, peer_url: &str) -> RealEtcd {
+        let client_url = format!("http://127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(data_dir.with_extension("etcd.log")).expect("log");
+        let child = Command::new(etcd35("etcd"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--name", name, "--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url])
+            .args(["--initial-cluster", &format!("{name}={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd 3.5.1");
+        let e = RealEtcd { child, client_url, _tmp: None };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // `/health`, which (unlike `etcdctl endpoint health`) needs no user
+        // when auth is on.
+        let healthy =
+            || http(&e.client_addr(), "GET", "/health", "").is_ok_and(|(c, b)| c == 200 && b.contains("true"));
+        while !healthy() {
+            assert!(Instant::now() < deadline, "etcd 3.5.1 did not become healthy");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        e
+    }
+
+    /// A fresh one in a temporary directory of its own.
+    pub fn start_temp() -> RealEtcd {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        let mut e = RealEtcd::start(&tmp.path().join("etcd"), "default", &peer);
+        e._tmp = Some(tmp);
+        e
+    }
+
+    /// `host:port` of its client URL.
+    pub fn client_addr(&self) -> String {
+        self.client_url.trim_start_matches("http://").to_string()
+    }
+}
+
+impl Drop for RealEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
