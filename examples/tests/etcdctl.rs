@@ -272,9 +272,131 @@ fn membership_and_move_leader(ctl: Etcdctl) {
         std::thread::sleep(Duration::from_millis(500));
     }
     c.kill(3);
+    c.members.truncate(3);
     let after = json(&ctl.ok(&c.endpoints(), &["member", "list", "-w", "json"]));
     assert_eq!(after["members"].as_array().map(Vec::len), Some(3), "{after}");
     ctl.ok(&c.endpoints(), &["put", "/after/remove", "z"]);
+
+    member_update(ctl, &c);
+    cluster_wide_maintenance(ctl, &c);
+    leader_failover_under_writes(ctl, &mut c);
+}
+
+/// The id (hex) and peer URLs of member `name`, from `member list`.
+fn member_entry(ctl: Etcdctl, eps: &str, name: &str) -> (String, Vec<Value>) {
+    let list = json(&ctl.ok(eps, &["member", "list", "-w", "json"]));
+    let m = list["members"].as_array().and_then(|ms| ms.iter().find(|m| m["name"] == name)).cloned();
+    let m = m.unwrap_or_else(|| panic!("no member {name} in {list}"));
+    (format!("{:x}", m["ID"].as_u64().expect("id")), m["peerURLs"].as_array().cloned().unwrap_or_default())
+}
+
+/// `member update`: a second peer URL is listed, and taking it away again
+/// leaves the member as it was; the cluster serves throughout.
+fn member_update(ctl: Etcdctl, c: &Cluster) {
+    let all = c.endpoints();
+    let m = &c.members[1];
+    let (id, urls) = member_entry(ctl, &all, &m.name);
+    assert_eq!(urls, [Value::from(m.peer_url.clone())]);
+    let extra = format!("http://127.0.0.1:{}", free_port());
+    let out = ctl.ok(&all, &["member", "update", &id, &format!("--peer-urls={},{extra}", m.peer_url)]);
+    assert!(out.contains(&format!("Member {id:>16} updated in cluster")), "{out}");
+    assert_eq!(member_entry(ctl, &all, &m.name).1, [Value::from(m.peer_url.clone()), Value::from(extra)]);
+    ctl.ok(&all, &["member", "update", &id, &format!("--peer-urls={}", m.peer_url)]);
+    assert_eq!(member_entry(ctl, &all, &m.name).1, [Value::from(m.peer_url.clone())]);
+    ctl.ok(&m.client_url, &["put", "/after/update", "u"]);
+}
+
+/// `endpoint status` / `health --cluster` (the endpoints found through
+/// `member list`), `compaction --physical`, `defrag --cluster`.
+fn cluster_wide_maintenance(ctl: Etcdctl, c: &Cluster) {
+    let one = c.members[0].client_url.clone();
+    let st = json(&ctl.ok(&one, &["endpoint", "status", "--cluster", "-w", "json"]));
+    let mut eps: Vec<String> = st.as_array().expect("array").iter().map(|s| s["Endpoint"].to_string()).collect();
+    eps.sort();
+    let mut want: Vec<String> = c.members.iter().map(|m| Value::from(m.client_url.clone()).to_string()).collect();
+    want.sort();
+    assert_eq!(eps, want, "{st}");
+    let health = ctl.raw(&one, &["endpoint", "health", "--cluster"], None);
+    let text = format!("{}{}", String::from_utf8_lossy(&health.stdout), String::from_utf8_lossy(&health.stderr));
+    assert!(health.status.success() && text.matches("is healthy").count() == 3, "{text}");
+
+    let rev = json(&ctl.ok(&one, &["get", "/after/update", "-w", "json"]))["header"]["revision"].as_i64().expect("rev");
+    let out = ctl.ok(&one, &["compaction", "--physical", &rev.to_string()]);
+    assert!(out.contains(&format!("compacted revision {rev}")), "{out}");
+    let out = ctl.ok(&one, &["defrag", "--cluster"]);
+    assert_eq!(out.matches("Finished defragmenting etcd member").count(), 3, "{out}");
+    assert_eq!(ctl.ok(&c.endpoints(), &["get", "/after/update", "--print-value-only"]).trim(), "u");
+}
+
+/// The leader is killed while a client writes through every endpoint:
+/// writes go on once another member leads, every acknowledged one is kept,
+/// and the old leader catches up when it is back.
+fn leader_failover_under_writes(ctl: Etcdctl, c: &mut Cluster) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let eps = c.endpoints();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let writer = {
+        let (stop, acked) = (stop.clone(), acked.clone());
+        std::thread::spawn(move || {
+            for i in 0..2000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if ctl.raw(&eps, &["put", &format!("/failover/{i:04}"), "v"], None).status.success() {
+                    acked.lock().push((i, Instant::now()));
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let old = c.leader();
+    let killed_at = Instant::now();
+    c.kill(old);
+    let new = c.leader();
+    assert_ne!(new, old);
+    // Writes that raced the kill may time out; later ones must succeed.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while acked.lock().iter().filter(|(_, t)| *t > killed_at).count() < 5 {
+        assert!(Instant::now() < deadline, "no writes after the failover: {:?}", acked.lock());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    let acked = acked.lock().clone();
+    assert!(acked.iter().any(|(_, t)| *t < killed_at), "no write before the failover: {acked:?}");
+    let keys = ctl.ok(&c.members[new].client_url, &["get", "--prefix", "/failover/", "--keys-only"]);
+    for (i, _) in &acked {
+        assert!(keys.contains(&format!("/failover/{i:04}\n")), "acknowledged write {i} lost");
+    }
+    c.restart(old);
+    c.wait_healthy(&c.members[old], Duration::from_secs(30));
+    let last = format!("/failover/{:04}", acked.last().expect("acked").0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // A serializable read on the old leader: its own copy has caught up.
+    while ctl.ok(&c.members[old].client_url, &["get", &last, "--consistency=s", "--print-value-only"]).trim() != "v" {
+        assert!(Instant::now() < deadline, "the old leader did not catch up to {last}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `check perf --load=s` (etcdctl 3.5 only; it runs a fixed 60 s) runs
+/// against raft-kv and reports its checks. No timing is asserted: only
+/// that it completes and reports.
+#[test]
+fn check_perf_runs_and_reports_35() {
+    let c = Cluster::start(1);
+    let bin = etcd35("etcdctl").to_string_lossy().to_string();
+    let args = ["--endpoints", &c.members[0].client_url, "check", "perf", "--load=s"];
+    let out = run(150, &bin, &args, &[("ETCDCTL_API", "3")], None);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    for check in ["Throughput", "Slowest request", "Stddev"] {
+        assert!(text.contains(check), "no {check:?} in: {text}");
+    }
+    assert!(text.contains("PASS") || text.contains("FAIL"), "{text}");
+    let report: Vec<&str> = text.lines().filter(|l| !l.contains(" / 60 ")).collect();
+    eprintln!("check perf --load=s on one raft-kv member:\n{}", report.join("\n"));
 }
 
 /// The etcd 3.5.1 tools the e2e tests compare against unpack and run.
