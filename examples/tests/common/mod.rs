@@ -202,8 +202,14 @@ impl Cluster {
 
     /// Restarts member `i` from its data directory.
     pub fn restart(&mut self, i: usize) {
+        self.restart_with(i, &[]);
+    }
+
+    /// Restarts member `i` from its data directory with extra flags (a
+    /// cluster started with flags gets them back).
+    pub fn restart_with(&mut self, i: usize, extra: &[&str]) {
         let ic = initial_cluster(&self.members);
-        let child = spawn(&self.members[i], &ic, "new", &[]);
+        let child = spawn(&self.members[i], &ic, "new", extra);
         self.members[i].child = Some(child);
     }
 
