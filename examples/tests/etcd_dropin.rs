@@ -588,6 +588,10 @@ fn metrics_match_etcd() {
         let line = format!("etcd_network_peer_round_trip_time_seconds_sum{{To=\"{to}\"}} ");
         let sum: f64 = leader_text.lines().find_map(|l| l.strip_prefix(&line)?.trim().parse().ok()).expect(&line);
         assert!(sum > 0.0, "{line}{sum}");
+        let count_line = line.replace("_sum{", "_count{");
+        let count: f64 =
+            leader_text.lines().find_map(|l| l.strip_prefix(&count_line)?.trim().parse().ok()).unwrap_or(0.0);
+        eprintln!("heartbeat round trip to {to}: {count} samples, mean {:.3} ms", sum / count.max(1.0) * 1e3);
     }
     assert!(value("etcd_server_proposals_committed_total") > 5.0);
     assert!(value("etcd_disk_wal_fsync_duration_seconds_count") > 0.0);
