@@ -131,25 +131,27 @@ fn read_auth<E: Engine>(db: &Reader, imp: &mut Importer<E>) -> Result<()> {
         })?;
     }
     imp.auth(enabled, revision)?;
-    if let Some(b) = db.bucket(b"authUsers")? {
-        walk(db, &b, |k, v, _| {
-            let user = User::decode(v).map_err(|e| Error::Snapshot(format!("user {k:02x?}: bad User: {e}")))?;
-            if user.name != k {
-                return Err(Error::Snapshot(format!("user key {k:02x?} does not match its record")));
-            }
-            Ok(imp.user(user)?)
-        })?;
-    }
-    if let Some(b) = db.bucket(b"authRoles")? {
-        walk(db, &b, |k, v, _| {
-            let role = Role::decode(v).map_err(|e| Error::Snapshot(format!("role {k:02x?}: bad Role: {e}")))?;
-            if role.name != k {
-                return Err(Error::Snapshot(format!("role key {k:02x?} does not match its record")));
-            }
-            Ok(imp.role(role)?)
-        })?;
-    }
-    Ok(())
+    named_records(db, b"authUsers", "user", |u: &User| &u.name, |u| Ok(imp.user(u)?))?;
+    named_records(db, b"authRoles", "role", |r: &Role| &r.name, |r| Ok(imp.role(r)?))
+}
+
+/// Decodes every record of `bucket` (if there is one), each under its own
+/// name as `name` reads it, and hands it to `add`.
+fn named_records<M: prost::Message + Default>(
+    db: &Reader,
+    bucket: &[u8],
+    what: &str,
+    name: impl Fn(&M) -> &[u8],
+    mut add: impl FnMut(M) -> Result<()>,
+) -> Result<()> {
+    let Some(b) = db.bucket(bucket)? else { return Ok(()) };
+    walk(db, &b, |k, v, _| {
+        let record = M::decode(v).map_err(|e| Error::Snapshot(format!("{what} {k:02x?}: bad record: {e}")))?;
+        if name(&record) != k {
+            return Err(Error::Snapshot(format!("{what} key {k:02x?} does not match its record")));
+        }
+        add(record)
+    })
 }
 
 /// [`Reader::walk`] with a visitor that fails with this module's errors.
