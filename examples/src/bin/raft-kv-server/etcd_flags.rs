@@ -370,6 +370,10 @@ pub fn prepare(cmd: &Command, args: impl IntoIterator<Item = OsString>, env: &[(
             warnings.push(check_no_op(n, Some(value), key)?);
         } else if etcd_flag(&name).is_some() {
             bail!("{key}: flag --{name} is an etcd flag raft-kv does not implement ({})", refused_why(&name));
+        } else if name == "version" {
+            // `--version` only makes sense on a command line (images often
+            // set ETCD_VERSION for themselves); etcd 3.5 warns the same way.
+            warnings.push(format!("cannot set special environment variable {key}={value}"));
         } else {
             warnings.push(format!("unrecognized environment variable {key}={value}"));
         }
@@ -480,6 +484,8 @@ mod tests {
         let (_, w) = run(&[], &[("ETCD_FOO_BAR", "1"), ("ETCD_ENABLE_PPROF", "true")]).unwrap();
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w.iter().any(|w| w == "unrecognized environment variable ETCD_FOO_BAR=1"), "{w:?}");
+        let (_, w) = run(&[], &[("ETCD_VERSION", "3.5.1")]).unwrap();
+        assert_eq!(w, ["cannot set special environment variable ETCD_VERSION=3.5.1"]);
         let e = run(&[], &[("ETCD_DISCOVERY", "x")]).unwrap_err().to_string();
         assert!(e.contains("flag --discovery is an etcd flag raft-kv does not implement"), "{e}");
     }
