@@ -46,10 +46,14 @@ fn git_sha() {
     };
     let sha = git(&["rev-parse", "--short=9", "HEAD"]).unwrap_or_else(|| "Not provided".into());
     println!("cargo:rustc-env=RAFT_KV_GIT_SHA={sha}");
-    if let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) {
-        println!("cargo:rerun-if-changed={head}");
-    }
-    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]).and_then(|r| git(&["rev-parse", "--git-path", &r])) {
-        println!("cargo:rerun-if-changed={branch}");
+    // Only files that exist: cargo reruns a build script on every build
+    // for a missing one. A branch whose ref is packed is followed through
+    // packed-refs.
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    let watched = [Some("HEAD".to_string()), branch, Some("packed-refs".to_string())];
+    for path in watched.iter().flatten().filter_map(|p| git(&["rev-parse", "--git-path", p])) {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
 }
