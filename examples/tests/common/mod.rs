@@ -396,6 +396,52 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
+/// A real etcd 3.5.1 member on loopback with `extra` flags (its data in a
+/// temporary directory, its log beside the data), up once `/health`
+/// answers; killed when dropped. Tests run the same client against it and
+/// raft-kv to compare.
+pub struct RealEtcd {
+    pub client_url: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl RealEtcd {
+    pub fn start(extra: &[&str]) -> RealEtcd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client_url = format!("http://127.0.0.1:{}", free_port());
+        let peer_url = format!("http://127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log file");
+        let child = Command::new(etcd35("etcd"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("default={peer_url}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd 3.5.1");
+        let e = RealEtcd { client_url, child, dir };
+        let addr = e.client_url.trim_start_matches("http://").to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !http(&addr, "GET", "/health", "").is_ok_and(|(code, body)| code == 200 && body.contains("true")) {
+            let log = std::fs::read_to_string(e.dir.path().join("etcd.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "etcd 3.5.1 did not become healthy:\n{log}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        e
+    }
+}
+
+impl Drop for RealEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// etcdctl 3.5.1 (API v3) against `endpoints`, without checking its exit
 /// status; the 3.5 twin of [`etcdctl_raw`].
 pub fn etcdctl35_raw(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {

@@ -424,10 +424,12 @@ async fn run(flags: Flags) -> Result<()> {
 
     let peer_listen = url_addr(flags.listen_peer_urls.first().context("--listen-peer-urls is empty")?)?;
     let mut tcfg = TcpConfig::new(my_id, cluster_id, peer_listen);
-    if let Some(peer_tls) = tls::peer(&flags.tls, &flags.listen_peer_urls, &flags.initial_advertise_peer_urls)? {
+    if let Some(peer_tls) =
+        tls::peer(&flags.tls, &data_dir, &flags.listen_peer_urls, &flags.initial_advertise_peer_urls)?
+    {
         tcfg = tcfg.tls(peer_tls);
     }
-    let client_tls = tls::client(&flags.tls, &flags.listen_client_urls, &flags.advertise_client_urls)?;
+    let client_tls = tls::client(&flags.tls, &data_dir, &flags.listen_client_urls, &flags.advertise_client_urls)?;
     for m in &members {
         if let Some(url) = m.peer_ur_ls.first() {
             tcfg = tcfg.peer(m.id, url.clone());
