@@ -121,7 +121,11 @@ impl Authn {
         wants: &[(Access, &[u8], &[u8])],
     ) -> Result<(), Status> {
         let c = self.caller(node, id)?;
-        node.auth_state().check_access_at(&c.user, c.revision, wants).map_err(to_status)
+        let st = node.auth_state();
+        // Only a JWT's revision is the caller's own; anyone else is checked
+        // at the state read here (which may be newer than `caller`'s).
+        let revision = if c.jwt { c.revision } else { st.revision() };
+        st.check_access_at(&c.user, revision, wants).map_err(to_status)
     }
 
     /// Refuses an admin call (maintenance, membership, user and role
