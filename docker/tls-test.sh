@@ -21,7 +21,8 @@ export RAFT_KV_TLS_DIR=$WORK/tls
 compose() { "${COMPOSE_BIN[@]}" -f docker/tls-compose.yaml -p "$PROJECT" "$@"; }
 TLS=(--cacert="$RAFT_KV_TLS_DIR/ca.pem" --cert="$RAFT_KV_TLS_DIR/client.pem" --key="$RAFT_KV_TLS_DIR/client.key")
 lb() { etcdctl_ --endpoints="https://$ENDPOINT" "${TLS[@]}" "$@"; }
-remove_intruder() { docker rm -f "$PROJECT-intruder" >/dev/null 2>&1; }
+# -v: the image declares a VOLUME; the intruder's anonymous one goes too.
+remove_intruder() { docker rm -f -v "$PROJECT-intruder" >/dev/null 2>&1; }
 COMPOSE_CLEANUP=remove_intruder
 
 # The leader's service name. Members are reached by container IP, which
@@ -84,7 +85,7 @@ docker run -d --name "$PROJECT-intruder" --network "${PROJECT}_raft-kv" --hostna
 # The intruder dials raft-kv-00 once it is up; wait (bounded) for the refusal.
 intruder_refused() { compose logs --no-color raft-kv-00 | grep -q 'rejected peer connection'; }
 wait_for 60 "raft-kv-00 to refuse the intruder's TLS" intruder_refused
-docker rm -f "$PROJECT-intruder" >/dev/null
+remove_intruder
 lb put /tls/after-intruder ok >/dev/null
 
 step "kill the leader while a TLS client writes through nginx"
