@@ -98,12 +98,14 @@ docker-nginx-image:
 # Compose cluster + nginx, clients and faults; the same over TLS
 # (tls-compose.yaml); then the seed's compose and stack files (docker/seed/)
 # with only the image names changed, on Compose and on a throwaway
-# single-node swarm; each tears down on exit
+# single-node swarm; the TLS stack (tls-stack.yaml) on such a swarm; each
+# tears down on exit
 docker-test: deps
 	docker/test.sh
 	SKIP_BUILD=1 docker/tls-test.sh
 	SKIP_BUILD=1 docker/seed-test.sh
 	SKIP_BUILD=1 docker/seed-swarm-test.sh
+	SKIP_BUILD=1 docker/tls-swarm-test.sh
 
 # CA, member and client certificates for the TLS variants, in docker/tls/
 # (openssl; FORCE=1 remakes)

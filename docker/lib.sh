@@ -1,4 +1,4 @@
-# Helpers shared by docker/test.sh and docker/swarm-test.sh (sourced).
+# Helpers shared by the docker/*-test.sh scripts (sourced).
 # The caller sets T0=$(date +%s) first.
 
 # `step TEXT`: a progress line with the seconds since the start.
@@ -39,4 +39,114 @@ seed_client() {
   out=$(timeout 20 "$1" docker/seed/test.py 2>&1) || return 1
   [ "$out" = "$(printf 'hey key1\nhey key2')" ] || { echo "$out" >&2; return 1; }
   echo "$out"
+}
+
+# ---- Compose tests (test.sh, tls-test.sh) ----------------------------------
+# `compose_prologue PROJECT DEFAULT_PORT`: what both set up before their own
+# steps: the images (RAFT_KV_IMAGE, NGINX_IMAGE), nginx's port on 127.0.0.1
+# (TEST_PORT, else DEFAULT_PORT) as PORT, ENDPOINT and RAFT_KV_PUBLISH,
+# PROJECT and its network NET, MEMBERS, the Python venv VENV, a scratch dir
+# WORK, COMPOSE_BIN, and compose_teardown on exit. The caller defines
+# `compose` (its file and flags) and may set COMPOSE_CLEANUP to a function
+# that removes what it started outside Compose.
+compose_prologue() {
+  PROJECT=$1
+  export RAFT_KV_IMAGE=${RAFT_KV_IMAGE:-raft-kv:latest}
+  export NGINX_IMAGE=${NGINX_IMAGE:-raft-kv/nginx:local}
+  PORT=${TEST_PORT:-$2}
+  export RAFT_KV_PUBLISH=127.0.0.1:$PORT
+  ENDPOINT=127.0.0.1:$PORT
+  NET=${PROJECT}_raft-kv
+  MEMBERS=(raft-kv-00 raft-kv-01 raft-kv-02)
+  # The same venv the examples tests create (examples/tests/common/mod.rs).
+  VENV=$PWD/target/py-etcd3
+  WORK=$(mktemp -d "/tmp/$PROJECT.XXXXXX")
+  # Compose v2 plugin if present, else the standalone docker-compose.
+  if docker compose version >/dev/null 2>&1; then COMPOSE_BIN=(docker compose); else COMPOSE_BIN=(docker-compose); fi
+  WRITER_PID=
+  trap compose_teardown EXIT
+}
+# Stops the background writer, shows recent logs on failure, takes the
+# project down (unless KEEP=1) and removes WORK; keeps the exit status.
+compose_teardown() {
+  local rc=$?
+  [ -z "$WRITER_PID" ] || kill "$WRITER_PID" 2>/dev/null || true
+  if [ "$rc" != 0 ]; then
+    echo "--- test failed (exit $rc); recent logs:" >&2
+    compose logs --no-color --tail=40 >&2 2>&1 || true
+  fi
+  if [ "${KEEP:-0}" = 1 ]; then
+    echo "KEEP=1: cluster left running (project $PROJECT)"
+  else
+    compose down -v --remove-orphans >/dev/null 2>&1 || true
+    [ -z "${COMPOSE_CLEANUP:-}" ] || "$COMPOSE_CLEANUP" || true
+  fi
+  rm -rf "$WORK"
+  exit "$rc"
+}
+# Container id of a service (by Compose's labels: faster than `compose ps`).
+container() {
+  docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" --filter "label=com.docker.compose.service=$1"
+}
+ip_of() { docker inspect -f "{{with index .NetworkSettings.Networks \"$NET\"}}{{.IPAddress}}{{end}}" "$(container "$1")"; }
+health_of() { docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$(container "$1")"; }
+all_healthy() { local m; for m in "$@"; do [ "$(health_of "$m")" = healthy ] || return 1; done; }
+now() { date +%s.%N; }
+lines_ge() { [ "$(wc -l <"$1")" -ge "$2" ]; }
+# A leader other than $1 is known (the caller defines leader_name).
+other_leader() { local l; l=$(leader_name); [ -n "$l" ] && [ "$l" != "$1" ]; }
+
+# ---- Swarm tests (swarm-test.sh, seed-swarm-test.sh, tls-swarm-test.sh) ----
+# `swarm_up STACK`: refuses an engine already in a swarm, makes a throwaway
+# one-node swarm advertised on loopback, and tears it down on exit whatever
+# happens (swarm_teardown). SWARM_CLEANUP, if set, names a function run
+# after the swarm is gone.
+swarm_up() {
+  STACK=$1
+  local state
+  state=$(docker info -f '{{.Swarm.LocalNodeState}}')
+  [ "$state" = inactive ] || fail "this engine is already in a swarm ($state); not touching it"
+  HAD_GWBRIDGE=$(docker network ls -q --filter name=^docker_gwbridge$)
+  trap swarm_teardown EXIT
+  step "single-node swarm"
+  docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+}
+# Shows the tasks and logs on failure, removes the stack (waiting, bounded,
+# for its containers so its volumes are free), leaves the swarm, removes
+# the stack's volumes and docker_gwbridge if `swarm init` made it.
+swarm_teardown() {
+  local rc=$? s
+  if [ "$rc" != 0 ]; then
+    echo "--- swarm test failed (exit $rc)" >&2
+    docker stack ps --no-trunc "$STACK" >&2 2>&1 || true
+    for s in $(docker stack services -q "$STACK" 2>/dev/null); do
+      docker service logs --tail 20 "$s" >&2 2>&1 || true
+    done
+  fi
+  docker stack rm "$STACK" >/dev/null 2>&1 || true
+  for _ in $(seq 1 60); do
+    [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ] && break
+    sleep 1
+  done
+  docker swarm leave --force >/dev/null 2>&1 || true
+  docker volume ls -q | grep "^${STACK}_" | xargs -r docker volume rm >/dev/null 2>&1 || true
+  [ -n "$HAD_GWBRIDGE" ] || docker network rm docker_gwbridge >/dev/null 2>&1 || true
+  [ -z "${SWARM_CLEANUP:-}" ] || "$SWARM_CLEANUP" || true
+  exit "$rc"
+}
+# The node labels stack.yaml and tls-stack.yaml pin the members by.
+swarm_label_members() {
+  docker node update --label-add raft-kv-00=true --label-add raft-kv-01=true --label-add raft-kv-02=true \
+    "$(docker node ls -q)" >/dev/null
+}
+# Every service of $STACK has all its replicas running, and its three
+# members run healthy.
+stack_healthy() {
+  docker stack services --format '{{.Replicas}}' "$STACK" | awk -F/ '$1 != $2 {bad=1} END {exit bad}' || return 1
+  local c ids
+  ids=$(docker ps -q --filter "label=com.docker.stack.namespace=$STACK" --filter name=raft-kv-0)
+  for c in $ids; do
+    [ "$(docker inspect -f '{{.State.Health.Status}}' "$c")" = healthy ] || return 1
+  done
+  [ "$(echo "$ids" | wc -w)" = 3 ]
 }

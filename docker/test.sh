@@ -14,53 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-export RAFT_KV_IMAGE=${RAFT_KV_IMAGE:-raft-kv:latest}
-export NGINX_IMAGE=${NGINX_IMAGE:-raft-kv/nginx:local}
-PORT=${TEST_PORT:-2379}
-export RAFT_KV_PUBLISH=127.0.0.1:$PORT
-export RAFT_KV_CLUSTER_TOKEN=raft-kv-docker-test
-ENDPOINT=127.0.0.1:$PORT
-PROJECT=raft-kv-test
-NET=${PROJECT}_raft-kv
-MEMBERS=(raft-kv-00 raft-kv-01 raft-kv-02)
-# The same venv the examples tests create (examples/tests/common/mod.rs).
-VENV=$ROOT/target/py-etcd3
-WORK=$(mktemp -d /tmp/raft-kv-docker-test.XXXXXX)
-
-# Compose v2 plugin if present, else the standalone docker-compose.
-if docker compose version >/dev/null 2>&1; then COMPOSE_BIN=(docker compose); else COMPOSE_BIN=(docker-compose); fi
-compose() { "${COMPOSE_BIN[@]}" -f docker/compose.yaml -p "$PROJECT" --profile scale-out "$@"; }
 T0=$(date +%s)
 . docker/lib.sh
+compose_prologue raft-kv-test 2379
+export RAFT_KV_CLUSTER_TOKEN=raft-kv-docker-test
+compose() { "${COMPOSE_BIN[@]}" -f docker/compose.yaml -p "$PROJECT" --profile scale-out "$@"; }
 lb() { etcdctl_ --endpoints="$ENDPOINT" "$@"; }
-now() { date +%s.%N; }
 
-WRITER_PID=
-teardown() {
-  local rc=$?
-  [ -z "$WRITER_PID" ] || kill "$WRITER_PID" 2>/dev/null || true
-  if [ "$rc" != 0 ]; then
-    echo "--- test failed (exit $rc); recent logs:" >&2
-    compose logs --no-color --tail=40 >&2 2>&1 || true
-  fi
-  if [ "${KEEP:-0}" = 1 ]; then
-    echo "KEEP=1: cluster left running (project $PROJECT)"
-  else
-    compose down -v --remove-orphans >/dev/null 2>&1 || true
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap teardown EXIT
-
-# Container id of a service (by Compose's labels: faster than `compose ps`).
-container() {
-  docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" \
-    --filter "label=com.docker.compose.service=$1"
-}
-ip_of() { docker inspect -f "{{with index .NetworkSettings.Networks \"$NET\"}}{{.IPAddress}}{{end}}" "$(container "$1")"; }
-health_of() { docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$(container "$1")"; }
-all_healthy() { local m; for m in "$@"; do [ "$(health_of "$m")" = healthy ] || return 1; done; }
 # Members' client endpoints by container IP (bypassing nginx). No http://
 # scheme: etcdctl 3.4 sends a bad :authority for several endpoints with one.
 # A stopped or disconnected member has no address and is left out.
@@ -96,9 +56,6 @@ local_count() { etcdctl_ --endpoints="$(ip_of "$1"):2379" get --consistency=s --
 # Predicates for wait_for (re-evaluated on every poll).
 has_value() { [ "$(local_get "$1" "$2")" = "$3" ]; }
 has_count() { [ "$(local_count "$1" "$2")" -ge "$3" ]; }
-# A leader other than $1 is known.
-other_leader() { local l; l=$(leader_name); [ -n "$l" ] && [ "$l" != "$1" ]; }
-lines_ge() { [ "$(wc -l <"$1")" -ge "$2" ]; }
 # Number of keys under a prefix, through nginx (linearizable).
 lb_count() { lb get --prefix --limit=1 -w json "$1" | json_count; }
 

@@ -13,49 +13,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-export RAFT_KV_IMAGE=${RAFT_KV_IMAGE:-raft-kv:latest}
-export NGINX_IMAGE=${NGINX_IMAGE:-raft-kv/nginx:local}
-PORT=${TEST_PORT:-23791}
-export RAFT_KV_PUBLISH=127.0.0.1:$PORT
-export RAFT_KV_CLUSTER_TOKEN=raft-kv-docker-tls-test
-ENDPOINT=127.0.0.1:$PORT
-PROJECT=raft-kv-tls-test
-MEMBERS=(raft-kv-00 raft-kv-01 raft-kv-02)
-VENV=$ROOT/target/py-etcd3
-WORK=$(mktemp -d /tmp/raft-kv-docker-tls-test.XXXXXX)
-export RAFT_KV_TLS_DIR=$WORK/tls
-
-if docker compose version >/dev/null 2>&1; then COMPOSE_BIN=(docker compose); else COMPOSE_BIN=(docker-compose); fi
-compose() { "${COMPOSE_BIN[@]}" -f docker/tls-compose.yaml -p "$PROJECT" "$@"; }
 T0=$(date +%s)
 . docker/lib.sh
+compose_prologue raft-kv-tls-test 23791
+export RAFT_KV_CLUSTER_TOKEN=raft-kv-docker-tls-test
+export RAFT_KV_TLS_DIR=$WORK/tls
+compose() { "${COMPOSE_BIN[@]}" -f docker/tls-compose.yaml -p "$PROJECT" "$@"; }
 TLS=(--cacert="$RAFT_KV_TLS_DIR/ca.pem" --cert="$RAFT_KV_TLS_DIR/client.pem" --key="$RAFT_KV_TLS_DIR/client.key")
 lb() { etcdctl_ --endpoints="https://$ENDPOINT" "${TLS[@]}" "$@"; }
-now() { date +%s.%N; }
+# -v: the image declares a VOLUME; the intruder's anonymous one goes too.
+remove_intruder() { docker rm -f -v "$PROJECT-intruder" >/dev/null 2>&1; }
+COMPOSE_CLEANUP=remove_intruder
 
-WRITER_PID=
-teardown() {
-  local rc=$?
-  [ -z "$WRITER_PID" ] || kill "$WRITER_PID" 2>/dev/null || true
-  if [ "$rc" != 0 ]; then
-    echo "--- test failed (exit $rc); recent logs:" >&2
-    compose logs --no-color --tail=40 >&2 2>&1 || true
-  fi
-  if [ "${KEEP:-0}" = 1 ]; then echo "KEEP=1: cluster left running (project $PROJECT)"; else
-    compose down -v --remove-orphans >/dev/null 2>&1 || true
-    docker rm -f "$PROJECT-intruder" >/dev/null 2>&1 || true
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap teardown EXIT
-
-container() {
-  docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" --filter "label=com.docker.compose.service=$1"
-}
-health_of() { docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$(container "$1")"; }
-all_healthy() { local m; for m in "$@"; do [ "$(health_of "$m")" = healthy ] || return 1; done; }
-ip_of() { docker inspect -f "{{with index .NetworkSettings.Networks \"${PROJECT}_raft-kv\"}}{{.IPAddress}}{{end}}" "$(container "$1")"; }
 # The leader's service name. Members are reached by container IP, which
 # their certificate does not name: verification is skipped for this query
 # only (the client certificate is still presented).
@@ -70,21 +39,12 @@ s = json.load(sys.stdin)[0]["Status"]
 sys.exit(0 if s["header"]["member_id"] == s.get("leader") else 1)' && { echo "$m"; return; }
   done
 }
-other_leader() { local l; l=$(leader_name); [ -n "$l" ] && [ "$l" != "$1" ]; }
-lines_ge() { [ "$(wc -l <"$1")" -ge "$2" ]; }
 
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  step "build images"
-  docker/build-image.sh "$RAFT_KV_IMAGE"
-  [ "$NGINX_IMAGE" != raft-kv/nginx:local ] || docker/build-nginx-image.sh "$NGINX_IMAGE"
-fi
 
+build_images "$RAFT_KV_IMAGE" "$NGINX_IMAGE"
 step "certificates (docker/tls-certs.sh)"
 docker/tls-certs.sh "$RAFT_KV_TLS_DIR"
-if ! "$VENV/bin/python" -c 'import etcd3' 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q 'etcd3==0.12.0' 'protobuf==3.20.*'
-fi
+py_etcd3_venv "$VENV"
 PY=("$VENV/bin/python" "$ROOT/docker/etcd_client.py")
 export ETCD_CACERT=$RAFT_KV_TLS_DIR/ca.pem ETCD_CERT=$RAFT_KV_TLS_DIR/client.pem ETCD_KEY=$RAFT_KV_TLS_DIR/client.key
 
@@ -125,7 +85,7 @@ docker run -d --name "$PROJECT-intruder" --network "${PROJECT}_raft-kv" --hostna
 # The intruder dials raft-kv-00 once it is up; wait (bounded) for the refusal.
 intruder_refused() { compose logs --no-color raft-kv-00 | grep -q 'rejected peer connection'; }
 wait_for 60 "raft-kv-00 to refuse the intruder's TLS" intruder_refused
-docker rm -f "$PROJECT-intruder" >/dev/null
+remove_intruder
 lb put /tls/after-intruder ok >/dev/null
 
 step "kill the leader while a TLS client writes through nginx"

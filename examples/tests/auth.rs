@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -311,13 +312,10 @@ fn a_member_restored_by_snapshot_enforces_auth() {
     fails34(&ep3, &["get", "/ro/k", "--consistency=s"], "user name is empty");
 }
 
-/// `--auth-token jwt`: tokens any member verifies with the public key; a
-/// forged signature and an expired token are refused with etcd's error and
-/// the member keeps serving.
-#[test]
-fn jwt_tokens_and_bad_tokens() {
-    let keys = tempfile::tempdir().expect("tempdir");
-    let (private, public) = (keys.path().join("jwt.key"), keys.path().join("jwt.pub"));
+/// `--auth-token` for JWTs signed RS256 with a key pair made (openssl) in
+/// `dir`, valid for `ttl`.
+fn jwt_spec(dir: &std::path::Path, ttl: &str) -> String {
+    let (private, public) = (dir.join("jwt.key"), dir.join("jwt.pub"));
     let gen = run(60, "openssl", &["genrsa", "-out", &private.to_string_lossy(), "2048"], &[], None);
     assert!(gen.status.success(), "{}", text(&gen));
     let o = run(
@@ -328,7 +326,16 @@ fn jwt_tokens_and_bad_tokens() {
         None,
     );
     assert!(o.status.success(), "{}", text(&o));
-    let spec = format!("jwt,pub-key={},priv-key={},sign-method=RS256,ttl=8s", public.display(), private.display());
+    format!("jwt,pub-key={},priv-key={},sign-method=RS256,ttl={ttl}", public.display(), private.display())
+}
+
+/// `--auth-token jwt`: tokens any member verifies with the public key; a
+/// forged signature and an expired token are refused with etcd's error and
+/// the member keeps serving.
+#[test]
+fn jwt_tokens_and_bad_tokens() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let spec = jwt_spec(keys.path(), "8s");
     let c = Cluster::start_with(3, &["--bcrypt-cost", "4", "--auth-token", &spec]);
     set_up(&c.members[0].client_addr());
     // etcdctl through JWTs.
@@ -358,4 +365,166 @@ fn jwt_tokens_and_bad_tokens() {
         let log = std::fs::read_to_string(m.dir.with_extension("log")).unwrap_or_default();
         assert!(!log.contains(&token) && !log.contains("alicepw"), "{log}");
     }
+}
+
+/// What a user sees of one step: `ok`, or etcdctl's `Error:` lines.
+fn outcome(o: &Output) -> String {
+    if o.status.success() {
+        return "ok".into();
+    }
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("Error:")).collect();
+    if lines.is_empty() {
+        // defrag reports on its own line, without `Error:`.
+        format!("failed: {}", err.lines().last().unwrap_or_default())
+    } else {
+        lines.join(" | ")
+    }
+}
+
+/// The gateway's refusal as the user sees it: HTTP status, code, message.
+fn gw_outcome(g: &mut Gateway, path: &str, body: &Value, token: Option<&str>) -> String {
+    let (code, v) = gw(g, 0, path, body, token);
+    if code == 200 {
+        return "ok".into();
+    }
+    format!("{code} {} {}", v["code"], v["message"])
+}
+
+/// A fixed script of auth refusals (and a few successes around them), run
+/// against one server with etcdctl 3.5.1 and the gateway: one line per
+/// step, `name: outcome`.
+fn auth_error_script(ep: &str, scratch: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut ctl = |name: &str, args: &[&str], stdin: Option<&str>| {
+        let o = etcdctl35_raw(ep, args, stdin);
+        out.push(format!("{name}: {}", outcome(&o)));
+    };
+    let root = ["--user", "root:rootpw"];
+    let alice = ["--user", "alice:alicepw"];
+    fn as_user<'a>(user: &[&'a str], args: &[&'a str]) -> Vec<&'a str> {
+        [user, args].concat()
+    }
+    ctl("enable without root", &["auth", "enable"], None);
+    ctl("user add root", &["user", "add", "root:rootpw"], None);
+    ctl("user add alice", &["user", "add", "alice:alicepw"], None);
+    ctl("user add again", &["user", "add", "alice:x"], None);
+    ctl("role add app", &["role", "add", "app"], None);
+    ctl("role add again", &["role", "add", "app"], None);
+    ctl("grant rw", &["role", "grant-permission", "app", "readwrite", "/app/", "--prefix"], None);
+    ctl("grant ro", &["role", "grant-permission", "app", "read", "/ro/", "--prefix"], None);
+    ctl("grant-role alice", &["user", "grant-role", "alice", "app"], None);
+    ctl("grant-role missing role", &["user", "grant-role", "alice", "nope"], None);
+    ctl("grant-role missing user", &["user", "grant-role", "nobody", "app"], None);
+    ctl("revoke-role not granted", &["user", "revoke-role", "alice", "root"], None);
+    ctl("revoke-permission not granted", &["role", "revoke-permission", "app", "/nothing"], None);
+    ctl("user get missing", &["user", "get", "nobody"], None);
+    ctl("role get missing", &["role", "get", "nope"], None);
+    ctl("user delete missing", &["user", "delete", "nobody"], None);
+    ctl("role delete missing", &["role", "delete", "nope"], None);
+    ctl("passwd missing", &["user", "passwd", "nobody", "--interactive=false"], Some("pw\n"));
+    ctl("put seed", &["put", "/ro/k", "seed"], None);
+    let mut g =
+        Gateway { bases: vec![format!("http://{}", ep.trim_start_matches("http://"))], called: BTreeSet::new() };
+    out.push(format!("enable without root role: {}", gw_outcome(&mut g, "/v3/auth/enable", &json!({}), None)));
+    let mut ctl = |name: &str, args: &[&str], stdin: Option<&str>| {
+        let o = etcdctl35_raw(ep, args, stdin);
+        out.push(format!("{name}: {}", outcome(&o).replace(ep, "<endpoint>")));
+    };
+    ctl("enable", &["auth", "enable"], None);
+    ctl("no user get", &["get", "/ro/k"], None);
+    ctl("no user put", &["put", "/app/x", "1"], None);
+    ctl("wrong password", &["--user", "alice:wrong", "get", "/ro/k"], None);
+    ctl("unknown user", &["--user", "mallory:pw", "get", "/ro/k"], None);
+    ctl("alice put", &as_user(&alice, &["put", "/app/x", "1"]), None);
+    ctl("alice get", &as_user(&alice, &["get", "/ro/k"]), None);
+    ctl("denied get", &as_user(&alice, &["get", "/other"]), None);
+    ctl("denied get prefix", &as_user(&alice, &["get", "/", "--prefix"]), None);
+    ctl("denied put", &as_user(&alice, &["put", "/ro/k", "2"]), None);
+    ctl("denied del", &as_user(&alice, &["del", "/ro/k"]), None);
+    ctl("denied txn", &as_user(&alice, &["txn"]), Some("value(\"/app/x\") = \"1\"\n\nput /other 1\n\n\n"));
+    ctl("denied watch", &as_user(&alice, &["watch", "/other"]), None);
+    ctl("alice lease grant", &as_user(&alice, &["lease", "grant", "60"]), None);
+    ctl("denied member add", &as_user(&alice, &["member", "add", "x", "--peer-urls=http://127.0.0.1:1"]), None);
+    ctl("denied member remove", &as_user(&alice, &["member", "remove", "1234"]), None);
+    let snap = scratch.join(format!("alice-{}.db", free_port()));
+    ctl("denied snapshot", &as_user(&alice, &["snapshot", "save", &snap.to_string_lossy()]), None);
+    ctl("denied defrag", &as_user(&alice, &["defrag"]), None);
+    ctl("no user hashkv", &["endpoint", "hashkv"], None);
+    ctl("alice status", &as_user(&alice, &["endpoint", "status"]), None);
+    ctl("alice alarm list", &as_user(&alice, &["alarm", "list"]), None);
+    ctl("alice member list", &as_user(&alice, &["member", "list"]), None);
+    ctl("denied hashkv", &as_user(&alice, &["endpoint", "hashkv"]), None);
+    ctl("denied user list", &as_user(&alice, &["user", "list"]), None);
+    ctl("denied role add", &as_user(&alice, &["role", "add", "x"]), None);
+    ctl("denied auth disable", &as_user(&alice, &["auth", "disable"]), None);
+    ctl("compaction", &as_user(&alice, &["compaction", "1"]), None);
+    ctl("delete root", &as_user(&root, &["user", "delete", "root"]), None);
+    ctl("revoke root role", &as_user(&root, &["user", "revoke-role", "root", "root"]), None);
+    ctl("delete root role", &as_user(&root, &["role", "delete", "root"]), None);
+    // A lease with a key alice may not write: revoking it writes the key.
+    let lease = etcdctl35_raw(ep, &as_user(&root, &["lease", "grant", "100"]), None);
+    let id = String::from_utf8_lossy(&lease.stdout).split_whitespace().nth(1).unwrap_or_default().to_string();
+    ctl("put leased", &as_user(&root, &["put", "/secret", "x", &format!("--lease={id}")]), None);
+    ctl("denied lease revoke", &as_user(&alice, &["lease", "revoke", &id]), None);
+    // The gateway: bad tokens, and a JWT issued before the auth store
+    // changed (refused on key ranges only).
+    let (_, v) = gw(&mut g, 0, "/v3/auth/authenticate", &json!({"name": "alice", "password": "alicepw"}), None);
+    let token = v["token"].as_str().unwrap_or_default().to_string();
+    let read = json!({"key": b64("/ro/k")});
+    out.push(format!("gw bad token: {}", gw_outcome(&mut g, "/v3/kv/range", &read, Some("forged.1"))));
+    out.push(format!("gw no token: {}", gw_outcome(&mut g, "/v3/kv/range", &read, None)));
+    out.push(format!("gw fresh jwt: {}", gw_outcome(&mut g, "/v3/kv/range", &read, Some(&token))));
+    let o = etcdctl35_raw(ep, &as_user(&root, &["role", "grant-permission", "app", "read", "/more"]), None);
+    out.push(format!("role change: {}", outcome(&o)));
+    let put = json!({"key": b64("/app/y"), "value": b64("1")});
+    for (name, path, body) in [
+        ("range", "/v3/kv/range", &read),
+        ("put", "/v3/kv/put", &put),
+        ("lease grant", "/v3/lease/grant", &json!({"TTL": 60})),
+        ("member list", "/v3/cluster/member/list", &json!({})),
+        ("user list", "/v3/auth/user/list", &json!({})),
+    ] {
+        out.push(format!("gw old jwt {name}: {}", gw_outcome(&mut g, path, body, Some(&token))));
+    }
+    out
+}
+
+/// The same etcdctl 3.5.1 commands and gateway calls against real etcd
+/// 3.5.1 and raft-kv (one member each, the same JWT keys) print the same
+/// errors: wrong password, no user, permission denied on every kind of
+/// call, bad and old tokens, missing users and roles, etcd's rules on root.
+#[test]
+fn auth_errors_match_etcd_3_5_1() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let spec = jwt_spec(keys.path(), "5m");
+    let etcd = RealEtcd::start_temp(&["--auth-token", &spec]);
+    let c = Cluster::start_with(1, &["--bcrypt-cost", "4", "--auth-token", &spec]);
+    let (want, got) = std::thread::scope(|s| {
+        let want = s.spawn(|| auth_error_script(&etcd.client_url, keys.path()));
+        let got = auth_error_script(&c.members[0].client_url, keys.path());
+        (want.join().expect("etcd's script"), got)
+    });
+    let diff: Vec<String> =
+        want.iter().zip(&got).filter(|(w, g)| w != g).map(|(w, g)| format!("etcd:    {w}\nraft-kv: {g}")).collect();
+    assert!(diff.is_empty() && want.len() == got.len(), "{}\n\nall of etcd's:\n{}", diff.join("\n"), want.join("\n"));
+
+    // Where raft-kv is stricter than 3.5.1: the names of a lease's keys
+    // need read permission on them (etcd 3.5.9's fix of CVE-2023-32082),
+    // and moving the leader needs root (3.5.1 lets anyone).
+    let ep = c.members[0].client_url.as_str();
+    let root = ["--user", "root:rootpw"];
+    let lease = ok35(ep, &[&root[..], &["lease", "grant", "100"]].concat());
+    let id = lease.split_whitespace().nth(1).expect("lease id").to_string();
+    ok35(ep, &[&root[..], &["put", "/app/leased", "x", &format!("--lease={id}")]].concat());
+    let alice = ["--user", "alice:alicepw"];
+    let ttl = |args: &[&str]| ok35(ep, &[&alice[..], &["lease", "timetolive", &id], args].concat());
+    assert!(ttl(&["--keys"]).contains("/app/leased"), "alice may read /app/leased");
+    ok35(ep, &[&root[..], &["put", "/secret/leased", "x", &format!("--lease={id}")]].concat());
+    fails35(ep, &[&alice[..], &["lease", "timetolive", &id, "--keys"]].concat(), "etcdserver: permission denied");
+    assert!(ttl(&[]).contains("remaining"), "without --keys the lease's TTL is anyone's");
+    let me = ok35(ep, &[&root[..], &["endpoint", "status", "-w", "fields"]].concat());
+    let id = me.lines().find_map(|l| l.strip_prefix("\"MemberID\" : ")).expect("member id");
+    let id = format!("{:x}", id.trim().parse::<u64>().expect("id"));
+    fails35(ep, &[&alice[..], &["move-leader", &id]].concat(), "auth: permission denied");
 }

@@ -484,7 +484,7 @@ async fn range_script(url: &str) -> Vec<String> {
 /// The script's answers from raft-kv are etcd 3.5.1's, line for line.
 #[test]
 fn ranges_and_compaction_match_etcd() {
-    let etcd = RealEtcd::start_temp();
+    let etcd = RealEtcd::start_temp(&[]);
     let c = Cluster::start(1);
     let rt = rt();
     let want = rt.block_on(range_script(&etcd.client_url));
@@ -520,7 +520,7 @@ fn family(text: &str, name: &str) -> (Option<String>, Vec<String>, Vec<String>) 
 /// and carry real values.
 #[test]
 fn metrics_match_etcd() {
-    let etcd = RealEtcd::start_temp();
+    let etcd = RealEtcd::start_temp(&[]);
     let c = Cluster::start(3);
     let addr = c.members[0].client_addr();
     for i in 0..5 {

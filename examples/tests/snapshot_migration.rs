@@ -209,7 +209,7 @@ fn raft_kv_snapshot_restores_into_real_etcd() {
         &peer,
     ]);
     assert!(r.status.success(), "{r:?}");
-    let etcd = RealEtcd::start(&dir, "e1", &peer);
+    let etcd = RealEtcd::start(&dir, "e1", &peer, &[]);
     assert_eq!(view(&etcd.client_url, &lease, compact), before);
 }
 
@@ -252,7 +252,7 @@ fn restore(args: &[&str]) -> Output {
 fn real_etcd_snapshot_restores_into_a_raft_kv_cluster() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let peer = format!("http://127.0.0.1:{}", free_port());
-    let etcd = RealEtcd::start(&tmp.path().join("etcd"), "e1", &peer);
+    let etcd = RealEtcd::start(&tmp.path().join("etcd"), "e1", &peer, &[]);
     let added = ok(&etcd.client_url, &["member", "add", "gone", "--learner", "--peer-urls", "http://127.0.0.1:1"]);
     let gone = added.split_whitespace().nth(1).expect("member id").to_string();
     ok(&etcd.client_url, &["member", "remove", &gone]);

@@ -126,35 +126,14 @@ impl Pki {
 /// `n` members with `https://` client and peer URLs and `flags`, waited
 /// for with `curl` (client certificate `client_args`) on `/health`.
 fn tls_cluster(n: usize, flags: &[String], client_args: &[String]) -> Cluster {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut members: Vec<Member> = (1..=n)
-        .map(|i| Member {
-            name: format!("m{i}"),
-            client_url: format!("https://127.0.0.1:{}", free_port()),
-            peer_url: format!("https://127.0.0.1:{}", free_port()),
-            dir: tmp.path().join(format!("m{i}")),
-            child: None,
-        })
-        .collect();
-    let ic = initial_cluster(&members);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    for m in &mut members {
-        m.child = Some(spawn(m, &ic, "new", &flags));
-    }
-    let c = Cluster { members, tmp };
-    for m in &c.members {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out = curl(client_args, &format!("{}/health", m.client_url), None);
-            if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"true\"") {
-                break;
-            }
-            let log = c.log_tail(m);
-            assert!(Instant::now() < deadline, "{} not healthy over TLS: {}; log:\n{log}", m.name, text(&out));
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    c
+    Cluster::start_as(n, "https", &flags, &[], &|m| tls_healthy(m, client_args))
+}
+
+/// True when `m` answers `/health` with a leader over TLS.
+fn tls_healthy(m: &Member, client_args: &[String]) -> bool {
+    let out = curl(client_args, &format!("{}/health", m.client_url), None);
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"true\"")
 }
 
 /// Waits until every member lists the others' published client URLs.
@@ -225,12 +204,37 @@ except Exception as e:
 print('done')
 "#;
 
+/// Python etcd3 over TLS signing in with a user and password.
+const PYTHON_AUTH: &str = r#"
+import sys
+import etcd3
+
+ca, cert, key, port = sys.argv[1:5]
+def client(password):
+    return etcd3.client(host='127.0.0.1', port=int(port), ca_cert=ca, cert_cert=cert, cert_key=key,
+                        user='bob', password=password, timeout=10)
+c = client('bobpw')
+c.put('/py/auth', 'bob over tls')
+print('get', c.get('/py/auth')[0].decode())
+try:
+    c.put('/other', 'x')
+    print('put /other allowed')
+except Exception as e:
+    print('put /other denied', 'permission denied' in str(e))
+try:
+    client('wrong')
+    print('wrong password accepted')
+except Exception as e:
+    print('wrong password refused', 'authentication failed' in str(e))
+"#;
+
 #[test]
 fn mutual_tls_cluster_serves_real_clients_and_refuses_bad_certificates() {
     let pki_dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::new(pki_dir.path());
     let good = pki.client_args("client");
-    let c = tls_cluster(3, &pki.member_flags(), &good);
+    let flags = [pki.member_flags(), vec!["--bcrypt-cost=4".to_string()]].concat();
+    let c = tls_cluster(3, &flags, &good);
     wait_published(&c, &good);
     let eps = c.endpoints();
     assert!(eps.starts_with("https://"), "{eps}");
@@ -297,7 +301,7 @@ fn mutual_tls_cluster_serves_real_clients_and_refuses_bad_certificates() {
 
     // Garbage before the handshake, on the client and the peer port; a
     // cleartext raft-kv handshake on a TLS peer port gets no verdict.
-    for addr in [c.members[0].client_addr().replace("https://", ""), c.members[0].peer_url.replace("https://", "")] {
+    for addr in [c.members[0].client_addr(), c.members[0].peer_url.replace("https://", "")] {
         for junk in
             [&b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"[..], &[0x16, 3, 1, 0xff, 0xff, 1, 2, 3][..], b"RKVT\x01\x00"]
         {
@@ -319,6 +323,31 @@ fn mutual_tls_cluster_serves_real_clients_and_refuses_bad_certificates() {
         let log = std::fs::read_to_string(m.dir.with_extension("log")).expect("log");
         assert!(!log.contains("PRIVATE KEY") && !log.contains(key_line), "{} logged a private key", m.name);
     }
+
+    // Authentication over TLS: etcdctl sets users up, Python etcd3 signs
+    // in as bob with his password and the client certificate.
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["role", "add", "py"],
+        &["role", "grant-permission", "py", "readwrite", "/py/", "--prefix"],
+        &["user", "add", "bob:bobpw"],
+        &["user", "grant-role", "bob", "py"],
+        &["auth", "enable"],
+    ] {
+        ctl_ok(true, &eps, &good, args);
+    }
+    let script = c.tmp.path().join("tls_auth.py");
+    std::fs::write(&script, PYTHON_AUTH).expect("script");
+    let args =
+        [script.to_string_lossy().to_string(), pki.path("ca.pem"), pki.path("client.pem"), pki.path("client.key")];
+    let port = c.members[1].port().to_string();
+    let args: Vec<&str> = args.iter().map(String::as_str).chain([port.as_str()]).collect();
+    let out = run(120, &python.to_string_lossy(), &args, &[], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "python (auth) failed:\n{}", text(&out));
+    for e in ["get bob over tls\n", "put /other denied True\n", "wrong password refused True\n"] {
+        assert!(stdout.contains(e), "missing {e:?} in:\n{stdout}");
+    }
 }
 
 #[test]
@@ -333,6 +362,32 @@ fn auto_tls_members_serve_clients_that_skip_verification() {
     // A client that verifies cannot: the certificate is self-signed.
     let out = curl(&[], &format!("{}/health", c.members[0].client_url), None);
     assert!(!out.status.success(), "a self-signed certificate verified: {}", text(&out));
+
+    // As etcd 3.5, the certificates are kept in <data-dir>/fixtures/{client,
+    // peer}/{cert,key}.pem (the keys private) and served from there ...
+    let mut c = c;
+    let fixtures = c.members[0].dir.join("fixtures");
+    let pems: Vec<(PathBuf, String)> = ["client/cert.pem", "client/key.pem", "peer/cert.pem", "peer/key.pem"]
+        .iter()
+        .map(|f| (fixtures.join(f), std::fs::read_to_string(fixtures.join(f)).expect("auto TLS file")))
+        .collect();
+    for (path, _) in pems.iter().filter(|(p, _)| p.ends_with("key.pem")) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).expect("key").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+    let own = |m: &Member| vec!["--cacert".to_string(), m.dir.join("fixtures/client/cert.pem").display().to_string()];
+    let health = |m: &Member| curl(&own(m), &format!("{}/health", m.client_url), None);
+    assert!(health(&c.members[0]).status.success(), "not the kept certificate: {}", text(&health(&c.members[0])));
+    // ... and reused as they are by a restart.
+    c.kill(0);
+    c.restart_with(0, &flags.each_ref().map(String::as_str));
+    c.wait_until(&c.members[0], Duration::from_secs(30), &|m| tls_healthy(m, &insecure));
+    for (path, before) in &pems {
+        assert_eq!(&std::fs::read_to_string(path).expect("auto TLS file"), before, "{} was remade", path.display());
+    }
+    assert!(health(&c.members[0]).status.success(), "a new certificate after restart");
+    ctl_ok(true, &c.members[0].client_url, &skip, &["put", "/auto/after", "restart"]);
 }
 
 #[test]

@@ -43,7 +43,7 @@ pub struct Command {
     pub op: Option<Op>,
     /// Who asked, as the proposer authenticated them, and the auth revision
     /// it checked the request against (etcd's request header): applied
-    /// under a newer auth state, the command is refused with
+    /// under a newer auth state, a command on key ranges is refused with
     /// [`AuthError::OldRevision`](crate::AuthError::OldRevision) for the
     /// proposer to check again. `None`: a trusted caller (the embedding
     /// program, or the member itself), never checked.

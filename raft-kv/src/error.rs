@@ -208,9 +208,10 @@ pub enum AuthError {
     /// root role from root) while auth is on.
     #[error("etcdserver: invalid auth management")]
     InvalidAuthMgmt,
-    /// The request was checked against an older auth state than the one it
-    /// applied under; check it again and resubmit.
-    #[error("etcdserver: revision of auth store is old")]
+    /// The request was checked against (or its JWT issued at) an older
+    /// auth state than the one it meets; check it again (sign in again).
+    /// etcd 3.5's text and code (Unknown) for it.
+    #[error("auth: revision in header is old")]
     OldRevision,
     /// An auth call that needs authentication enabled.
     #[error("etcdserver: authentication is not enabled")]

@@ -43,7 +43,8 @@ pub struct Member {
 
 impl Member {
     pub fn client_addr(&self) -> String {
-        self.client_url.trim_start_matches("http://").to_string()
+        let url = self.client_url.as_str();
+        url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).unwrap_or(url).to_string()
     }
 
     pub fn port(&self) -> u16 {
@@ -104,11 +105,16 @@ pub fn command(m: &Member, initial_cluster: &str, state: &str, extra: &[&str], e
 /// `n` members `m1..mN` on free loopback ports, with data directories
 /// in `dir`; none started.
 pub fn members_in(dir: &Path, n: usize) -> Vec<Member> {
+    members_with_scheme(dir, n, "http")
+}
+
+/// [`members_in`] with client and peer URLs of `scheme` (`http`, `https`).
+pub fn members_with_scheme(dir: &Path, n: usize, scheme: &str) -> Vec<Member> {
     (1..=n)
         .map(|i| Member {
             name: format!("m{i}"),
-            client_url: format!("http://127.0.0.1:{}", free_port()),
-            peer_url: format!("http://127.0.0.1:{}", free_port()),
+            client_url: format!("{scheme}://127.0.0.1:{}", free_port()),
+            peer_url: format!("{scheme}://127.0.0.1:{}", free_port()),
             dir: dir.join(format!("m{i}")),
             child: None,
         })
@@ -129,17 +135,33 @@ impl Cluster {
     /// Starts `n` members with extra flags and environment variables and
     /// waits until all are healthy.
     pub fn start_with_env(n: usize, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
+        let c = Self::start_as(n, "http", extra, env, &healthy);
+        c.wait_published(n);
+        c
+    }
+
+    /// Starts `n` members with client and peer URLs of `scheme` (`http`,
+    /// or `https` with the TLS flags in `extra`), extra flags and
+    /// environment variables, and waits until `ready` holds for each (a
+    /// TLS cluster is probed with its client certificate): the one way
+    /// every test cluster starts.
+    pub fn start_as(
+        n: usize,
+        scheme: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        ready: &dyn Fn(&Member) -> bool,
+    ) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut members = members_in(tmp.path(), n);
+        let mut members = members_with_scheme(tmp.path(), n, scheme);
         let ic = initial_cluster(&members);
         for m in &mut members {
             m.child = Some(spawn_env(m, &ic, "new", extra, env));
         }
         let c = Cluster { members, tmp };
         for m in &c.members {
-            c.wait_healthy(m, Duration::from_secs(30));
+            c.wait_until(m, Duration::from_secs(30), ready);
         }
-        c.wait_published(n);
         c
     }
 
@@ -171,13 +193,13 @@ impl Cluster {
 
     /// Waits until `m` answers `/health` with a leader.
     pub fn wait_healthy(&self, m: &Member, timeout: Duration) {
+        self.wait_until(m, timeout, &healthy)
+    }
+
+    /// Waits until `ready(m)` holds; panics with `m`'s log after `timeout`.
+    pub fn wait_until(&self, m: &Member, timeout: Duration, ready: &dyn Fn(&Member) -> bool) {
         let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok((200, body)) = http(&m.client_addr(), "GET", "/health", "") {
-                if body.contains("\"true\"") {
-                    return;
-                }
-            }
+        while !ready(m) {
             if Instant::now() > deadline {
                 panic!("{} not healthy after {timeout:?}; log:\n{}", m.name, self.log_tail(m));
             }
@@ -252,6 +274,11 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+/// True when cleartext `m` answers `/health` with a leader.
+pub fn healthy(m: &Member) -> bool {
+    http(&m.client_addr(), "GET", "/health", "").is_ok_and(|(code, body)| code == 200 && body.contains("\"true\""))
 }
 
 /// A minimal HTTP/1.1 request over a fresh connection; returns status and
@@ -796,9 +823,10 @@ pub struct RealEtcd {
 }
 
 impl RealEtcd {
-    /// Starts member `name` on `data_dir` with peer URL `peer_url`; waits
-    /// (bounded) until it is healthy. Its log goes beside `data_dir`.
-    pub fn start(data_dir: &Path, name: &str, peer_url: &str) -> RealEtcd {
+    /// Starts member `name` on `data_dir` with peer URL `peer_url` and
+    /// `extra` flags; waits (bounded) until it is healthy. Its log goes
+    /// beside `data_dir`.
+    pub fn start(data_dir: &Path, name: &str, peer_url: &str, extra: &[&str]) -> RealEtcd {
         let client_url = format!("http://127.0.0.1:{}", free_port());
         let log = std::fs::File::create(data_dir.with_extension("etcd.log")).expect("log");
         let child = Command::new(etcd35("etcd"))
@@ -807,6 +835,7 @@ impl RealEtcd {
             .args(["--name", name, "--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url])
             .args(["--initial-cluster", &format!("{name}={peer_url}")])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -818,17 +847,18 @@ impl RealEtcd {
         let healthy =
             || http(&e.client_addr(), "GET", "/health", "").is_ok_and(|(c, b)| c == 200 && b.contains("true"));
         while !healthy() {
-            assert!(Instant::now() < deadline, "etcd 3.5.1 did not become healthy");
+            let log = std::fs::read_to_string(data_dir.with_extension("etcd.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "etcd 3.5.1 did not become healthy:\n{log}");
             std::thread::sleep(Duration::from_millis(200));
         }
         e
     }
 
-    /// A fresh one in a temporary directory of its own.
-    pub fn start_temp() -> RealEtcd {
+    /// A fresh one with `extra` flags, in a temporary directory of its own.
+    pub fn start_temp(extra: &[&str]) -> RealEtcd {
         let tmp = tempfile::tempdir().expect("tempdir");
         let peer = format!("http://127.0.0.1:{}", free_port());
-        let mut e = RealEtcd::start(&tmp.path().join("etcd"), "default", &peer);
+        let mut e = RealEtcd::start(&tmp.path().join("etcd"), "default", &peer, extra);
         e._tmp = Some(tmp);
         e
     }

@@ -187,7 +187,8 @@ impl AsyncNode {
     /// authentication enabled the command is checked against the auth
     /// state it applies under (etcd's rule), and fails with
     /// [`AuthError::OldRevision`](crate::AuthError::OldRevision) if that
-    /// state is newer than `auth.revision` — check again and resubmit.
+    /// state is newer than `auth.revision` and the command touches key
+    /// ranges — check again and resubmit.
     /// `None` is a trusted caller (what [`AsyncNode::propose_with`] sends).
     pub fn propose_as_with(&self, op: Op, auth: Option<AuthInfo>, done: Callback) {
         let done = self.shared.metrics.track_proposal(done);

@@ -165,8 +165,9 @@ fn auth_status(a: AuthError) -> Status {
         | AuthError::AuthFailed
         | AuthError::RoleEmpty
         | AuthError::PermissionNotGiven
-        | AuthError::InvalidAuthMgmt
-        | AuthError::OldRevision => Code::InvalidArgument,
+        | AuthError::InvalidAuthMgmt => Code::InvalidArgument,
+        // etcd 3.5.1 passes its auth package's error through unmapped.
+        AuthError::OldRevision => Code::Unknown,
         _ => Code::FailedPrecondition,
     };
     Status::new(code, a.to_string())

@@ -441,7 +441,7 @@ async fn snapshot(
     if let Some(Extension(cn)) = cn {
         ext.insert(cn);
     }
-    if let Err(s) = g.ctx.auth.check_admin(&g.ctx.node, &Identity::of_http(&headers, &ext)) {
+    if let Err(s) = g.ctx.auth.check_maintenance(&g.ctx.node, &Identity::of_http(&headers, &ext)) {
         return error_response(&s);
     }
     if let Err(s) = decode::<pb::SnapshotRequest>(&body) {

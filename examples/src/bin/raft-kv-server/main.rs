@@ -449,10 +449,12 @@ async fn run(flags: Flags) -> Result<()> {
     let rtt = Arc::new(peer_rtt::PeerRtt::default());
     let observed = Arc::clone(&rtt);
     tcfg.on_round_trip = Some(transport_tcp::RoundTripHook::new(move |peer, took| observed.observe(peer, took)));
-    if let Some(peer_tls) = tls::peer(&flags.tls, &flags.listen_peer_urls, &flags.initial_advertise_peer_urls)? {
+    if let Some(peer_tls) =
+        tls::peer(&flags.tls, &data_dir, &flags.listen_peer_urls, &flags.initial_advertise_peer_urls)?
+    {
         tcfg = tcfg.tls(peer_tls);
     }
-    let client_tls = tls::client(&flags.tls, &flags.listen_client_urls, &flags.advertise_client_urls)?;
+    let client_tls = tls::client(&flags.tls, &data_dir, &flags.listen_client_urls, &flags.advertise_client_urls)?;
     for m in &members {
         if let Some(url) = m.peer_ur_ls.first() {
             tcfg = tcfg.peer(m.id, url.clone());

@@ -10,9 +10,9 @@
 //! Checks follow etcd: with auth enabled every command that carries an
 //! [`AuthInfo`] is checked when it *applies* (writes) — under the state of
 //! that moment, so a permission revoked after the proposer's check cannot
-//! be bypassed — and a command checked at an older auth revision is refused
-//! with [`AuthError::OldRevision`] for the proposer to check and propose
-//! again. Reads are checked by whoever serves them, against the published
+//! be bypassed — and a key-range command checked at an older auth revision
+//! is refused with [`AuthError::OldRevision`] (the proposer checks and
+//! proposes it again, unless the revision came with a JWT). Reads are checked by whoever serves them, against the published
 //! state ([`AuthShared::state`]).
 //!
 //! Passwords arrive hashed (bcrypt, by the proposer, off the node thread);
@@ -115,6 +115,25 @@ impl AuthState {
         }
     }
 
+    /// [`AuthState::check_access`] for a caller whose credentials date from
+    /// auth `revision` (a JWT carries the one it was issued at), in etcd's
+    /// order: no user, then a revision older than the store's
+    /// ([`AuthError::OldRevision`]), then an unknown user and the
+    /// permissions. etcd makes this check on key ranges only: reads, writes,
+    /// watches and the keys of a revoked lease.
+    pub fn check_access_at(&self, user: &str, revision: u64, wants: &[(Access, &[u8], &[u8])]) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if user.is_empty() {
+            return Err(AuthError::UserEmpty.into());
+        }
+        if revision < self.revision {
+            return Err(AuthError::OldRevision.into());
+        }
+        self.check_access(user, wants)
+    }
+
     /// With auth enabled, refuses an empty or unknown user.
     pub fn check_user(&self, user: &str) -> Result<()> {
         if !self.enabled {
@@ -138,16 +157,14 @@ impl AuthState {
         Ok(())
     }
 
-    /// Checks an operation run as `info`, as it applies: revision first
-    /// (so a request checked under an older state is checked again), then
-    /// the user, then the key ranges it reads and writes. `lease_keys`
-    /// gives the keys attached to a lease (revoking one writes them).
+    /// Checks an operation run as `info`, as it applies: the user, then
+    /// (for key ranges, with the revision: see
+    /// [`AuthState::check_access_at`]) what it reads and writes.
+    /// `lease_keys` gives the keys attached to a lease (revoking one writes
+    /// them).
     pub fn check_op(&self, info: &AuthInfo, op: &Op, lease_keys: &dyn Fn(i64) -> Vec<Bytes>) -> Result<()> {
         if !self.enabled {
             return Ok(());
-        }
-        if info.revision < self.revision {
-            return Err(AuthError::OldRevision.into());
         }
         let user = info.user.as_str();
         match op {
@@ -159,7 +176,10 @@ impl AuthState {
                 self.check_user(user)?;
                 let keys = lease_keys(r.id);
                 let wants: Vec<_> = keys.iter().map(|k| (Access::Write, k.as_ref(), &[][..])).collect();
-                self.check_access(user, &wants)
+                if wants.is_empty() {
+                    return Ok(());
+                }
+                self.check_access_at(user, info.revision, &wants)
             }
             Op::Compact(_) | Op::LeaseGrant(_) | Op::LeaseKeepAlive(_) => self.check_user(user),
             // etcd 3.5 checks no permission on Alarm (its auth maintenance
@@ -169,7 +189,7 @@ impl AuthState {
                 let mut wants = Vec::new();
                 kv_access(op, &mut wants);
                 let wants: Vec<_> = wants.iter().map(|(a, k, e)| (*a, k.as_ref(), e.as_ref())).collect();
-                self.check_access(user, &wants)
+                self.check_access_at(user, info.revision, &wants)
             }
         }
     }

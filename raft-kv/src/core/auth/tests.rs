@@ -184,6 +184,11 @@ fn commands_are_checked_as_they_apply() {
     assert_eq!(check(&nobody, put("/app/x")), Err(AuthError::UserEmpty.into()));
     let old = AuthInfo { user: "alice".into(), revision: st.revision() - 1 };
     assert_eq!(check(&old, put("/app/x")), Err(AuthError::OldRevision.into()));
+    // etcd checks the revision on key ranges only: not on admin calls or
+    // leases without keys.
+    let old_root = AuthInfo { user: "root".into(), revision: st.revision() - 1 };
+    assert!(check(&old_root, user_add("eve").into()).is_ok());
+    assert!(check(&old, Op::LeaseRevoke(crate::command::LeaseRevoke::new(7))).is_ok());
     let root = AuthInfo { user: "root".into(), revision: st.revision() };
     assert!(check(&root, put("/anything")).is_ok());
     // A txn is checked on its compares and both branches.

@@ -4,8 +4,10 @@
 //!   registered on every member through raft when it is issued (the member
 //!   keeps it in memory, idle for at most `--auth-token-ttl`);
 //! - `jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256,ttl=5m`: a signed JSON
-//!   Web Token carrying the user name and an expiry, verified by each member
-//!   with the public key alone (nothing is registered).
+//!   Web Token carrying the user name, the auth revision it was issued at
+//!   and an expiry, verified by each member with the public key alone
+//!   (nothing is registered). Used after the auth store changed, it is
+//!   refused on key ranges (etcd's old-revision rule): sign in again.
 //!
 //! A token is a secret: it never reaches a log line or a metric.
 
@@ -119,11 +121,12 @@ impl Jwt {
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key).map_err(|_| "cannot sign the token")
     }
 
-    /// The user of a token whose signature and expiry verify.
-    pub fn verify(&self, token: &str) -> Option<String> {
+    /// The user of a token whose signature and expiry verify, and the auth
+    /// revision it was issued at.
+    pub fn verify(&self, token: &str) -> Option<(String, u64)> {
         let mut v = Validation::new(self.algorithm);
         v.leeway = 0;
         v.set_required_spec_claims(&["exp"]);
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).ok().map(|d| d.claims.username)
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).ok().map(|d| (d.claims.username, d.claims.revision))
     }
 }

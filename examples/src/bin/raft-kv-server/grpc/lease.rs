@@ -3,7 +3,7 @@
 use futures_core::Stream;
 use futures_util::StreamExt;
 use raft_kv::pb::etcdserverpb as pb;
-use raft_kv::{Error, LeaseRevoke, Op, Response};
+use raft_kv::{Access, Error, LeaseRevoke, Op, Response};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response as Reply, Status, Streaming};
@@ -80,9 +80,17 @@ impl services::lease_server::Lease for Api {
         req: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Reply<pb::LeaseTimeToLiveResponse>, Status> {
         self.count("LeaseTimeToLive");
-        self.ctx.auth.check_user(&self.ctx.node, &Identity::of(&req))?;
+        let id = Identity::of(&req);
+        self.ctx.auth.check_user(&self.ctx.node, &id)?;
         let r = req.into_inner();
         let mut resp = answer(&self.ctx, self.ctx.node.lease_time_to_live(r.id, r.keys)).await?;
+        // The attached keys' names are data: the caller must be allowed to
+        // read each (etcd 3.5.9's fix of CVE-2023-32082; 3.5.1 lists them
+        // to anyone).
+        let keys: Vec<_> = resp.get_ref().keys.iter().map(|k| (Access::Read, k.as_ref(), &[][..])).collect();
+        if !keys.is_empty() {
+            self.ctx.auth.check_access(&self.ctx.node, &id, &keys)?;
+        }
         resp.get_mut().id = r.id;
         Ok(resp)
     }

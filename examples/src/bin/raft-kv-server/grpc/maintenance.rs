@@ -50,21 +50,21 @@ impl services::maintenance_server::Maintenance for Api {
     /// answers when done, as etcd answers after rewriting its bbolt file.
     async fn defragment(&self, _req: Request<pb::DefragmentRequest>) -> Result<Reply<pb::DefragmentResponse>, Status> {
         self.count("Defragment");
-        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&_req))?;
+        self.ctx.auth.check_maintenance(&self.ctx.node, &Identity::of(&_req))?;
         self.ctx.node.defragment().await.map_err(to_status)?;
         Ok(Reply::new(pb::DefragmentResponse { header: self.ctx.header(0) }))
     }
 
     async fn hash(&self, _req: Request<pb::HashRequest>) -> Result<Reply<pb::HashResponse>, Status> {
         self.count("Hash");
-        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&_req))?;
+        self.ctx.auth.check_maintenance(&self.ctx.node, &Identity::of(&_req))?;
         let h = self.ctx.node.hash(0).await.map_err(to_status)?;
         Ok(Reply::new(pb::HashResponse { header: self.ctx.header(0), hash: fold_hash(h) }))
     }
 
     async fn hash_kv(&self, req: Request<pb::HashKvRequest>) -> Result<Reply<pb::HashKvResponse>, Status> {
         self.count("HashKV");
-        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&req))?;
+        self.ctx.auth.check_maintenance(&self.ctx.node, &Identity::of(&req))?;
         let rev = req.into_inner().revision;
         let st = self.ctx.node.state();
         let h = self.ctx.node.hash(rev).await.map_err(to_status)?;
@@ -80,13 +80,13 @@ impl services::maintenance_server::Maintenance for Api {
 
     async fn snapshot(&self, _req: Request<pb::SnapshotRequest>) -> Result<Reply<Self::SnapshotStream>, Status> {
         self.count("Snapshot");
-        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&_req))?;
+        self.ctx.auth.check_maintenance(&self.ctx.node, &Identity::of(&_req))?;
         Ok(Reply::new(super::snapshot_stream(self.ctx.clone()).await?))
     }
 
     async fn move_leader(&self, req: Request<pb::MoveLeaderRequest>) -> Result<Reply<pb::MoveLeaderResponse>, Status> {
         self.count("MoveLeader");
-        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&req))?;
+        self.ctx.auth.check_maintenance(&self.ctx.node, &Identity::of(&req))?;
         let token = req.metadata().get("token").cloned();
         let target = req.into_inner().target_id;
         let st = self.ctx.node.status().await.map_err(to_status)?;
@@ -120,7 +120,7 @@ impl services::maintenance_server::Maintenance for Api {
     async fn downgrade(&self, req: Request<pb::DowngradeRequest>) -> Result<Reply<pb::DowngradeResponse>, Status> {
         use pb::downgrade_request::DowngradeAction;
         self.count("Downgrade");
-        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&req))?;
+        self.ctx.auth.check_maintenance(&self.ctx.node, &Identity::of(&req))?;
         let r = req.into_inner();
         let action = DowngradeAction::try_from(r.action).unwrap_or(DowngradeAction::Validate);
         if action == DowngradeAction::Cancel {

@@ -24,7 +24,8 @@ pub struct TlsFlags {
     /// `--trusted-ca-file`; its CN is the user under authentication.
     #[arg(long, env = "RAFT_KV_CLIENT_CERT_AUTH")]
     pub client_cert_auth: bool,
-    /// Client TLS with a self-signed certificate made at start.
+    /// Client TLS with a self-signed certificate, made on the first start
+    /// and kept in `<data-dir>/fixtures/client`.
     #[arg(long, env = "RAFT_KV_AUTO_TLS")]
     pub auto_tls: bool,
     /// Certificate revocation list (PEM) checked on client certificates.
@@ -44,8 +45,8 @@ pub struct TlsFlags {
     /// `--peer-trusted-ca-file`.
     #[arg(long, env = "RAFT_KV_PEER_CLIENT_CERT_AUTH")]
     pub peer_client_cert_auth: bool,
-    /// Peer TLS with a self-signed certificate made at start (members do not
-    /// verify each other).
+    /// Peer TLS with a self-signed certificate, made on the first start and
+    /// kept in `<data-dir>/fixtures/peer` (members do not verify each other).
     #[arg(long, env = "RAFT_KV_PEER_AUTO_TLS")]
     pub peer_auto_tls: bool,
     /// Certificate revocation list (PEM) checked on peer certificates.

@@ -13,6 +13,7 @@ mod flags;
 mod pem;
 mod verify;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -32,16 +33,17 @@ pub fn any_https(urls: &[String]) -> bool {
     urls.iter().any(|u| u.starts_with("https://"))
 }
 
-/// One side's certificate: from files, or made at start (auto TLS).
+/// One side's certificate: from files, or auto TLS's kept in `auto_dir`
+/// (`<data-dir>/fixtures/client` or `peer`, as etcd).
 fn identity(
     (cert_flag, cert): (&str, &Option<String>),
     (key_flag, key): (&str, &Option<String>),
-    auto: bool,
+    (auto, auto_dir): (bool, &Path),
     hosts: Vec<String>,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     match (cert, key) {
         (Some(c), Some(k)) => Ok((pem::certs(cert_flag, c)?, pem::key(key_flag, k)?)),
-        (None, None) if auto => auto::self_signed(hosts),
+        (None, None) if auto => auto::kept_in(auto_dir, hosts),
         (None, None) => bail!("--{cert_flag} and --{key_flag} (or auto TLS) are needed for https:// URLs"),
         _ => bail!("--{cert_flag} and --{key_flag} go together"),
     }
@@ -63,8 +65,9 @@ fn client_verifier(
     b.build().context("cannot build the client certificate verifier")
 }
 
-/// The client port's TLS, when a listen client URL is `https://`.
-pub fn client(flags: &TlsFlags, listen: &[String], advertise: &[String]) -> Result<Option<ClientTls>> {
+/// The client port's TLS, when a listen client URL is `https://`; auto TLS
+/// keeps its certificate under `data_dir`.
+pub fn client(flags: &TlsFlags, data_dir: &Path, listen: &[String], advertise: &[String]) -> Result<Option<ClientTls>> {
     if !any_https(listen) {
         if flags.cert_file.is_some() || flags.auto_tls {
             tracing::warn!("client TLS is configured but no --listen-client-urls is https://; serving cleartext");
@@ -75,7 +78,7 @@ pub fn client(flags: &TlsFlags, listen: &[String], advertise: &[String]) -> Resu
     let (certs, key) = identity(
         ("cert-file", &flags.cert_file),
         ("key-file", &flags.key_file),
-        flags.auto_tls,
+        (flags.auto_tls, &data_dir.join("fixtures").join("client")),
         auto::hosts(listen.iter().chain(advertise)),
     )?;
     // As etcd: a trusted CA alone also requires client certificates.
@@ -99,8 +102,9 @@ pub fn client(flags: &TlsFlags, listen: &[String], advertise: &[String]) -> Resu
     Ok(Some(ClientTls::new(Arc::new(cfg), cert_auth)))
 }
 
-/// The peer transport's TLS, when the listen peer URL is `https://`.
-pub fn peer(flags: &TlsFlags, listen: &[String], advertise: &[String]) -> Result<Option<PeerTls>> {
+/// The peer transport's TLS, when the listen peer URL is `https://`; auto
+/// TLS keeps its certificate under `data_dir`.
+pub fn peer(flags: &TlsFlags, data_dir: &Path, listen: &[String], advertise: &[String]) -> Result<Option<PeerTls>> {
     if !any_https(listen) {
         if flags.peer_cert_file.is_some() || flags.peer_auto_tls {
             tracing::warn!("peer TLS is configured but --listen-peer-urls is not https://; peers use cleartext");
@@ -112,7 +116,7 @@ pub fn peer(flags: &TlsFlags, listen: &[String], advertise: &[String]) -> Result
     let (certs, key) = identity(
         ("peer-cert-file", &flags.peer_cert_file),
         ("peer-key-file", &flags.peer_key_file),
-        flags.peer_auto_tls,
+        (flags.peer_auto_tls, &data_dir.join("fixtures").join("peer")),
         auto::hosts(listen.iter().chain(advertise)),
     )?;
     let auto_only = flags.peer_auto_tls && flags.peer_cert_file.is_none();
