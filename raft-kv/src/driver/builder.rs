@@ -10,6 +10,7 @@ use crate::driver::background::Background;
 use crate::driver::blocking::Node;
 use crate::driver::inbox::Inbox;
 use crate::driver::input::{Callback, Input};
+use crate::driver::local_reads::LocalReads;
 use crate::driver::log_writer::LogWriter;
 use crate::driver::mailbox::Mailbox;
 use crate::driver::member::run;
@@ -70,19 +71,21 @@ impl<E: Engine> NodeBuilder<E> {
         let peer: Peer<TimedEngine<E>, Callback> = Peer::open(self.cfg.clone(), engine.clone())?;
         let mut transport = self.transport.unwrap_or_else(|| Box::new(crate::driver::transport::NoTransport));
         let background = Background::scans(self.cfg.id)?;
-        let readers = Background::readers(self.cfg.id)?;
+        let readers = Arc::new(Background::readers(self.cfg.id)?);
+        let local_reads = Arc::new(LocalReads::default());
         let writer = LogWriter::start(self.cfg.id, engine.clone(), Arc::clone(&self.inbox))?;
         let driver = Driver::new(engine);
         let auth = peer.auth_shared();
         let board = StateBoard::new(self.cfg.id);
         board.publish(peer.member_state());
         let (cfg, inbox, b, m) = (self.cfg.clone(), Arc::clone(&self.inbox), Arc::clone(&board), Arc::clone(&metrics));
+        let (r, l) = (Arc::clone(&readers), Arc::clone(&local_reads));
         let thread = std::thread::Builder::new()
             .name(format!("raft-kv-node-{}", cfg.id))
             .spawn(move || {
-                let fatal = run(peer, driver, cfg, &inbox, &readers, &writer, transport.as_mut(), &b, &m);
+                let fatal = run(peer, driver, cfg, &inbox, &r, &l, &writer, transport.as_mut(), &b, &m);
                 writer.stop();
-                readers.stop();
+                r.stop();
                 b.stop(fatal);
             })
             .map_err(|e| Error::Storage(crate::error::StorageError::new("cannot spawn node thread", e)))?;
@@ -94,6 +97,8 @@ impl<E: Engine> NodeBuilder<E> {
             metrics,
             board,
             background: Arc::new(background),
+            readers,
+            local_reads,
             auth,
         });
         Ok(Node { inner: AsyncNode { shared } })

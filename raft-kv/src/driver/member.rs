@@ -16,6 +16,7 @@ use crate::driver::call::Responder;
 use crate::driver::compactions::Compactions;
 use crate::driver::inbox::Inbox;
 use crate::driver::input::{Callback, Input};
+use crate::driver::local_reads::LocalReads;
 use crate::driver::log_writer::LogWriter;
 use crate::driver::metrics::NodeMetrics;
 use crate::driver::state::StateBoard;
@@ -65,11 +66,13 @@ pub(super) fn run<E: Engine>(
     cfg: Config,
     inbox: &Arc<Inbox<Input>>,
     readers: &Background,
+    local_reads: &LocalReads,
     writer: &LogWriter,
     transport: &mut dyn Transport,
     board: &StateBoard,
     metrics: &NodeMetrics,
 ) -> Option<Error> {
+    local_reads.publish(&peer);
     let mut next_tick = Instant::now() + cfg.tick_interval;
     let mut stop = false;
     let mut fatal: Option<Error> = None;
@@ -98,6 +101,7 @@ pub(super) fn run<E: Engine>(
                         writer,
                         compactions: &mut compactions,
                         readers,
+                        local_reads,
                         inbox,
                         id: cfg.id,
                     };
@@ -134,8 +138,15 @@ pub(super) fn run<E: Engine>(
         }
         // Idle: nothing else queued, so a log write may be done inline.
         let idle = pending.is_empty() && inbox.is_empty();
-        let mut io =
-            NodeIo { transport: &mut *transport, writer, compactions: &mut compactions, readers, inbox, id: cfg.id };
+        let mut io = NodeIo {
+            transport: &mut *transport,
+            writer,
+            compactions: &mut compactions,
+            readers,
+            local_reads,
+            inbox,
+            id: cfg.id,
+        };
         if let Err(e) = driver.step(&mut peer, idle, &mut io) {
             tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
             fatal = Some(e);
@@ -155,7 +166,9 @@ pub(super) fn run<E: Engine>(
         transfers.check(&mut peer, ticked);
         board.publish(peer.member_state());
     }
-    // A stopped member leaves no thread behind holding its engine open.
+    // A stopped member leaves no thread behind holding its engine open,
+    // and no published view either.
+    local_reads.clear();
     compactions.stop();
     for (cb, res) in peer.fail_all() {
         cb(res);
@@ -195,12 +208,13 @@ fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input, metrics: &NodeM
 }
 
 /// The node thread's [`Io`]: the transport, the log writer thread, the
-/// compaction threads and the readers.
+/// compaction threads, the readers and the view serializable reads use.
 struct NodeIo<'a> {
     transport: &'a mut dyn Transport,
     writer: &'a LogWriter,
     compactions: &'a mut Compactions,
     readers: &'a Background,
+    local_reads: &'a LocalReads,
     /// Where the readers hand windows of watch history back.
     inbox: &'a Arc<Inbox<Input>>,
     id: u64,
@@ -241,5 +255,8 @@ impl<E: Engine> Io<E, Callback> for NodeIo<'_> {
         if let Err((job, _)) = self.readers.submit(job, run) {
             let _ = self.inbox.push(Input::History(job.refuse()));
         }
+    }
+    fn applied(&mut self, peer: &Peer<E, Callback>) {
+        self.local_reads.publish(peer);
     }
 }

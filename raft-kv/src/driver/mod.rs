@@ -23,6 +23,7 @@ pub mod call;
 mod compactions;
 pub(crate) mod inbox;
 pub mod input;
+mod local_reads;
 mod log_writer;
 pub mod mailbox;
 mod member;
@@ -65,6 +66,13 @@ pub trait Io<E: Engine, T> {
     /// (or refuses it) and hands the result to [`Peer::history_read`]
     /// between steps.
     fn history(&mut self, job: HistoryJob<E::Snapshot>);
+    /// The peer's applied state may have moved: an apply batch was just
+    /// written (its completions not yet released), or a write that may hold
+    /// a snapshot install is durable. For views of the applied state served
+    /// off the peer's thread; by default nothing.
+    fn applied(&mut self, peer: &Peer<E, T>) {
+        let _ = peer;
+    }
 }
 
 /// Executes [`Ready`]s for one member (see the module docs).
@@ -107,6 +115,7 @@ impl<E: Engine> Driver<E> {
         //    jobs read it. Unsynced: the next synced write covers it.
         if !apply.is_empty() {
             self.engine.write(apply, false)?;
+            io.applied(peer);
         }
         // 2. The leader's appends leave before its own fsync.
         if !messages.is_empty() {
@@ -136,6 +145,7 @@ impl<E: Engine> Driver<E> {
                     io.send(then_send);
                 }
                 peer.persisted(number)?;
+                io.applied(peer);
             } else {
                 self.waiting.push_back((write.number, then_send));
                 io.submit(write);
@@ -158,7 +168,9 @@ impl<E: Engine> Driver<E> {
                 io.send(msgs);
             }
         }
-        peer.persisted(number)
+        peer.persisted(number)?;
+        io.applied(peer);
+        Ok(())
     }
 
     /// Forgets the writes in flight (the member crashed: they are lost with

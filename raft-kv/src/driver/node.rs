@@ -31,6 +31,7 @@ use crate::driver::background::Background;
 use crate::driver::call::{call, Call, SharedResponder};
 use crate::driver::inbox::{Inbox, INBOX_LIMIT};
 use crate::driver::input::{Callback, Input, Local, LocalFn, ScanJob};
+use crate::driver::local_reads::LocalReads;
 use crate::driver::metrics::NodeMetrics;
 use crate::driver::state::{StateBoard, StateChanges};
 use crate::{Error, Result};
@@ -45,6 +46,11 @@ pub(super) struct Shared {
     pub(super) board: Arc<StateBoard>,
     /// The thread for whole-store reads (hash, backup).
     pub(super) background: Arc<Background>,
+    /// The member's readers (ranges, watch history), shared with the node
+    /// thread.
+    pub(super) readers: Arc<Background>,
+    /// The applied state's latest view, for serializable ranges.
+    pub(super) local_reads: Arc<LocalReads>,
     /// The auth state the node thread publishes, and its simple tokens.
     pub(super) auth: Arc<AuthShared>,
 }
@@ -228,7 +234,27 @@ impl AsyncNode {
 
     /// Reads a range; `done` receives the outcome on one of the member's
     /// reader threads (or on the node thread when the read fails early).
+    /// A serializable range is served from the applied state's latest view
+    /// without the node thread (`local_reads.rs`): a single key at once, on
+    /// the caller's thread (`done` runs before this returns: a point read
+    /// costs less than a hand-off), a wider range on a reader; a
+    /// linearizable one goes through the node thread and a ReadIndex round.
     pub fn range_with(&self, req: RangeRequest, done: Callback) {
+        if req.serializable {
+            if let Some(view) = self.shared.local_reads.latest() {
+                // The view validates the request (as the node thread would).
+                if req.range_end.is_empty() {
+                    return done(view.range(&req).map(Response::Range));
+                }
+                let run = move |(req, done): (RangeRequest, Callback)| {
+                    done(view.range(&req).map(Response::Range));
+                };
+                if let Err(((_, done), why)) = self.shared.readers.submit((req, done), run) {
+                    done(Err(why));
+                }
+                return;
+            }
+        }
         if let Err((Input::Read(_, done), why)) = self.shared.inbox.push_within(Input::Read(req, done), INBOX_LIMIT) {
             done(Err(why));
         }

@@ -188,7 +188,7 @@ pub trait ReadView {
 /// Engines are cheap handles (`Clone` shares the same store).
 pub trait Engine: ReadView + Maintain + Clone + Send + Sync + 'static {
     /// A consistent read-only view frozen at the moment it was taken.
-    type Snapshot: ReadView + Send + 'static;
+    type Snapshot: ReadView + Send + Sync + 'static;
 
     /// Applies `batch` atomically. With `sync`, the batch and every earlier
     /// write are durable when this returns.

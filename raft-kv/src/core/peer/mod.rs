@@ -307,6 +307,11 @@ impl<E: Engine, T> Peer<E, T> {
         self.leader_changes
     }
 
+    /// The index of the last entry applied to the state machine.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
     /// The state machine (for local, serializable reads and checks).
     pub fn mvcc(&self) -> &Mvcc<E> {
         &self.mvcc
