@@ -30,6 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::history::{Key, KvObs, Observed, Op, Outcome, Record, Value, NEVER};
+use crate::ranges::{check_past_reads, delete_steps, fact_step, range_facts};
 
 /// A key's state in the model: absent, or (value, version).
 pub type State = Option<(Value, i64)>;
@@ -53,6 +54,12 @@ pub enum Step {
     },
     /// A read that saw this state.
     Get(State),
+    /// A `keys_only` read that saw the key at this version.
+    GetVersion(i64),
+    /// A read that saw the key exists (a count).
+    Exists,
+    /// A delete that found this state (`prev_kv`; `None`: absent).
+    DeleteOf(State),
 }
 
 /// An operation of one key's history.
@@ -91,6 +98,9 @@ pub fn apply(state: State, step: &Step) -> Option<State> {
             }
         }
         Step::Get(seen) => (*seen == state).then_some(state),
+        Step::GetVersion(version) => (state.map(|(_, v)| v) == Some(*version)).then_some(state),
+        Step::Exists => state.is_some().then_some(state),
+        Step::DeleteOf(seen) => (*seen == state).then_some(None),
     }
 }
 
@@ -261,6 +271,9 @@ pub enum ViolationKind {
     Lease,
     /// A member went on after a disk write or fsync failed.
     DiskFault,
+    /// A range at a past revision disagrees with what the history proves
+    /// of that revision, or with the compactions (see [`crate::ranges`]).
+    PastRead,
     /// A member (raft-rs or ours) panicked; caught per seed by
     /// [`crate::verdict::run_caught`].
     Panic,
@@ -305,6 +318,23 @@ pub fn key_histories(history: &[Record]) -> BTreeMap<Key, Vec<KeyOp>> {
                     push(*k, Step::Get(kvs.get(k).and_then(obs_state)));
                 }
             }
+            (Op::Range { keys, query }, Some(Observed::Range { kvs, count, more, .. })) if query.revision == 0 => {
+                for (k, fact) in range_facts(keys, query, kvs, *count, *more) {
+                    push(k, fact_step(&fact));
+                }
+            }
+            (Op::DeleteRange { keys, prev_kv }, Some(Observed::DeleteRange { deleted, prev, .. })) => {
+                for (k, step) in delete_steps(keys, *prev_kv, Some((*deleted, prev))) {
+                    push(k, step);
+                }
+            }
+            (Op::DeleteRange { keys, prev_kv }, _) => {
+                for (k, step) in delete_steps(keys, *prev_kv, None) {
+                    push(k, step);
+                }
+            }
+            // Past revisions are judged by [`check_past_reads`].
+            (Op::Range { .. }, _) => {}
             // Serializable reads are not linearizable by design; reads
             // without an answer constrain nothing.
             (Op::Read { .. }, _) | (Op::Compact { .. }, _) => {}
@@ -348,6 +378,7 @@ pub fn check_history(history: &[Record]) -> Vec<Violation> {
     }
     out.extend(check_revisions(history));
     out.extend(check_serializable(history));
+    out.extend(check_past_reads(history));
     out
 }
 
@@ -389,6 +420,17 @@ fn known_writes(history: &[Record]) -> (BTreeMap<Key, BTreeSet<i64>>, Vec<Violat
                     note(kv.value, kv.mod_revision, *k, i, &mut bad);
                 }
             }
+            (Op::Range { .. }, Observed::Range { kvs, .. }) => {
+                for (k, kv) in kvs.iter().filter(|(_, kv)| kv.value != 0) {
+                    note(kv.value, kv.mod_revision, *k, i, &mut bad);
+                }
+            }
+            (Op::DeleteRange { .. }, Observed::DeleteRange { revision, prev, .. }) => {
+                for (k, kv) in prev {
+                    note(kv.value, kv.mod_revision, *k, i, &mut bad);
+                    deletes.push((*k, *revision));
+                }
+            }
             (Op::Delete { key }, Observed::Delete { revision, deleted }) if *deleted > 0 => {
                 deletes.push((*key, *revision))
             }
@@ -407,7 +449,14 @@ fn known_writes(history: &[Record]) -> (BTreeMap<Key, BTreeSet<i64>>, Vec<Violat
 fn check_revisions(history: &[Record]) -> Vec<Violation> {
     let (changes, mut out) = known_writes(history);
     for rec in history {
-        let Outcome::Ok(Observed::Read { revision, kvs }) = &rec.outcome else { continue };
+        let (revision, kvs): (&i64, Vec<(&Key, &KvObs)>) = match (&rec.op, &rec.outcome) {
+            (_, Outcome::Ok(Observed::Read { revision, kvs })) => (revision, kvs.iter().collect()),
+            (Op::Range { query, .. }, Outcome::Ok(Observed::Range { revision, kvs, .. })) => {
+                let at = if query.revision > 0 { &query.revision } else { revision };
+                (at, kvs.iter().map(|(k, kv)| (k, kv)).collect())
+            }
+            _ => continue,
+        };
         for (k, kv) in kvs {
             if kv.mod_revision > *revision {
                 out.push(Violation {
@@ -444,6 +493,9 @@ fn check_revisions(history: &[Record]) -> Vec<Violation> {
             | Outcome::Ok(Observed::Delete { revision, .. })
             | Outcome::Ok(Observed::Cas { revision, .. }) => *revision,
             Outcome::Ok(Observed::Read { revision, .. }) if matches!(rec.op, Op::Read { linearizable: true, .. }) => {
+                *revision
+            }
+            Outcome::Ok(Observed::Range { revision, .. }) | Outcome::Ok(Observed::DeleteRange { revision, .. }) => {
                 *revision
             }
             _ => continue,

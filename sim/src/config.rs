@@ -42,11 +42,19 @@ pub enum FaultKind {
     /// between any two writes, inside one step or inside `open`). The
     /// member must stop on it; it restarts later.
     Disk,
+    /// Make one member's clock jump: forward (a few ticks fire at once, as
+    /// after a stalled process catching up) or back (its ticks stop until
+    /// the clock is where it was).
+    ClockJump,
+    /// Cut the clients off from one member for a while: requests sent to
+    /// it reach it or not, and their answers are lost, so they time out
+    /// with their outcome unknown.
+    ClientPartition,
 }
 
 impl FaultKind {
     /// Every kind, in weight order.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Partition,
         FaultKind::OneWayPartition,
         FaultKind::IsolateLeader,
@@ -57,6 +65,8 @@ impl FaultKind {
         FaultKind::Heal,
         FaultKind::Membership,
         FaultKind::Disk,
+        FaultKind::ClockJump,
+        FaultKind::ClientPartition,
     ];
 }
 
@@ -83,11 +93,15 @@ pub struct FaultWeights {
     pub membership: u32,
     /// [`FaultKind::Disk`].
     pub disk: u32,
+    /// [`FaultKind::ClockJump`].
+    pub clock_jump: u32,
+    /// [`FaultKind::ClientPartition`].
+    pub client_partition: u32,
 }
 
 impl FaultWeights {
     /// The weights in [`FaultKind::ALL`] order.
-    pub fn as_array(&self) -> [u32; 10] {
+    pub fn as_array(&self) -> [u32; 12] {
         [
             self.partition,
             self.one_way,
@@ -99,6 +113,8 @@ impl FaultWeights {
             self.heal,
             self.membership,
             self.disk,
+            self.clock_jump,
+            self.client_partition,
         ]
     }
 }
@@ -116,6 +132,8 @@ impl Default for FaultWeights {
             heal: 2,
             membership: 4,
             disk: 2,
+            clock_jump: 1,
+            client_partition: 2,
         }
     }
 }
@@ -215,6 +233,11 @@ pub struct WorkloadMix {
     /// A lease operation: grant (when the client holds no lease), attach a
     /// fresh key, keep-alive, revoke, or let the lease expire.
     pub lease: u32,
+    /// A range with random options (limit, sort, count_only, keys_only,
+    /// revision filters), sometimes at a past revision.
+    pub query: u32,
+    /// Delete a run of keys in one request, sometimes with `prev_kv`.
+    pub delete_range: u32,
 }
 
 impl Default for WorkloadMix {
@@ -229,6 +252,8 @@ impl Default for WorkloadMix {
             compact: 2,
             watch: 2,
             lease: 16,
+            query: 12,
+            delete_range: 3,
         }
     }
 }
@@ -238,8 +263,8 @@ impl WorkloadMix {
     pub const WATCHES_PER_CLIENT: usize = 2;
 
     /// The weights in a fixed order (put, get, serializable get, range,
-    /// delete, cas, compact, watch, lease).
-    pub fn as_array(&self) -> [u32; 9] {
+    /// delete, cas, compact, watch, lease, query, delete range).
+    pub fn as_array(&self) -> [u32; 11] {
         [
             self.put,
             self.get,
@@ -250,6 +275,8 @@ impl WorkloadMix {
             self.compact,
             self.watch,
             self.lease,
+            self.query,
+            self.delete_range,
         ]
     }
 }

@@ -71,6 +71,22 @@ pub enum Op {
         /// Linearizable (ReadIndex) or serializable (local).
         linearizable: bool,
     },
+    /// A range with options ([`Query`]) over `keys`, at the current
+    /// revision or a past one; linearizable.
+    Range {
+        /// Every key the range covers, in key (byte) order.
+        keys: Vec<Key>,
+        /// The options.
+        query: Query,
+    },
+    /// Delete every key of `keys` (one contiguous key range) in one
+    /// request.
+    DeleteRange {
+        /// Every key the range covers.
+        keys: Vec<Key>,
+        /// Ask for the deleted key-values.
+        prev_kv: bool,
+    },
     /// Compact history up to `revision`.
     Compact {
         /// The compaction revision.
@@ -101,12 +117,70 @@ pub enum Op {
 }
 
 impl Op {
+    /// Whether the operation only reads (a failed read is definitely not
+    /// applied).
+    pub fn is_read(&self) -> bool {
+        matches!(self, Op::Read { .. } | Op::Range { .. })
+    }
+
     /// The lease a lease operation names (not a grant's: it has none yet).
     pub fn lease(&self) -> Option<i64> {
         match self {
             Op::LeasePut { lease, .. } | Op::LeaseKeepAlive { lease } | Op::LeaseRevoke { lease } => Some(*lease),
             _ => None,
         }
+    }
+}
+
+/// What a range sorts by (etcd's sort targets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    /// The key.
+    Key,
+    /// The version.
+    Version,
+    /// The create revision.
+    Create,
+    /// The mod revision.
+    Mod,
+    /// The value (bytes).
+    Value,
+}
+
+/// The options of an [`Op::Range`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query {
+    /// At most this many keys (0: no limit).
+    pub limit: i64,
+    /// The sort target and order (`None`: etcd's default, ascending keys).
+    pub sort: Option<(SortBy, bool)>,
+    /// Only the count.
+    pub count_only: bool,
+    /// Key-values without values.
+    pub keys_only: bool,
+    /// Mod revision filter (0: none), inclusive.
+    pub min_mod: i64,
+    /// See `min_mod`.
+    pub max_mod: i64,
+    /// Create revision filter (0: none), inclusive.
+    pub min_create: i64,
+    /// See `min_create`.
+    pub max_create: i64,
+    /// Read at this past revision (0: the current one).
+    pub revision: i64,
+}
+
+impl Query {
+    /// Whether a revision filter is set (keys it leaves out may exist).
+    pub fn filtered(&self) -> bool {
+        self.min_mod != 0 || self.max_mod != 0 || self.min_create != 0 || self.max_create != 0
+    }
+
+    /// Whether `kv` passes the revision filters.
+    pub fn admits(&self, kv: &KvObs) -> bool {
+        let within = |min: i64, max: i64, v: i64| (min == 0 || v >= min) && (max == 0 || v <= max);
+        within(self.min_mod, self.max_mod, kv.mod_revision)
+            && within(self.min_create, self.max_create, kv.create_revision)
     }
 }
 
@@ -153,6 +227,29 @@ pub enum Observed {
         revision: i64,
         /// The keys present, by key; keys of the op missing here were absent.
         kvs: BTreeMap<Key, KvObs>,
+    },
+    /// A range with options answered.
+    Range {
+        /// Header revision.
+        revision: i64,
+        /// The key-values returned, in response order (value 0 with
+        /// `keys_only`).
+        kvs: Vec<(Key, KvObs)>,
+        /// The response's count.
+        count: i64,
+        /// The response's `more`.
+        more: bool,
+    },
+    /// A read at a past revision refused as compacted.
+    Compacted,
+    /// A multi-key delete applied.
+    DeleteRange {
+        /// Header revision.
+        revision: i64,
+        /// Keys deleted.
+        deleted: i64,
+        /// The deleted key-values (with `prev_kv`).
+        prev: Vec<(Key, KvObs)>,
     },
     /// A compaction applied (or was refused as already compacted).
     Compact,

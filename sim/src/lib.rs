@@ -68,6 +68,7 @@ pub mod checker;
 pub mod config;
 pub mod history;
 pub mod leases;
+pub mod ranges;
 pub mod rng;
 pub mod shrink;
 pub mod trace;

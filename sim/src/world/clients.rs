@@ -8,6 +8,7 @@ use raft_kv::{
     PutRequest, RangeRequest, Response, TxnRequest,
 };
 
+use super::queries::{check_range_shape, delete_range_request, observe_delete_range, range_request};
 use super::watch_driver::WatchOwner;
 use super::{OpId, World, ADMIN_RECORD};
 use crate::checker::ViolationKind;
@@ -19,8 +20,17 @@ use crate::history::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ClientState {
     Idle,
-    InFlight { record: usize, member: u64 },
-    Backoff { record: usize },
+    InFlight {
+        record: usize,
+        member: u64,
+    },
+    Backoff {
+        record: usize,
+    },
+    /// Sent to a member the clients are cut off from: times out.
+    Lost {
+        record: usize,
+    },
 }
 
 pub(super) struct Client {
@@ -81,6 +91,8 @@ impl World {
                     }
                 },
             },
+            9 => self.new_query(c),
+            10 => self.new_delete_range(),
             _ => Op::Read { keys: vec![key], linearizable: true },
         }
     }
@@ -118,6 +130,10 @@ impl World {
                 self.attempt(c, record);
             }
             ClientState::Backoff { record } => self.attempt(c, record),
+            ClientState::Lost { record } => {
+                let outcome = if self.history[record].op.is_read() { Outcome::NotApplied } else { Outcome::Unknown };
+                self.finish_op(c, record, outcome);
+            }
             ClientState::InFlight { .. } => {}
         }
     }
@@ -150,6 +166,17 @@ impl World {
         rec.member = member;
         rec.incarnation = m.incarnation;
         let token = OpId { record: record as u32, attempt };
+        // Cut off from the clients: the request reaches the member or not,
+        // and its answer is lost either way.
+        let cut = self.client_cut.get(&member).is_some_and(|&until| until > self.now);
+        if cut {
+            self.stats.requests_cut += 1;
+            self.clients[c].state = ClientState::Lost { record };
+            self.clients[c].next_at = self.now + self.cfg.request_timeout_ticks * TICK;
+            if self.rng_work.chance(0.5) {
+                return;
+            }
+        }
         match &rec.op {
             Op::Read { keys, linearizable } => {
                 let mut req =
@@ -167,6 +194,10 @@ impl World {
             }
             Op::Delete { key } => {
                 peer.propose(raft_kv::Op::DeleteRange(DeleteRangeRequest::key(key_bytes(*key))), token)
+            }
+            Op::Range { keys, query } => peer.read(range_request(keys, query), token),
+            Op::DeleteRange { keys, prev_kv } => {
+                peer.propose(raft_kv::Op::DeleteRange(delete_range_request(keys, *prev_kv)), token)
             }
             Op::Cas { key, expect, value } => {
                 let cmp = match expect {
@@ -196,7 +227,9 @@ impl World {
                 peer.propose(raft_kv::Op::LeaseRevoke(raft_kv::LeaseRevoke::new(*lease)), token)
             }
         }
-        self.clients[c].state = ClientState::InFlight { record, member };
+        if !cut {
+            self.clients[c].state = ClientState::InFlight { record, member };
+        }
     }
 
     pub(super) fn on_completion(&mut self, token: OpId, result: raft_kv::Result<Response>) {
@@ -213,7 +246,7 @@ impl World {
             self.trace.event(self.now, format_args!("stale completion #{record}/{}", token.attempt));
             return;
         }
-        let is_read = matches!(rec.op, Op::Read { .. });
+        let is_read = rec.op.is_read();
         match result {
             Ok(resp) => match self.observe(record, resp) {
                 Ok(obs) => {
@@ -233,6 +266,10 @@ impl World {
             }
             Err(Error::Compacted { .. }) if matches!(rec.op, Op::Compact { .. }) => {
                 self.finish_op(c, record, Outcome::Ok(Observed::Compact))
+            }
+            Err(Error::Compacted { .. }) if matches!(rec.op, Op::Range { query, .. } if query.revision > 0) => {
+                self.stats.compacted_reads += 1;
+                self.finish_op(c, record, Outcome::Ok(Observed::Compacted))
             }
             // The lease expired (or was revoked): definitely not applied.
             Err(Error::LeaseNotFound) if rec.op.lease().is_some() => {
@@ -269,9 +306,13 @@ impl World {
 
     fn observe(&self, record: usize, resp: Response) -> Result<Observed, String> {
         let op = &self.history[record].op;
+        let keys_only = matches!(op, Op::Range { query, .. } if query.keys_only);
         let kv_obs = |kv: &raft_kv::KeyValue| -> Result<(Key, KvObs), String> {
             let key = parse_key(&kv.key).ok_or_else(|| format!("unknown key {:?}", kv.key))?;
-            let value = parse_value(&kv.value).ok_or_else(|| format!("unknown value {:?}", kv.value))?;
+            let value = match parse_value(&kv.value) {
+                None if keys_only && kv.value.is_empty() => 0,
+                v => v.ok_or_else(|| format!("unknown value {:?}", kv.value))?,
+            };
             Ok((
                 key,
                 KvObs {
@@ -328,6 +369,15 @@ impl World {
                 }
                 Ok(Observed::Read { revision: r.revision(), kvs })
             }
+            (Op::Range { keys, query }, Response::Range(r)) => {
+                let kvs = r.kvs.iter().map(kv_obs).collect::<Result<Vec<_>, _>>()?;
+                check_range_shape(keys, query, &kvs, r.count, r.more)?;
+                Ok(Observed::Range { revision: r.revision(), kvs, count: r.count, more: r.more })
+            }
+            (Op::DeleteRange { keys, prev_kv }, Response::DeleteRange(d)) => {
+                let prev = d.prev_kvs.iter().map(kv_obs).collect::<Result<Vec<_>, _>>()?;
+                observe_delete_range(keys, *prev_kv, d.revision(), d.deleted, prev)
+            }
             (Op::Compact { .. }, Response::Compact(_)) => Ok(Observed::Compact),
             (Op::LeaseGrant { .. }, Response::LeaseGrant(g)) => Ok(Observed::LeaseGranted { id: g.id, ttl: g.ttl }),
             (Op::LeasePut { .. }, Response::Put(p)) => Ok(Observed::Put { revision: p.revision() }),
@@ -364,6 +414,16 @@ impl World {
                 (Op::Read { keys, .. }, Observed::Read { revision, kvs }) => {
                     for k in keys {
                         client.seen.insert(*k, kvs.get(k).map(|o| o.value));
+                    }
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::Range { query, .. }, Observed::Range { revision, .. }) if query.revision == 0 => {
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::Range { .. }, Observed::Range { .. }) => self.stats.past_reads += 1,
+                (Op::DeleteRange { keys, .. }, Observed::DeleteRange { revision, .. }) => {
+                    for k in keys {
+                        client.seen.insert(*k, None);
                     }
                     client.last_revision = client.last_revision.max(*revision);
                 }

@@ -21,6 +21,7 @@ mod checks;
 mod clients;
 mod faults;
 mod pump;
+mod queries;
 mod replicated;
 mod report;
 mod watch_driver;
@@ -134,6 +135,14 @@ pub struct World {
     removal_targets: Vec<u64>,
     /// The limit of each limited range read, by history record.
     range_limits: BTreeMap<usize, i64>,
+    /// Forward clock jumps: when, and how many ticks fired at once.
+    forward_jumps: Vec<(u64, u64)>,
+    /// Members the clients are cut off from, until when.
+    client_cut: BTreeMap<u64, u64>,
+    /// What the clients know of each member's peer URLs.
+    peer_urls: BTreeMap<u64, admin::UrlFacts>,
+    /// Peer URL updates started.
+    url_updates: u64,
 }
 
 /// The configuration of member `id` (`peers`: the voters of a new cluster;
@@ -236,6 +245,10 @@ impl World {
             converged: Vec::new(),
             removal_targets: Vec::new(),
             range_limits: BTreeMap::new(),
+            forward_jumps: Vec::new(),
+            client_cut: BTreeMap::new(),
+            peer_urls: BTreeMap::new(),
+            url_updates: 0,
         }
     }
 
