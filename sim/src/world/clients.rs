@@ -148,14 +148,22 @@ impl World {
         if attempt > 1 {
             self.stats.retries += 1;
         }
-        let ids = self.client_ids();
-        let member = match self.clients[c].leader_hint {
-            Some(l) if ids.contains(&l) && self.rng_work.chance(0.75) => l,
-            _ => *self.rng_work.pick(&ids).unwrap_or(&1),
+        // A retry under the same request id goes to the member that gave
+        // the id (it alone completes it).
+        let same_id = self.same_id_retries.get(&record).copied();
+        let member = match same_id {
+            Some((member, _)) => member,
+            None => {
+                let ids = self.client_ids();
+                match self.clients[c].leader_hint {
+                    Some(l) if ids.contains(&l) && self.rng_work.chance(0.75) => l,
+                    _ => *self.rng_work.pick(&ids).unwrap_or(&1),
+                }
+            }
         };
         let Some(i) = self.index_of(member) else { return };
         let m = &mut self.members[i];
-        let Some(peer) = m.peer.as_mut() else {
+        let Some(peer) = m.peer.as_mut().filter(|_| !m.retired) else {
             // Connection refused: nothing was sent, so retrying is safe.
             self.clients[c].leader_hint = None;
             self.clients[c].state = ClientState::Backoff { record };
@@ -177,7 +185,7 @@ impl World {
                 return;
             }
         }
-        match &rec.op {
+        let write = match &rec.op {
             Op::Read { keys, linearizable } => {
                 let mut req =
                     if keys.len() == 1 { RangeRequest::key(key_bytes(keys[0])) } else { RangeRequest::prefix("k") };
@@ -188,17 +196,15 @@ impl World {
                     req = req.serializable();
                 }
                 peer.read(req, token);
+                None
             }
-            Op::Put { key, value } => {
-                peer.propose(raft_kv::Op::Put(PutRequest::new(key_bytes(*key), value.to_string())), token)
+            Op::Range { keys, query } => {
+                peer.read(range_request(keys, query), token);
+                None
             }
-            Op::Delete { key } => {
-                peer.propose(raft_kv::Op::DeleteRange(DeleteRangeRequest::key(key_bytes(*key))), token)
-            }
-            Op::Range { keys, query } => peer.read(range_request(keys, query), token),
-            Op::DeleteRange { keys, prev_kv } => {
-                peer.propose(raft_kv::Op::DeleteRange(delete_range_request(keys, *prev_kv)), token)
-            }
+            Op::Put { key, value } => Some(raft_kv::Op::Put(PutRequest::new(key_bytes(*key), value.to_string()))),
+            Op::Delete { key } => Some(raft_kv::Op::DeleteRange(DeleteRangeRequest::key(key_bytes(*key)))),
+            Op::DeleteRange { keys, prev_kv } => Some(raft_kv::Op::DeleteRange(delete_range_request(keys, *prev_kv))),
             Op::Cas { key, expect, value } => {
                 let cmp = match expect {
                     Some(e) => Compare::value(key_bytes(*key), CompareResult::Equal, e.to_string()),
@@ -208,28 +214,56 @@ impl World {
                     .when(cmp)
                     .and_then(PutRequest::new(key_bytes(*key), value.to_string()))
                     .or_else(RangeRequest::key(key_bytes(*key)));
-                peer.propose(raft_kv::Op::Txn(txn), token);
+                Some(raft_kv::Op::Txn(txn))
             }
             Op::Compact { revision } => {
-                peer.propose(raft_kv::Op::Compact(CompactionRequest { revision: *revision, physical: false }), token)
+                Some(raft_kv::Op::Compact(CompactionRequest { revision: *revision, physical: false }))
             }
-            Op::LeaseGrant { ttl } => {
-                peer.propose(raft_kv::Op::LeaseGrant(LeaseGrantRequest { ttl: *ttl, id: 0 }), token)
-            }
+            Op::LeaseGrant { ttl } => Some(raft_kv::Op::LeaseGrant(LeaseGrantRequest { ttl: *ttl, id: 0 })),
             Op::LeasePut { lease, value } => {
                 let put = PutRequest { lease: *lease, ..PutRequest::new(lease_key_bytes(*value), value.to_string()) };
-                peer.propose(raft_kv::Op::Put(put), token)
+                Some(raft_kv::Op::Put(put))
             }
-            Op::LeaseKeepAlive { lease } => {
-                peer.propose(raft_kv::Op::LeaseKeepAlive(LeaseKeepAliveRequest { id: *lease }), token)
-            }
-            Op::LeaseRevoke { lease } => {
-                peer.propose(raft_kv::Op::LeaseRevoke(raft_kv::LeaseRevoke::new(*lease)), token)
+            Op::LeaseKeepAlive { lease } => Some(raft_kv::Op::LeaseKeepAlive(LeaseKeepAliveRequest { id: *lease })),
+            Op::LeaseRevoke { lease } => Some(raft_kv::Op::LeaseRevoke(raft_kv::LeaseRevoke::new(*lease))),
+        };
+        if let Some(write) = write {
+            match same_id {
+                Some((_, id)) => {
+                    self.stats.same_id_retries += 1;
+                    peer.propose_retry(write, id, token)
+                }
+                None => {
+                    let before = peer.last_request_id();
+                    peer.propose(write, token);
+                    let id = peer.last_request_id().filter(|id| Some(*id) != before);
+                    if let Some(id) = id {
+                        self.request_ids.insert(record, (member, id));
+                    }
+                }
             }
         }
         if !cut {
             self.clients[c].state = ClientState::InFlight { record, member };
         }
+    }
+
+    /// After a timeout or a lost connection: half the time a client
+    /// retries a plain write under the request id it was given (the outcome
+    /// is then unknown however the retry ends, unless it succeeds); true if
+    /// it does.
+    fn retry_same_id(&mut self, c: usize, record: usize) -> bool {
+        let retriable = matches!(
+            self.history[record].op,
+            Op::Put { .. } | Op::Delete { .. } | Op::Cas { .. } | Op::DeleteRange { .. }
+        );
+        let Some(&key) = self.request_ids.get(&record).filter(|_| retriable) else { return false };
+        if self.healing || !self.rng_work.chance(0.5) {
+            return false;
+        }
+        self.same_id_retries.insert(record, key);
+        self.backoff(c, record, None);
+        true
     }
 
     pub(super) fn on_completion(&mut self, token: OpId, result: raft_kv::Result<Response>) {
@@ -247,6 +281,10 @@ impl World {
             return;
         }
         let is_read = rec.op.is_read();
+        if matches!(result, Err(Error::Timeout | Error::Stopped)) && !is_read && self.retry_same_id(c, record) {
+            return;
+        }
+        let rec = &self.history[record];
         match result {
             Ok(resp) => match self.observe(record, resp) {
                 Ok(obs) => {
@@ -388,6 +426,12 @@ impl World {
     }
 
     fn finish_op(&mut self, c: usize, record: usize, outcome: Outcome) {
+        // A write retried under its request id may have applied once,
+        // however its retries ended.
+        let outcome = match outcome {
+            Outcome::NotApplied if self.same_id_retries.contains_key(&record) => Outcome::Unknown,
+            o => o,
+        };
         let now = self.now;
         let rec = &mut self.history[record];
         rec.complete = if outcome == Outcome::Unknown { NEVER } else { now };

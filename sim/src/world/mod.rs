@@ -143,6 +143,10 @@ pub struct World {
     peer_urls: BTreeMap<u64, admin::UrlFacts>,
     /// Peer URL updates started.
     url_updates: u64,
+    /// The member and request id each client write was proposed under.
+    request_ids: BTreeMap<usize, (u64, u64)>,
+    /// Writes being retried under their request id (member, id).
+    same_id_retries: BTreeMap<usize, (u64, u64)>,
 }
 
 /// The configuration of member `id` (`peers`: the voters of a new cluster;
@@ -249,6 +253,8 @@ impl World {
             client_cut: BTreeMap::new(),
             peer_urls: BTreeMap::new(),
             url_updates: 0,
+            request_ids: BTreeMap::new(),
+            same_id_retries: BTreeMap::new(),
         }
     }
 

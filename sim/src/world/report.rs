@@ -76,6 +76,10 @@ pub struct RunStats {
     pub past_reads: u64,
     /// Reads refused as below the compact revision.
     pub compacted_reads: u64,
+    /// Watch progress requests.
+    pub progress_requests: u64,
+    /// Writes re-proposed under their request id.
+    pub same_id_retries: u64,
 }
 
 /// The result of one run.
