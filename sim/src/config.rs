@@ -132,7 +132,7 @@ impl Default for FaultWeights {
             heal: 2,
             membership: 4,
             disk: 2,
-            clock_jump: 1,
+            clock_jump: 2,
             client_partition: 2,
         }
     }
