@@ -238,6 +238,9 @@ pub struct WorkloadMix {
     pub query: u32,
     /// Delete a run of keys in one request, sometimes with `prev_kv`.
     pub delete_range: u32,
+    /// A multi-op txn (compares on value, version, mod or create
+    /// revision; puts, deletes, reads and a nested txn in either branch).
+    pub txn: u32,
 }
 
 impl Default for WorkloadMix {
@@ -254,6 +257,7 @@ impl Default for WorkloadMix {
             lease: 16,
             query: 12,
             delete_range: 3,
+            txn: 10,
         }
     }
 }
@@ -263,8 +267,8 @@ impl WorkloadMix {
     pub const WATCHES_PER_CLIENT: usize = 2;
 
     /// The weights in a fixed order (put, get, serializable get, range,
-    /// delete, cas, compact, watch, lease, query, delete range).
-    pub fn as_array(&self) -> [u32; 11] {
+    /// delete, cas, compact, watch, lease, query, delete range, txn).
+    pub fn as_array(&self) -> [u32; 12] {
         [
             self.put,
             self.get,
@@ -277,6 +281,7 @@ impl WorkloadMix {
             self.lease,
             self.query,
             self.delete_range,
+            self.txn,
         ]
     }
 }

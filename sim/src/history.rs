@@ -87,6 +87,8 @@ pub enum Op {
         /// Ask for the deleted key-values.
         prev_kv: bool,
     },
+    /// A multi-op txn, possibly nested ([`Txn`]).
+    Txn(Txn),
     /// Compact history up to `revision`.
     Compact {
         /// The compaction revision.
@@ -130,6 +132,94 @@ impl Op {
             _ => None,
         }
     }
+}
+
+/// What a txn compare looks at, and the operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpTarget {
+    /// The value (a missing key fails every value compare, as in etcd).
+    Value(Value),
+    /// The version (0: missing).
+    Version(i64),
+    /// The mod revision (0: missing).
+    Mod(i64),
+    /// The create revision (0: missing).
+    Create(i64),
+}
+
+/// One compare of a txn: `key`'s `target` against its operand, by
+/// `order` (`Equal`, `Greater`: target above operand, `Less`, or
+/// `NotEqual`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cmp {
+    /// The key.
+    pub key: Key,
+    /// What is compared, with the operand.
+    pub target: CmpTarget,
+    /// The comparison.
+    pub order: std::cmp::Ordering,
+    /// Negated (`NotEqual` when `order` is `Equal`).
+    pub not: bool,
+}
+
+impl Cmp {
+    /// Evaluates the compare on the key's full state (`None`: missing).
+    pub fn holds(&self, kv: Option<&KvObs>) -> bool {
+        let have = match (self.target, kv) {
+            (CmpTarget::Value(_), None) => return false,
+            (CmpTarget::Value(v), Some(kv)) => kv.value.to_string().cmp(&v.to_string()),
+            (CmpTarget::Version(n), kv) => kv.map_or(0, |k| k.version).cmp(&n),
+            (CmpTarget::Mod(n), kv) => kv.map_or(0, |k| k.mod_revision).cmp(&n),
+            (CmpTarget::Create(n), kv) => kv.map_or(0, |k| k.create_revision).cmp(&n),
+        };
+        (have == self.order) != self.not
+    }
+}
+
+/// One operation of a txn branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOp {
+    /// Put a unique value.
+    Put(Key, Value),
+    /// Delete the key.
+    Delete(Key),
+    /// Read the key.
+    Get(Key),
+    /// A nested txn.
+    Txn(Box<Txn>),
+}
+
+/// A txn: if every compare holds run `then`, else `otherwise`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Txn {
+    /// The compares.
+    pub compares: Vec<Cmp>,
+    /// The success branch.
+    pub then: Vec<TxnOp>,
+    /// The failure branch.
+    pub otherwise: Vec<TxnOp>,
+}
+
+/// What one executed txn operation answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOpResult {
+    /// A put.
+    Put,
+    /// A delete, and how many keys it deleted.
+    Delete(i64),
+    /// A read: the key-value, or missing.
+    Get(Option<KvObs>),
+    /// A nested txn.
+    Txn(TxnResult),
+}
+
+/// What a txn answered: the branch taken and each of its operations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnResult {
+    /// Whether every compare held.
+    pub succeeded: bool,
+    /// The taken branch's results, in order.
+    pub results: Vec<TxnOpResult>,
 }
 
 /// What a range sorts by (etcd's sort targets).
@@ -242,6 +332,13 @@ pub enum Observed {
     },
     /// A read at a past revision refused as compacted.
     Compacted,
+    /// A multi-op txn applied.
+    Txn {
+        /// Header revision (every write of the txn is at it).
+        revision: i64,
+        /// The answer.
+        result: TxnResult,
+    },
     /// A multi-key delete applied.
     DeleteRange {
         /// Header revision.

@@ -72,6 +72,7 @@ pub mod ranges;
 pub mod rng;
 pub mod shrink;
 pub mod trace;
+pub mod txns;
 pub mod verdict;
 pub mod watches;
 pub mod world;

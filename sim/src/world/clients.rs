@@ -9,6 +9,7 @@ use raft_kv::{
 };
 
 use super::queries::{check_range_shape, delete_range_request, observe_delete_range, range_request};
+use super::txns::{observe_txn, txn_request};
 use super::watch_driver::WatchOwner;
 use super::{OpId, World, ADMIN_RECORD};
 use crate::checker::ViolationKind;
@@ -93,6 +94,7 @@ impl World {
             },
             9 => self.new_query(c),
             10 => self.new_delete_range(),
+            11 => Op::Txn(self.new_txn(c)),
             _ => Op::Read { keys: vec![key], linearizable: true },
         }
     }
@@ -224,6 +226,7 @@ impl World {
                 let put = PutRequest { lease: *lease, ..PutRequest::new(lease_key_bytes(*value), value.to_string()) };
                 Some(raft_kv::Op::Put(put))
             }
+            Op::Txn(txn) => Some(raft_kv::Op::Txn(txn_request(txn))),
             Op::LeaseKeepAlive { lease } => Some(raft_kv::Op::LeaseKeepAlive(LeaseKeepAliveRequest { id: *lease })),
             Op::LeaseRevoke { lease } => Some(raft_kv::Op::LeaseRevoke(raft_kv::LeaseRevoke::new(*lease))),
         };
@@ -255,7 +258,7 @@ impl World {
     fn retry_same_id(&mut self, c: usize, record: usize) -> bool {
         let retriable = matches!(
             self.history[record].op,
-            Op::Put { .. } | Op::Delete { .. } | Op::Cas { .. } | Op::DeleteRange { .. }
+            Op::Put { .. } | Op::Delete { .. } | Op::Cas { .. } | Op::DeleteRange { .. } | Op::Txn(_)
         );
         let Some(&key) = self.request_ids.get(&record).filter(|_| retriable) else { return false };
         if self.healing || !self.rng_work.chance(0.5) {
@@ -416,6 +419,9 @@ impl World {
                 let prev = d.prev_kvs.iter().map(kv_obs).collect::<Result<Vec<_>, _>>()?;
                 observe_delete_range(keys, *prev_kv, d.revision(), d.deleted, prev)
             }
+            (Op::Txn(txn), Response::Txn(t)) => {
+                Ok(Observed::Txn { revision: t.revision(), result: observe_txn(txn, &t)? })
+            }
             (Op::Compact { .. }, Response::Compact(_)) => Ok(Observed::Compact),
             (Op::LeaseGrant { .. }, Response::LeaseGrant(g)) => Ok(Observed::LeaseGranted { id: g.id, ttl: g.ttl }),
             (Op::LeasePut { .. }, Response::Put(p)) => Ok(Observed::Put { revision: p.revision() }),
@@ -469,6 +475,9 @@ impl World {
                     for k in keys {
                         client.seen.insert(*k, None);
                     }
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::Txn(_), Observed::Txn { revision, .. }) => {
                     client.last_revision = client.last_revision.max(*revision);
                 }
                 (Op::LeaseGrant { .. }, Observed::LeaseGranted { id, .. }) => {

@@ -24,6 +24,7 @@ mod pump;
 mod queries;
 mod replicated;
 mod report;
+mod txns;
 mod watch_driver;
 
 use std::collections::BTreeMap;
