@@ -50,11 +50,15 @@ pub enum FaultKind {
     /// it reach it or not, and their answers are lost, so they time out
     /// with their outcome unknown.
     ClientPartition,
+    /// One member loses its data directory: it stops, its directory is
+    /// wiped, and as an operator would it is removed and a fresh member
+    /// joins under a new id (member add, empty start, then promotion).
+    DirLoss,
 }
 
 impl FaultKind {
     /// Every kind, in weight order.
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Partition,
         FaultKind::OneWayPartition,
         FaultKind::IsolateLeader,
@@ -67,6 +71,7 @@ impl FaultKind {
         FaultKind::Disk,
         FaultKind::ClockJump,
         FaultKind::ClientPartition,
+        FaultKind::DirLoss,
     ];
 }
 
@@ -97,11 +102,13 @@ pub struct FaultWeights {
     pub clock_jump: u32,
     /// [`FaultKind::ClientPartition`].
     pub client_partition: u32,
+    /// [`FaultKind::DirLoss`].
+    pub dir_loss: u32,
 }
 
 impl FaultWeights {
     /// The weights in [`FaultKind::ALL`] order.
-    pub fn as_array(&self) -> [u32; 12] {
+    pub fn as_array(&self) -> [u32; 13] {
         [
             self.partition,
             self.one_way,
@@ -115,6 +122,7 @@ impl FaultWeights {
             self.disk,
             self.clock_jump,
             self.client_partition,
+            self.dir_loss,
         ]
     }
 }
@@ -134,6 +142,7 @@ impl Default for FaultWeights {
             disk: 2,
             clock_jump: 2,
             client_partition: 2,
+            dir_loss: 1,
         }
     }
 }

@@ -67,6 +67,9 @@ pub(super) struct Admin {
     pub(super) hint: Option<u64>,
     /// The change removes the member that was leader when it started.
     pub(super) of_leader: bool,
+    /// The change removes a member that lost its data directory: a fresh
+    /// member joins after it.
+    pub(super) rejoin: bool,
 }
 
 impl World {
@@ -130,15 +133,53 @@ impl World {
             _ => String::new(),
         };
         self.trace.event(self.now, format_args!("fault membership {change:?}{note}"));
+        self.begin_change(change, Some(leader), false);
+    }
+
+    /// Makes `change` the one in flight and makes its first attempt.
+    fn begin_change(&mut self, change: Change, leader: Option<u64>, rejoin: bool) {
         self.admin = Admin {
             change: Some(change),
             seq: self.admin.seq,
-            hint: Some(leader),
+            hint: leader,
             next_at: NEVER,
-            of_leader: change == Change::Remove(leader),
+            of_leader: leader.is_some_and(|l| change == Change::Remove(l)),
+            rejoin,
             ..Admin::default()
         };
         self.admin_attempt();
+    }
+
+    /// [`crate::config::FaultKind::DirLoss`]: a follower (no membership
+    /// change in flight) stops and its directory is wiped; it is never
+    /// restarted under its id but removed, and a fresh member is added once
+    /// the removal is done.
+    pub(super) fn lose_dir(&mut self) {
+        if self.admin.change.is_some() {
+            return;
+        }
+        let Some(l) = self.leader_index() else { return };
+        let Some(status) = self.members[l].peer.as_ref().map(|p| p.status()) else { return };
+        let leader = status.state.id;
+        // Only with more than three voters, every one up: the cluster
+        // keeps three voters and a quorum that survives one more fault
+        // without the lost one.
+        let all_up = status.voters.iter().all(|&v| self.index_of(v).is_some_and(|i| self.members[i].peer.is_some()));
+        if status.voters.len() <= MIN_VOTERS || !all_up {
+            return;
+        }
+        let candidates: Vec<u64> = status.voters.iter().copied().filter(|&v| v != leader).collect();
+        let Some(&id) = self.rng_fault.pick(&candidates) else { return };
+        let Some(i) = self.index_of(id) else { return };
+        self.crash(i);
+        let m = &mut self.members[i];
+        m.retired = true;
+        m.restart_at = NEVER;
+        m.engine = raft_kv::MemEngine::new();
+        self.stats.dir_losses += 1;
+        self.removal_targets.push(id);
+        self.trace.event(self.now, format_args!("fault m{id} loses its data directory; it is removed to rejoin"));
+        self.begin_change(Change::Remove(id), Some(leader), true);
     }
 
     /// True when `change` shows in `members` (an applied view: never ahead
@@ -256,6 +297,12 @@ impl World {
                 self.stats.leader_removals += u64::from(self.admin.of_leader);
                 if let Some(i) = self.index_of(id) {
                     self.mark_removed(i);
+                }
+                if self.admin.rejoin {
+                    let new = self.next_member_id;
+                    self.next_member_id += 1;
+                    self.trace.event(self.now, format_args!("m{id}'s machine rejoins as m{new}"));
+                    self.begin_change(Change::AddLearner(new), None, false);
                 }
             }
         }

@@ -142,6 +142,7 @@ impl World {
                 self.trace.event(now, format_args!("fault disk m{}: {fault:?}", self.members[i].id));
             }
             FaultKind::ClockJump => self.jump_clock(),
+            FaultKind::DirLoss => self.lose_dir(),
             FaultKind::ClientPartition => {
                 let ids = self.client_ids();
                 let Some(&id) = self.rng_fault.pick(&ids) else { return };

@@ -80,6 +80,8 @@ pub struct RunStats {
     pub progress_requests: u64,
     /// Writes re-proposed under their request id.
     pub same_id_retries: u64,
+    /// Members that lost their data directory (and rejoined).
+    pub dir_losses: u64,
 }
 
 /// The result of one run.
