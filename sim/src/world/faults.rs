@@ -115,6 +115,8 @@ impl World {
                     slow_delay: w.slow_delay,
                 };
                 self.net.set_faults(faults);
+                // The snapshot transport slows down with the weather.
+                self.snapshot_pipes.chunk_time = self.rng_fault.between(1, 2 * TICK);
                 self.trace.event(
                     now,
                     format_args!(
@@ -190,6 +192,7 @@ impl World {
         self.next_fault = NEVER;
         self.client_cut.clear();
         self.net.set_faults(LinkFaults { min_delay: 1, max_delay: 3, ..LinkFaults::reliable() });
+        self.snapshot_pipes.chunk_time = 1;
         for m in &mut self.members {
             m.tick_period = TICK;
             // A clock set back catches up now.

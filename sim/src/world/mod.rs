@@ -148,6 +148,8 @@ pub struct World {
     request_ids: BTreeMap<usize, (u64, u64)>,
     /// Writes being retried under their request id (member, id).
     same_id_retries: BTreeMap<usize, (u64, u64)>,
+    /// The snapshot transport's bounded pipes.
+    snapshot_pipes: pump::SnapshotPipes,
 }
 
 /// The configuration of member `id` (`peers`: the voters of a new cluster;
@@ -256,6 +258,7 @@ impl World {
             url_updates: 0,
             request_ids: BTreeMap::new(),
             same_id_retries: BTreeMap::new(),
+            snapshot_pipes: pump::SnapshotPipes::new(1),
         }
     }
 

@@ -82,6 +82,8 @@ pub struct RunStats {
     pub same_id_retries: u64,
     /// Members that lost their data directory (and rejoined).
     pub dir_losses: u64,
+    /// Snapshot chunks the full snapshot transport refused (sent later).
+    pub snapshot_refusals: u64,
 }
 
 /// The result of one run.
