@@ -130,17 +130,12 @@ pub fn check_past_reads(history: &[Record]) -> Vec<Violation> {
         if at == 0 {
             continue;
         }
-        let compacts = history.iter().filter_map(|c| match (&c.op, &c.outcome) {
-            (Op::Compact { revision }, Outcome::Ok(_) | Outcome::Unknown) if *revision > at => Some(c),
-            _ => None,
+        let compacts = history.iter().filter(|c| {
+            matches!((&c.op, &c.outcome), (Op::Compact { revision }, Outcome::Ok(_) | Outcome::Unknown) if *revision > at)
         });
         match &rec.outcome {
-            Outcome::Ok(Observed::Compacted) => {
-                if !compacts.clone().any(|c| c.invoke <= rec.complete) {
-                    out.push(bad(format!(
-                        "read at revision {at} refused as compacted, no compaction above it:\n  {rec}"
-                    )));
-                }
+            Outcome::Ok(Observed::Compacted) if !compacts.clone().any(|c| c.invoke <= rec.complete) => {
+                out.push(bad(format!("read at revision {at} refused as compacted, no compaction above it:\n  {rec}")));
             }
             Outcome::Ok(Observed::Range { kvs, count, more, .. }) => {
                 if let Some(c) =
