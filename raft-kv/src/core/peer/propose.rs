@@ -58,14 +58,6 @@ impl<E: Engine, T> Peer<E, T> {
                 }
             }
         }
-        if self.proposals.len() >= self.cfg.max_pending_proposals {
-            self.completions.push((token, Err(Error::TooManyRequests)));
-            return;
-        }
-        if let Err(e) = self.check_quota(&op) {
-            self.completions.push((token, Err(e)));
-            return;
-        }
         self.propose_keyed(op, auth, None, token);
     }
 
@@ -75,14 +67,6 @@ impl<E: Engine, T> Peer<E, T> {
     /// window applies it at most once however many copies commit; `token`
     /// completes with the result of whichever copy applies, or times out.
     pub fn propose_retry(&mut self, op: Op, request_id: u64, token: T) {
-        if self.proposals.len() >= self.cfg.max_pending_proposals {
-            self.completions.push((token, Err(Error::TooManyRequests)));
-            return;
-        }
-        if let Err(e) = self.check_quota(&op) {
-            self.completions.push((token, Err(e)));
-            return;
-        }
         let keep = !crate::mutation::active("retry-gets-new-id");
         self.propose_keyed(op, None, Some(request_id).filter(|_| keep), token);
     }
@@ -93,7 +77,17 @@ impl<E: Engine, T> Peer<E, T> {
         self.last_request
     }
 
+    /// Admits a client write (pending limit, quota) and proposes it under
+    /// `request_id` (`None`: a fresh one).
     fn propose_keyed(&mut self, op: Op, auth: Option<AuthInfo>, request_id: Option<u64>, token: T) {
+        if self.proposals.len() >= self.cfg.max_pending_proposals {
+            self.completions.push((token, Err(Error::TooManyRequests)));
+            return;
+        }
+        if let Err(e) = self.check_quota(&op) {
+            self.completions.push((token, Err(e)));
+            return;
+        }
         match self.try_propose_as(op, auth, request_id) {
             Ok(id) => {
                 self.last_request = Some(id);
