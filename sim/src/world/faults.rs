@@ -116,7 +116,7 @@ impl World {
                 };
                 self.net.set_faults(faults);
                 // The snapshot transport slows down with the weather.
-                self.snapshot_pipes.chunk_time = self.rng_fault.between(1, 2 * TICK);
+                self.snapshot_pipes.chunk_time = self.rng_fault.between(0, 2 * TICK);
                 self.trace.event(
                     now,
                     format_args!(
@@ -192,7 +192,7 @@ impl World {
         self.next_fault = NEVER;
         self.client_cut.clear();
         self.net.set_faults(LinkFaults { min_delay: 1, max_delay: 3, ..LinkFaults::reliable() });
-        self.snapshot_pipes.chunk_time = 1;
+        self.snapshot_pipes.chunk_time = 0;
         for m in &mut self.members {
             m.tick_period = TICK;
             // A clock set back catches up now.

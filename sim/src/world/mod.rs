@@ -258,7 +258,7 @@ impl World {
             url_updates: 0,
             request_ids: BTreeMap::new(),
             same_id_retries: BTreeMap::new(),
-            snapshot_pipes: pump::SnapshotPipes::new(1),
+            snapshot_pipes: pump::SnapshotPipes::new(0),
         }
     }
 

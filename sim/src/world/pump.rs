@@ -213,7 +213,8 @@ impl Io<MemEngine, OpId> for SimIo<'_> {
 /// The snapshot transport's back-pressure: each (leader, follower) pipe
 /// holds at most [`SnapshotPipes::ROOM`] chunks in flight and drains one
 /// every `chunk_time` units (network weather sets it: a slow link fills the
-/// pipe, and the leader's sends are refused until it drains).
+/// pipe, and the leader's sends are refused until it drains; 0: always
+/// room, as at the start and after the heal).
 #[derive(Debug)]
 pub(super) struct SnapshotPipes {
     /// When each pipe is empty again.
@@ -228,12 +229,15 @@ impl SnapshotPipes {
 
     /// Pipes draining a chunk every `chunk_time` units.
     pub(super) fn new(chunk_time: u64) -> Self {
-        SnapshotPipes { free_at: std::collections::BTreeMap::new(), chunk_time: chunk_time.max(1) }
+        SnapshotPipes { free_at: std::collections::BTreeMap::new(), chunk_time }
     }
 
     /// Whether the pipe `from -> to` has room for a chunk at `now`; if so
     /// the chunk takes it.
     pub(super) fn room(&mut self, from: u64, to: u64, now: u64) -> bool {
+        if self.chunk_time == 0 {
+            return true;
+        }
         let free_at = self.free_at.entry((from, to)).or_insert(0);
         let queued = free_at.saturating_sub(now);
         if queued + self.chunk_time > Self::ROOM * self.chunk_time {
