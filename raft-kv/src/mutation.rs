@@ -29,6 +29,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("append-ack-before-durable", "a follower's append responses leave before its write is durable"),
     ("write-error-ignored", "a failed engine write is reported as done"),
     ("crash-keeps-torn-write", "a torn write at the log tail survives a crash as if whole"),
+    ("retry-gets-new-id", "a client's retry of a write is proposed under a new request id (dedup ignores it)"),
+    ("member-update-ignored", "a MemberUpdate applies without changing the member's peer URLs"),
+    ("watch-filter-ignored", "watches deliver the events their NOPUT/NODELETE filter leaves out"),
+    ("progress-too-high", "a watch progress notification names a revision one above the store's"),
 ];
 
 #[cfg(raft_kv_mutations)]

@@ -29,7 +29,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use crate::history::{Cmp, TxnOp, TxnOpResult};
 use crate::history::{Key, KvObs, Observed, Op, Outcome, Record, Value, NEVER};
+use crate::ranges::{check_past_reads, delete_steps, fact_step, range_facts};
+use crate::txns::{guard_allows, txn_steps};
 
 /// A key's state in the model: absent, or (value, version).
 pub type State = Option<(Value, i64)>;
@@ -53,6 +56,23 @@ pub enum Step {
     },
     /// A read that saw this state.
     Get(State),
+    /// A `keys_only` read that saw the key at this version.
+    GetVersion(i64),
+    /// A read that saw the key exists (a count).
+    Exists,
+    /// A delete that found this state (`prev_kv`; `None`: absent).
+    DeleteOf(State),
+    /// A txn's compares on this key: all hold (`all`), or not all.
+    Guard {
+        /// The compares.
+        cmps: Vec<Cmp>,
+        /// Every one holds, or not every one.
+        all: bool,
+    },
+    /// Steps taken atomically, in order (one txn's operations on a key).
+    Seq(Vec<Step>),
+    /// One of these steps (a txn whose branch is unknown).
+    Either(Vec<Step>),
 }
 
 /// An operation of one key's history.
@@ -73,8 +93,44 @@ fn put(state: State, value: Value) -> State {
 }
 
 /// Applies `step` to `state`: the new state, or `None` when the step's
-/// recorded output is impossible from `state`.
+/// recorded output is impossible from `state` (the first possible one of
+/// a step with several outcomes: see [`successors`]).
 pub fn apply(state: State, step: &Step) -> Option<State> {
+    successors(state, step).first().copied()
+}
+
+/// Every state `step` may lead to from `state` (none: its recorded output
+/// is impossible there).
+pub fn successors(state: State, step: &Step) -> Vec<State> {
+    match step {
+        Step::Seq(steps) => {
+            let mut states = vec![state];
+            for s in steps {
+                let mut next: Vec<State> = states.iter().flat_map(|st| successors(*st, s)).collect();
+                next.sort_unstable();
+                next.dedup();
+                states = next;
+            }
+            states
+        }
+        Step::Either(steps) => {
+            let mut all: Vec<State> = steps.iter().flat_map(|s| successors(state, s)).collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        }
+        Step::Guard { cmps, all } => {
+            if guard_allows(cmps, *all, state) {
+                vec![state]
+            } else {
+                Vec::new()
+            }
+        }
+        simple => apply_simple(state, simple).into_iter().collect(),
+    }
+}
+
+fn apply_simple(state: State, step: &Step) -> Option<State> {
     match step {
         Step::Put(v) => Some(put(state, *v)),
         Step::Delete(None) => Some(None),
@@ -91,6 +147,10 @@ pub fn apply(state: State, step: &Step) -> Option<State> {
             }
         }
         Step::Get(seen) => (*seen == state).then_some(state),
+        Step::GetVersion(version) => (state.map(|(_, v)| v) == Some(*version)).then_some(state),
+        Step::Exists => state.is_some().then_some(state),
+        Step::DeleteOf(seen) => (*seen == state).then_some(None),
+        Step::Guard { .. } | Step::Seq(_) | Step::Either(_) => apply(state, step),
     }
 }
 
@@ -150,9 +210,12 @@ pub fn check_key(ops: &[KeyOp], budget: u64) -> KeyVerdict {
     let words = n.div_ceil(64).max(1);
     let mut linearized = vec![0u64; words];
     let mut cache: HashSet<(Vec<u64>, State)> = HashSet::new();
-    let mut stack: Vec<(usize, State)> = Vec::new();
+    // Each linearized call with the state before it and which of its
+    // possible outcomes was taken; backtracking tries the next outcome.
+    let mut stack: Vec<(usize, State, usize)> = Vec::new();
     let mut state: State = None;
     let mut entry = nodes[HEAD].next;
+    let mut first_outcome = 0;
     let mut steps = 0u64;
     while nodes[HEAD].next != tail {
         steps += 1;
@@ -161,28 +224,31 @@ pub fn check_key(ops: &[KeyOp], budget: u64) -> KeyVerdict {
         }
         if nodes[entry].call {
             let op = nodes[entry].op;
-            if let Some(next_state) = apply(state, &ops[op].step) {
-                linearized[op / 64] |= 1 << (op % 64);
-                if cache.insert((linearized.clone(), next_state)) {
-                    stack.push((entry, state));
-                    state = next_state;
-                    lift(&mut nodes, entry);
-                    entry = nodes[HEAD].next;
-                    continue;
-                }
-                linearized[op / 64] &= !(1 << (op % 64));
+            let outcomes = successors(state, &ops[op].step);
+            let start = std::mem::take(&mut first_outcome);
+            linearized[op / 64] |= 1 << (op % 64);
+            let taken = (start..outcomes.len()).find(|&o| cache.insert((linearized.clone(), outcomes[o])));
+            if let Some(o) = taken {
+                stack.push((entry, state, o));
+                state = outcomes[o];
+                lift(&mut nodes, entry);
+                entry = nodes[HEAD].next;
+                continue;
             }
+            linearized[op / 64] &= !(1 << (op % 64));
             entry = nodes[entry].next;
         } else {
             // A return reached before its call was linearized: backtrack.
-            let Some((call, prev_state)) = stack.pop() else {
+            let Some((call, prev_state, outcome)) = stack.pop() else {
                 return KeyVerdict::Violation;
             };
             let op = nodes[call].op;
             linearized[op / 64] &= !(1 << (op % 64));
             state = prev_state;
             unlift(&mut nodes, call);
-            entry = nodes[call].next;
+            // The same call with its next outcome, then the calls after it.
+            entry = call;
+            first_outcome = outcome + 1;
         }
     }
     KeyVerdict::Ok
@@ -261,6 +327,9 @@ pub enum ViolationKind {
     Lease,
     /// A member went on after a disk write or fsync failed.
     DiskFault,
+    /// A range at a past revision disagrees with what the history proves
+    /// of that revision, or with the compactions (see [`crate::ranges`]).
+    PastRead,
     /// A member (raft-rs or ours) panicked; caught per seed by
     /// [`crate::verdict::run_caught`].
     Panic,
@@ -305,6 +374,32 @@ pub fn key_histories(history: &[Record]) -> BTreeMap<Key, Vec<KeyOp>> {
                     push(*k, Step::Get(kvs.get(k).and_then(obs_state)));
                 }
             }
+            (Op::Range { keys, query }, Some(Observed::Range { kvs, count, more, .. })) if query.revision == 0 => {
+                for (k, fact) in range_facts(keys, query, kvs, *count, *more) {
+                    push(k, fact_step(&fact));
+                }
+            }
+            (Op::DeleteRange { keys, prev_kv }, Some(Observed::DeleteRange { deleted, prev, .. })) => {
+                for (k, step) in delete_steps(keys, *prev_kv, Some((*deleted, prev))) {
+                    push(k, step);
+                }
+            }
+            (Op::DeleteRange { keys, prev_kv }, _) => {
+                for (k, step) in delete_steps(keys, *prev_kv, None) {
+                    push(k, step);
+                }
+            }
+            (Op::Txn(txn), known) => {
+                let result = match known {
+                    Some(Observed::Txn { result, .. }) => Some(result),
+                    _ => None,
+                };
+                for (k, step) in txn_steps(txn, result) {
+                    push(k, step);
+                }
+            }
+            // Past revisions are judged by [`check_past_reads`].
+            (Op::Range { .. }, _) => {}
             // Serializable reads are not linearizable by design; reads
             // without an answer constrain nothing.
             (Op::Read { .. }, _) | (Op::Compact { .. }, _) => {}
@@ -348,6 +443,7 @@ pub fn check_history(history: &[Record]) -> Vec<Violation> {
     }
     out.extend(check_revisions(history));
     out.extend(check_serializable(history));
+    out.extend(check_past_reads(history));
     out
 }
 
@@ -389,6 +485,29 @@ fn known_writes(history: &[Record]) -> (BTreeMap<Key, BTreeSet<i64>>, Vec<Violat
                     note(kv.value, kv.mod_revision, *k, i, &mut bad);
                 }
             }
+            (Op::Range { .. }, Observed::Range { kvs, .. }) => {
+                for (k, kv) in kvs.iter().filter(|(_, kv)| kv.value != 0) {
+                    note(kv.value, kv.mod_revision, *k, i, &mut bad);
+                }
+            }
+            (Op::Txn(txn), Observed::Txn { revision, result }) => {
+                let mut ran = Vec::new();
+                crate::txns::executed(txn, result, &mut ran);
+                for (op, r) in ran {
+                    match (op, r) {
+                        (TxnOp::Put(k, v), _) => note(*v, *revision, *k, i, &mut bad),
+                        (TxnOp::Get(k), TxnOpResult::Get(Some(kv))) => note(kv.value, kv.mod_revision, *k, i, &mut bad),
+                        (TxnOp::Delete(k), TxnOpResult::Delete(1)) => deletes.push((*k, *revision)),
+                        _ => {}
+                    }
+                }
+            }
+            (Op::DeleteRange { .. }, Observed::DeleteRange { revision, prev, .. }) => {
+                for (k, kv) in prev {
+                    note(kv.value, kv.mod_revision, *k, i, &mut bad);
+                    deletes.push((*k, *revision));
+                }
+            }
             (Op::Delete { key }, Observed::Delete { revision, deleted }) if *deleted > 0 => {
                 deletes.push((*key, *revision))
             }
@@ -407,7 +526,14 @@ fn known_writes(history: &[Record]) -> (BTreeMap<Key, BTreeSet<i64>>, Vec<Violat
 fn check_revisions(history: &[Record]) -> Vec<Violation> {
     let (changes, mut out) = known_writes(history);
     for rec in history {
-        let Outcome::Ok(Observed::Read { revision, kvs }) = &rec.outcome else { continue };
+        let (revision, kvs): (&i64, Vec<(&Key, &KvObs)>) = match (&rec.op, &rec.outcome) {
+            (_, Outcome::Ok(Observed::Read { revision, kvs })) => (revision, kvs.iter().collect()),
+            (Op::Range { query, .. }, Outcome::Ok(Observed::Range { revision, kvs, .. })) => {
+                let at = if query.revision > 0 { &query.revision } else { revision };
+                (at, kvs.iter().map(|(k, kv)| (k, kv)).collect())
+            }
+            _ => continue,
+        };
         for (k, kv) in kvs {
             if kv.mod_revision > *revision {
                 out.push(Violation {
@@ -446,6 +572,9 @@ fn check_revisions(history: &[Record]) -> Vec<Violation> {
             Outcome::Ok(Observed::Read { revision, .. }) if matches!(rec.op, Op::Read { linearizable: true, .. }) => {
                 *revision
             }
+            Outcome::Ok(Observed::Range { revision, .. })
+            | Outcome::Ok(Observed::DeleteRange { revision, .. })
+            | Outcome::Ok(Observed::Txn { revision, .. }) => *revision,
             _ => continue,
         };
         timed.push((rec.invoke, rec.complete, rev, i));

@@ -42,11 +42,23 @@ pub enum FaultKind {
     /// between any two writes, inside one step or inside `open`). The
     /// member must stop on it; it restarts later.
     Disk,
+    /// Make one member's clock jump: forward (a few ticks fire at once, as
+    /// after a stalled process catching up) or back (its ticks stop until
+    /// the clock is where it was).
+    ClockJump,
+    /// Cut the clients off from one member for a while: requests sent to
+    /// it reach it or not, and their answers are lost, so they time out
+    /// with their outcome unknown.
+    ClientPartition,
+    /// One member loses its data directory: it stops, its directory is
+    /// wiped, and as an operator would it is removed and a fresh member
+    /// joins under a new id (member add, empty start, then promotion).
+    DirLoss,
 }
 
 impl FaultKind {
     /// Every kind, in weight order.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Partition,
         FaultKind::OneWayPartition,
         FaultKind::IsolateLeader,
@@ -57,6 +69,9 @@ impl FaultKind {
         FaultKind::Heal,
         FaultKind::Membership,
         FaultKind::Disk,
+        FaultKind::ClockJump,
+        FaultKind::ClientPartition,
+        FaultKind::DirLoss,
     ];
 }
 
@@ -83,11 +98,17 @@ pub struct FaultWeights {
     pub membership: u32,
     /// [`FaultKind::Disk`].
     pub disk: u32,
+    /// [`FaultKind::ClockJump`].
+    pub clock_jump: u32,
+    /// [`FaultKind::ClientPartition`].
+    pub client_partition: u32,
+    /// [`FaultKind::DirLoss`].
+    pub dir_loss: u32,
 }
 
 impl FaultWeights {
     /// The weights in [`FaultKind::ALL`] order.
-    pub fn as_array(&self) -> [u32; 10] {
+    pub fn as_array(&self) -> [u32; 13] {
         [
             self.partition,
             self.one_way,
@@ -99,6 +120,9 @@ impl FaultWeights {
             self.heal,
             self.membership,
             self.disk,
+            self.clock_jump,
+            self.client_partition,
+            self.dir_loss,
         ]
     }
 }
@@ -116,6 +140,9 @@ impl Default for FaultWeights {
             heal: 2,
             membership: 4,
             disk: 2,
+            clock_jump: 2,
+            client_partition: 2,
+            dir_loss: 1,
         }
     }
 }
@@ -215,6 +242,14 @@ pub struct WorkloadMix {
     /// A lease operation: grant (when the client holds no lease), attach a
     /// fresh key, keep-alive, revoke, or let the lease expire.
     pub lease: u32,
+    /// A range with random options (limit, sort, count_only, keys_only,
+    /// revision filters), sometimes at a past revision.
+    pub query: u32,
+    /// Delete a run of keys in one request, sometimes with `prev_kv`.
+    pub delete_range: u32,
+    /// A multi-op txn (compares on value, version, mod or create
+    /// revision; puts, deletes, reads and a nested txn in either branch).
+    pub txn: u32,
 }
 
 impl Default for WorkloadMix {
@@ -229,6 +264,9 @@ impl Default for WorkloadMix {
             compact: 2,
             watch: 2,
             lease: 16,
+            query: 12,
+            delete_range: 3,
+            txn: 10,
         }
     }
 }
@@ -238,8 +276,8 @@ impl WorkloadMix {
     pub const WATCHES_PER_CLIENT: usize = 2;
 
     /// The weights in a fixed order (put, get, serializable get, range,
-    /// delete, cas, compact, watch, lease).
-    pub fn as_array(&self) -> [u32; 9] {
+    /// delete, cas, compact, watch, lease, query, delete range, txn).
+    pub fn as_array(&self) -> [u32; 12] {
         [
             self.put,
             self.get,
@@ -250,6 +288,9 @@ impl WorkloadMix {
             self.compact,
             self.watch,
             self.lease,
+            self.query,
+            self.delete_range,
+            self.txn,
         ]
     }
 }

@@ -71,6 +71,24 @@ pub enum Op {
         /// Linearizable (ReadIndex) or serializable (local).
         linearizable: bool,
     },
+    /// A range with options ([`Query`]) over `keys`, at the current
+    /// revision or a past one; linearizable.
+    Range {
+        /// Every key the range covers, in key (byte) order.
+        keys: Vec<Key>,
+        /// The options.
+        query: Query,
+    },
+    /// Delete every key of `keys` (one contiguous key range) in one
+    /// request.
+    DeleteRange {
+        /// Every key the range covers.
+        keys: Vec<Key>,
+        /// Ask for the deleted key-values.
+        prev_kv: bool,
+    },
+    /// A multi-op txn, possibly nested ([`Txn`]).
+    Txn(Txn),
     /// Compact history up to `revision`.
     Compact {
         /// The compaction revision.
@@ -101,12 +119,158 @@ pub enum Op {
 }
 
 impl Op {
+    /// Whether the operation only reads (a failed read is definitely not
+    /// applied).
+    pub fn is_read(&self) -> bool {
+        matches!(self, Op::Read { .. } | Op::Range { .. })
+    }
+
     /// The lease a lease operation names (not a grant's: it has none yet).
     pub fn lease(&self) -> Option<i64> {
         match self {
             Op::LeasePut { lease, .. } | Op::LeaseKeepAlive { lease } | Op::LeaseRevoke { lease } => Some(*lease),
             _ => None,
         }
+    }
+}
+
+/// What a txn compare looks at, and the operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpTarget {
+    /// The value (a missing key fails every value compare, as in etcd).
+    Value(Value),
+    /// The version (0: missing).
+    Version(i64),
+    /// The mod revision (0: missing).
+    Mod(i64),
+    /// The create revision (0: missing).
+    Create(i64),
+}
+
+/// One compare of a txn: `key`'s `target` against its operand, by
+/// `order` (`Equal`, `Greater`: target above operand, `Less`, or
+/// `NotEqual`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cmp {
+    /// The key.
+    pub key: Key,
+    /// What is compared, with the operand.
+    pub target: CmpTarget,
+    /// The comparison.
+    pub order: std::cmp::Ordering,
+    /// Negated (`NotEqual` when `order` is `Equal`).
+    pub not: bool,
+}
+
+impl Cmp {
+    /// Evaluates the compare on the key's full state (`None`: missing).
+    pub fn holds(&self, kv: Option<&KvObs>) -> bool {
+        let have = match (self.target, kv) {
+            (CmpTarget::Value(_), None) => return false,
+            (CmpTarget::Value(v), Some(kv)) => kv.value.to_string().cmp(&v.to_string()),
+            (CmpTarget::Version(n), kv) => kv.map_or(0, |k| k.version).cmp(&n),
+            (CmpTarget::Mod(n), kv) => kv.map_or(0, |k| k.mod_revision).cmp(&n),
+            (CmpTarget::Create(n), kv) => kv.map_or(0, |k| k.create_revision).cmp(&n),
+        };
+        (have == self.order) != self.not
+    }
+}
+
+/// One operation of a txn branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOp {
+    /// Put a unique value.
+    Put(Key, Value),
+    /// Delete the key.
+    Delete(Key),
+    /// Read the key.
+    Get(Key),
+    /// A nested txn.
+    Txn(Box<Txn>),
+}
+
+/// A txn: if every compare holds run `then`, else `otherwise`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Txn {
+    /// The compares.
+    pub compares: Vec<Cmp>,
+    /// The success branch.
+    pub then: Vec<TxnOp>,
+    /// The failure branch.
+    pub otherwise: Vec<TxnOp>,
+}
+
+/// What one executed txn operation answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOpResult {
+    /// A put.
+    Put,
+    /// A delete, and how many keys it deleted.
+    Delete(i64),
+    /// A read: the key-value, or missing.
+    Get(Option<KvObs>),
+    /// A nested txn.
+    Txn(TxnResult),
+}
+
+/// What a txn answered: the branch taken and each of its operations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnResult {
+    /// Whether every compare held.
+    pub succeeded: bool,
+    /// The taken branch's results, in order.
+    pub results: Vec<TxnOpResult>,
+}
+
+/// What a range sorts by (etcd's sort targets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    /// The key.
+    Key,
+    /// The version.
+    Version,
+    /// The create revision.
+    Create,
+    /// The mod revision.
+    Mod,
+    /// The value (bytes).
+    Value,
+}
+
+/// The options of an [`Op::Range`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query {
+    /// At most this many keys (0: no limit).
+    pub limit: i64,
+    /// The sort target and order (`None`: etcd's default, ascending keys).
+    pub sort: Option<(SortBy, bool)>,
+    /// Only the count.
+    pub count_only: bool,
+    /// Key-values without values.
+    pub keys_only: bool,
+    /// Mod revision filter (0: none), inclusive.
+    pub min_mod: i64,
+    /// See `min_mod`.
+    pub max_mod: i64,
+    /// Create revision filter (0: none), inclusive.
+    pub min_create: i64,
+    /// See `min_create`.
+    pub max_create: i64,
+    /// Read at this past revision (0: the current one).
+    pub revision: i64,
+}
+
+impl Query {
+    /// Whether a revision filter is set (keys it leaves out may exist).
+    pub fn filtered(&self) -> bool {
+        self.min_mod != 0 || self.max_mod != 0 || self.min_create != 0 || self.max_create != 0
+    }
+
+    /// Whether `kv` passes the revision filters.
+    pub fn admits(&self, kv: &KvObs) -> bool {
+        let within = |min: i64, max: i64, v: i64| (min == 0 || v >= min) && (max == 0 || v <= max);
+        within(self.min_mod, self.max_mod, kv.mod_revision)
+            && within(self.min_create, self.max_create, kv.create_revision)
     }
 }
 
@@ -153,6 +317,36 @@ pub enum Observed {
         revision: i64,
         /// The keys present, by key; keys of the op missing here were absent.
         kvs: BTreeMap<Key, KvObs>,
+    },
+    /// A range with options answered.
+    Range {
+        /// Header revision.
+        revision: i64,
+        /// The key-values returned, in response order (value 0 with
+        /// `keys_only`).
+        kvs: Vec<(Key, KvObs)>,
+        /// The response's count.
+        count: i64,
+        /// The response's `more`.
+        more: bool,
+    },
+    /// A read at a past revision refused as compacted.
+    Compacted,
+    /// A multi-op txn applied.
+    Txn {
+        /// Header revision (every write of the txn is at it).
+        revision: i64,
+        /// The answer.
+        result: TxnResult,
+    },
+    /// A multi-key delete applied.
+    DeleteRange {
+        /// Header revision.
+        revision: i64,
+        /// Keys deleted.
+        deleted: i64,
+        /// The deleted key-values (with `prev_kv`).
+        prev: Vec<(Key, KvObs)>,
     },
     /// A compaction applied (or was refused as already compacted).
     Compact,

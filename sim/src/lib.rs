@@ -7,7 +7,11 @@
 //! and seeded faults (message loss, duplication, delay and reorder;
 //! symmetric, one-way and leader-isolating partitions; crashes that lose
 //! unsynced writes, including whole-cluster power loss; leader transfers;
-//! membership changes; log compaction and snapshot installs; tick skew).
+//! membership changes and peer URL updates; data-directory loss; log
+//! compaction and snapshot installs over a bounded transport; tick skew and
+//! clock jumps; clients cut off from members, retrying under the same
+//! request id). The workload also has ranges with every option
+//! ([`ranges`]) and multi-op, nested txns ([`txns`]).
 //! After the workload the network heals, crashed members restart, and the
 //! run checks that members converge (same revision and hash), that no
 //! acknowledged write was lost, that no term had two leaders, that the
@@ -68,9 +72,11 @@ pub mod checker;
 pub mod config;
 pub mod history;
 pub mod leases;
+pub mod ranges;
 pub mod rng;
 pub mod shrink;
 pub mod trace;
+pub mod txns;
 pub mod verdict;
 pub mod watches;
 pub mod world;

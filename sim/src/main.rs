@@ -24,11 +24,14 @@ const USAGE: &str = "usage: sim [--seed N | --seeds A..B] [--members N|mix] [--c
            [--lax-keep-alive] [--trace | --trace-net] [--jobs N] [--fail-fast] [--shrink]
            [--mutation NAME | --mutations [--min-caught PERCENT]]
 
-Every run mixes put, get (linearizable and serializable), range (with and without a limit),
-delete, compare-and-swap, compaction, lease grant/attach/keep-alive/revoke/expiry and watches,
-under message faults, partitions, crashes (also torn log tails and power loss between any two
-writes, inside a step or while opening), failed writes and fsyncs, leader transfers,
-membership changes (add learner, promote, remove, re-add), snapshots and tick skew; it checks
+Every run mixes put, get (linearizable and serializable), ranges with every option (limit,
+sort, count_only, keys_only, revision filters, past revisions), single and multi-key deletes,
+compare-and-swap, multi-op and nested txns, compaction, lease grant/attach/keep-alive/revoke/
+expiry and watches (filters, prev_kv, progress), under message faults, partitions, clients cut
+off from members (with retries under the same request id), crashes (also torn log tails and
+power loss between any two writes, inside a step or while opening), failed writes and fsyncs,
+data-directory loss, leader transfers, membership changes (add learner, promote, remove,
+re-add, peer URL updates), snapshots over a bounded transport, tick skew and clock jumps; it checks
 linearizability (an undecided search fails), convergence of all replicated state, lost
 writes, one leader per term, watches and leases on every seed.
 

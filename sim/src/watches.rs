@@ -60,6 +60,17 @@ pub struct WatchLog {
     pub spans: Vec<(i64, i64)>,
     /// Why the watch ended for good, if it did.
     pub ended: Option<String>,
+    /// Put events left out (`NOPUT`).
+    pub no_put: bool,
+    /// Delete events left out (`NODELETE`).
+    pub no_delete: bool,
+    /// Events carry the previous key-value.
+    pub prev_kv: bool,
+    /// `received.len()` at each open: the messages of one open follow it.
+    pub opens: Vec<usize>,
+    /// Progress notifications: `received.len()` when each came, and its
+    /// revision.
+    pub progress: Vec<(usize, i64)>,
 }
 
 impl WatchLog {
@@ -72,6 +83,11 @@ impl WatchLog {
             received_at: Vec::new(),
             spans: Vec::new(),
             ended: None,
+            no_put: false,
+            no_delete: false,
+            prev_kv: false,
+            opens: Vec::new(),
+            progress: Vec::new(),
         }
     }
 
@@ -83,6 +99,12 @@ impl WatchLog {
     /// Records an open (or re-open) at `from`.
     pub fn open(&mut self, from: i64) {
         self.spans.push((from, from - 1));
+        self.opens.push(self.received.len());
+    }
+
+    /// Records a progress notification at `revision`.
+    pub fn progress_at(&mut self, revision: i64) {
+        self.progress.push((self.received.len(), revision));
     }
 
     /// Records a delivered message.
@@ -104,7 +126,8 @@ impl WatchLog {
     }
 
     fn matches(&self, ev: &Event) -> bool {
-        ev.kv.as_ref().is_some_and(|kv| kv.key.starts_with(&self.prefix))
+        let filtered = if ev.is_delete() { self.no_delete } else { self.no_put };
+        !filtered && ev.kv.as_ref().is_some_and(|kv| kv.key.starts_with(&self.prefix))
     }
 }
 
@@ -116,6 +139,18 @@ pub struct Truth {
     events: BTreeMap<i64, (Vec<Event>, String)>,
     /// Disagreements between sources.
     pub violations: Vec<String>,
+    /// The highest revision a compaction may have compacted to (an
+    /// event at or below it may lack its previous key-value, as in etcd).
+    pub compacted_to: i64,
+}
+
+/// One revision's events in key order. A txn's events share a revision;
+/// raft-kv delivers them live in the txn's order but replays them from
+/// history in key order (etcd keeps the txn's order both ways), so the
+/// checks compare a revision's events as a set of keys.
+fn in_key_order(mut events: Vec<Event>) -> Vec<Event> {
+    events.sort_by(|a, b| a.kv.as_ref().map(|kv| &kv.key).cmp(&b.kv.as_ref().map(|kv| &kv.key)));
+    events
 }
 
 fn strip(ev: &Event) -> Event {
@@ -132,7 +167,7 @@ impl Truth {
             by_rev.entry(rev).or_default().push(strip(ev));
         }
         for rev in span.0.max(1)..=span.1 {
-            let evs = by_rev.remove(&rev).unwrap_or_default();
+            let evs = in_key_order(by_rev.remove(&rev).unwrap_or_default());
             match self.events.get(&rev) {
                 Some((known, by)) if *known != evs => {
                     if self.violations.len() < 5 {
@@ -180,12 +215,14 @@ pub fn check_watch(w: &WatchLog, truth: &Truth) -> Vec<String> {
     for (rev, events) in &got {
         if let Some(known) = truth.at(*rev) {
             let want: Vec<Event> = known.iter().filter(|e| w.matches(e)).cloned().collect();
-            let have: Vec<Event> = events.iter().map(strip).collect();
+            let have = in_key_order(events.iter().map(strip).collect());
             if want != have {
                 out.push(format!("revision {rev}: delivered {have:?}, the history has {want:?}"));
             }
         }
     }
+    out.extend(check_prev_kvs(w, truth));
+    out.extend(check_progress(w));
     for &(from, to) in &w.spans {
         for (rev, known) in truth.revisions() {
             if rev < from || rev > to || got.contains_key(&rev) {
@@ -198,6 +235,59 @@ pub fn check_watch(w: &WatchLog, truth: &Truth) -> Vec<String> {
         }
     }
     out.truncate(5);
+    out
+}
+
+/// Checks the previous key-values a watch delivered: present exactly when
+/// asked for and the key existed before the event (every delete; a put of
+/// version > 1), the key's version just before (same key and create
+/// revision, version one less, an earlier mod revision), and the very put
+/// the truth has at that revision when it covers it.
+fn check_prev_kvs(w: &WatchLog, truth: &Truth) -> Vec<String> {
+    let mut out = Vec::new();
+    for ev in w.received.iter().flat_map(|(_, e)| e) {
+        let Some(kv) = &ev.kv else { continue };
+        let existed = ev.is_delete() || kv.version > 1;
+        let prev = match (&ev.prev_kv, w.prev_kv && existed) {
+            (None, false) => continue,
+            (None, true) if kv.mod_revision <= truth.compacted_to => continue,
+            (Some(prev), true) => prev,
+            (prev, _) => {
+                out.push(format!("event {ev:?}: prev_kv {prev:?} (asked for: {})", w.prev_kv));
+                continue;
+            }
+        };
+        let version_ok = ev.is_delete() || prev.version + 1 == kv.version;
+        let create_ok = ev.is_delete() || prev.create_revision == kv.create_revision;
+        if prev.key != kv.key || prev.mod_revision >= kv.mod_revision || !version_ok || !create_ok {
+            out.push(format!("event {ev:?}: prev_kv is not the key's previous version"));
+            continue;
+        }
+        let known = truth.at(prev.mod_revision).map(|evs| {
+            evs.iter().any(|e| !e.is_delete() && e.kv.as_ref().is_some_and(|k| k.key == prev.key && k == prev))
+        });
+        if known == Some(false) {
+            out.push(format!("event {ev:?}: prev_kv {prev:?} is not the put the history has there"));
+        }
+    }
+    out
+}
+
+/// Checks every progress notification against the messages of the same
+/// open: at or above every revision delivered before it, and below every
+/// revision delivered after it (a notification says all before it came).
+fn check_progress(w: &WatchLog) -> Vec<String> {
+    let mut out = Vec::new();
+    for &(at, revision) in &w.progress {
+        let start = w.opens.iter().copied().filter(|&o| o <= at).max().unwrap_or(0);
+        let end = w.opens.iter().copied().find(|&o| o > at).unwrap_or(w.received.len());
+        if let Some((seen, _)) = w.received[start..at].iter().find(|(r, _)| *r > revision) {
+            out.push(format!("progress at revision {revision} after revision {seen} was delivered"));
+        }
+        if let Some((next, _)) = w.received[at..end].iter().find(|(r, _)| *r <= revision) {
+            out.push(format!("progress at revision {revision}, then revision {next} was delivered"));
+        }
+    }
     out
 }
 

@@ -145,7 +145,8 @@ fn membership_changes_add_promote_remove_and_remove_the_leader() {
     let sum = |f: fn(&sim::RunStats) -> u64| stats.iter().map(f).sum::<u64>();
     let (added, promoted) = (sum(|s| s.learners_added), sum(|s| s.promotions));
     let (removed, leaders) = (sum(|s| s.removals), sum(|s| s.leader_removals));
-    assert!(added > 10 && promoted > 5 && removed > 5 && leaders > 0, "{added} {promoted} {removed} {leaders}");
+    // Peer URL updates and the newer fault kinds share the faults now.
+    assert!(added > 10 && promoted > 3 && removed > 5 && leaders > 0, "{added} {promoted} {removed} {leaders}");
 }
 
 /// Regression (core bug found by the simulator, fixed; seeds 101 and 205,
@@ -173,7 +174,8 @@ fn watches_open_reopen_and_hit_compaction() {
     let (opened, reopened) = (sum(|s| s.watches), sum(|s| s.watch_reopens));
     let (compacted, messages) = (sum(|s| s.watch_compacted), sum(|s| s.watch_messages));
     assert!(
-        opened > 100 && reopened > 5 && compacted > 5 && messages > 1000,
+        // (ranges with options, multi-key deletes and txns share the mix)
+        opened > 60 && reopened > 5 && compacted > 5 && messages > 1000,
         "{opened} {reopened} {compacted} {messages}"
     );
 }
@@ -400,6 +402,9 @@ fn members_stop_on_disk_faults_and_lose_nothing_acknowledged() {
         heal: 0,
         membership: 0,
         disk: 6,
+        clock_jump: 0,
+        client_partition: 0,
+        dir_loss: 0,
     };
     let (mut stops, mut torn) = (0, 0);
     for seed in 0..40u64 {
@@ -432,4 +437,58 @@ fn shrinking_a_failing_seed_keeps_it_failing_with_less() {
     assert!(shrunk.runs <= sim::shrink::MAX_RUNS);
     // The shrunk configuration replays the same failure.
     assert_eq!(run(seed, &shrunk.cfg).trace_hash, shrunk.report.trace_hash);
+}
+
+/// The wider workload and the newer faults (clock jumps, client partitions
+/// with same-id retries, peer URL updates, data-directory loss, a full
+/// snapshot transport) on 5 members: every seed passes, and each of them
+/// happens.
+#[test]
+fn wider_workload_and_newer_faults_pass() {
+    let mut cfg = small();
+    cfg.members = 5;
+    cfg.faults.weights = sim::FaultWeights {
+        partition: 1,
+        one_way: 0,
+        isolate_leader: 1,
+        crash: 1,
+        transfer_leader: 0,
+        tick_skew: 0,
+        net_weather: 2,
+        heal: 1,
+        membership: 3,
+        disk: 0,
+        clock_jump: 2,
+        client_partition: 3,
+        dir_loss: 2,
+    };
+    let mut total = sim::RunStats::default();
+    for seed in 0..30u64 {
+        let r = sim::run_caught(seed, &cfg);
+        assert!(r.passed(), "seed {seed}: {:#?}\nreplay: {}", r.violations, sim::replay_command(seed, &cfg));
+        let s = r.stats;
+        total.clock_jumps += s.clock_jumps;
+        total.requests_cut += s.requests_cut;
+        total.same_id_retries += s.same_id_retries;
+        total.member_updates += s.member_updates;
+        total.dir_losses += s.dir_losses;
+        total.past_reads += s.past_reads;
+        total.compacted_reads += s.compacted_reads;
+        total.progress_requests += s.progress_requests;
+        total.snapshot_refusals += s.snapshot_refusals;
+    }
+    let t = &total;
+    for (what, n) in [
+        ("clock jumps", t.clock_jumps),
+        ("requests cut off", t.requests_cut),
+        ("same-id retries", t.same_id_retries),
+        ("peer URL updates", t.member_updates),
+        ("directory losses", t.dir_losses),
+        ("past-revision reads", t.past_reads),
+        ("compacted reads", t.compacted_reads),
+        ("progress requests", t.progress_requests),
+        ("snapshot refusals", t.snapshot_refusals),
+    ] {
+        assert!(n > 0, "no {what} in 30 seeds: {total:?}");
+    }
 }

@@ -142,7 +142,9 @@ impl Members {
             }
             Op::MemberUpdate(u) => {
                 let mut m = self.get(u.id).cloned().ok_or(Error::MemberNotFound)?;
-                update(&mut m, u);
+                if !crate::mutation::active("member-update-ignored") {
+                    update(&mut m, u);
+                }
                 self.stage_put(m.clone(), wb);
                 Ok(Some(m))
             }

@@ -26,6 +26,30 @@ pub(super) enum Change {
     Promote(u64),
     /// Remove this member.
     Remove(u64),
+    /// Give this member new peer URLs (the `n`th update of the run).
+    UpdateUrls(u64, u64),
+}
+
+impl Change {
+    /// The member the change concerns.
+    fn member(self) -> u64 {
+        match self {
+            Change::AddLearner(id) | Change::Promote(id) | Change::Remove(id) | Change::UpdateUrls(id, _) => id,
+        }
+    }
+}
+
+/// The peer URLs of the `n`th URL update of member `id`.
+fn updated_urls(id: u64, n: u64) -> Vec<String> {
+    vec![format!("http://m{id}-{n}.sim:2380")]
+}
+
+/// What the clients know of one member's peer URLs: the last update
+/// acknowledged, and every update proposed since (each may have applied).
+#[derive(Debug, Clone, Default)]
+pub(super) struct UrlFacts {
+    acked: Option<Vec<String>>,
+    pending: Vec<Vec<String>>,
 }
 
 /// The one membership change in flight, retried until done.
@@ -43,6 +67,9 @@ pub(super) struct Admin {
     pub(super) hint: Option<u64>,
     /// The change removes the member that was leader when it started.
     pub(super) of_leader: bool,
+    /// The change removes a member that lost its data directory: a fresh
+    /// member joins after it.
+    pub(super) rejoin: bool,
 }
 
 impl World {
@@ -75,6 +102,11 @@ impl World {
         }
         let change = if let Some(&learner) = status.learners.first() {
             Change::Promote(learner)
+        } else if self.rng_fault.chance(0.25) {
+            let members: Vec<u64> = status.voters.iter().chain(&status.learners).copied().collect();
+            let target = *self.rng_fault.pick(&members).unwrap_or(&leader);
+            self.url_updates += 1;
+            Change::UpdateUrls(target, self.url_updates)
         } else {
             let started = self.members.iter().filter(|m| !m.removed && !m.retired).count();
             let can_add = started < self.initial_members + EXTRA_MEMBERS;
@@ -101,15 +133,53 @@ impl World {
             _ => String::new(),
         };
         self.trace.event(self.now, format_args!("fault membership {change:?}{note}"));
+        self.begin_change(change, Some(leader), false);
+    }
+
+    /// Makes `change` the one in flight and makes its first attempt.
+    fn begin_change(&mut self, change: Change, leader: Option<u64>, rejoin: bool) {
         self.admin = Admin {
             change: Some(change),
             seq: self.admin.seq,
-            hint: Some(leader),
+            hint: leader,
             next_at: NEVER,
-            of_leader: change == Change::Remove(leader),
+            of_leader: leader.is_some_and(|l| change == Change::Remove(l)),
+            rejoin,
             ..Admin::default()
         };
         self.admin_attempt();
+    }
+
+    /// [`crate::config::FaultKind::DirLoss`]: a follower (no membership
+    /// change in flight) stops and its directory is wiped; it is never
+    /// restarted under its id but removed, and a fresh member is added once
+    /// the removal is done.
+    pub(super) fn lose_dir(&mut self) {
+        if self.admin.change.is_some() {
+            return;
+        }
+        let Some(l) = self.leader_index() else { return };
+        let Some(status) = self.members[l].peer.as_ref().map(|p| p.status()) else { return };
+        let leader = status.state.id;
+        // Only with more than three voters, every one up: the cluster
+        // keeps three voters and a quorum that survives one more fault
+        // without the lost one.
+        let all_up = status.voters.iter().all(|&v| self.index_of(v).is_some_and(|i| self.members[i].peer.is_some()));
+        if status.voters.len() <= MIN_VOTERS || !all_up {
+            return;
+        }
+        let candidates: Vec<u64> = status.voters.iter().copied().filter(|&v| v != leader).collect();
+        let Some(&id) = self.rng_fault.pick(&candidates) else { return };
+        let Some(i) = self.index_of(id) else { return };
+        self.crash(i);
+        let m = &mut self.members[i];
+        m.retired = true;
+        m.restart_at = NEVER;
+        m.engine = raft_kv::MemEngine::new();
+        self.stats.dir_losses += 1;
+        self.removal_targets.push(id);
+        self.trace.event(self.now, format_args!("fault m{id} loses its data directory; it is removed to rejoin"));
+        self.begin_change(Change::Remove(id), Some(leader), true);
     }
 
     /// True when `change` shows in `members` (an applied view: never ahead
@@ -120,6 +190,7 @@ impl World {
             Change::AddLearner(id) => find(id).is_some(),
             Change::Promote(id) => find(id).is_some_and(|m| !m.is_learner),
             Change::Remove(id) => find(id).is_none(),
+            Change::UpdateUrls(id, n) => find(id).is_some_and(|m| m.peer_ur_ls == updated_urls(id, n)),
         }
     }
 
@@ -158,6 +229,11 @@ impl World {
             }),
             Change::Promote(id) => raft_kv::Op::MemberPromote(MemberPromoteRequest { id }),
             Change::Remove(id) => raft_kv::Op::MemberRemove(MemberRemoveRequest { id }),
+            Change::UpdateUrls(id, n) => {
+                let urls = updated_urls(id, n);
+                self.peer_urls.entry(id).or_default().pending.push(urls.clone());
+                raft_kv::Op::MemberUpdate(raft_kv::MemberUpdate::peer_urls(id, urls))
+            }
         };
         self.admin.in_flight = Some(self.members[i].id);
         if let Some(peer) = self.members[i].peer.as_mut() {
@@ -176,9 +252,7 @@ impl World {
         if token.attempt != self.admin.seq || self.admin.in_flight.is_none() {
             return;
         }
-        let id = match change {
-            Change::AddLearner(id) | Change::Promote(id) | Change::Remove(id) => id,
-        };
+        let id = change.member();
         match result {
             Ok(Response::Members(_)) => self.admin_done(Some(change)),
             Ok(other) => {
@@ -212,11 +286,23 @@ impl World {
                 self.add_member(id);
             }
             Change::Promote(_) => self.stats.promotions += 1,
+            Change::UpdateUrls(id, n) => {
+                self.stats.member_updates += 1;
+                let facts = self.peer_urls.entry(id).or_default();
+                facts.acked = Some(updated_urls(id, n));
+                facts.pending.clear();
+            }
             Change::Remove(id) => {
                 self.stats.removals += 1;
                 self.stats.leader_removals += u64::from(self.admin.of_leader);
                 if let Some(i) = self.index_of(id) {
                     self.mark_removed(i);
+                }
+                if self.admin.rejoin {
+                    let new = self.next_member_id;
+                    self.next_member_id += 1;
+                    self.trace.event(self.now, format_args!("m{id}'s machine rejoins as m{new}"));
+                    self.begin_change(Change::AddLearner(new), None, false);
                 }
             }
         }
@@ -241,5 +327,25 @@ impl World {
         let i = self.members.len() - 1;
         self.trace.event(self.now, format_args!("m{id} starts as a learner"));
         self.start_member(i);
+    }
+}
+
+impl World {
+    /// Members whose peer URLs (on member `i`) are neither the last update
+    /// acknowledged nor one proposed since.
+    pub(super) fn peer_url_differences(&self, i: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(peer) = &self.members[i].peer else { return out };
+        for record in peer.members() {
+            let Some(facts) = self.peer_urls.get(&record.id) else { continue };
+            let Some(acked) = &facts.acked else { continue };
+            if record.peer_ur_ls != *acked && !facts.pending.contains(&record.peer_ur_ls) {
+                out.push(format!(
+                    "m{}: m{} has peer URLs {:?}, but {acked:?} was acknowledged (and {:?} proposed since)",
+                    self.members[i].id, record.id, record.peer_ur_ls, facts.pending
+                ));
+            }
+        }
+        out
     }
 }

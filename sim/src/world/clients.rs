@@ -8,6 +8,8 @@ use raft_kv::{
     PutRequest, RangeRequest, Response, TxnRequest,
 };
 
+use super::queries::{check_range_shape, delete_range_request, observe_delete_range, range_request};
+use super::txns::{observe_txn, txn_request};
 use super::watch_driver::WatchOwner;
 use super::{OpId, World, ADMIN_RECORD};
 use crate::checker::ViolationKind;
@@ -19,8 +21,17 @@ use crate::history::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ClientState {
     Idle,
-    InFlight { record: usize, member: u64 },
-    Backoff { record: usize },
+    InFlight {
+        record: usize,
+        member: u64,
+    },
+    Backoff {
+        record: usize,
+    },
+    /// Sent to a member the clients are cut off from: times out.
+    Lost {
+        record: usize,
+    },
 }
 
 pub(super) struct Client {
@@ -81,6 +92,9 @@ impl World {
                     }
                 },
             },
+            9 => self.new_query(c),
+            10 => self.new_delete_range(),
+            11 => Op::Txn(self.new_txn(c)),
             _ => Op::Read { keys: vec![key], linearizable: true },
         }
     }
@@ -118,6 +132,10 @@ impl World {
                 self.attempt(c, record);
             }
             ClientState::Backoff { record } => self.attempt(c, record),
+            ClientState::Lost { record } => {
+                let outcome = if self.history[record].op.is_read() { Outcome::NotApplied } else { Outcome::Unknown };
+                self.finish_op(c, record, outcome);
+            }
             ClientState::InFlight { .. } => {}
         }
     }
@@ -132,14 +150,22 @@ impl World {
         if attempt > 1 {
             self.stats.retries += 1;
         }
-        let ids = self.client_ids();
-        let member = match self.clients[c].leader_hint {
-            Some(l) if ids.contains(&l) && self.rng_work.chance(0.75) => l,
-            _ => *self.rng_work.pick(&ids).unwrap_or(&1),
+        // A retry under the same request id goes to the member that gave
+        // the id (it alone completes it).
+        let same_id = self.same_id_retries.get(&record).copied();
+        let member = match same_id {
+            Some((member, _)) => member,
+            None => {
+                let ids = self.client_ids();
+                match self.clients[c].leader_hint {
+                    Some(l) if ids.contains(&l) && self.rng_work.chance(0.75) => l,
+                    _ => *self.rng_work.pick(&ids).unwrap_or(&1),
+                }
+            }
         };
         let Some(i) = self.index_of(member) else { return };
         let m = &mut self.members[i];
-        let Some(peer) = m.peer.as_mut() else {
+        let Some(peer) = m.peer.as_mut().filter(|_| !m.retired) else {
             // Connection refused: nothing was sent, so retrying is safe.
             self.clients[c].leader_hint = None;
             self.clients[c].state = ClientState::Backoff { record };
@@ -150,7 +176,18 @@ impl World {
         rec.member = member;
         rec.incarnation = m.incarnation;
         let token = OpId { record: record as u32, attempt };
-        match &rec.op {
+        // Cut off from the clients: the request reaches the member or not,
+        // and its answer is lost either way.
+        let cut = self.client_cut.get(&member).is_some_and(|&until| until > self.now);
+        if cut {
+            self.stats.requests_cut += 1;
+            self.clients[c].state = ClientState::Lost { record };
+            self.clients[c].next_at = self.now + self.cfg.request_timeout_ticks * TICK;
+            if self.rng_work.chance(0.5) {
+                return;
+            }
+        }
+        let write = match &rec.op {
             Op::Read { keys, linearizable } => {
                 let mut req =
                     if keys.len() == 1 { RangeRequest::key(key_bytes(keys[0])) } else { RangeRequest::prefix("k") };
@@ -161,13 +198,15 @@ impl World {
                     req = req.serializable();
                 }
                 peer.read(req, token);
+                None
             }
-            Op::Put { key, value } => {
-                peer.propose(raft_kv::Op::Put(PutRequest::new(key_bytes(*key), value.to_string())), token)
+            Op::Range { keys, query } => {
+                peer.read(range_request(keys, query), token);
+                None
             }
-            Op::Delete { key } => {
-                peer.propose(raft_kv::Op::DeleteRange(DeleteRangeRequest::key(key_bytes(*key))), token)
-            }
+            Op::Put { key, value } => Some(raft_kv::Op::Put(PutRequest::new(key_bytes(*key), value.to_string()))),
+            Op::Delete { key } => Some(raft_kv::Op::DeleteRange(DeleteRangeRequest::key(key_bytes(*key)))),
+            Op::DeleteRange { keys, prev_kv } => Some(raft_kv::Op::DeleteRange(delete_range_request(keys, *prev_kv))),
             Op::Cas { key, expect, value } => {
                 let cmp = match expect {
                     Some(e) => Compare::value(key_bytes(*key), CompareResult::Equal, e.to_string()),
@@ -177,26 +216,57 @@ impl World {
                     .when(cmp)
                     .and_then(PutRequest::new(key_bytes(*key), value.to_string()))
                     .or_else(RangeRequest::key(key_bytes(*key)));
-                peer.propose(raft_kv::Op::Txn(txn), token);
+                Some(raft_kv::Op::Txn(txn))
             }
             Op::Compact { revision } => {
-                peer.propose(raft_kv::Op::Compact(CompactionRequest { revision: *revision, physical: false }), token)
+                Some(raft_kv::Op::Compact(CompactionRequest { revision: *revision, physical: false }))
             }
-            Op::LeaseGrant { ttl } => {
-                peer.propose(raft_kv::Op::LeaseGrant(LeaseGrantRequest { ttl: *ttl, id: 0 }), token)
-            }
+            Op::LeaseGrant { ttl } => Some(raft_kv::Op::LeaseGrant(LeaseGrantRequest { ttl: *ttl, id: 0 })),
             Op::LeasePut { lease, value } => {
                 let put = PutRequest { lease: *lease, ..PutRequest::new(lease_key_bytes(*value), value.to_string()) };
-                peer.propose(raft_kv::Op::Put(put), token)
+                Some(raft_kv::Op::Put(put))
             }
-            Op::LeaseKeepAlive { lease } => {
-                peer.propose(raft_kv::Op::LeaseKeepAlive(LeaseKeepAliveRequest { id: *lease }), token)
-            }
-            Op::LeaseRevoke { lease } => {
-                peer.propose(raft_kv::Op::LeaseRevoke(raft_kv::LeaseRevoke::new(*lease)), token)
+            Op::Txn(txn) => Some(raft_kv::Op::Txn(txn_request(txn))),
+            Op::LeaseKeepAlive { lease } => Some(raft_kv::Op::LeaseKeepAlive(LeaseKeepAliveRequest { id: *lease })),
+            Op::LeaseRevoke { lease } => Some(raft_kv::Op::LeaseRevoke(raft_kv::LeaseRevoke::new(*lease))),
+        };
+        if let Some(write) = write {
+            match same_id {
+                Some((_, id)) => {
+                    self.stats.same_id_retries += 1;
+                    peer.propose_retry(write, id, token)
+                }
+                None => {
+                    let before = peer.last_request_id();
+                    peer.propose(write, token);
+                    let id = peer.last_request_id().filter(|id| Some(*id) != before);
+                    if let Some(id) = id {
+                        self.request_ids.insert(record, (member, id));
+                    }
+                }
             }
         }
-        self.clients[c].state = ClientState::InFlight { record, member };
+        if !cut {
+            self.clients[c].state = ClientState::InFlight { record, member };
+        }
+    }
+
+    /// After a timeout or a lost connection: half the time a client
+    /// retries a plain write under the request id it was given (the outcome
+    /// is then unknown however the retry ends, unless it succeeds); true if
+    /// it does.
+    fn retry_same_id(&mut self, c: usize, record: usize) -> bool {
+        let retriable = matches!(
+            self.history[record].op,
+            Op::Put { .. } | Op::Delete { .. } | Op::Cas { .. } | Op::DeleteRange { .. } | Op::Txn(_)
+        );
+        let Some(&key) = self.request_ids.get(&record).filter(|_| retriable) else { return false };
+        if self.healing || !self.rng_work.chance(0.5) {
+            return false;
+        }
+        self.same_id_retries.insert(record, key);
+        self.backoff(c, record, None);
+        true
     }
 
     pub(super) fn on_completion(&mut self, token: OpId, result: raft_kv::Result<Response>) {
@@ -213,7 +283,11 @@ impl World {
             self.trace.event(self.now, format_args!("stale completion #{record}/{}", token.attempt));
             return;
         }
-        let is_read = matches!(rec.op, Op::Read { .. });
+        let is_read = rec.op.is_read();
+        if matches!(result, Err(Error::Timeout | Error::Stopped)) && !is_read && self.retry_same_id(c, record) {
+            return;
+        }
+        let rec = &self.history[record];
         match result {
             Ok(resp) => match self.observe(record, resp) {
                 Ok(obs) => {
@@ -233,6 +307,10 @@ impl World {
             }
             Err(Error::Compacted { .. }) if matches!(rec.op, Op::Compact { .. }) => {
                 self.finish_op(c, record, Outcome::Ok(Observed::Compact))
+            }
+            Err(Error::Compacted { .. }) if matches!(rec.op, Op::Range { query, .. } if query.revision > 0) => {
+                self.stats.compacted_reads += 1;
+                self.finish_op(c, record, Outcome::Ok(Observed::Compacted))
             }
             // The lease expired (or was revoked): definitely not applied.
             Err(Error::LeaseNotFound) if rec.op.lease().is_some() => {
@@ -269,9 +347,13 @@ impl World {
 
     fn observe(&self, record: usize, resp: Response) -> Result<Observed, String> {
         let op = &self.history[record].op;
+        let keys_only = matches!(op, Op::Range { query, .. } if query.keys_only);
         let kv_obs = |kv: &raft_kv::KeyValue| -> Result<(Key, KvObs), String> {
             let key = parse_key(&kv.key).ok_or_else(|| format!("unknown key {:?}", kv.key))?;
-            let value = parse_value(&kv.value).ok_or_else(|| format!("unknown value {:?}", kv.value))?;
+            let value = match parse_value(&kv.value) {
+                None if keys_only && kv.value.is_empty() => 0,
+                v => v.ok_or_else(|| format!("unknown value {:?}", kv.value))?,
+            };
             Ok((
                 key,
                 KvObs {
@@ -328,6 +410,18 @@ impl World {
                 }
                 Ok(Observed::Read { revision: r.revision(), kvs })
             }
+            (Op::Range { keys, query }, Response::Range(r)) => {
+                let kvs = r.kvs.iter().map(kv_obs).collect::<Result<Vec<_>, _>>()?;
+                check_range_shape(keys, query, &kvs, r.count, r.more)?;
+                Ok(Observed::Range { revision: r.revision(), kvs, count: r.count, more: r.more })
+            }
+            (Op::DeleteRange { keys, prev_kv }, Response::DeleteRange(d)) => {
+                let prev = d.prev_kvs.iter().map(kv_obs).collect::<Result<Vec<_>, _>>()?;
+                observe_delete_range(keys, *prev_kv, d.revision(), d.deleted, prev)
+            }
+            (Op::Txn(txn), Response::Txn(t)) => {
+                Ok(Observed::Txn { revision: t.revision(), result: observe_txn(txn, &t)? })
+            }
             (Op::Compact { .. }, Response::Compact(_)) => Ok(Observed::Compact),
             (Op::LeaseGrant { .. }, Response::LeaseGrant(g)) => Ok(Observed::LeaseGranted { id: g.id, ttl: g.ttl }),
             (Op::LeasePut { .. }, Response::Put(p)) => Ok(Observed::Put { revision: p.revision() }),
@@ -338,6 +432,12 @@ impl World {
     }
 
     fn finish_op(&mut self, c: usize, record: usize, outcome: Outcome) {
+        // A write retried under its request id may have applied once,
+        // however its retries ended.
+        let outcome = match outcome {
+            Outcome::NotApplied if self.same_id_retries.contains_key(&record) => Outcome::Unknown,
+            o => o,
+        };
         let now = self.now;
         let rec = &mut self.history[record];
         rec.complete = if outcome == Outcome::Unknown { NEVER } else { now };
@@ -365,6 +465,19 @@ impl World {
                     for k in keys {
                         client.seen.insert(*k, kvs.get(k).map(|o| o.value));
                     }
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::Range { query, .. }, Observed::Range { revision, .. }) if query.revision == 0 => {
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::Range { .. }, Observed::Range { .. }) => self.stats.past_reads += 1,
+                (Op::DeleteRange { keys, .. }, Observed::DeleteRange { revision, .. }) => {
+                    for k in keys {
+                        client.seen.insert(*k, None);
+                    }
+                    client.last_revision = client.last_revision.max(*revision);
+                }
+                (Op::Txn(_), Observed::Txn { revision, .. }) => {
                     client.last_revision = client.last_revision.max(*revision);
                 }
                 (Op::LeaseGrant { .. }, Observed::LeaseGranted { id, .. }) => {

@@ -115,6 +115,8 @@ impl World {
                     slow_delay: w.slow_delay,
                 };
                 self.net.set_faults(faults);
+                // The snapshot transport slows down with the weather.
+                self.snapshot_pipes.chunk_time = self.rng_fault.between(0, 2 * TICK);
                 self.trace.event(
                     now,
                     format_args!(
@@ -141,6 +143,45 @@ impl World {
                 self.stats.disk_faults += 1;
                 self.trace.event(now, format_args!("fault disk m{}: {fault:?}", self.members[i].id));
             }
+            FaultKind::ClockJump => self.jump_clock(),
+            FaultKind::DirLoss => self.lose_dir(),
+            FaultKind::ClientPartition => {
+                let ids = self.client_ids();
+                let Some(&id) = self.rng_fault.pick(&ids) else { return };
+                let (lo, hi) = self.cfg.faults.partition_time;
+                let until = now + self.rng_fault.between(lo, hi);
+                self.client_cut.insert(id, until);
+                self.stats.client_partitions += 1;
+                self.trace.event(now, format_args!("fault clients cut off from m{id} until {until}"));
+            }
+        }
+    }
+
+    /// Longest forward clock jump, in ticks.
+    pub(super) const MAX_JUMP_TICKS: u64 = 3;
+
+    /// [`FaultKind::ClockJump`] on one running member: forward, up to
+    /// [`Self::MAX_JUMP_TICKS`] ticks fire at once (recorded: the lease
+    /// check allows for them); back, its ticks stop for 5 to 30 periods.
+    fn jump_clock(&mut self) {
+        let up: Vec<usize> = (0..self.members.len()).filter(|i| self.members[*i].peer.is_some()).collect();
+        let Some(&i) = self.rng_fault.pick(&up) else { return };
+        let now = self.now;
+        let m = &mut self.members[i];
+        self.stats.clock_jumps += 1;
+        if self.rng_fault.chance(0.5) {
+            let ticks = 1 + self.rng_fault.below(Self::MAX_JUMP_TICKS);
+            if let Some(peer) = m.peer.as_mut() {
+                for _ in 0..ticks {
+                    peer.tick();
+                }
+            }
+            self.forward_jumps.push((now, ticks));
+            self.trace.event(now, format_args!("fault m{}'s clock jumps {ticks} ticks forward", m.id));
+        } else {
+            let back = m.tick_period * self.rng_fault.between(5, 30);
+            m.next_tick += back;
+            self.trace.event(now, format_args!("fault m{}'s clock jumps {back} units back", m.id));
         }
     }
 
@@ -149,9 +190,13 @@ impl World {
         self.net.heal();
         self.heal_at = NEVER;
         self.next_fault = NEVER;
+        self.client_cut.clear();
         self.net.set_faults(LinkFaults { min_delay: 1, max_delay: 3, ..LinkFaults::reliable() });
+        self.snapshot_pipes.chunk_time = 0;
         for m in &mut self.members {
             m.tick_period = TICK;
+            // A clock set back catches up now.
+            m.next_tick = m.next_tick.min(self.now + TICK);
             if m.peer.is_none() && !m.retired {
                 m.restart_at = self.now;
             }

@@ -21,8 +21,10 @@ mod checks;
 mod clients;
 mod faults;
 mod pump;
+mod queries;
 mod replicated;
 mod report;
+mod txns;
 mod watch_driver;
 
 use std::collections::BTreeMap;
@@ -134,6 +136,20 @@ pub struct World {
     removal_targets: Vec<u64>,
     /// The limit of each limited range read, by history record.
     range_limits: BTreeMap<usize, i64>,
+    /// Forward clock jumps: when, and how many ticks fired at once.
+    forward_jumps: Vec<(u64, u64)>,
+    /// Members the clients are cut off from, until when.
+    client_cut: BTreeMap<u64, u64>,
+    /// What the clients know of each member's peer URLs.
+    peer_urls: BTreeMap<u64, admin::UrlFacts>,
+    /// Peer URL updates started.
+    url_updates: u64,
+    /// The member and request id each client write was proposed under.
+    request_ids: BTreeMap<usize, (u64, u64)>,
+    /// Writes being retried under their request id (member, id).
+    same_id_retries: BTreeMap<usize, (u64, u64)>,
+    /// The snapshot transport's bounded pipes.
+    snapshot_pipes: pump::SnapshotPipes,
 }
 
 /// The configuration of member `id` (`peers`: the voters of a new cluster;
@@ -236,6 +252,13 @@ impl World {
             converged: Vec::new(),
             removal_targets: Vec::new(),
             range_limits: BTreeMap::new(),
+            forward_jumps: Vec::new(),
+            client_cut: BTreeMap::new(),
+            peer_urls: BTreeMap::new(),
+            url_updates: 0,
+            request_ids: BTreeMap::new(),
+            same_id_retries: BTreeMap::new(),
+            snapshot_pipes: pump::SnapshotPipes::new(0),
         }
     }
 

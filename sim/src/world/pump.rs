@@ -70,10 +70,17 @@ impl World {
                 // A removed member may lag forever: its terms are not checked.
                 let new_term = (is_leader && !m.was_leader && !m.removed).then(|| peer.term());
                 m.was_leader = is_leader;
-                // Snapshots stream in chunks, a few per step (the simulated
-                // transport always has room; loss and delay still apply).
+                // Snapshots stream in chunks, a few per step, as the
+                // bounded snapshot transport has room (loss and delay still
+                // apply).
                 let chunks = if streaming {
-                    peer.snapshot_chunks(&mut |_| true, SNAPSHOT_CHUNKS_PER_STEP)
+                    let (now, pipes, stats) = (self.now, &mut self.snapshot_pipes, &mut self.stats);
+                    let mut room = |to: u64| {
+                        let free = pipes.room(id, to, now);
+                        stats.snapshot_refusals += u64::from(!free);
+                        free
+                    };
+                    peer.snapshot_chunks(&mut room, SNAPSHOT_CHUNKS_PER_STEP)
                 } else {
                     Ok(Vec::new())
                 };
@@ -200,5 +207,43 @@ impl Io<MemEngine, OpId> for SimIo<'_> {
     }
     fn history(&mut self, job: raft_kv::HistoryJob<raft_kv::engine::MemSnapshot>) {
         self.reads.histories.push(job);
+    }
+}
+
+/// The snapshot transport's back-pressure: each (leader, follower) pipe
+/// holds at most [`SnapshotPipes::ROOM`] chunks in flight and drains one
+/// every `chunk_time` units (network weather sets it: a slow link fills the
+/// pipe, and the leader's sends are refused until it drains; 0: always
+/// room, as at the start and after the heal).
+#[derive(Debug)]
+pub(super) struct SnapshotPipes {
+    /// When each pipe is empty again.
+    free_at: std::collections::BTreeMap<(u64, u64), u64>,
+    /// Time one chunk takes to drain.
+    pub(super) chunk_time: u64,
+}
+
+impl SnapshotPipes {
+    /// Chunks one pipe holds.
+    pub(super) const ROOM: u64 = 4;
+
+    /// Pipes draining a chunk every `chunk_time` units.
+    pub(super) fn new(chunk_time: u64) -> Self {
+        SnapshotPipes { free_at: std::collections::BTreeMap::new(), chunk_time }
+    }
+
+    /// Whether the pipe `from -> to` has room for a chunk at `now`; if so
+    /// the chunk takes it.
+    pub(super) fn room(&mut self, from: u64, to: u64, now: u64) -> bool {
+        if self.chunk_time == 0 {
+            return true;
+        }
+        let free_at = self.free_at.entry((from, to)).or_insert(0);
+        let queued = free_at.saturating_sub(now);
+        if queued + self.chunk_time > Self::ROOM * self.chunk_time {
+            return false;
+        }
+        *free_at = now.max(*free_at) + self.chunk_time;
+        true
     }
 }

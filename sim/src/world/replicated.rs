@@ -131,6 +131,10 @@ impl World {
                 out.push(format!("m{}: member records {have:?} but conf state {want:?} (id, learner)", m.id));
             }
         }
+        // Peer URLs: as the clients last updated them.
+        for &i in current {
+            out.extend(self.peer_url_differences(i));
+        }
         // Leases: the same set with the same granted TTL everywhere, and no
         // member's remaining TTL above its granted TTL (followers restart
         // the clock at each grant and keep-alive, so they may be above the

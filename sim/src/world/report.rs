@@ -64,6 +64,26 @@ pub struct RunStats {
     pub lease_expiries: u64,
     /// Leases whose keys went by a client revoke.
     pub lease_revokes: u64,
+    /// Clock jumps (forward and back).
+    pub clock_jumps: u64,
+    /// Times the clients were cut off from a member.
+    pub client_partitions: u64,
+    /// Requests whose answer a client partition lost.
+    pub requests_cut: u64,
+    /// Peer URL updates (MemberUpdate) acknowledged.
+    pub member_updates: u64,
+    /// Reads at a past revision answered.
+    pub past_reads: u64,
+    /// Reads refused as below the compact revision.
+    pub compacted_reads: u64,
+    /// Watch progress requests.
+    pub progress_requests: u64,
+    /// Writes re-proposed under their request id.
+    pub same_id_retries: u64,
+    /// Members that lost their data directory (and rejoined).
+    pub dir_losses: u64,
+    /// Snapshot chunks the full snapshot transport refused (sent later).
+    pub snapshot_refusals: u64,
 }
 
 /// The result of one run.

@@ -6,7 +6,7 @@ use raft_kv::{WatchMessage, WatchRequest, Watcher};
 use super::World;
 use crate::checker::ViolationKind;
 use crate::config::TICK;
-use crate::history::NEVER;
+use crate::history::{Outcome, NEVER};
 use crate::watches::{check_watch, check_watch_open, Truth, WatchLog};
 
 /// Who holds a watch.
@@ -69,9 +69,17 @@ impl World {
         } else {
             1 + self.rng_work.below(self.clients[c].last_revision.max(0) as u64 + 1) as i64
         };
+        let mut log = WatchLog::new(b"k".to_vec(), start);
+        // Filters (never both: such a watch sees nothing) and prev_kv.
+        match self.rng_work.below(6) {
+            0 => log.no_put = true,
+            1 => log.no_delete = true,
+            _ => {}
+        }
+        log.prev_kv = self.rng_work.chance(0.4);
         self.watches.push(WatchSlot {
             owner: WatchOwner::Client(c),
-            log: WatchLog::new(b"k".to_vec(), start),
+            log,
             member,
             incarnation: 0,
             handle: None,
@@ -115,11 +123,14 @@ impl World {
         let Some(peer) = m.peer.as_mut() else { return Ok(()) };
         let (revision, compact) = (peer.mvcc().revision(), peer.mvcc().compact_revision());
         let slot = &mut self.watches[w];
-        let req = if slot.log.prefix.is_empty() {
+        let mut req = if slot.log.prefix.is_empty() {
             WatchRequest::range(vec![0u8], vec![0u8])
         } else {
             WatchRequest::prefix(slot.log.prefix.clone())
         };
+        req.no_put = slot.log.no_put;
+        req.no_delete = slot.log.no_delete;
+        req.prev_kv = slot.log.prev_kv;
         let result = peer.watch(req.start_revision(start));
         let verdict = check_watch_open(start, revision, compact, &result.as_ref().map(|_| ()).map_err(Clone::clone));
         slot.member = id;
@@ -166,7 +177,7 @@ impl World {
                         }
                         slot.log.deliver_at(revision, events, self.now);
                     }
-                    WatchMessage::Progress { .. } => {}
+                    WatchMessage::Progress { revision } => slot.log.progress_at(revision),
                     WatchMessage::Canceled { reason, compact_revision } => {
                         if compact_revision > 0 {
                             self.stats.watch_compacted += 1;
@@ -193,6 +204,13 @@ impl World {
             // watcher catching up reads history off the member's thread.
             if let Some(revision) = alive {
                 self.watches[w].log.cover(revision);
+                // Now and then a client asks for a progress notification.
+                if matches!(self.watches[w].owner, WatchOwner::Client(_)) && self.rng_work.chance(0.02) {
+                    if let Some(peer) = self.index_of(member).and_then(|i| self.members[i].peer.as_mut()) {
+                        peer.watch_progress(watch_id);
+                        self.stats.progress_requests += 1;
+                    }
+                }
             }
         }
     }
@@ -202,6 +220,15 @@ impl World {
     pub(super) fn check_watches(&mut self, current: &[usize]) {
         self.drain_watches();
         let mut truth = Truth::default();
+        truth.compacted_to = self
+            .history
+            .iter()
+            .filter_map(|r| match (&r.op, &r.outcome) {
+                (crate::history::Op::Compact { revision }, Outcome::Ok(_) | Outcome::Unknown) => Some(*revision),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
         for slot in self.watches.iter().filter(|s| s.owner == WatchOwner::Observer) {
             for &(from, to) in &slot.log.spans {
                 let events =

@@ -97,6 +97,8 @@ pub struct Peer<E: Engine, T> {
     /// member's own id travels beside them, see `Command::member`).
     request_prefix: u64,
     next_request: u64,
+    /// The request id of the last accepted client proposal.
+    last_request: Option<u64>,
     /// Proposals waiting to apply, by request id.
     proposals: BTreeMap<u64, Pending<T>>,
     /// Log index → request id of proposals this member appended as leader,
@@ -245,6 +247,7 @@ impl<E: Engine, T> Peer<E, T> {
             engine,
             now: 0,
             next_request: 0,
+            last_request: None,
             proposals: BTreeMap::new(),
             by_index: BTreeMap::new(),
             queued_reads: Vec::new(),

@@ -58,6 +58,28 @@ impl<E: Engine, T> Peer<E, T> {
                 }
             }
         }
+        self.propose_keyed(op, auth, None, token);
+    }
+
+    /// Proposes `op` again under the request id of an earlier proposal of
+    /// this member ([`Peer::last_request_id`]; a boot earlier is fine): a
+    /// client retrying a write whose outcome it never learned. The dedup
+    /// window applies it at most once however many copies commit; `token`
+    /// completes with the result of whichever copy applies, or times out.
+    pub fn propose_retry(&mut self, op: Op, request_id: u64, token: T) {
+        let keep = !crate::mutation::active("retry-gets-new-id");
+        self.propose_keyed(op, None, Some(request_id).filter(|_| keep), token);
+    }
+
+    /// The request id of the last proposal this member accepted (the one
+    /// [`Peer::propose_retry`] takes).
+    pub fn last_request_id(&self) -> Option<u64> {
+        self.last_request
+    }
+
+    /// Admits a client write (pending limit, quota) and proposes it under
+    /// `request_id` (`None`: a fresh one).
+    fn propose_keyed(&mut self, op: Op, auth: Option<AuthInfo>, request_id: Option<u64>, token: T) {
         if self.proposals.len() >= self.cfg.max_pending_proposals {
             self.completions.push((token, Err(Error::TooManyRequests)));
             return;
@@ -66,8 +88,9 @@ impl<E: Engine, T> Peer<E, T> {
             self.completions.push((token, Err(e)));
             return;
         }
-        match self.try_propose(op, auth) {
+        match self.try_propose_as(op, auth, request_id) {
             Ok(id) => {
+                self.last_request = Some(id);
                 self.proposals.insert(id, Pending { token, deadline: self.now + self.cfg.request_timeout_ticks });
             }
             Err(e) => self.completions.push((token, Err(e))),
@@ -116,12 +139,22 @@ impl<E: Engine, T> Peer<E, T> {
 
     /// Proposes `op`, returning its request id.
     pub(super) fn try_propose(&mut self, op: Op, auth: Option<AuthInfo>) -> Result<u64> {
+        self.try_propose_as(op, auth, None)
+    }
+
+    /// Proposes `op` under `request_id` (`None`: a fresh one), returning it.
+    fn try_propose_as(&mut self, op: Op, auth: Option<AuthInfo>, request_id: Option<u64>) -> Result<u64> {
         self.validate(&op)?;
         if self.raw.raft.leader_id == INVALID_ID {
             return Err(Error::NoLeader);
         }
-        self.next_request = (self.next_request + 1) & 0xffff_ffff;
-        let id = self.request_prefix | self.next_request;
+        let id = match request_id {
+            Some(id) => id,
+            None => {
+                self.next_request = (self.next_request + 1) & 0xffff_ffff;
+                self.request_prefix | self.next_request
+            }
+        };
         // Lease and member ids the member picks: from its full id and the
         // request id, so members do not pick alike.
         let picked = (self.cfg.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ id) & (i64::MAX as u64);
