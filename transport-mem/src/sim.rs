@@ -4,7 +4,8 @@
 //! itself. The simulator hands outbound messages to [`SimNetwork::send`] with
 //! the current virtual time and its own seeded RNG; each message is dropped,
 //! duplicated or given a random delay (which reorders messages) according to
-//! the current [`LinkFaults`]. The simulator then asks for the next delivery
+//! the current [`LinkFaults`]; snapshot chunks keep their order on each link
+//! and are never duplicated, as on a stream transport's snapshot lane. The simulator then asks for the next delivery
 //! time and pops due messages with [`SimNetwork::pop_due`]. Partitions
 //! (symmetric, one-way, isolation) cut links both for new messages and for
 //! messages already in flight when they come due. All randomness comes from
@@ -133,6 +134,10 @@ pub struct SimNetwork {
     queue: BTreeMap<(u64, u64), Envelope>,
     /// Message types never duplicated (see [`SimNetwork::never_duplicate`]).
     no_dup: BTreeSet<i32>,
+    /// Per directed link, the latest delivery time of a snapshot chunk in
+    /// flight: chunks travel in order, as on the TCP transport's snapshot
+    /// lane (one stream per peer), which the chunk protocol relies on.
+    snapshot_lane: BTreeMap<(u64, u64), u64>,
     seq: u64,
     stats: SimNetStats,
 }
@@ -182,6 +187,16 @@ impl SimNetwork {
             }
             if chance(rng, self.faults.drop) {
                 self.stats.dropped += 1;
+                continue;
+            }
+            if msg.get_msg_type() == MessageType::MsgSnapshot {
+                // A stream lane: in order, never duplicated; loss (a broken
+                // connection) still applies.
+                let at = now + self.delay(rng);
+                let lane = self.snapshot_lane.entry((from, to)).or_default();
+                let at = at.max(*lane);
+                *lane = at;
+                self.enqueue(Envelope { from, to, sent_at: now, deliver_at: at, msg });
                 continue;
             }
             if chance(rng, self.faults.duplicate) && !self.no_dup.contains(&(msg.get_msg_type() as i32)) {
@@ -306,6 +321,26 @@ mod tests {
 
     fn msg(from: u64, to: u64, index: u64) -> RaftMessage {
         RaftMessage { from, to, index, ..Default::default() }
+    }
+
+    #[test]
+    fn snapshot_chunks_keep_their_order_and_are_never_duplicated() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let faults = LinkFaults { min_delay: 1, max_delay: 50, duplicate: 0.5, ..LinkFaults::reliable() };
+        let mut net = SimNetwork::new(faults);
+        for i in 0..40 {
+            let mut m = msg(1, 2, i);
+            m.set_msg_type(MessageType::MsgSnapshot);
+            net.send(i / 4, 1, vec![m], &mut rng);
+        }
+        let order: Vec<u64> = drain(&mut net).into_iter().map(|(_, index)| index).collect();
+        assert_eq!(order, (0..40).collect::<Vec<_>>());
+        // Other messages still reorder under the same faults.
+        for i in 0..40 {
+            net.send(100 + i / 4, 1, vec![msg(1, 2, i)], &mut rng);
+        }
+        let order: Vec<u64> = drain(&mut net).into_iter().map(|(_, index)| index).collect();
+        assert!(order.len() > 40 && order.windows(2).any(|w| w[0] > w[1]));
     }
 
     fn drain(net: &mut SimNetwork) -> Vec<(u64, u64)> {
