@@ -95,11 +95,19 @@ impl World {
                 let watching = self.watches.iter().filter(|w| w.owner == WatchOwner::Client(c)).count();
                 if kind == 7 && watching < WorkloadMix::WATCHES_PER_CLIENT {
                     self.open_client_watch(c);
-                    self.stats.ops_ok += 1;
-                    let client = &mut self.clients[c];
-                    client.remaining -= 1;
-                    let (lo, hi) = self.cfg.think;
-                    client.next_at = self.now + self.rng_work.between(lo, hi).max(1);
+                    self.done_at_once(c);
+                    return;
+                }
+                // A fifth of the lease operations ask a member for the
+                // client's lease's time to live (answered locally).
+                if let Some(lease) = self.clients[c].lease.filter(|_| kind == 8 && self.rng_work.chance(0.2)) {
+                    let up: Vec<usize> = (0..self.members.len())
+                        .filter(|&i| !self.members[i].removed && self.members[i].peer.is_some())
+                        .collect();
+                    if let Some(&i) = self.rng_work.pick(&up) {
+                        self.probe_lease(i, lease);
+                    }
+                    self.done_at_once(c);
                     return;
                 }
                 let op = self.new_op(c, kind);
@@ -120,6 +128,16 @@ impl World {
             ClientState::Backoff { record } => self.attempt(c, record),
             ClientState::InFlight { .. } => {}
         }
+    }
+
+    /// Client `c` finished an operation without a round trip (a watch
+    /// opened, a lease's time to live asked).
+    fn done_at_once(&mut self, c: usize) {
+        self.stats.ops_ok += 1;
+        let client = &mut self.clients[c];
+        client.remaining -= 1;
+        let (lo, hi) = self.cfg.think;
+        client.next_at = self.now + self.rng_work.between(lo, hi).max(1);
     }
 
     fn attempt(&mut self, c: usize, record: usize) {

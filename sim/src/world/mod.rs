@@ -33,6 +33,7 @@ use transport_mem::sim::SimNetwork;
 use crate::checker::{Violation, ViolationKind};
 use crate::config::{SimConfig, TICK};
 use crate::history::{Record, Value, NEVER};
+use crate::leases::{MemberClock, Probe};
 use crate::rng::{SimRng, Stream};
 use crate::trace::Trace;
 use admin::Admin;
@@ -89,6 +90,8 @@ struct Member {
     /// Injected disk faults of this member's engine already answered (by
     /// the member stopping).
     faults_seen: u64,
+    /// Its ticks, opens and spans as leader (for the lease checks).
+    clock: MemberClock,
 }
 
 /// Reads a member handed to its (simulated) readers.
@@ -134,6 +137,8 @@ pub struct World {
     removal_targets: Vec<u64>,
     /// The limit of each limited range read, by history record.
     range_limits: BTreeMap<usize, i64>,
+    /// Every `LeaseTimeToLive` answer, for the lease checks.
+    lease_probes: Vec<Probe>,
 }
 
 /// The configuration of member `id` (`peers`: the voters of a new cluster;
@@ -170,8 +175,29 @@ impl Member {
             compactions: Vec::new(),
             reads: Reads::default(),
             faults_seen: 0,
+            clock: MemberClock::default(),
         }
     }
+}
+
+impl Member {
+    /// Records whether the member leads at `now`.
+    fn set_leading(&mut self, leading: bool, now: u64) {
+        note_leading(&mut self.was_leader, &mut self.clock, leading, now);
+    }
+}
+
+/// Records whether a member leads at `now`: its `was_leader` flag and its
+/// clock's spans as leader (fields apart, for a caller holding its peer).
+fn note_leading(was_leader: &mut bool, clock: &mut MemberClock, leading: bool, now: u64) {
+    if leading && !*was_leader {
+        clock.leading.push((now, NEVER));
+    } else if !leading && *was_leader {
+        if let Some(span) = clock.leading.last_mut() {
+            span.1 = now;
+        }
+    }
+    *was_leader = leading;
 }
 
 impl World {
@@ -236,6 +262,7 @@ impl World {
             converged: Vec::new(),
             removal_targets: Vec::new(),
             range_limits: BTreeMap::new(),
+            lease_probes: Vec::new(),
         }
     }
 
@@ -356,6 +383,7 @@ impl World {
             if m.next_tick <= now {
                 if let Some(peer) = m.peer.as_mut() {
                     peer.tick();
+                    m.clock.ticks.push(now);
                     let p = m.tick_period;
                     m.next_tick = now + p - p / 8 + self.rng_clock.below(p / 4 + 1);
                 }
@@ -386,6 +414,7 @@ impl World {
         match Peer::open(m.cfg.clone(), m.engine.clone()) {
             Ok(peer) => {
                 m.peer = Some(peer);
+                m.clock.opens.push(self.now);
                 m.incarnation += 1;
                 m.restart_at = NEVER;
                 m.was_leader = false;
@@ -425,6 +454,7 @@ impl World {
         let id = m.id;
         self.trace.event(self.now, format_args!("m{id} retires (removed)"));
         if let Some(mut peer) = self.members[i].peer.take() {
+            self.members[i].set_leading(false, self.now);
             let lost = peer.fail_all();
             drop(peer);
             self.net.drop_to(id);
@@ -453,6 +483,7 @@ impl World {
 
     fn crash(&mut self, i: usize) {
         let Some(mut peer) = self.members[i].peer.take() else { return };
+        self.members[i].set_leading(false, self.now);
         let id = self.members[i].id;
         let lost = peer.fail_all();
         drop(peer);

@@ -69,7 +69,7 @@ impl World {
                 let is_leader = peer.is_leader();
                 // A removed member may lag forever: its terms are not checked.
                 let new_term = (is_leader && !m.was_leader && !m.removed).then(|| peer.term());
-                m.was_leader = is_leader;
+                super::note_leading(&mut m.was_leader, &mut m.clock, is_leader, self.now);
                 // Snapshots stream in chunks, a few per step (the simulated
                 // transport always has room; loss and delay still apply).
                 let chunks = if streaming {
