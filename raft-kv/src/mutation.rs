@@ -29,6 +29,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("append-ack-before-durable", "a follower's append responses leave before its write is durable"),
     ("write-error-ignored", "a failed engine write is reported as done"),
     ("crash-keeps-torn-write", "a torn write at the log tail survives a crash as if whole"),
+    ("corrupt-read-unchecked", "values read from the engine are not checked against their checksums"),
 ];
 
 #[cfg(raft_kv_mutations)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{Cf, DbSize, Engine, Maintain, ReadView, WriteBatch, WriteOp};
+use super::{checksum, Cf, DbSize, Engine, Maintain, ReadView, WriteBatch, WriteOp};
 use crate::Result;
 
 type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -80,6 +80,9 @@ struct State {
     /// Power is off ([`DiskFault::CrashAfter`] fired): every write fails
     /// until the crash is carried out.
     powered_off: bool,
+    /// A value reads see with a flipped bit ([`MemEngine::corrupt_read`]):
+    /// column family, key, the true stored bytes and the wrong ones.
+    corrupted: Option<(Cf, Vec<u8>, Vec<u8>, Vec<u8>)>,
 }
 
 /// A disk fault [`MemEngine::arm`] plants for the next write.
@@ -151,6 +154,7 @@ impl MemEngine {
         st.visible = Arc::new(st.durable.clone());
         st.armed = None;
         st.powered_off = false;
+        st.corrupted = None;
     }
 
     /// Simulates a crash during the write of unsynced batch `keep` (0-based):
@@ -196,6 +200,52 @@ impl MemEngine {
         self.state.lock().armed = Some(fault);
     }
 
+    /// Makes reads return wrong bytes, as a bad disk or cable does: one bit
+    /// of one stored raft log entry or MVCC version (picked by `pick`) flips
+    /// in what reads and later snapshots see, not in what is durable, until
+    /// a crash or [`MemEngine::repair`]. Its checksum no longer matches, so
+    /// reads of it fail with [`crate::Error::Corruption`]. False if there is
+    /// no such value.
+    pub fn corrupt_read(&self, pick: u64) -> bool {
+        let mut st = self.state.lock();
+        let entries = st.visible.cf(Cf::Raft).range(b"e".to_vec()..b"f".to_vec()).count() as u64;
+        let versions = st.visible.cf(Cf::Kv).len() as u64;
+        if entries + versions == 0 {
+            return false;
+        }
+        let i = pick % (entries + versions);
+        let (cf, found) = if i < entries {
+            (Cf::Raft, st.visible.cf(Cf::Raft).range(b"e".to_vec()..b"f".to_vec()).nth(i as usize))
+        } else {
+            (Cf::Kv, st.visible.cf(Cf::Kv).iter().nth((i - entries) as usize))
+        };
+        let Some((key, stored)) = found.map(|(k, v)| (k.clone(), v.clone())) else { return false };
+        let payload = stored.len().saturating_sub(checksum::CHECKSUM_BYTES).max(1);
+        let mut bad = stored.clone();
+        let byte = ((pick >> 16) as usize % payload).min(bad.len().saturating_sub(1));
+        if let Some(b) = bad.get_mut(byte) {
+            *b ^= 1 << ((pick >> 8) % 8);
+        }
+        Arc::make_mut(&mut st.visible).0[cf as usize].insert(key.clone(), bad.clone());
+        st.corrupted = Some((cf, key, stored, bad));
+        true
+    }
+
+    /// Undoes [`MemEngine::corrupt_read`] (unless the value was rewritten
+    /// since).
+    pub fn repair(&self) {
+        let mut st = self.state.lock();
+        let Some((cf, key, good, bad)) = st.corrupted.take() else { return };
+        if st.visible.cf(cf).get(&key) == Some(&bad) {
+            Arc::make_mut(&mut st.visible).0[cf as usize].insert(key, good);
+        }
+    }
+
+    /// True while a value reads see is corrupted.
+    pub fn corrupted(&self) -> bool {
+        self.state.lock().corrupted.is_some()
+    }
+
     /// How many armed faults have fired so far.
     pub fn faults_fired(&self) -> u64 {
         self.state.lock().fired
@@ -204,7 +254,7 @@ impl MemEngine {
 
 impl ReadView for MemEngine {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.state.lock().visible.cf(cf).get(key).cloned())
+        checksum::unseal_owned(cf, key, self.state.lock().visible.cf(cf).get(key).cloned())
     }
 
     fn scan(
@@ -220,12 +270,14 @@ impl ReadView for MemEngine {
             items.push((k.to_vec(), v.to_vec()));
             true
         });
-        for (k, v) in items {
-            if !visit(&k, &v) {
-                break;
+        checksum::scan_unsealed(cf, visit, |visit| {
+            for (k, v) in items {
+                if !visit(&k, &v) {
+                    break;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -237,7 +289,7 @@ pub struct MemSnapshot {
 
 impl ReadView for MemSnapshot {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.trees.cf(cf).get(key).cloned())
+        checksum::unseal_owned(cf, key, self.trees.cf(cf).get(key).cloned())
     }
 
     fn scan(
@@ -247,8 +299,10 @@ impl ReadView for MemSnapshot {
         end: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        self.trees.scan(cf, start, end, visit);
-        Ok(())
+        checksum::scan_unsealed(cf, visit, |visit| {
+            self.trees.scan(cf, start, end, visit);
+            Ok(())
+        })
     }
 }
 
@@ -256,6 +310,7 @@ impl Engine for MemEngine {
     type Snapshot = MemSnapshot;
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let batch = checksum::seal_batch(batch);
         let mut st = self.state.lock();
         if st.powered_off {
             return Err(crate::Error::storage("injected fault: power lost"));

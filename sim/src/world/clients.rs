@@ -249,6 +249,13 @@ impl World {
             Err(Error::Timeout | Error::Stopped) => {
                 self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown })
             }
+            // The member refused wrong bytes from its disk: it stops.
+            Err(Error::Corruption(_))
+                if self.index_of(rec.member).is_some_and(|i| self.members[i].engine.corrupted()) =>
+            {
+                self.corrupt_stops.push(rec.member);
+                self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown })
+            }
             Err(Error::Compacted { .. }) if matches!(rec.op, Op::Compact { .. }) => {
                 self.finish_op(c, record, Outcome::Ok(Observed::Compact))
             }

@@ -132,10 +132,20 @@ impl World {
             FaultKind::Disk => {
                 let up: Vec<usize> = (0..self.members.len()).filter(|i| self.members[*i].peer.is_some()).collect();
                 let Some(&i) = self.rng_fault.pick(&up) else { return };
-                let fault = match self.rng_fault.below(3) {
+                let fault = match self.rng_fault.below(4) {
                     0 => DiskFault::FailWrite,
                     1 => DiskFault::FailSync,
-                    _ => DiskFault::CrashAfter(self.rng_fault.below(6) as u32),
+                    2 => DiskFault::CrashAfter(self.rng_fault.below(6) as u32),
+                    _ => {
+                        // Reads of one log entry or MVCC version return
+                        // wrong bytes until the member restarts.
+                        let pick = self.rng_fault.below(u64::MAX);
+                        if self.members[i].engine.corrupt_read(pick) {
+                            self.stats.corrupt_reads += 1;
+                            self.trace.event(now, format_args!("fault disk m{}: corrupt read", self.members[i].id));
+                        }
+                        return;
+                    }
                 };
                 self.members[i].engine.arm(fault);
                 self.stats.disk_faults += 1;
@@ -152,6 +162,8 @@ impl World {
         self.net.set_faults(LinkFaults { min_delay: 1, max_delay: 3, ..LinkFaults::reliable() });
         for m in &mut self.members {
             m.tick_period = TICK;
+            // A corruption no read met by now is left out of the checks.
+            m.engine.repair();
             if m.peer.is_none() && !m.retired {
                 m.restart_at = self.now;
             }

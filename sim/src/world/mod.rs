@@ -139,6 +139,9 @@ pub struct World {
     range_limits: BTreeMap<usize, i64>,
     /// Every `LeaseTimeToLive` answer, for the lease checks.
     lease_probes: Vec<Probe>,
+    /// Members that refused a client's request over a corrupt read, to
+    /// stop at the end of the step.
+    corrupt_stops: Vec<u64>,
 }
 
 /// The configuration of member `id` (`peers`: the voters of a new cluster;
@@ -263,6 +266,7 @@ impl World {
             removal_targets: Vec::new(),
             range_limits: BTreeMap::new(),
             lease_probes: Vec::new(),
+            corrupt_stops: Vec::new(),
         }
     }
 
@@ -401,6 +405,13 @@ impl World {
             }
         }
         self.pump();
+        for id in std::mem::take(&mut self.corrupt_stops) {
+            if let Some(i) = self.index_of(id).filter(|&i| self.members[i].peer.is_some()) {
+                self.stats.corrupt_read_stops += 1;
+                self.trace.event(now, format_args!("m{id} stops on a corrupt read it refused to serve"));
+                self.crash(i);
+            }
+        }
         self.drain_watches();
     }
 
