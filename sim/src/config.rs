@@ -115,7 +115,7 @@ impl Default for FaultWeights {
             net_weather: 2,
             heal: 2,
             membership: 4,
-            disk: 2,
+            disk: 3,
         }
     }
 }

@@ -83,6 +83,9 @@ struct State {
     /// A value reads see with a flipped bit ([`MemEngine::corrupt_read`]):
     /// column family, key, the true stored bytes and the wrong ones.
     corrupted: Option<(Cf, Vec<u8>, Vec<u8>, Vec<u8>)>,
+    /// The write power was lost in ([`DiskFault::CrashAfter`]): it failed,
+    /// and a crash may tear it ([`MemEngine::crash_torn`]).
+    in_flight: Option<WriteBatch>,
 }
 
 /// A disk fault [`MemEngine::arm`] plants for the next write.
@@ -155,18 +158,20 @@ impl MemEngine {
         st.armed = None;
         st.powered_off = false;
         st.corrupted = None;
+        st.in_flight = None;
     }
 
-    /// Simulates a crash during the write of unsynced batch `keep` (0-based):
-    /// the batches before it reached the disk, and the first `torn_ops`
-    /// operations of that one were half-written at the log's tail. Like
+    /// Simulates a crash during the write of unsynced batch `keep` (0-based;
+    /// one past the last: the write power was lost in): the batches before
+    /// it reached the disk, and the first `torn_ops` operations of that one
+    /// were half-written at the log's tail. Like
     /// RocksDB's write-ahead log, whose records carry checksums, recovery
     /// detects the torn record and drops it with everything after it, so a
     /// batch survives whole or not at all.
     pub fn crash_torn(&self, keep: usize, torn_ops: usize) {
         let st = self.state.lock();
         let keep = keep.min(st.unsynced.len());
-        let torn = st.unsynced.get(keep).cloned();
+        let torn = st.unsynced.get(keep).or(st.in_flight.as_ref()).cloned();
         drop(st);
         self.crash_keeping(keep);
         if let Some(torn) = torn.filter(|_| crate::mutation::active("crash-keeps-torn-write")) {
@@ -189,9 +194,12 @@ impl MemEngine {
         self.state.lock().unsynced.len()
     }
 
-    /// Operations in unsynced batch `i` (0 if there is none).
+    /// Operations in unsynced batch `i` (one past the last: the write power
+    /// was lost in; 0 if there is none).
     pub fn unsynced_ops(&self, i: usize) -> usize {
-        self.state.lock().unsynced.get(i).map_or(0, |b| b.len())
+        let st = self.state.lock();
+        let batch = if i == st.unsynced.len() { st.in_flight.as_ref() } else { st.unsynced.get(i) };
+        batch.map_or(0, |b| b.len())
     }
 
     /// Arms `fault` for the next write it applies to (replacing one armed
@@ -201,47 +209,59 @@ impl MemEngine {
     }
 
     /// Makes reads return wrong bytes, as a bad disk or cable does: one bit
-    /// of one stored raft log entry or MVCC version (picked by `pick`) flips
+    /// of the newest stored version of one MVCC key (picked by `pick`) flips
     /// in what reads and later snapshots see, not in what is durable, until
     /// a crash or [`MemEngine::repair`]. Its checksum no longer matches, so
     /// reads of it fail with [`crate::Error::Corruption`]. False if there is
-    /// no such value.
+    /// no such value or one is corrupted already. (Raft log entries are left alone: raft-rs panics on
+    /// any storage error but a compacted or unavailable entry.)
     pub fn corrupt_read(&self, pick: u64) -> bool {
         let mut st = self.state.lock();
-        let entries = st.visible.cf(Cf::Raft).range(b"e".to_vec()..b"f".to_vec()).count() as u64;
-        let versions = st.visible.cf(Cf::Kv).len() as u64;
-        if entries + versions == 0 {
-            return false;
+        if st.corrupted.is_some() {
+            return false; // one at a time, so that repair finds it
         }
-        let i = pick % (entries + versions);
-        let (cf, found) = if i < entries {
-            (Cf::Raft, st.visible.cf(Cf::Raft).range(b"e".to_vec()..b"f".to_vec()).nth(i as usize))
-        } else {
-            (Cf::Kv, st.visible.cf(Cf::Kv).iter().nth((i - entries) as usize))
+        // The MVCC versions reads meet most: the first (newest) stored
+        // version of each user key (the part before the first 0 byte).
+        let mut versions: Vec<&Vec<u8>> = Vec::new();
+        let mut last_user: Option<&[u8]> = None;
+        for k in st.visible.cf(Cf::Kv).keys() {
+            let user = k.split(|&b| b == 0).next().unwrap_or(k);
+            if last_user != Some(user) {
+                versions.push(k);
+                last_user = Some(user);
+            }
+        }
+        let cf = Cf::Kv;
+        let Some(key) = versions.get((pick % versions.len().max(1) as u64) as usize).map(|k| k.to_vec()) else {
+            return false;
         };
+        let found = st.visible.cf(cf).get_key_value(&key);
         let Some((key, stored)) = found.map(|(k, v)| (k.clone(), v.clone())) else { return false };
         let payload = stored.len().saturating_sub(checksum::CHECKSUM_BYTES).max(1);
         let mut bad = stored.clone();
-        let byte = ((pick >> 16) as usize % payload).min(bad.len().saturating_sub(1));
+        // A low bit of one of the last bytes: in an MVCC version, most often
+        // a digit of the value turned into another (wrong but well-formed).
+        let byte = payload.saturating_sub(1 + (pick >> 16) as usize % 2).min(bad.len().saturating_sub(1));
         if let Some(b) = bad.get_mut(byte) {
-            *b ^= 1 << ((pick >> 8) % 8);
+            *b ^= 1 << ((pick >> 8) % 3);
         }
         Arc::make_mut(&mut st.visible).0[cf as usize].insert(key.clone(), bad.clone());
         st.corrupted = Some((cf, key, stored, bad));
         true
     }
 
-    /// Undoes [`MemEngine::corrupt_read`] (unless the value was rewritten
-    /// since).
+    /// Undoes [`MemEngine::corrupt_read`] for later reads (unless the value
+    /// was rewritten since); snapshots taken before keep the wrong bytes.
     pub fn repair(&self) {
         let mut st = self.state.lock();
-        let Some((cf, key, good, bad)) = st.corrupted.take() else { return };
+        let Some((cf, key, good, bad)) = st.corrupted.clone() else { return };
         if st.visible.cf(cf).get(&key) == Some(&bad) {
             Arc::make_mut(&mut st.visible).0[cf as usize].insert(key, good);
         }
     }
 
-    /// True while a value reads see is corrupted.
+    /// True from a [`MemEngine::corrupt_read`] to the next crash: a read
+    /// (or a snapshot) may meet the wrong bytes.
     pub fn corrupted(&self) -> bool {
         self.state.lock().corrupted.is_some()
     }
@@ -320,6 +340,7 @@ impl Engine for MemEngine {
                 st.armed = None;
                 st.fired += 1;
                 st.powered_off = true;
+                st.in_flight = Some(batch);
                 return Err(crate::Error::storage("injected fault: power lost"));
             }
             Some(DiskFault::CrashAfter(n)) => st.armed = Some(DiskFault::CrashAfter(n - 1)),

@@ -33,6 +33,11 @@ pub(super) struct Client {
     pub(super) seen: BTreeMap<Key, Option<Value>>,
     /// The lease this client holds, if any.
     pub(super) lease: Option<i64>,
+    /// Revision of this client's last delete that removed a key (0: none).
+    pub(super) last_delete: i64,
+    /// A watch to open from this revision next: the compact revision of a
+    /// compaction at a delete (its tombstone must stay in history).
+    pub(super) watch_from: Option<i64>,
 }
 
 impl World {
@@ -65,6 +70,11 @@ impl World {
                 };
                 Op::Cas { key, expect, value }
             }
+            // Half the compactions are at the client's last delete: the
+            // tombstone at the compact revision must survive (etcd #18089).
+            6 if self.clients[c].last_delete > 0 && self.rng_work.chance(0.5) => {
+                Op::Compact { revision: self.clients[c].last_delete }
+            }
             6 if self.clients[c].last_revision > 1 => {
                 Op::Compact { revision: 1 + self.rng_work.below(self.clients[c].last_revision as u64) as i64 }
             }
@@ -94,9 +104,17 @@ impl World {
                 let kind = self.rng_work.weighted(&self.cfg.mix.as_array()).unwrap_or(1);
                 let watching = self.watches.iter().filter(|w| w.owner == WatchOwner::Client(c)).count();
                 if kind == 7 && watching < WorkloadMix::WATCHES_PER_CLIENT {
-                    self.open_client_watch(c);
+                    self.open_client_watch(c, None);
                     self.done_at_once(c);
                     return;
+                }
+                // One more watch, from a compaction's delete.
+                if let Some(from) = self.clients[c].watch_from.take() {
+                    if watching <= WorkloadMix::WATCHES_PER_CLIENT {
+                        self.open_client_watch(c, Some(from));
+                        self.done_at_once(c);
+                        return;
+                    }
                 }
                 // A fifth of the lease operations ask a member for the
                 // client's lease's time to live (answered locally).
@@ -378,9 +396,15 @@ impl World {
                     client.seen.insert(*key, Some(*value));
                     client.last_revision = client.last_revision.max(*revision);
                 }
-                (Op::Delete { key }, Observed::Delete { revision, .. }) => {
+                (Op::Delete { key }, Observed::Delete { revision, deleted }) => {
                     client.seen.insert(*key, None);
                     client.last_revision = client.last_revision.max(*revision);
+                    if *deleted > 0 {
+                        client.last_delete = *revision;
+                    }
+                }
+                (Op::Compact { revision }, Observed::Compact) if *revision == client.last_delete => {
+                    client.watch_from = Some(*revision);
                 }
                 (Op::Cas { key, value, .. }, Observed::Cas { revision, succeeded, current }) => {
                     client.seen.insert(*key, if *succeeded { Some(*value) } else { current.map(|o| o.value) });

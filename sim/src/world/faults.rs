@@ -81,8 +81,16 @@ impl World {
                         _ => self.rng_fault.pick(&up).copied(),
                     };
                     if let Some(i) = target {
-                        self.trace.event(now, format_args!("fault crash m{}", self.members[i].id));
-                        self.crash(i);
+                        if self.cfg.faults.torn_writes && self.rng_fault.chance(0.75) {
+                            // The crash lands inside one of its next writes
+                            // (which a crash may then tear).
+                            let after = self.rng_fault.below(3) as u32;
+                            self.trace.event(now, format_args!("fault crash m{} in write {after}", self.members[i].id));
+                            self.members[i].engine.arm(DiskFault::CrashAfter(after));
+                        } else {
+                            self.trace.event(now, format_args!("fault crash m{}", self.members[i].id));
+                            self.crash(i);
+                        }
                     }
                 }
             }
@@ -132,7 +140,8 @@ impl World {
             FaultKind::Disk => {
                 let up: Vec<usize> = (0..self.members.len()).filter(|i| self.members[*i].peer.is_some()).collect();
                 let Some(&i) = self.rng_fault.pick(&up) else { return };
-                let fault = match self.rng_fault.below(4) {
+                // Half the disk faults are corrupt reads.
+                let fault = match self.rng_fault.below(6) {
                     0 => DiskFault::FailWrite,
                     1 => DiskFault::FailSync,
                     2 => DiskFault::CrashAfter(self.rng_fault.below(6) as u32),

@@ -222,6 +222,8 @@ impl World {
                 last_revision: 0,
                 seen: BTreeMap::new(),
                 lease: None,
+                last_delete: 0,
+                watch_from: None,
             })
             .collect();
         let mut rng_fault = SimRng::new(seed, Stream::Faults);
@@ -504,16 +506,27 @@ impl World {
         self.lose_requests(id, lost);
     }
 
-    /// The disk side of a crash of member `i` (up or opening): a prefix of
-    /// the unsynced batches survives, half the time none; a third of the
-    /// time the next batch is torn at the log's tail (and must be dropped
-    /// whole by recovery). Schedules the restart; returns what survived.
+    /// The disk side of a crash of member `i` (up or opening): half the
+    /// time the crash lands inside the tail write, which is torn (and must
+    /// be dropped whole by recovery); otherwise a prefix of the unsynced
+    /// batches survives, half the time none. Schedules the restart; returns what survived.
     fn crash_down(&mut self, i: usize) -> String {
         let engine = &self.members[i].engine;
         let unsynced = engine.unsynced_batches() as u64;
-        let keep = if self.rng_fault.chance(0.5) { 0 } else { self.rng_fault.below(unsynced + 1) };
+        // Half the crashes land inside the tail write: every batch before it
+        // reached the disk, it is torn.
+        // (the write power was lost in, if there is one).
+        let in_flight = engine.unsynced_ops(unsynced as usize) > 0;
+        let tear = self.cfg.faults.torn_writes && (in_flight || unsynced > 0 && self.rng_fault.chance(0.5));
+        let keep = if tear {
+            unsynced - u64::from(!in_flight)
+        } else if self.rng_fault.chance(0.5) {
+            0
+        } else {
+            self.rng_fault.below(unsynced + 1)
+        };
         let torn_ops = engine.unsynced_ops(keep as usize) as u64;
-        let what = if torn_ops > 1 && self.cfg.faults.torn_writes && self.rng_fault.chance(0.33) {
+        let what = if tear && torn_ops > 1 {
             let cut = 1 + self.rng_fault.below(torn_ops - 1);
             engine.crash_torn(keep as usize, cut as usize);
             self.stats.torn_writes += 1;
