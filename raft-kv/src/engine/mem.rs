@@ -80,13 +80,16 @@ struct State {
     /// Power is off ([`DiskFault::CrashAfter`] fired): every write fails
     /// until the crash is carried out.
     powered_off: bool,
-    /// A value reads see with a flipped bit ([`MemEngine::corrupt_read`]):
-    /// column family, key, the true stored bytes and the wrong ones.
-    corrupted: Option<(Cf, Vec<u8>, Vec<u8>, Vec<u8>)>,
+    /// A value reads see with a flipped bit ([`MemEngine::corrupt_read`]).
+    corrupted: Option<Corrupted>,
     /// The write power was lost in ([`DiskFault::CrashAfter`]): it failed,
     /// and a crash may tear it ([`MemEngine::crash_torn`]).
     in_flight: Option<WriteBatch>,
 }
+
+/// A stored value reads see with a flipped bit: column family, key, the
+/// true stored bytes and the wrong ones.
+type Corrupted = (Cf, Vec<u8>, Vec<u8>, Vec<u8>);
 
 /// A disk fault [`MemEngine::arm`] plants for the next write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
