@@ -33,6 +33,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("member-update-ignored", "a MemberUpdate applies without changing the member's peer URLs"),
     ("watch-filter-ignored", "watches deliver the events their NOPUT/NODELETE filter leaves out"),
     ("progress-too-high", "a watch progress notification names a revision one above the store's"),
+    ("corrupt-read-unchecked", "values read from the engine are not checked against their checksums"),
 ];
 
 #[cfg(raft_kv_mutations)]

@@ -139,7 +139,7 @@ impl Default for FaultWeights {
             net_weather: 2,
             heal: 2,
             membership: 4,
-            disk: 2,
+            disk: 3,
             clock_jump: 2,
             client_partition: 2,
             dir_loss: 1,

@@ -205,15 +205,7 @@ fn describe(seed: u64, cfg: &SimConfig, report: &RunReport, mutation: Option<&st
 
 /// Mutations the checkers do not yet catch on 5% of seeds: printed in the
 /// table but not failing the suite. Each is a checker to strengthen.
-const KNOWN_WEAK: &[&str] = &[
-    // Needs lease expiry judged on the revoking leader's own clock (today:
-    // the fastest skewed clock, 0.6×, which hides a ¾ TTL).
-    "lease-three-quarter-ttl",
-    // Needs a watch or hash from exactly the compact revision of a delete.
-    "compaction-drops-tombstone",
-    // Torn tails with more than one operation are rare in the crash mix.
-    "crash-keeps-torn-write",
-];
+const KNOWN_WEAK: &[&str] = &[];
 
 /// The mutation suite: every mutation over the seeds, one table.
 fn suite(args: &mut Args) -> Result<()> {

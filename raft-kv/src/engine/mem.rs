@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{Cf, DbSize, Engine, Maintain, ReadView, WriteBatch, WriteOp};
+use super::{checksum, Cf, DbSize, Engine, Maintain, ReadView, WriteBatch, WriteOp};
 use crate::Result;
 
 type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -80,7 +80,16 @@ struct State {
     /// Power is off ([`DiskFault::CrashAfter`] fired): every write fails
     /// until the crash is carried out.
     powered_off: bool,
+    /// A value reads see with a flipped bit ([`MemEngine::corrupt_read`]).
+    corrupted: Option<Corrupted>,
+    /// The write power was lost in ([`DiskFault::CrashAfter`]): it failed,
+    /// and a crash may tear it ([`MemEngine::crash_torn`]).
+    in_flight: Option<WriteBatch>,
 }
+
+/// A stored value reads see with a flipped bit: column family, key, the
+/// true stored bytes and the wrong ones.
+type Corrupted = (Cf, Vec<u8>, Vec<u8>, Vec<u8>);
 
 /// A disk fault [`MemEngine::arm`] plants for the next write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,18 +160,21 @@ impl MemEngine {
         st.visible = Arc::new(st.durable.clone());
         st.armed = None;
         st.powered_off = false;
+        st.corrupted = None;
+        st.in_flight = None;
     }
 
-    /// Simulates a crash during the write of unsynced batch `keep` (0-based):
-    /// the batches before it reached the disk, and the first `torn_ops`
-    /// operations of that one were half-written at the log's tail. Like
+    /// Simulates a crash during the write of unsynced batch `keep` (0-based;
+    /// one past the last: the write power was lost in): the batches before
+    /// it reached the disk, and the first `torn_ops` operations of that one
+    /// were half-written at the log's tail. Like
     /// RocksDB's write-ahead log, whose records carry checksums, recovery
     /// detects the torn record and drops it with everything after it, so a
     /// batch survives whole or not at all.
     pub fn crash_torn(&self, keep: usize, torn_ops: usize) {
         let st = self.state.lock();
         let keep = keep.min(st.unsynced.len());
-        let torn = st.unsynced.get(keep).cloned();
+        let torn = st.unsynced.get(keep).or(st.in_flight.as_ref()).cloned();
         drop(st);
         self.crash_keeping(keep);
         if let Some(torn) = torn.filter(|_| crate::mutation::active("crash-keeps-torn-write")) {
@@ -185,15 +197,76 @@ impl MemEngine {
         self.state.lock().unsynced.len()
     }
 
-    /// Operations in unsynced batch `i` (0 if there is none).
+    /// Operations in unsynced batch `i` (one past the last: the write power
+    /// was lost in; 0 if there is none).
     pub fn unsynced_ops(&self, i: usize) -> usize {
-        self.state.lock().unsynced.get(i).map_or(0, |b| b.len())
+        let st = self.state.lock();
+        let batch = if i == st.unsynced.len() { st.in_flight.as_ref() } else { st.unsynced.get(i) };
+        batch.map_or(0, |b| b.len())
     }
 
     /// Arms `fault` for the next write it applies to (replacing one armed
     /// before and not yet fired). A crash disarms it.
     pub fn arm(&self, fault: DiskFault) {
         self.state.lock().armed = Some(fault);
+    }
+
+    /// Makes reads return wrong bytes, as a bad disk or cable does: one bit
+    /// of the newest stored version of one MVCC key (picked by `pick`) flips
+    /// in what reads and later snapshots see, not in what is durable, until
+    /// a crash or [`MemEngine::repair`]. Its checksum no longer matches, so
+    /// reads of it fail with [`crate::Error::Corruption`]. False if there is
+    /// no such value or one is corrupted already. (Raft log entries are left alone: raft-rs panics on
+    /// any storage error but a compacted or unavailable entry.)
+    pub fn corrupt_read(&self, pick: u64) -> bool {
+        let mut st = self.state.lock();
+        if st.corrupted.is_some() {
+            return false; // one at a time, so that repair finds it
+        }
+        // The MVCC versions reads meet most: the first (newest) stored
+        // version of each user key (the part before the first 0 byte).
+        let mut versions: Vec<&Vec<u8>> = Vec::new();
+        let mut last_user: Option<&[u8]> = None;
+        for k in st.visible.cf(Cf::Kv).keys() {
+            let user = k.split(|&b| b == 0).next().unwrap_or(k);
+            if last_user != Some(user) {
+                versions.push(k);
+                last_user = Some(user);
+            }
+        }
+        let cf = Cf::Kv;
+        let Some(key) = versions.get((pick % versions.len().max(1) as u64) as usize).map(|k| k.to_vec()) else {
+            return false;
+        };
+        let found = st.visible.cf(cf).get_key_value(&key);
+        let Some((key, stored)) = found.map(|(k, v)| (k.clone(), v.clone())) else { return false };
+        let payload = stored.len().saturating_sub(checksum::CHECKSUM_BYTES).max(1);
+        let mut bad = stored.clone();
+        // A low bit of one of the last bytes: in an MVCC version, most often
+        // a digit of the value turned into another (wrong but well-formed).
+        let byte = payload.saturating_sub(1 + (pick >> 16) as usize % 2).min(bad.len().saturating_sub(1));
+        if let Some(b) = bad.get_mut(byte) {
+            *b ^= 1 << ((pick >> 8) % 3);
+        }
+        Arc::make_mut(&mut st.visible).0[cf as usize].insert(key.clone(), bad.clone());
+        st.corrupted = Some((cf, key, stored, bad));
+        true
+    }
+
+    /// Undoes [`MemEngine::corrupt_read`] for later reads (unless the value
+    /// was rewritten since); snapshots taken before keep the wrong bytes.
+    pub fn repair(&self) {
+        let mut st = self.state.lock();
+        let Some((cf, key, good, bad)) = st.corrupted.clone() else { return };
+        if st.visible.cf(cf).get(&key) == Some(&bad) {
+            Arc::make_mut(&mut st.visible).0[cf as usize].insert(key, good);
+        }
+    }
+
+    /// True from a [`MemEngine::corrupt_read`] to the next crash: a read
+    /// (or a snapshot) may meet the wrong bytes.
+    pub fn corrupted(&self) -> bool {
+        self.state.lock().corrupted.is_some()
     }
 
     /// How many armed faults have fired so far.
@@ -204,7 +277,7 @@ impl MemEngine {
 
 impl ReadView for MemEngine {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.state.lock().visible.cf(cf).get(key).cloned())
+        checksum::unseal_owned(cf, key, self.state.lock().visible.cf(cf).get(key).cloned())
     }
 
     fn scan(
@@ -220,12 +293,14 @@ impl ReadView for MemEngine {
             items.push((k.to_vec(), v.to_vec()));
             true
         });
-        for (k, v) in items {
-            if !visit(&k, &v) {
-                break;
+        checksum::scan_unsealed(cf, visit, |visit| {
+            for (k, v) in items {
+                if !visit(&k, &v) {
+                    break;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -237,7 +312,7 @@ pub struct MemSnapshot {
 
 impl ReadView for MemSnapshot {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.trees.cf(cf).get(key).cloned())
+        checksum::unseal_owned(cf, key, self.trees.cf(cf).get(key).cloned())
     }
 
     fn scan(
@@ -247,8 +322,10 @@ impl ReadView for MemSnapshot {
         end: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        self.trees.scan(cf, start, end, visit);
-        Ok(())
+        checksum::scan_unsealed(cf, visit, |visit| {
+            self.trees.scan(cf, start, end, visit);
+            Ok(())
+        })
     }
 }
 
@@ -256,6 +333,7 @@ impl Engine for MemEngine {
     type Snapshot = MemSnapshot;
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let batch = checksum::seal_batch(batch);
         let mut st = self.state.lock();
         if st.powered_off {
             return Err(crate::Error::storage("injected fault: power lost"));
@@ -265,6 +343,7 @@ impl Engine for MemEngine {
                 st.armed = None;
                 st.fired += 1;
                 st.powered_off = true;
+                st.in_flight = Some(batch);
                 return Err(crate::Error::storage("injected fault: power lost"));
             }
             Some(DiskFault::CrashAfter(n)) => st.armed = Some(DiskFault::CrashAfter(n - 1)),

@@ -10,10 +10,12 @@
 //! state-machine batches are written unsynced and become durable with the next
 //! synced raft-log write.
 
+mod checksum;
 mod maintain;
 mod mem;
 mod rocks;
 
+pub use checksum::{crc32, CHECKSUM_BYTES};
 pub use maintain::{DbSize, Maintain};
 pub use mem::{DiskFault, MemEngine, MemSnapshot};
 pub use rocks::RocksEngine;

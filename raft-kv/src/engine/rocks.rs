@@ -8,7 +8,7 @@ use rocksdb::{
     SnapshotWithThreadMode, WriteOptions, DB,
 };
 
-use super::{Cf, DbSize, Engine, Maintain, ReadView, WriteBatch, WriteOp};
+use super::{checksum, Cf, DbSize, Engine, Maintain, ReadView, WriteBatch, WriteOp};
 use crate::{Error, Result};
 
 impl From<rocksdb::Error> for Error {
@@ -127,7 +127,7 @@ fn scan_with(
 
 impl ReadView for RocksEngine {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.handle(cf)?, key)?)
+        checksum::unseal_owned(cf, key, self.db.get_cf(self.handle(cf)?, key)?)
     }
 
     fn scan(
@@ -137,7 +137,7 @@ impl ReadView for RocksEngine {
         end: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        scan_with(&self.db, cf, ReadOptions::default(), start, end, visit)
+        checksum::scan_unsealed(cf, visit, |v| scan_with(&self.db, cf, ReadOptions::default(), start, end, v))
     }
 }
 
@@ -145,6 +145,7 @@ impl Engine for RocksEngine {
     type Snapshot = RocksSnapshot;
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let batch = checksum::seal_batch(batch);
         let mut wb = rocksdb::WriteBatch::default();
         // Column family handles, looked up once per batch rather than per op.
         let mut handles: [Option<&rocksdb::ColumnFamily>; Cf::ALL.len()] = [None; Cf::ALL.len()];
@@ -245,7 +246,7 @@ impl RocksSnapshot {
 
 impl ReadView for RocksSnapshot {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.snap.get_cf(cf_handle(&self.db, cf)?, key)?)
+        checksum::unseal_owned(cf, key, self.snap.get_cf(cf_handle(&self.db, cf)?, key)?)
     }
 
     fn scan(
@@ -255,7 +256,7 @@ impl ReadView for RocksSnapshot {
         end: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        scan_with(&self.db, cf, self.read_opts(), start, end, visit)
+        checksum::scan_unsealed(cf, visit, |v| scan_with(&self.db, cf, self.read_opts(), start, end, v))
     }
 }
 

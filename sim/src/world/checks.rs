@@ -10,15 +10,15 @@ use super::watch_driver::WatchOwner;
 use super::{member_config, RunReport, World};
 use crate::checker::{check_history, ViolationKind};
 use crate::config::TICK;
-use crate::history::{key_bytes, parse_key, parse_value, Key, KvObs, Observed, Op, Outcome, Record};
-use crate::leases::{check_leases, LeaseFacts, Removal};
+use crate::history::{key_bytes, parse_key, parse_value, Key, KvObs, Observed, Op, Outcome, Record, NEVER};
+use crate::leases::{check_leases, check_probes, Clocks, LeaseFacts, Probe, Removal};
 
 impl World {
     /// The lease checks (see [`crate::leases`]): leased keys' deletions as
     /// every member's observer saw them, against the clients' grants,
     /// keep-alives and revokes.
     fn check_leases(&mut self) {
-        let tick_ms = member_config(&self.cfg, 1, Vec::new()).tick_interval.as_millis().max(1) as u64;
+        let tick_ms = self.tick_ms();
         let ttl_ticks = |ttl: i64| (ttl.max(0) as u64 * 1000).div_ceil(tick_ms);
         let mut facts = LeaseFacts::default();
         for rec in &self.history {
@@ -63,17 +63,102 @@ impl World {
                 self.stats.lease_expiries += 1;
             }
         }
-        let p = TICK.min(self.cfg.faults.tick_period.0);
-        // A clock that jumped forward fired ticks early: a removal may come
-        // that much sooner after its lease's grant.
-        for r in &mut removals {
-            let granted = facts.grants.get(&r.lease).map_or(0, |g| g.0);
-            let early: u64 =
-                self.forward_jumps.iter().filter(|(t, _)| (granted..=r.at).contains(t)).map(|(_, n)| n * p).sum();
-            r.at += early;
-        }
-        for detail in check_leases(&facts, &removals, p - p / 8, self.cfg.strict_keep_alive) {
+        let clocks: Clocks = self.members.iter().map(|m| (m.id, m.clock.clone())).collect();
+        let mut found = check_leases(&facts, &removals, &clocks, self.cfg.strict_keep_alive);
+        found.extend(check_probes(&facts, &self.lease_probes, &clocks, self.tick_ms()));
+        for detail in found {
             self.violate(ViolationKind::Lease, detail);
+        }
+    }
+
+    /// Milliseconds of one member tick.
+    fn tick_ms(&self) -> u64 {
+        member_config(&self.cfg, 1, Vec::new()).tick_interval.as_millis().max(1) as u64
+    }
+
+    /// Asks member `i` for lease `lease`'s time to live, with its keys, and
+    /// records the answer and the keys the member stores under the lease
+    /// (for [`check_probes`]). Returns the remaining TTL (-1: none there).
+    pub(super) fn probe_lease(&mut self, i: usize, lease: i64) -> i64 {
+        let m = &self.members[i];
+        let Some(p) = &m.peer else { return -1 };
+        let r = p.lease_time_to_live(lease, true);
+        // A failed read of the store is judged where the member serves it.
+        let Ok(stored) = p.mvcc().range(&RangeRequest::prefix("l")) else { return r.ttl };
+        let mut keys: Vec<Vec<u8>> = r.keys.iter().map(|k| k.to_vec()).collect();
+        keys.sort();
+        let stored_keys = stored.kvs.iter().filter(|kv| kv.lease == lease).map(|kv| kv.key.to_vec()).collect();
+        self.lease_probes.push(Probe {
+            member: m.id,
+            lease,
+            at: self.now,
+            ttl: r.ttl,
+            granted_ttl: r.granted_ttl,
+            keys,
+            stored_keys,
+        });
+        r.ttl
+    }
+
+    /// Leases expire, unrenewed, once a leader is stable: after convergence
+    /// the run goes on idle until the leader has counted the longest TTL,
+    /// an election timeout and slack on its own clock since then; then no
+    /// current member may still hold any lease.
+    fn check_leases_expire(&mut self, current: &[usize]) {
+        let tick_ms = self.tick_ms();
+        let mut leases: BTreeMap<i64, u64> = BTreeMap::new();
+        for rec in &self.history {
+            if let (Op::LeaseGrant { .. }, Outcome::Ok(Observed::LeaseGranted { id, ttl })) = (&rec.op, &rec.outcome) {
+                leases.insert(*id, ((*ttl).max(0) as u64 * 1000).div_ceil(tick_ms));
+            }
+        }
+        let Some(&longest) = leases.values().max() else { return };
+        let election = member_config(&self.cfg, 1, Vec::new()).election_ticks as u64;
+        let need = longest + election + 5;
+        let converged = self.now;
+        // No more convergence checks; bounded: a leader that keeps changing
+        // is a verdict, not a hang.
+        self.next_check = NEVER;
+        let limit = converged + 4 * need * TICK;
+        let mut counted = 0;
+        while !self.stopped {
+            if let Some(l) = self.leader_index() {
+                let m = &self.members[l];
+                let since = m.clock.leading.last().map_or(converged, |s| s.0.max(converged));
+                counted = m.clock.ticks_between(since, self.now);
+                if counted >= need {
+                    break;
+                }
+            }
+            let next = self.next_event().max(self.now + 1);
+            if self.now >= limit || next == NEVER {
+                self.violate(
+                    ViolationKind::Lease,
+                    format!("no leader counted {need} ticks in {} units after convergence", self.now - converged),
+                );
+                return;
+            }
+            self.now = next;
+            self.step();
+        }
+        let mut held = Vec::new();
+        for &i in current {
+            for &lease in leases.keys() {
+                let left = self.probe_lease(i, lease);
+                if left != -1 {
+                    held.push(format!("m{} holds lease {lease} ({left} s left)", self.members[i].id));
+                }
+            }
+        }
+        if !held.is_empty() {
+            held.truncate(5);
+            self.violate(
+                ViolationKind::Lease,
+                format!(
+                    "leases not expired {counted} leader ticks after convergence (longest TTL {longest} ticks): {}",
+                    held.join(", ")
+                ),
+            );
         }
     }
 
@@ -178,6 +263,7 @@ impl World {
         if !current.is_empty() {
             self.final_checks(&current);
             self.check_watches(&current);
+            self.check_leases_expire(&current);
         }
         self.check_leases();
         let found = check_history(&self.history);

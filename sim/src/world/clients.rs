@@ -44,6 +44,11 @@ pub(super) struct Client {
     pub(super) seen: BTreeMap<Key, Option<Value>>,
     /// The lease this client holds, if any.
     pub(super) lease: Option<i64>,
+    /// Revision of this client's last delete that removed a key (0: none).
+    pub(super) last_delete: i64,
+    /// A watch to open from this revision next: the compact revision of a
+    /// compaction at a delete (its tombstone must stay in history).
+    pub(super) watch_from: Option<i64>,
 }
 
 impl World {
@@ -75,6 +80,11 @@ impl World {
                     _ => None,
                 };
                 Op::Cas { key, expect, value }
+            }
+            // Half the compactions are at the client's last delete: the
+            // tombstone at the compact revision must survive (etcd #18089).
+            6 if self.clients[c].last_delete > 0 && self.rng_work.chance(0.5) => {
+                Op::Compact { revision: self.clients[c].last_delete }
             }
             6 if self.clients[c].last_revision > 1 => {
                 Op::Compact { revision: 1 + self.rng_work.below(self.clients[c].last_revision as u64) as i64 }
@@ -108,12 +118,28 @@ impl World {
                 let kind = self.rng_work.weighted(&self.cfg.mix.as_array()).unwrap_or(1);
                 let watching = self.watches.iter().filter(|w| w.owner == WatchOwner::Client(c)).count();
                 if kind == 7 && watching < WorkloadMix::WATCHES_PER_CLIENT {
-                    self.open_client_watch(c);
-                    self.stats.ops_ok += 1;
-                    let client = &mut self.clients[c];
-                    client.remaining -= 1;
-                    let (lo, hi) = self.cfg.think;
-                    client.next_at = self.now + self.rng_work.between(lo, hi).max(1);
+                    self.open_client_watch(c, None);
+                    self.done_at_once(c);
+                    return;
+                }
+                // One more watch, from a compaction's delete.
+                if let Some(from) = self.clients[c].watch_from.take() {
+                    if watching <= WorkloadMix::WATCHES_PER_CLIENT {
+                        self.open_client_watch(c, Some(from));
+                        self.done_at_once(c);
+                        return;
+                    }
+                }
+                // A fifth of the lease operations ask a member for the
+                // client's lease's time to live (answered locally).
+                if let Some(lease) = self.clients[c].lease.filter(|_| kind == 8 && self.rng_work.chance(0.2)) {
+                    let up: Vec<usize> = (0..self.members.len())
+                        .filter(|&i| !self.members[i].removed && self.members[i].peer.is_some())
+                        .collect();
+                    if let Some(&i) = self.rng_work.pick(&up) {
+                        self.probe_lease(i, lease);
+                    }
+                    self.done_at_once(c);
                     return;
                 }
                 let op = self.new_op(c, kind);
@@ -138,6 +164,16 @@ impl World {
             }
             ClientState::InFlight { .. } => {}
         }
+    }
+
+    /// Client `c` finished an operation without a round trip (a watch
+    /// opened, a lease's time to live asked).
+    fn done_at_once(&mut self, c: usize) {
+        self.stats.ops_ok += 1;
+        let client = &mut self.clients[c];
+        client.remaining -= 1;
+        let (lo, hi) = self.cfg.think;
+        client.next_at = self.now + self.rng_work.between(lo, hi).max(1);
     }
 
     fn attempt(&mut self, c: usize, record: usize) {
@@ -305,6 +341,13 @@ impl World {
             Err(Error::Timeout | Error::Stopped) => {
                 self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown })
             }
+            // The member refused wrong bytes from its disk: it stops.
+            Err(Error::Corruption(_))
+                if self.index_of(rec.member).is_some_and(|i| self.members[i].engine.corrupted()) =>
+            {
+                self.corrupt_stops.push(rec.member);
+                self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown })
+            }
             Err(Error::Compacted { .. }) if matches!(rec.op, Op::Compact { .. }) => {
                 self.finish_op(c, record, Outcome::Ok(Observed::Compact))
             }
@@ -453,9 +496,15 @@ impl World {
                     client.seen.insert(*key, Some(*value));
                     client.last_revision = client.last_revision.max(*revision);
                 }
-                (Op::Delete { key }, Observed::Delete { revision, .. }) => {
+                (Op::Delete { key }, Observed::Delete { revision, deleted }) => {
                     client.seen.insert(*key, None);
                     client.last_revision = client.last_revision.max(*revision);
+                    if *deleted > 0 {
+                        client.last_delete = *revision;
+                    }
+                }
+                (Op::Compact { revision }, Observed::Compact) if *revision == client.last_delete => {
+                    client.watch_from = Some(*revision);
                 }
                 (Op::Cas { key, value, .. }, Observed::Cas { revision, succeeded, current }) => {
                     client.seen.insert(*key, if *succeeded { Some(*value) } else { current.map(|o| o.value) });

@@ -81,8 +81,16 @@ impl World {
                         _ => self.rng_fault.pick(&up).copied(),
                     };
                     if let Some(i) = target {
-                        self.trace.event(now, format_args!("fault crash m{}", self.members[i].id));
-                        self.crash(i);
+                        if self.cfg.faults.torn_writes && self.rng_fault.chance(0.75) {
+                            // The crash lands inside one of its next writes
+                            // (which a crash may then tear).
+                            let after = self.rng_fault.below(3) as u32;
+                            self.trace.event(now, format_args!("fault crash m{} in write {after}", self.members[i].id));
+                            self.members[i].engine.arm(DiskFault::CrashAfter(after));
+                        } else {
+                            self.trace.event(now, format_args!("fault crash m{}", self.members[i].id));
+                            self.crash(i);
+                        }
                     }
                 }
             }
@@ -134,10 +142,21 @@ impl World {
             FaultKind::Disk => {
                 let up: Vec<usize> = (0..self.members.len()).filter(|i| self.members[*i].peer.is_some()).collect();
                 let Some(&i) = self.rng_fault.pick(&up) else { return };
-                let fault = match self.rng_fault.below(3) {
+                // Half the disk faults are corrupt reads.
+                let fault = match self.rng_fault.below(6) {
                     0 => DiskFault::FailWrite,
                     1 => DiskFault::FailSync,
-                    _ => DiskFault::CrashAfter(self.rng_fault.below(6) as u32),
+                    2 => DiskFault::CrashAfter(self.rng_fault.below(6) as u32),
+                    _ => {
+                        // Reads of one log entry or MVCC version return
+                        // wrong bytes until the member restarts.
+                        let pick = self.rng_fault.below(u64::MAX);
+                        if self.members[i].engine.corrupt_read(pick) {
+                            self.stats.corrupt_reads += 1;
+                            self.trace.event(now, format_args!("fault disk m{}: corrupt read", self.members[i].id));
+                        }
+                        return;
+                    }
                 };
                 self.members[i].engine.arm(fault);
                 self.stats.disk_faults += 1;
@@ -161,8 +180,9 @@ impl World {
     pub(super) const MAX_JUMP_TICKS: u64 = 3;
 
     /// [`FaultKind::ClockJump`] on one running member: forward, up to
-    /// [`Self::MAX_JUMP_TICKS`] ticks fire at once (recorded: the lease
-    /// check allows for them); back, its ticks stop for 5 to 30 periods.
+    /// [`Self::MAX_JUMP_TICKS`] ticks fire at once (recorded as its ticks,
+    /// which the lease checks count); back, its ticks stop for 5 to 30
+    /// periods.
     fn jump_clock(&mut self) {
         let up: Vec<usize> = (0..self.members.len()).filter(|i| self.members[*i].peer.is_some()).collect();
         let Some(&i) = self.rng_fault.pick(&up) else { return };
@@ -171,12 +191,14 @@ impl World {
         self.stats.clock_jumps += 1;
         if self.rng_fault.chance(0.5) {
             let ticks = 1 + self.rng_fault.below(Self::MAX_JUMP_TICKS);
+            // Recorded as the member's own ticks: the lease checks judge
+            // each member by the ticks it counted.
             if let Some(peer) = m.peer.as_mut() {
                 for _ in 0..ticks {
                     peer.tick();
+                    m.clock.ticks.push(now);
                 }
             }
-            self.forward_jumps.push((now, ticks));
             self.trace.event(now, format_args!("fault m{}'s clock jumps {ticks} ticks forward", m.id));
         } else {
             let back = m.tick_period * self.rng_fault.between(5, 30);
@@ -197,6 +219,8 @@ impl World {
             m.tick_period = TICK;
             // A clock set back catches up now.
             m.next_tick = m.next_tick.min(self.now + TICK);
+            // A corruption no read met by now is left out of the checks.
+            m.engine.repair();
             if m.peer.is_none() && !m.retired {
                 m.restart_at = self.now;
             }

@@ -35,6 +35,7 @@ use transport_mem::sim::SimNetwork;
 use crate::checker::{Violation, ViolationKind};
 use crate::config::{SimConfig, TICK};
 use crate::history::{Record, Value, NEVER};
+use crate::leases::{MemberClock, Probe};
 use crate::rng::{SimRng, Stream};
 use crate::trace::Trace;
 use admin::Admin;
@@ -91,6 +92,8 @@ struct Member {
     /// Injected disk faults of this member's engine already answered (by
     /// the member stopping).
     faults_seen: u64,
+    /// Its ticks, opens and spans as leader (for the lease checks).
+    clock: MemberClock,
 }
 
 /// Reads a member handed to its (simulated) readers.
@@ -136,8 +139,6 @@ pub struct World {
     removal_targets: Vec<u64>,
     /// The limit of each limited range read, by history record.
     range_limits: BTreeMap<usize, i64>,
-    /// Forward clock jumps: when, and how many ticks fired at once.
-    forward_jumps: Vec<(u64, u64)>,
     /// Members the clients are cut off from, until when.
     client_cut: BTreeMap<u64, u64>,
     /// What the clients know of each member's peer URLs.
@@ -150,6 +151,11 @@ pub struct World {
     same_id_retries: BTreeMap<usize, (u64, u64)>,
     /// The snapshot transport's bounded pipes.
     snapshot_pipes: pump::SnapshotPipes,
+    /// Every `LeaseTimeToLive` answer, for the lease checks.
+    lease_probes: Vec<Probe>,
+    /// Members that refused a client's request over a corrupt read, to
+    /// stop at the end of the step.
+    corrupt_stops: Vec<u64>,
 }
 
 /// The configuration of member `id` (`peers`: the voters of a new cluster;
@@ -186,8 +192,29 @@ impl Member {
             compactions: Vec::new(),
             reads: Reads::default(),
             faults_seen: 0,
+            clock: MemberClock::default(),
         }
     }
+}
+
+impl Member {
+    /// Records whether the member leads at `now`.
+    fn set_leading(&mut self, leading: bool, now: u64) {
+        note_leading(&mut self.was_leader, &mut self.clock, leading, now);
+    }
+}
+
+/// Records whether a member leads at `now`: its `was_leader` flag and its
+/// clock's spans as leader (fields apart, for a caller holding its peer).
+fn note_leading(was_leader: &mut bool, clock: &mut MemberClock, leading: bool, now: u64) {
+    if leading && !*was_leader {
+        clock.leading.push((now, NEVER));
+    } else if !leading && *was_leader {
+        if let Some(span) = clock.leading.last_mut() {
+            span.1 = now;
+        }
+    }
+    *was_leader = leading;
 }
 
 impl World {
@@ -209,6 +236,8 @@ impl World {
                 last_revision: 0,
                 seen: BTreeMap::new(),
                 lease: None,
+                last_delete: 0,
+                watch_from: None,
             })
             .collect();
         let mut rng_fault = SimRng::new(seed, Stream::Faults);
@@ -252,13 +281,14 @@ impl World {
             converged: Vec::new(),
             removal_targets: Vec::new(),
             range_limits: BTreeMap::new(),
-            forward_jumps: Vec::new(),
             client_cut: BTreeMap::new(),
             peer_urls: BTreeMap::new(),
             url_updates: 0,
             request_ids: BTreeMap::new(),
             same_id_retries: BTreeMap::new(),
             snapshot_pipes: pump::SnapshotPipes::new(0),
+            lease_probes: Vec::new(),
+            corrupt_stops: Vec::new(),
         }
     }
 
@@ -379,6 +409,7 @@ impl World {
             if m.next_tick <= now {
                 if let Some(peer) = m.peer.as_mut() {
                     peer.tick();
+                    m.clock.ticks.push(now);
                     let p = m.tick_period;
                     m.next_tick = now + p - p / 8 + self.rng_clock.below(p / 4 + 1);
                 }
@@ -396,6 +427,13 @@ impl World {
             }
         }
         self.pump();
+        for id in std::mem::take(&mut self.corrupt_stops) {
+            if let Some(i) = self.index_of(id).filter(|&i| self.members[i].peer.is_some()) {
+                self.stats.corrupt_read_stops += 1;
+                self.trace.event(now, format_args!("m{id} stops on a corrupt read it refused to serve"));
+                self.crash(i);
+            }
+        }
         self.drain_watches();
     }
 
@@ -409,6 +447,7 @@ impl World {
         match Peer::open(m.cfg.clone(), m.engine.clone()) {
             Ok(peer) => {
                 m.peer = Some(peer);
+                m.clock.opens.push(self.now);
                 m.incarnation += 1;
                 m.restart_at = NEVER;
                 m.was_leader = false;
@@ -448,6 +487,7 @@ impl World {
         let id = m.id;
         self.trace.event(self.now, format_args!("m{id} retires (removed)"));
         if let Some(mut peer) = self.members[i].peer.take() {
+            self.members[i].set_leading(false, self.now);
             let lost = peer.fail_all();
             drop(peer);
             self.net.drop_to(id);
@@ -476,6 +516,7 @@ impl World {
 
     fn crash(&mut self, i: usize) {
         let Some(mut peer) = self.members[i].peer.take() else { return };
+        self.members[i].set_leading(false, self.now);
         let id = self.members[i].id;
         let lost = peer.fail_all();
         drop(peer);
@@ -485,16 +526,27 @@ impl World {
         self.lose_requests(id, lost);
     }
 
-    /// The disk side of a crash of member `i` (up or opening): a prefix of
-    /// the unsynced batches survives, half the time none; a third of the
-    /// time the next batch is torn at the log's tail (and must be dropped
-    /// whole by recovery). Schedules the restart; returns what survived.
+    /// The disk side of a crash of member `i` (up or opening): half the
+    /// time the crash lands inside the tail write, which is torn (and must
+    /// be dropped whole by recovery); otherwise a prefix of the unsynced
+    /// batches survives, half the time none. Schedules the restart; returns what survived.
     fn crash_down(&mut self, i: usize) -> String {
         let engine = &self.members[i].engine;
         let unsynced = engine.unsynced_batches() as u64;
-        let keep = if self.rng_fault.chance(0.5) { 0 } else { self.rng_fault.below(unsynced + 1) };
+        // Half the crashes land inside the tail write: every batch before it
+        // reached the disk, it is torn.
+        // (the write power was lost in, if there is one).
+        let in_flight = engine.unsynced_ops(unsynced as usize) > 0;
+        let tear = self.cfg.faults.torn_writes && (in_flight || unsynced > 0 && self.rng_fault.chance(0.5));
+        let keep = if tear {
+            unsynced - u64::from(!in_flight)
+        } else if self.rng_fault.chance(0.5) {
+            0
+        } else {
+            self.rng_fault.below(unsynced + 1)
+        };
         let torn_ops = engine.unsynced_ops(keep as usize) as u64;
-        let what = if torn_ops > 1 && self.cfg.faults.torn_writes && self.rng_fault.chance(0.33) {
+        let what = if tear && torn_ops > 1 {
             let cut = 1 + self.rng_fault.below(torn_ops - 1);
             engine.crash_torn(keep as usize, cut as usize);
             self.stats.torn_writes += 1;

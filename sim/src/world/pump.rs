@@ -69,7 +69,7 @@ impl World {
                 let is_leader = peer.is_leader();
                 // A removed member may lag forever: its terms are not checked.
                 let new_term = (is_leader && !m.was_leader && !m.removed).then(|| peer.term());
-                m.was_leader = is_leader;
+                super::note_leading(&mut m.was_leader, &mut m.clock, is_leader, self.now);
                 // Snapshots stream in chunks, a few per step, as the
                 // bounded snapshot transport has room (loss and delay still
                 // apply).
@@ -89,9 +89,10 @@ impl World {
                 match chunks {
                     Ok(chunks) => self.net.send(self.now, id, chunks, &mut self.rng_net),
                     Err(e) => {
-                        self.violate(ViolationKind::CoreError, format!("m{id} snapshot_chunks: {e}"));
-                        self.stopped = true;
-                        return;
+                        if self.member_failed(i, "snapshot_chunks", e) {
+                            return;
+                        }
+                        continue;
                     }
                 }
                 if let Some(term) = new_term {
@@ -133,6 +134,14 @@ impl World {
     /// (true).
     pub(super) fn member_failed(&mut self, i: usize, what: &str, e: raft_kv::Error) -> bool {
         let m = &mut self.members[i];
+        if matches!(e, raft_kv::Error::Corruption(_)) && m.engine.corrupted() {
+            // It refused the wrong bytes and stops, as the server exits.
+            let id = m.id;
+            self.stats.corrupt_read_stops += 1;
+            self.trace.event(self.now, format_args!("m{id} stops on a corrupt read in {what}: {e}"));
+            self.crash(i);
+            return false;
+        }
         let fired = m.engine.faults_fired();
         if fired > m.faults_seen {
             m.faults_seen = fired;

@@ -49,6 +49,11 @@ pub struct RunStats {
     pub disk_faults: u64,
     /// Members that stopped on a disk fault (and restarted later).
     pub disk_fault_stops: u64,
+    /// Corrupt reads armed (one stored value read back with a bit flipped).
+    pub corrupt_reads: u64,
+    /// Members that stopped on a corrupt read they detected (and restarted
+    /// later), or refused a client's read over one.
+    pub corrupt_read_stops: u64,
     /// Client watches opened (re-opens not counted).
     pub watches: u64,
     /// Watch re-opens after the member died.

@@ -60,11 +60,13 @@ impl World {
     }
 
     /// A client opens a watch on a random member: of the workload's keys
-    /// (`k`), from now or from a past revision it saw.
-    pub(super) fn open_client_watch(&mut self, c: usize) {
+    /// (`k`), from `from`, or else from now or from a past revision it saw.
+    pub(super) fn open_client_watch(&mut self, c: usize, from: Option<i64>) {
         let ids = self.client_ids();
         let Some(&member) = self.rng_work.pick(&ids) else { return };
-        let start = if self.rng_work.chance(0.5) {
+        let start = if let Some(from) = from {
+            from
+        } else if self.rng_work.chance(0.5) {
             0
         } else {
             1 + self.rng_work.below(self.clients[c].last_revision.max(0) as u64 + 1) as i64

@@ -32,7 +32,7 @@ impl<E: Engine, T> Peer<E, T> {
                 continue;
             }
             match entry.get_entry_type() {
-                EntryType::EntryNormal => self.apply_normal(&entry, &mut extra),
+                EntryType::EntryNormal => self.apply_normal(&entry, &mut extra)?,
                 // An undecodable conf change is skipped like an undecodable
                 // command: every member sees the same bytes and skips them
                 // alike, instead of stopping (and stopping again on restart).
@@ -54,13 +54,14 @@ impl<E: Engine, T> Peer<E, T> {
         Ok(())
     }
 
-    pub(super) fn apply_normal(&mut self, entry: &Entry, extra: &mut WriteBatch) {
+    /// Fails only when this member's own store failed it (see below).
+    pub(super) fn apply_normal(&mut self, entry: &Entry, extra: &mut WriteBatch) -> Result<()> {
         // A proposal this member appended at this index as leader but that a
         // later leader replaced was never committed: fail it.
         let overwritten = self.by_index.remove(&entry.index);
         if entry.data.is_empty() {
             self.fail_overwritten(overwritten, None);
-            return;
+            return Ok(());
         }
         let cmd = match Command::decode(&entry.data) {
             Ok(cmd) => cmd,
@@ -68,7 +69,7 @@ impl<E: Engine, T> Peer<E, T> {
                 // Every member sees the same bytes and skips them alike.
                 tracing::error!(index = entry.index, error = %e, "skipping undecodable log entry");
                 self.fail_overwritten(overwritten, None);
-                return;
+                return Ok(());
             }
         };
         // Only this member's own requests complete its callers.
@@ -76,15 +77,22 @@ impl<E: Engine, T> Peer<E, T> {
         self.fail_overwritten(overwritten, mine);
         if !self.applied_ids.record(cmd.request(), entry.index, extra) {
             tracing::debug!(id = self.cfg.id, request = cmd.id, "skipping a duplicated command");
-            return;
+            return Ok(());
         }
         let result = match &cmd.op {
             Some(op) => self.check_auth(cmd.auth.as_ref(), op).and_then(|()| self.apply_op(op, extra)),
             None => Err(Error::invalid("empty command")),
         };
+        // A read of this member's own store that failed (wrong bytes, a
+        // disk error) is no answer of the command: the other members
+        // applied it. The member stops rather than diverge.
+        if let Err(e @ (Error::Corruption(_) | Error::Storage(_))) = result {
+            return Err(e);
+        }
         if let Some(p) = mine.and_then(|id| self.proposals.remove(&id)) {
             self.completions.push((p.token, result));
         }
+        Ok(())
     }
 
     /// Applies one operation; its events feed the lessor at once (a later
