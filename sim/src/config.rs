@@ -141,7 +141,7 @@ impl Default for FaultWeights {
             membership: 4,
             disk: 3,
             clock_jump: 2,
-            client_partition: 2,
+            client_partition: 4,
             dir_loss: 1,
         }
     }
