@@ -158,12 +158,21 @@ fn membership_changes_add_promote_remove_and_remove_the_leader() {
 /// sends `MsgTimeoutNow` to the most caught-up voter.
 #[test]
 fn removed_leader_steps_down_without_panicking() {
-    for seed in [102, 114] {
-        let cfg = SimConfig { members: 5, ..SimConfig::default() };
+    // The first two seeds whose run removes the leader (which seeds do
+    // moves with the fault mix; seeds 101 and 205 did when it was found).
+    let cfg = SimConfig { members: 5, ..SimConfig::default() };
+    let mut found = Vec::new();
+    for seed in 0..400 {
         let r = run(seed, &cfg);
         assert!(r.passed(), "seed {seed}: {:#?}", r.violations);
-        assert!(r.stats.removals > 0, "seed {seed}: {:?}", r.stats);
+        if r.stats.leader_removals > 0 {
+            found.push(seed);
+            if found.len() == 2 {
+                return;
+            }
+        }
     }
+    panic!("fewer than two of 400 seeds removed the leader: {found:?}");
 }
 
 /// Watches are opened, re-opened after their member dies, and refused below
@@ -501,7 +510,7 @@ fn wider_workload_and_newer_faults_pass() {
         dir_loss: 2,
     };
     let mut total = sim::RunStats::default();
-    for seed in 0..30u64 {
+    for seed in 0..80u64 {
         let r = sim::run_caught(seed, &cfg);
         assert!(r.passed(), "seed {seed}: {:#?}\nreplay: {}", r.violations, sim::replay_command(seed, &cfg));
         let s = r.stats;
@@ -527,6 +536,6 @@ fn wider_workload_and_newer_faults_pass() {
         ("progress requests", t.progress_requests),
         ("snapshot refusals", t.snapshot_refusals),
     ] {
-        assert!(n > 0, "no {what} in 30 seeds: {total:?}");
+        assert!(n > 0, "no {what} in 80 seeds: {total:?}");
     }
 }
