@@ -161,11 +161,13 @@ impl World {
         let Some(l) = self.leader_index() else { return };
         let Some(status) = self.members[l].peer.as_ref().map(|p| p.status()) else { return };
         let leader = status.state.id;
-        // Only with more than three voters, every one up: the cluster
-        // keeps three voters and a quorum that survives one more fault
-        // without the lost one.
+        // Only with at least three voters, every one up: the cluster keeps
+        // a quorum without the lost one. (With three voters this once
+        // stalled for good, found here: a removal went through a joint
+        // configuration that still counted the removed member; raft-kv now
+        // changes membership one member at a time, as etcd does.)
         let all_up = status.voters.iter().all(|&v| self.index_of(v).is_some_and(|i| self.members[i].peer.is_some()));
-        if status.voters.len() <= MIN_VOTERS || !all_up {
+        if status.voters.len() < MIN_VOTERS || !all_up {
             return;
         }
         let candidates: Vec<u64> = status.voters.iter().copied().filter(|&v| v != leader).collect();
