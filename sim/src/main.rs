@@ -203,10 +203,6 @@ fn describe(seed: u64, cfg: &SimConfig, report: &RunReport, mutation: Option<&st
     out
 }
 
-/// Mutations the checkers do not yet catch on 5% of seeds: printed in the
-/// table but not failing the suite. Each is a checker to strengthen.
-const KNOWN_WEAK: &[&str] = &[];
-
 /// The mutation suite: every mutation over the seeds, one table.
 fn suite(args: &mut Args) -> Result<()> {
     let total = args.seeds.end - args.seeds.start;
@@ -226,13 +222,8 @@ fn suite(args: &mut Args) -> Result<()> {
         kinds.sort();
         kinds.dedup();
         let first = caught.first().map_or("-".to_string(), |f| f.0.to_string());
-        let note = if KNOWN_WEAK.contains(name) { " (known weak)" } else { "" };
-        println!(
-            "{name:<32} {first:>18} {:>16} {panics:>8}  {}{note}",
-            format!("{}/{total}", caught.len()),
-            kinds.join(",")
-        );
-        if (caught.len() as f64) < args.min_caught / 100.0 * total as f64 && !KNOWN_WEAK.contains(name) {
+        println!("{name:<32} {first:>18} {:>16} {panics:>8}  {}", format!("{}/{total}", caught.len()), kinds.join(","));
+        if (caught.len() as f64) < args.min_caught / 100.0 * total as f64 {
             weak.push(format!("{name} ({what}): caught on {} of {total} seeds", caught.len()));
         }
     }

@@ -177,7 +177,7 @@ impl World {
     }
 
     /// Longest forward clock jump, in ticks.
-    pub(super) const MAX_JUMP_TICKS: u64 = 3;
+    const MAX_JUMP_TICKS: u64 = 3;
 
     /// [`FaultKind::ClockJump`] on one running member: forward, up to
     /// [`Self::MAX_JUMP_TICKS`] ticks fire at once (recorded as its ticks,
