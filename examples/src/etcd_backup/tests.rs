@@ -52,3 +52,38 @@ fn a_member_store_survives_the_etcd_format() {
     assert_eq!(got, Restored { revision: 3005, compact_revision: 3, versions: input.len() as u64, leases: 1 });
     assert!(verify_hash(&path, false).is_err(), "a file without a trailer needs --skip-hash-check");
 }
+
+/// A snapshot whose `authUsers` holds `value` under `key` (the buckets an
+/// etcd snapshot must have, otherwise empty), as a hostile file would.
+fn with_auth_user(dir: &std::path::Path, key: &[u8], value: &[u8]) -> std::path::PathBuf {
+    let path = dir.join("db");
+    let mut w = crate::bbolt::Writer::new(std::fs::File::create(&path).expect("create"), 4096).expect("writer");
+    let mut users = w.bucket(b"authUsers").expect("bucket");
+    users.put(key, value).expect("put");
+    users.finish().expect("finish");
+    for name in [&b"key"[..], b"lease", b"meta"] {
+        w.bucket(name).expect("bucket").finish().expect("finish");
+    }
+    w.finish().expect("finish");
+    path
+}
+
+/// Garbage and forged user records are refused with a clear error, before
+/// anything is finished into the store.
+#[test]
+fn bad_auth_records_are_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let garbage = with_auth_user(dir.path(), b"alice", &[0xff; 40]);
+    let mut imp = Importer::new(MemEngine::new()).expect("importer");
+    let len = verify_hash(&garbage, true).expect("len");
+    let e = read_snapshot(&garbage, len, &mut imp).expect_err("garbage record");
+    assert!(e.to_string().contains("bad record"), "{e}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = raft_kv::pb::authpb::User { name: b"bob".to_vec().into(), ..Default::default() };
+    let forged = with_auth_user(dir.path(), b"alice", &prost::Message::encode_to_vec(&bob));
+    let mut imp = Importer::new(MemEngine::new()).expect("importer");
+    let len = verify_hash(&forged, true).expect("len");
+    let e = read_snapshot(&forged, len, &mut imp).expect_err("record under another name");
+    assert!(e.to_string().contains("does not match its record"), "{e}");
+}
