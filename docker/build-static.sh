@@ -52,7 +52,7 @@ for b in raft-kv-server raft-kv-healthcheck; do
   f=$OUT/$TARGET/release/$b
   [ -x "$f" ] || { echo "error: $f was not built" >&2; exit 1; }
   # A dynamic binary would print its interpreter; refuse it.
-  if file "$f" | grep -q 'interpreter'; then
+  if file "$f" | grep 'interpreter' >/dev/null; then
     echo "error: $f is dynamically linked:" >&2; file "$f" >&2; exit 1
   fi
   echo "static: $(file -b "$f" | cut -d, -f1-2) $(du -h "$f" | cut -f1) $f"

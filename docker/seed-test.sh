@@ -49,7 +49,7 @@ lb member list -w table
 step "the data is in the named volumes (relative --data-dir from /)"
 for m in etcd-00 etcd-01 etcd-02; do
   # The nginx image has ls; raft-kv's is empty but for the binary.
-  docker run --rm -v "${PROJECT}_$m:/v:ro" "$NGINX_IMAGE" ls /v | grep -qx member ||
+  docker run --rm -v "${PROJECT}_$m:/v:ro" "$NGINX_IMAGE" ls /v | grep -x member >/dev/null ||
     fail "volume ${PROJECT}_$m holds no member directory"
 done
 echo "each volume holds its member's data"
