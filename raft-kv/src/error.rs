@@ -118,6 +118,9 @@ pub enum Error {
     /// Raft refused the operation (for example an invalid configuration).
     #[error("raft error: {0}")]
     Raft(String),
+    /// The member's thread panicked (a bug): the member stopped.
+    #[error("internal error: the member's thread panicked: {0}")]
+    Panicked(String),
 }
 
 /// Why a request is invalid. `Display` gives etcd's message for it, so a

@@ -34,6 +34,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("watch-filter-ignored", "watches deliver the events their NOPUT/NODELETE filter leaves out"),
     ("progress-too-high", "a watch progress notification names a revision one above the store's"),
     ("corrupt-read-unchecked", "values read from the engine are not checked against their checksums"),
+    ("corrupt-read-keeps-running", "a member that refused a corrupt read goes on running"),
 ];
 
 #[cfg(raft_kv_mutations)]

@@ -327,6 +327,10 @@ pub enum ViolationKind {
     Lease,
     /// A member went on after a disk write or fsync failed.
     DiskFault,
+    /// A member refused to serve a corrupt read and went on running: it
+    /// must stop, as the server exits, since nothing it reads can be
+    /// trusted.
+    CorruptRead,
     /// A range at a past revision disagrees with what the history proves
     /// of that revision, or with the compactions (see [`crate::ranges`]).
     PastRead,

@@ -11,6 +11,8 @@
 //! - [`export`], [`import`]: the state machine read out record by record, and
 //!   a new member laid out from records (etcd snapshot files).
 //! - [`recovery`]: a survivor restarting alone (`force_new_cluster`).
+//! - [`integrity`]: the first corrupt read any of a member's readers met,
+//!   which stops the member.
 //!
 //! Everything here reaches storage only through the `Engine` seam
 //! (`crate::engine`); the driver (`crate::driver`) supplies time, network
@@ -21,6 +23,7 @@ pub mod auth;
 pub mod dedup;
 pub mod export;
 pub mod import;
+pub mod integrity;
 pub mod lease;
 pub mod membership;
 pub mod mvcc;

@@ -10,6 +10,13 @@
 //! view at once (raft-rs must see them) and add the matching operations to a
 //! caller's [`WriteBatch`], which the driver persists with one synced write
 //! per Ready.
+//!
+//! raft-rs reads entries back from storage as soon as a Ready is advanced,
+//! before its write reached the engine (a follower checks a duplicated
+//! append against them, a leader replicates them). So the cache keeps every
+//! entry whose write may still be in flight, however far past its limit:
+//! [`RaftLog::staged`] ties the entries appended since the last call to
+//! their write, [`RaftLog::written`] releases them once the engine has it.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -19,6 +26,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
+use crate::core::integrity::Integrity;
 use crate::core::snapshot;
 use crate::engine::{Cf, Engine, WriteBatch};
 use crate::keys::decode_u64;
@@ -36,9 +44,17 @@ pub struct RaftLog<E: Engine> {
     /// The newest entries, contiguous, ending at `last_index`.
     cache: VecDeque<Entry>,
     cache_limit: usize,
+    /// The lowest index appended since the last [`RaftLog::staged`].
+    appended_from: Option<u64>,
+    /// Writes that may not have reached the engine yet, oldest first: their
+    /// number and the lowest index they append. Those entries stay cached.
+    unwritten: VecDeque<(u64, u64)>,
     /// Engine views of snapshots handed to raft, by id, until the peer
     /// streams them (see [`crate::core::snapshot`]).
     outgoing: Mutex<(u64, BTreeMap<u64, E::Snapshot>)>,
+    /// Where a corrupt entry read for raft is recorded before raft-rs
+    /// panics on it (see [`crate::core::integrity`]).
+    integrity: Integrity,
 }
 
 /// Snapshot views kept for streaming at most; older ones are dropped.
@@ -93,8 +109,17 @@ impl<E: Engine> RaftLog<E> {
             last_index,
             cache: VecDeque::new(),
             cache_limit,
+            appended_from: None,
+            unwritten: VecDeque::new(),
             outgoing: Mutex::new((0, BTreeMap::new())),
+            integrity: Integrity::new(),
         })
+    }
+
+    /// Records corrupt entries read for raft in `integrity` (shared with
+    /// the peer that owns the log).
+    pub fn share_integrity(&mut self, integrity: &Integrity) {
+        self.integrity = integrity.clone();
     }
 
     /// The engine under the log.
@@ -174,11 +199,35 @@ impl<E: Engine> RaftLog<E> {
             self.cache.clear();
         }
         self.cache.extend(entries.iter().cloned());
-        while self.cache.len() > self.cache_limit {
+        self.appended_from = Some(self.appended_from.map_or(first_new, |f| f.min(first_new)));
+        self.last_index = new_last;
+        self.trim_cache();
+        Ok(())
+    }
+
+    /// The entries appended since the last call go to the engine with write
+    /// `number`: until [`RaftLog::written`] reports it, they stay cached.
+    pub fn staged(&mut self, number: u64) {
+        if let Some(first) = self.appended_from.take() {
+            self.unwritten.push_back((number, first));
+        }
+    }
+
+    /// Every write up to `number` reached the engine: its entries may leave
+    /// the cache.
+    pub fn written(&mut self, number: u64) {
+        while self.unwritten.pop_front_if(|(n, _)| *n <= number).is_some() {}
+        self.trim_cache();
+    }
+
+    /// Drops the oldest cached entries past the limit, but none a write in
+    /// flight holds.
+    fn trim_cache(&mut self) {
+        let pinned =
+            (self.unwritten.iter().map(|(_, first)| *first)).chain(self.appended_from).min().unwrap_or(u64::MAX);
+        while self.cache.len() > self.cache_limit && self.cache.front().is_some_and(|e| e.index < pinned) {
             self.cache.pop_front();
         }
-        self.last_index = new_last;
-        Ok(())
     }
 
     /// Stages removal of every entry up to and including `index` (which must
@@ -315,7 +364,7 @@ impl<E: Engine> Storage for RaftLog<E> {
         if high > self.last_index + 1 {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        self.read_entries(low, high, max_size.into()).map_err(storage_err)
+        self.integrity.check(self.read_entries(low, high, max_size.into())).map_err(storage_err)
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
@@ -325,7 +374,7 @@ impl<E: Engine> Storage for RaftLog<E> {
         if idx > self.last_index {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        self.term_of(idx).map_err(storage_err)
+        self.integrity.check(self.term_of(idx)).map_err(storage_err)
     }
 
     fn first_index(&self) -> raft::Result<u64> {
@@ -366,6 +415,27 @@ mod tests {
         let mut wb = WriteBatch::new();
         f(log, &mut wb);
         log.engine().write(wb, true).unwrap();
+    }
+
+    #[test]
+    fn entries_of_a_write_in_flight_stay_readable_past_the_cache_limit() {
+        let engine = MemEngine::new();
+        let mut log = RaftLog::open(engine.clone(), 2).unwrap();
+        // Write 1 appends 1..=5 and is still in flight (not in the engine):
+        // raft-rs may read every one of them back at once.
+        let mut wb = WriteBatch::new();
+        log.append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>(), &mut wb).unwrap();
+        log.staged(1);
+        let all = log.entries(1, 6, None, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(all.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(log.term(1).unwrap(), 1);
+        // Once written, the cache shrinks to its limit and the rest is read
+        // from the engine.
+        engine.write(wb, true).unwrap();
+        log.written(1);
+        assert_eq!(log.cache.len(), 2);
+        let all = log.entries(1, 6, None, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(all.len(), 5);
     }
 
     #[test]

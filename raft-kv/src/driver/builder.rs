@@ -80,10 +80,26 @@ impl<E: Engine> NodeBuilder<E> {
         board.publish(peer.member_state());
         let (cfg, inbox, b, m) = (self.cfg.clone(), Arc::clone(&self.inbox), Arc::clone(&board), Arc::clone(&metrics));
         let (r, l) = (Arc::clone(&readers), Arc::clone(&local_reads));
+        let (id, local) = (self.cfg.id, Arc::clone(&local_reads));
         let thread = std::thread::Builder::new()
             .name(format!("raft-kv-node-{}", cfg.id))
             .spawn(move || {
-                let fatal = run(peer, driver, cfg, &inbox, &r, &l, &writer, transport.as_mut(), &b, &m);
+                // A panic (a bug) stops the member like a fatal error, so its
+                // process exits and is restarted instead of running on
+                // without a raft thread. (A corrupt read raft-rs panicked on
+                // is caught in the peer and returned as an error.)
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(peer, driver, cfg, &inbox, &r, &l, &writer, transport.as_mut(), &b, &m)
+                }));
+                let fatal = ran.unwrap_or_else(|payload| {
+                    let what = (payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(no message)".into());
+                    tracing::error!(id, panic = %what, "the node thread panicked; stopping member");
+                    local.clear();
+                    inbox.close();
+                    Some(Error::Panicked(what))
+                });
                 writer.stop();
                 r.stop();
                 b.stop(fatal);

@@ -556,3 +556,27 @@ impl AsyncNode {
         self.shared.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::engine::MemEngine;
+    use crate::{Config, Error, Node};
+
+    #[test]
+    fn a_panic_on_the_node_thread_stops_the_member_with_an_error() {
+        let cfg = Config::new(1).peers(vec![1]).tick_interval(Duration::from_millis(10));
+        let node = Node::builder(cfg).engine(MemEngine::new()).start().expect("start");
+        let boom = node.inner.local(|_| -> crate::Result<()> { panic!("a bug on the node thread") });
+        assert!(boom.wait(Duration::from_secs(5)).is_err(), "the call of the panicking input fails");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while node.inner.fatal_error().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let fatal = node.inner.fatal_error();
+        assert!(matches!(&fatal, Some(Error::Panicked(what)) if what.contains("a bug")), "{fatal:?}");
+        // Later calls fail at once instead of waiting on a dead thread.
+        assert!(matches!(node.inner.status().wait(Duration::from_secs(5)), Err(Error::Stopped)));
+    }
+}

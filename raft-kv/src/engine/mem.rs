@@ -7,7 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{checksum, Cf, DbSize, Engine, Maintain, ReadView, WriteBatch, WriteOp};
-use crate::Result;
+use crate::{keys, Result};
 
 type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -212,30 +212,36 @@ impl MemEngine {
     }
 
     /// Makes reads return wrong bytes, as a bad disk or cable does: one bit
-    /// of the newest stored version of one MVCC key (picked by `pick`) flips
-    /// in what reads and later snapshots see, not in what is durable, until
-    /// a crash or [`MemEngine::repair`]. Its checksum no longer matches, so
-    /// reads of it fail with [`crate::Error::Corruption`]. False if there is
-    /// no such value or one is corrupted already. (Raft log entries are left alone: raft-rs panics on
-    /// any storage error but a compacted or unavailable entry.)
+    /// of one stored value flips in what reads and later snapshots see, not
+    /// in what is durable, until a crash or [`MemEngine::repair`]. Its
+    /// checksum no longer matches, so reads of it fail with
+    /// [`crate::Error::Corruption`]. `pick` picks the value: one time in
+    /// four a raft log entry, otherwise the newest stored version of an MVCC
+    /// key (the versions reads meet most). False if there is no such value
+    /// or one is corrupted already.
     pub fn corrupt_read(&self, pick: u64) -> bool {
         let mut st = self.state.lock();
         if st.corrupted.is_some() {
             return false; // one at a time, so that repair finds it
         }
-        // The MVCC versions reads meet most: the first (newest) stored
-        // version of each user key (the part before the first 0 byte).
-        let mut versions: Vec<&Vec<u8>> = Vec::new();
-        let mut last_user: Option<&[u8]> = None;
-        for k in st.visible.cf(Cf::Kv).keys() {
-            let user = k.split(|&b| b == 0).next().unwrap_or(k);
-            if last_user != Some(user) {
-                versions.push(k);
-                last_user = Some(user);
+        let (cf, candidates): (Cf, Vec<&Vec<u8>>) = if (pick >> 24).is_multiple_of(4) {
+            let entries = st.visible.cf(Cf::Raft).keys().filter(|k| k.len() == 9 && k[0] == keys::ENTRY_PREFIX);
+            (Cf::Raft, entries.collect())
+        } else {
+            // The first (newest) stored version of each user key (the part
+            // before the first 0 byte).
+            let mut versions: Vec<&Vec<u8>> = Vec::new();
+            let mut last_user: Option<&[u8]> = None;
+            for k in st.visible.cf(Cf::Kv).keys() {
+                let user = k.split(|&b| b == 0).next().unwrap_or(k);
+                if last_user != Some(user) {
+                    versions.push(k);
+                    last_user = Some(user);
+                }
             }
-        }
-        let cf = Cf::Kv;
-        let Some(key) = versions.get((pick % versions.len().max(1) as u64) as usize).map(|k| k.to_vec()) else {
+            (Cf::Kv, versions)
+        };
+        let Some(key) = candidates.get((pick % candidates.len().max(1) as u64) as usize).map(|k| k.to_vec()) else {
             return false;
         };
         let found = st.visible.cf(cf).get_key_value(&key);

@@ -345,7 +345,7 @@ impl World {
             Err(Error::Corruption(_))
                 if self.index_of(rec.member).is_some_and(|i| self.members[i].engine.corrupted()) =>
             {
-                self.corrupt_stops.push(rec.member);
+                self.refused_corrupt_read(rec.member);
                 self.finish_op(c, record, if is_read { Outcome::NotApplied } else { Outcome::Unknown })
             }
             Err(Error::Compacted { .. }) if matches!(rec.op, Op::Compact { .. }) => {

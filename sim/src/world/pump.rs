@@ -6,6 +6,11 @@ use raft_kv::{Completion, DiskWrite, Io, MemEngine};
 use super::{OpId, Reads, World};
 use crate::checker::ViolationKind;
 
+/// How long a member may go on after refusing a corrupt read before the
+/// simulator calls it a violation: a few ticks (its next Ready fails at
+/// once; this only covers the order of one step's work).
+const CORRUPT_STOP_GRACE: u64 = crate::config::TICK * 4;
+
 /// Snapshot chunks a member sends per simulation step.
 const SNAPSHOT_CHUNKS_PER_STEP: usize = 2;
 
@@ -155,6 +160,35 @@ impl World {
         self.violate(ViolationKind::CoreError, format!("m{id} {what}: {e}"));
         self.stopped = true;
         true
+    }
+
+    /// Member `id` refused a client's request over a corrupt read: it must
+    /// stop by itself within a step or two (the production peer fails its
+    /// next Ready; see `raft_kv::core::integrity`).
+    pub(super) fn refused_corrupt_read(&mut self, id: u64) {
+        if let Some(i) = self.index_of(id).filter(|&i| self.members[i].peer.is_some()) {
+            let incarnation = self.members[i].incarnation;
+            self.corrupt_refusals.push((id, incarnation, self.now + CORRUPT_STOP_GRACE));
+        }
+    }
+
+    /// Flags (and then stops) the members still running past their
+    /// deadline after refusing a corrupt read.
+    pub(super) fn check_corrupt_refusals(&mut self) {
+        let now = self.now;
+        for (id, incarnation, deadline) in std::mem::take(&mut self.corrupt_refusals) {
+            let Some(i) = self.index_of(id) else { continue };
+            let m = &self.members[i];
+            if m.peer.is_none() || m.incarnation != incarnation {
+                continue; // it stopped (or crashed) since
+            }
+            if now < deadline {
+                self.corrupt_refusals.push((id, incarnation, deadline));
+                continue;
+            }
+            self.violate(ViolationKind::CorruptRead, format!("m{id} refused a corrupt read and kept running"));
+            self.crash(i);
+        }
     }
 
     /// A disk fault fired in member `i` and the member went on as if the

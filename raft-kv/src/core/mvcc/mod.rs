@@ -155,6 +155,8 @@ pub struct Mvcc<E: Engine> {
     /// The most key and value bytes one range may return (see
     /// [`Mvcc::set_max_response_bytes`]).
     max_response_bytes: usize,
+    /// Shared with every view handed out (see [`Mvcc::share_integrity`]).
+    pub(super) integrity: crate::core::integrity::Integrity,
     /// A compaction applied (and, after the next commit, durable) whose
     /// physical deletion has not been handed out yet.
     pending_compaction: Option<i64>,
@@ -222,6 +224,7 @@ impl<E: Engine> Mvcc<E> {
             events: Vec::new(),
             prev_values: false,
             max_response_bytes: usize::MAX,
+            integrity: Default::default(),
             pending_compaction: None,
         })
     }
@@ -255,6 +258,12 @@ impl<E: Engine> Mvcc<E> {
     /// apply an entry alike, whatever its settings).
     pub fn set_max_response_bytes(&mut self, max: usize) {
         self.max_response_bytes = max;
+    }
+
+    /// Views taken from now on ([`Mvcc::view`]) record a corrupt read in
+    /// `integrity` (see [`crate::core::integrity`]).
+    pub fn share_integrity(&mut self, integrity: &crate::core::integrity::Integrity) {
+        self.integrity = integrity.clone();
     }
 
     /// Whether events' `prev_kv` carry values (a read per write) or only the

@@ -19,7 +19,7 @@ impl<E: Engine> Mvcc<E> {
     /// Validates the request first.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         validate_range(req)?;
-        let mut resp = self.range_at(req, self.revision, self.max_response_bytes)?;
+        let mut resp = self.integrity.check(self.range_at(req, self.revision, self.max_response_bytes))?;
         resp.header = crate::api::header(self.revision);
         Ok(resp)
     }
@@ -37,7 +37,7 @@ impl<E: Engine> Mvcc<E> {
         if from < self.compact_revision {
             return Err(Error::Compacted { requested: from, compact_revision: self.compact_revision });
         }
-        history_events(&|s, e, v| self.scan_history(s, e, v), key, range_end, from, until)
+        self.integrity.check(history_events(&|s, e, v| self.scan_history(s, e, v), key, range_end, from, until))
     }
 
     /// A hash of all key-value history at or below `revision` (0: the

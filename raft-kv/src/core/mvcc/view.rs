@@ -13,6 +13,7 @@ use super::read::{check_read_revision, history_events, serve_range};
 use super::validate::validate_range;
 use super::{read_i64, Mvcc, INITIAL_REVISION};
 use crate::api::{Event, RangeRequest, RangeResponse};
+use crate::core::integrity::Integrity;
 use crate::engine::{Cf, Engine, ReadView};
 use crate::keys;
 use crate::{Error, Result};
@@ -26,6 +27,8 @@ pub struct MvccView<V> {
     /// the node publishes serves many ranges (two engine reads each were
     /// ~9% of a serializable point read's CPU, issue 17).
     revisions: std::sync::OnceLock<(i64, i64)>,
+    /// Where a corrupt read is recorded, which stops the member.
+    integrity: Integrity,
 }
 
 impl<V> std::fmt::Debug for MvccView<V> {
@@ -43,6 +46,7 @@ impl<E: Engine> Mvcc<E> {
             view: self.engine.snapshot(),
             max_response_bytes: self.max_response_bytes,
             revisions: std::sync::OnceLock::new(),
+            integrity: self.integrity.clone(),
         }
     }
 }
@@ -62,6 +66,10 @@ impl<V: ReadView> MvccView<V> {
     /// [`Mvcc::range`] at the view's revision: the same answer the store
     /// gave when the view was taken, read from history.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        self.integrity.check(self.range_unchecked(req))
+    }
+
+    fn range_unchecked(&self, req: &RangeRequest) -> Result<RangeResponse> {
         validate_range(req)?;
         let (revision, compact) = self.revisions()?;
         let rev = check_read_revision(req.revision, revision, compact)?;
@@ -77,6 +85,10 @@ impl<V: ReadView> MvccView<V> {
     /// on `[key, range_end)`, failing with [`Error::Compacted`] when the
     /// view's history no longer reaches back to `from`.
     pub fn history_until(&self, key: &[u8], range_end: &[u8], from: i64, until: i64) -> Result<Vec<Event>> {
+        self.integrity.check(self.history_unchecked(key, range_end, from, until))
+    }
+
+    fn history_unchecked(&self, key: &[u8], range_end: &[u8], from: i64, until: i64) -> Result<Vec<Event>> {
         let (_, compact) = self.revisions()?;
         if from < compact {
             return Err(Error::Compacted { requested: from, compact_revision: compact });

@@ -35,6 +35,7 @@ use crate::command::Op;
 use crate::core::alarm::Alarms;
 use crate::core::auth::{AuthShared, AuthStore};
 use crate::core::dedup::{AppliedIds, DEDUP_WINDOW};
+use crate::core::integrity::Integrity;
 use crate::core::lease::Lessor;
 use crate::core::membership::Members;
 use crate::core::mvcc::{Compaction, Mvcc};
@@ -166,6 +167,9 @@ pub struct Peer<E: Engine, T> {
     /// The tick this member last proposed its NOSPACE alarm: at most one
     /// such proposal per tick, however many writes are refused.
     nospace_proposed: Option<u64>,
+    /// The first corrupt read met by this peer, its raft log or a view it
+    /// handed out: every later Ready fails with it (the member stops).
+    integrity: Integrity,
 }
 
 fn raft_logger(id: u64) -> slog::Logger {
@@ -190,9 +194,12 @@ impl<E: Engine, T> Peer<E, T> {
         wb.put(Cf::Raft, keys::BOOT_COUNT.to_vec(), boots.to_be_bytes().to_vec());
         engine.write(wb, true)?;
 
+        let integrity = Integrity::new();
         let mut log = RaftLog::open(engine.clone(), cfg.log_cache_entries)?;
+        log.share_integrity(&integrity);
         let mut mvcc = Mvcc::open(engine.clone())?;
         mvcc.set_max_response_bytes(cfg.max_response_bytes);
+        mvcc.share_integrity(&integrity);
         let (applied_index, applied_term) = snapshot::applied(&engine)?;
         if log.hard_state().commit < applied_index {
             // Entries are applied (unsynced) before the Ready that carried
@@ -282,6 +289,7 @@ impl<E: Engine, T> Peer<E, T> {
             alarms,
             db_size,
             nospace_proposed: None,
+            integrity,
         })
     }
 
@@ -373,7 +381,8 @@ impl<E: Engine, T> Peer<E, T> {
         if self.cfg.quota_backend_bytes > 0 {
             self.db_size = self.engine.db_size();
         }
-        self.raw.tick();
+        // A failure is recorded in `integrity`; the next Ready reports it.
+        let _ = self.integrity.guard(|| self.raw.tick());
         self.auth.tick(self.now);
         self.lead_leases();
         self.expire_requests();
@@ -453,14 +462,14 @@ impl<E: Engine, T> Peer<E, T> {
 
     /// Starts an election now (tests and leader hand-off).
     pub fn campaign(&mut self) -> Result<()> {
-        self.raw.campaign()?;
+        self.integrity.guard(|| self.raw.campaign())??;
         self.lead_leases();
         Ok(())
     }
 
     /// Asks the leader to hand leadership to `to`.
     pub fn transfer_leader(&mut self, to: u64) {
-        self.raw.transfer_leader(to);
+        let _ = self.integrity.guard(|| self.raw.transfer_leader(to));
     }
 
     /// The state machine as of the applied index, to be read record by

@@ -182,10 +182,11 @@ impl<E: Engine, T> Peer<E, T> {
         if data.len() > self.cfg.max_request_bytes {
             return Err(InvalidRequest::TooLarge.into());
         }
-        match conf_change {
-            Some(cc) => self.raw.propose_conf_change(data, cc)?,
-            None => self.raw.propose(Vec::new(), data)?,
-        }
+        // raft-rs reads its log's last term from storage here.
+        self.integrity.guard(|| match conf_change {
+            Some(cc) => self.raw.propose_conf_change(data, cc),
+            None => self.raw.propose(Vec::new(), data),
+        })??;
         if self.is_leader() {
             self.by_index.insert(self.raw.raft.raft_log.last_index(), id);
         }
@@ -260,7 +261,7 @@ impl<E: Engine, T> Peer<E, T> {
         self.inflight_reads.insert(ctx, batch);
         let mut context = self.cfg.id.to_be_bytes().to_vec();
         context.extend_from_slice(&ctx.to_be_bytes());
-        self.raw.read_index(context);
+        let _ = self.integrity.guard(|| self.raw.read_index(context));
     }
 
     /// Moves read batches whose ReadIndex came back to the ready queue.

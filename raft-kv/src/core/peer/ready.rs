@@ -31,6 +31,7 @@ impl<E: Engine, T> Peer<E, T> {
             || !self.range_jobs.is_empty()
             || self.watches.has_windows()
             || (self.raw.has_ready() && !self.snapshot_waits())
+            || self.integrity.failed()
     }
 
     /// A received snapshot is handed out for install only once every earlier
@@ -53,6 +54,14 @@ impl<E: Engine, T> Peer<E, T> {
     /// flight (raft-rs's asynchronous Ready); the storage already serves the
     /// new entries from its cache, as raft-rs requires.
     pub fn ready(&mut self) -> Result<Ready<E, T>> {
+        if let Some(e) = self.integrity.failure() {
+            return Err(e);
+        }
+        let integrity = self.integrity.clone();
+        integrity.guard(|| self.next_ready())?
+    }
+
+    fn next_ready(&mut self) -> Result<Ready<E, T>> {
         let mut out = Ready::new();
         // Earlier steps' apply batches are written by now (the contract).
         self.serve_reads();
@@ -104,6 +113,7 @@ impl<E: Engine, T> Peer<E, T> {
             self.raw.mut_store().set_hard_state(hs.clone(), &mut log)?;
         }
         let (number, mut sync) = (rd.number(), rd.must_sync() || installs.is_some());
+        self.raw.mut_store().staged(number);
         // Snapshots among the messages that wait become chunk streams only
         // once the write is durable (`persisted`); the rest wait in the
         // LogWrite.
@@ -121,6 +131,7 @@ impl<E: Engine, T> Peer<E, T> {
             // Nothing to wait for: this Ready is as durable as the last one.
             messages.extend(then_send);
             self.send(snapshots, messages);
+            self.raw.mut_store().written(number);
             self.raw.on_persist_ready(number);
             self.durable = number;
             self.handed = number;
@@ -141,6 +152,11 @@ impl<E: Engine, T> Peer<E, T> {
     /// the entries, and a snapshot install among them replaces the state
     /// machine.
     pub fn persisted(&mut self, number: u64) -> Result<()> {
+        let integrity = self.integrity.clone();
+        integrity.guard(|| self.persisted_through(number))?
+    }
+
+    fn persisted_through(&mut self, number: u64) -> Result<()> {
         self.durable = self.durable.max(number);
         let installed = self.installing.filter(|(n, _)| *n <= number).map(|(_, at)| at);
         if let Some((index, term)) = installed {
@@ -151,6 +167,7 @@ impl<E: Engine, T> Peer<E, T> {
             let mut none = Vec::new();
             self.send(snapshots, &mut none);
         }
+        self.raw.mut_store().written(number);
         self.raw.on_persist_ready(number);
         if let Some((index, _)) = installed {
             self.raw.advance_apply_to(index);
@@ -162,6 +179,7 @@ impl<E: Engine, T> Peer<E, T> {
     pub(super) fn finish_install(&mut self, index: u64, term: u64) -> Result<()> {
         self.mvcc = Mvcc::open(self.engine.clone())?;
         self.mvcc.set_max_response_bytes(self.cfg.max_response_bytes);
+        self.mvcc.share_integrity(&self.integrity);
         self.mvcc.set_prev_values(self.watches.wants_prev_values());
         self.lessor = Lessor::open(&self.engine, self.mvcc.leased_keys(), self.now, self.cfg.tick_interval)?;
         if !crate::mutation::active("snapshot-keeps-members") {
@@ -225,6 +243,11 @@ impl<E: Engine, T> Peer<E, T> {
     /// follower keeps rejecting appends and the leader streams a new
     /// snapshot.
     pub fn snapshot_chunks(&mut self, room: &mut dyn FnMut(u64) -> bool, max: usize) -> Result<Vec<Message>> {
+        let integrity = self.integrity.clone();
+        integrity.guard(|| self.next_chunks(room, max))?
+    }
+
+    fn next_chunks(&mut self, room: &mut dyn FnMut(u64) -> bool, max: usize) -> Result<Vec<Message>> {
         let mut out = Vec::new();
         let chunk_bytes = self.cfg.snapshot_chunk_bytes;
         for stream in self.outgoing.iter_mut() {

@@ -68,7 +68,8 @@ impl<E: Engine, T> Peer<E, T> {
         } else {
             msg
         };
-        let stepped = self.raw.step(msg);
+        // raft-rs reads its log from storage to answer (or to send more).
+        let stepped = self.integrity.guard(|| self.raw.step(msg))?;
         self.lead_leases();
         match stepped {
             // A forwarded proposal reaching a member that knows no leader is

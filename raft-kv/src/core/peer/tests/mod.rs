@@ -11,6 +11,7 @@
 mod alarms;
 mod apply;
 mod election;
+mod integrity;
 mod leases;
 mod membership;
 mod reads;

@@ -24,7 +24,7 @@ fn served(rd: &mut TestReady) -> Vec<(u32, Result<Response>)> {
 }
 
 /// A cluster led by member 1 with `k` = `v1` applied everywhere.
-fn with_k() -> Cluster {
+pub(super) fn with_k() -> Cluster {
     let mut c = Cluster::new(3);
     c.elect(1);
     c.put(1, "k", "v1", 100).expect("put");
