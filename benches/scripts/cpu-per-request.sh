@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CPU per request of raft-kv-server builds, side by side: for each build,
 # a 3-member cluster on loopback, 64-client puts to the leader and
-# 64-client serializable ranges over all members (raft-kv-bench), and the
+# 64-client serializable and linearizable ranges over all members
+# (raft-kv-bench), and the
 # CPU time (user + system, from /proc) the three members spent, divided by
 # the requests served. Builds alternate over ROUNDS rounds in one run, so
 # they share the machine's state; the table gives each build's median.
@@ -68,6 +69,8 @@ for round in $(seq 1 "$ROUNDS"); do
       --key-space 10000 --key-size 8 --val-size 256
     measure "$label" "range-serializable 64c/8conn all" "$RANGES" --endpoints "${ENDPOINTS_OF[$label]}" \
       --op range-serializable --clients 64 --conns 8 --key-space 10000 --key-size 8 --val-size 256
+    measure "$label" "range-linearizable 64c/8conn all" "$RANGES" --endpoints "${ENDPOINTS_OF[$label]}" \
+      --op range --clients 64 --conns 8 --key-space 10000 --key-size 8 --val-size 256
     stop_members
   done
 done

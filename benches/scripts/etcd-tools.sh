@@ -11,8 +11,19 @@
 #                       $TARGET/etcd-benchmark/benchmark
 #
 # Both print the binary's path on stdout; progress goes to stderr.
+#
+# The one place these are fetched and built: the bench scripts source this
+# file, the Rust tests (examples/tests/common, `etcd35`) run it,
+#   benches/scripts/etcd-tools.sh etcd35 TOOL | benchmark
+# which prints the path the same way.
 
 TARGET=${CARGO_TARGET_DIR:-target}
+# Run on its own (not sourced), lib.sh's log and die are not defined.
+declare -F log >/dev/null || log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+declare -F die >/dev/null || die() {
+  log "error: $*"
+  exit 1
+}
 
 etcd35_bin() {
   local tool=$1 dir="$TARGET/etcd-3.5.1"
@@ -81,3 +92,12 @@ etcd_benchmark_bin() {
   fi
   echo "$bin"
 }
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -euo pipefail
+  case "${1:-}" in
+    etcd35) etcd35_bin "${2:?usage: $0 etcd35 etcd|etcdctl|etcdutl}" ;;
+    benchmark) etcd_benchmark_bin ;;
+    *) die "usage: $0 etcd35 TOOL | benchmark" ;;
+  esac
+fi

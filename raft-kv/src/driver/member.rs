@@ -93,18 +93,19 @@ pub(super) fn run<E: Engine>(
             inbox.take_all(&mut taken, wait);
             pending.extend(taken.drain(..));
         }
+        // The loop's Io, for the driver's calls below (built once per turn).
+        let mut io = NodeIo {
+            transport: &mut *transport,
+            writer,
+            compactions: &mut compactions,
+            readers,
+            local_reads,
+            inbox,
+            id: cfg.id,
+        };
         for input in pending.drain(..pending.len().min(cfg.max_batch)) {
             match input {
                 Input::Persisted(number) => {
-                    let mut io = NodeIo {
-                        transport: &mut *transport,
-                        writer,
-                        compactions: &mut compactions,
-                        readers,
-                        local_reads,
-                        inbox,
-                        id: cfg.id,
-                    };
                     if let Err(e) = driver.persisted(&mut peer, number, &mut io) {
                         tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
                         fatal = Some(e);
@@ -138,15 +139,6 @@ pub(super) fn run<E: Engine>(
         }
         // Idle: nothing else queued, so a log write may be done inline.
         let idle = pending.is_empty() && inbox.is_empty();
-        let mut io = NodeIo {
-            transport: &mut *transport,
-            writer,
-            compactions: &mut compactions,
-            readers,
-            local_reads,
-            inbox,
-            id: cfg.id,
-        };
         if let Err(e) = driver.step(&mut peer, idle, &mut io) {
             tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
             fatal = Some(e);

@@ -1,11 +1,13 @@
 //! Requests in: proposals (validated, numbered, appended), linearizable reads
 //! (batched into ReadIndex rounds, served once applied) and their timeouts.
 
+use std::sync::Arc;
+
 use raft::INVALID_ID;
 
 use crate::api::{AlarmAction, AlarmRequest, AlarmType, LeaseKeepAliveResponse, RangeRequest};
 use crate::command::{AuthInfo, Command, Op, Response};
-use crate::core::mvcc::Mvcc;
+use crate::core::mvcc::{Mvcc, MvccView};
 use crate::core::reads::RangeJob;
 use crate::core::{alarm, membership};
 use crate::engine::Engine;
@@ -220,7 +222,7 @@ impl<E: Engine, T> Peer<E, T> {
             self.completions.push((token, Err(e)));
         } else if req.serializable || self.cfg.unsafe_local_reads || crate::mutation::active("local-linearizable-reads")
         {
-            self.range_jobs.push(RangeJob { token, req, view: self.mvcc.view() });
+            self.range_jobs.push(RangeJob { token, req, view: Arc::new(self.mvcc.view()) });
         } else {
             self.queued_reads.push((req, token));
         }
@@ -275,11 +277,14 @@ impl<E: Engine, T> Peer<E, T> {
         }
     }
 
-    pub(super) fn serve_reads(&mut self) {
+    /// Hands out the read batches whose read index is applied, every read
+    /// over `view` (taken here if `None`: one engine snapshot for the step).
+    pub(super) fn serve_reads(&mut self, view: &mut Option<Arc<MvccView<E::Snapshot>>>) {
         while self.ready_reads.front().is_some_and(|(idx, _)| *idx <= self.applied_index) {
             let Some((_, batch)) = self.ready_reads.pop_front() else { break };
+            let view = view.get_or_insert_with(|| Arc::new(self.mvcc.view()));
             for (req, token) in batch.reads {
-                self.range_jobs.push(RangeJob { token, req, view: self.mvcc.view() });
+                self.range_jobs.push(RangeJob { token, req, view: Arc::clone(view) });
             }
         }
     }

@@ -63,12 +63,19 @@ impl<E: Engine, T> Peer<E, T> {
 
     fn next_ready(&mut self) -> Result<Ready<E, T>> {
         let mut out = Ready::new();
-        // Earlier steps' apply batches are written by now (the contract).
-        self.serve_reads();
+        // Earlier steps' apply batches are written by now (the contract):
+        // one view of them serves every read and history window of the step.
+        let mut view = None;
+        self.serve_reads(&mut view);
         self.flush_reads();
         out.ranges = std::mem::take(&mut self.range_jobs);
-        out.histories = (self.watches.take_windows().into_iter())
-            .map(|w| HistoryJob { watch: w.watch, from: w.from, until: w.until, req: w.req, view: self.mvcc.view() })
+        let windows = self.watches.take_windows();
+        out.histories = windows
+            .into_iter()
+            .map(|w| {
+                let view = Arc::clone(view.get_or_insert_with(|| Arc::new(self.mvcc.view())));
+                HistoryJob { watch: w.watch, from: w.from, until: w.until, req: w.req, view }
+            })
             .collect();
         if self.raw.has_ready() && !self.snapshot_waits() {
             out.log_write = self.take_raft_ready(&mut out.messages)?;

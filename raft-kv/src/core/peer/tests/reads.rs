@@ -5,6 +5,8 @@
 
 use raft::eraftpb::MessageType::{MsgHeartbeat, MsgHeartbeatResponse, MsgReadIndex, MsgReadIndexResp};
 
+use std::sync::Arc;
+
 use super::*;
 use crate::Error;
 
@@ -99,6 +101,25 @@ fn linearizable_read_on_the_leader_waits_for_a_heartbeat_quorum() {
     let done = served(&mut rd);
     assert_eq!(done.len(), 1, "{rd:?}");
     assert_eq!(values(&done[0].1), ["v1"]);
+}
+
+#[test]
+fn the_reads_served_in_one_step_share_one_engine_snapshot() {
+    let mut c = with_k();
+    for token in 1..=3 {
+        c.peer(1).read(RangeRequest::key("k"), token);
+    }
+    let rd = c.ready(1);
+    c.execute(1, rd, Write::Persist);
+    c.deliver(to(2));
+    c.run(2, Write::Persist);
+    c.deliver(to(1));
+    c.run(1, Write::Persist);
+    let rd = c.ready(1);
+    assert_eq!(rd.ranges.len(), 3, "{rd:?}");
+    // One view (and so one snapshot and one read of its revisions) for the
+    // whole batch, not one per read.
+    assert!(rd.ranges.iter().all(|job| Arc::ptr_eq(&job.view, &rd.ranges[0].view)), "a view per read");
 }
 
 #[test]
