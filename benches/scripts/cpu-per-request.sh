@@ -4,7 +4,8 @@
 # 64-client serializable and linearizable ranges over all members
 # (raft-kv-bench), and the
 # CPU time (user + system, from /proc) the three members spent, divided by
-# the requests served. Builds alternate over ROUNDS rounds in one run, so
+# the requests served, and the raft messages they sent per request (their
+# /metrics). Builds alternate over ROUNDS rounds in one run, so
 # they share the machine's state; the table gives each build's median.
 #
 #   benches/scripts/cpu-per-request.sh before=/path/to/old/raft-kv-server after=target/release/raft-kv-server
@@ -37,20 +38,35 @@ cpu_ticks() {
   echo "$total"
 }
 
-# measure LABEL ROW OPS ARGS...: one bench run; records ops/s and CPU µs/op.
+# Raft messages the members of SYSTEM sent (their /metrics), summed.
+raft_messages() {
+  local sys=$1 url total=0 n
+  IFS=, read -r -a urls <<<"${ENDPOINTS_OF[$sys]}"
+  for url in "${urls[@]}"; do
+    n=$(curl -s "$url/metrics" | awk '$1 == "raft_kv_transport_messages_sent_total" { printf "%d", $2 }')
+    total=$((total + ${n:-0}))
+  done
+  echo "$total"
+}
+
+# measure LABEL ROW OPS ARGS...: one bench run; records ops/s, CPU µs/op
+# and raft messages per op.
 measure() {
-  local label=$1 row=$2 ops=$3 before after line
+  local label=$1 row=$2 ops=$3 before after line msgs_before msgs_after
   shift 3
   before=$(cpu_ticks "$label")
+  msgs_before=$(raft_messages "$label")
   line=$("$BENCH" "$@" --total "$ops" --label "$label: $row" 2>>"$OUT/logs/bench-$label.log")
   after=$(cpu_ticks "$label")
-  python3 - "$label" "$row" "$ops" "$before" "$after" "$TCK" "$line" >>"$RESULTS" <<'PY'
+  msgs_after=$(raft_messages "$label")
+  python3 - "$label" "$row" "$ops" "$before" "$after" "$TCK" "$line" "$msgs_before" "$msgs_after" >>"$RESULTS" <<'PY'
 import json, sys
-label, row, ops, before, after, tck, line = sys.argv[1:]
+label, row, ops, before, after, tck, line, msgs_before, msgs_after = sys.argv[1:]
 d = json.loads(line)
 us = (int(after) - int(before)) / int(tck) * 1e6 / int(ops)
+msgs = (int(msgs_after) - int(msgs_before)) / int(ops)
 print(json.dumps({"build": label, "row": row, "ops_per_sec": d["ops_per_sec"], "p99_ms": d["p99_ms"],
-                  "errors": d["errors"], "cpu_us_per_op": round(us, 1)}))
+                  "errors": d["errors"], "cpu_us_per_op": round(us, 1), "msgs_per_op": round(msgs, 2)}))
 PY
   tail -n 1 "$RESULTS" >&2
 }
@@ -79,13 +95,14 @@ python3 - "$RESULTS" <<'PY' | tee "$OUT/table.md"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 builds = list(dict.fromkeys(r["build"] for r in rows))
-print("| row | " + " | ".join(f"{b} CPU µs/op | {b} ops/s" for b in builds) + " |")
-print("| --- |" + " ---: | ---: |" * len(builds))
+print("| row | " + " | ".join(f"{b} CPU µs/op | {b} ops/s | {b} msgs/op" for b in builds) + " |")
+print("| --- |" + " ---: | ---: | ---: |" * len(builds))
 for row in dict.fromkeys(r["row"] for r in rows):
     cells = []
     for b in builds:
         rs = [r for r in rows if r["build"] == b and r["row"] == row]
         cells += [f'{statistics.median(r["cpu_us_per_op"] for r in rs):.1f}',
-                  f'{statistics.median(r["ops_per_sec"] for r in rs):.0f}']
+                  f'{statistics.median(r["ops_per_sec"] for r in rs):.0f}',
+                  f'{statistics.median(r.get("msgs_per_op", 0) for r in rs):.2f}']
     print(f"| {row} | " + " | ".join(cells) + " |")
 PY

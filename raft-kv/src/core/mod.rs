@@ -6,6 +6,7 @@
 //!   [`dedup`], [`auth`], [`alarm`]) and [`watch`]es; inputs in, one [`ready::Ready`] value out per
 //!   step;
 //! - [`ready`]: that value and the order a driver must carry it out in;
+//! - [`batching`]: one step's appends to a follower merged into one message;
 //! - [`snapshot`]: raft snapshots of the state machine, streamed in chunks;
 //! - [`status`]: what a member reports about itself;
 //! - [`export`], [`import`]: the state machine read out record by record, and
@@ -20,6 +21,7 @@
 
 pub mod alarm;
 pub mod auth;
+pub mod batching;
 pub mod dedup;
 pub mod export;
 pub mod import;

@@ -8,6 +8,7 @@ use raft::{SnapshotStatus, INVALID_ID};
 use std::sync::Arc;
 
 use crate::core::auth::AuthStore;
+use crate::core::batching::batch_appends;
 use crate::core::dedup::{AppliedIds, DEDUP_WINDOW};
 use crate::core::lease::Lessor;
 use crate::core::membership::Members;
@@ -218,12 +219,13 @@ impl<E: Engine, T> Peer<E, T> {
         }
     }
 
-    /// Sends raft's messages, except snapshots: each becomes a chunk stream
+    /// Sends raft's messages, appends to one follower merged
+    /// ([`batch_appends`]), except snapshots: each becomes a chunk stream
     /// handed out by [`Peer::snapshot_chunks`].
     pub(super) fn send(&mut self, msgs: Vec<Message>, out: &mut Vec<Message>) {
         let (snapshots, msgs): (Vec<Message>, Vec<Message>) =
             msgs.into_iter().partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
-        out.extend(msgs);
+        out.extend(batch_appends(msgs, self.cfg.max_size_per_msg));
         for m in snapshots {
             let to = m.to;
             let view = snapshot::descriptor_id(m.get_snapshot())

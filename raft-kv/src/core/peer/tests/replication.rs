@@ -160,3 +160,31 @@ fn implausible_term_misaddressed_and_local_messages_are_refused() {
     let hup = forged(&mut c, MsgHup);
     assert!(assert_refused(&mut c, hup).contains("local raft message"));
 }
+
+#[test]
+fn proposals_of_one_step_leave_as_one_append_per_follower_and_all_commit() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    for i in 0..8u32 {
+        c.peer(1).propose(put(&format!("k{i}"), "v"), i);
+    }
+    let rd = c.ready(1);
+    assert_eq!(sorted(&rd.messages), vec![(MsgAppend, 2), (MsgAppend, 3)]);
+    for m in &rd.messages {
+        let indexes: Vec<u64> = m.entries.iter().map(|e| e.index).collect();
+        assert_eq!(indexes, (3..=10).collect::<Vec<_>>(), "the step's eight entries, in order");
+        assert_eq!(m.index, 2, "after the leader's empty entry");
+    }
+    c.execute(1, rd, Write::Persist);
+    // Each follower answers the one append once.
+    assert_eq!(c.deliver(to(2)), 1);
+    c.run(2, Write::Persist);
+    assert_eq!(sorted(&c.net), vec![(MsgAppend, 3), (MsgAppendResponse, 1)]);
+    c.settle();
+    for i in 0..8u32 {
+        assert!(c.take_completion(1, i).expect("completed").is_ok());
+    }
+    for id in 1..=3 {
+        assert_eq!(c.get(id, "k7").as_deref(), Some(&b"v"[..]));
+    }
+}
