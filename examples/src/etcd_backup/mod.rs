@@ -74,7 +74,7 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// A revision key: main revision, `_`, sub revision (and `t` if deleted).
-fn rev_key(main: i64, sub: u64, tombstone: bool) -> Vec<u8> {
+fn rev_key(main: i64, sub: i64, tombstone: bool) -> Vec<u8> {
     let mut k = Vec::with_capacity(REV_KEY_LEN + 1);
     k.extend_from_slice(&main.to_be_bytes());
     k.push(b'_');
@@ -85,8 +85,17 @@ fn rev_key(main: i64, sub: u64, tombstone: bool) -> Vec<u8> {
     k
 }
 
-/// The main revision of a revision key and whether it marks a deletion.
-fn parse_rev_key(k: &[u8]) -> Option<(i64, bool)> {
+/// A revision key's parts: main revision, sub revision and whether it
+/// marks a deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RevKey {
+    main: i64,
+    sub: i64,
+    tombstone: bool,
+}
+
+/// The parts of a revision key (both revisions at most `i64::MAX`).
+fn parse_rev_key(k: &[u8]) -> Option<RevKey> {
     let tombstone = match k.len() {
         REV_KEY_LEN => false,
         18 if k[REV_KEY_LEN] == TOMBSTONE_MARK => true,
@@ -96,7 +105,8 @@ fn parse_rev_key(k: &[u8]) -> Option<(i64, bool)> {
         return None;
     }
     let main = i64::try_from(u64::from_be_bytes(k[..8].try_into().ok()?)).ok()?;
-    Some((main, tombstone))
+    let sub = i64::try_from(u64::from_be_bytes(k[9..REV_KEY_LEN].try_into().ok()?)).ok()?;
+    Some(RevKey { main, sub, tombstone })
 }
 
 #[cfg(test)]

@@ -72,16 +72,23 @@ pub fn read_snapshot<E: Engine>(path: &Path, len: u64, imp: &mut Importer<E>) ->
             .ok_or_else(|| Error::Snapshot(format!("not an etcd snapshot: it has no {name:?} bucket")))
     };
     walk(&db, &bucket("key")?, |k, v, nested| {
-        let Some((main, tombstone)) = parse_rev_key(k).filter(|_| !nested) else {
+        let Some(RevKey { main, sub, tombstone }) = parse_rev_key(k).filter(|_| !nested) else {
             return Err(Error::Snapshot(format!("bad revision key {k:02x?} in the key bucket")));
         };
         let kv = KeyValue::decode(v).map_err(|e| Error::Snapshot(format!("revision {main}: bad KeyValue: {e}")))?;
         let version = if tombstone {
-            Version { key: kv.key.to_vec(), mod_revision: main, tombstone: true, ..Default::default() }
+            Version {
+                key: kv.key.to_vec(),
+                mod_revision: main,
+                sub_revision: sub,
+                tombstone: true,
+                ..Default::default()
+            }
         } else {
             Version {
                 key: kv.key.to_vec(),
                 mod_revision: main,
+                sub_revision: sub,
                 tombstone: false,
                 create_revision: kv.create_revision,
                 version: kv.version,
@@ -103,7 +110,7 @@ pub fn read_snapshot<E: Engine>(path: &Path, len: u64, imp: &mut Importer<E>) ->
     walk(&db, &bucket("meta")?, |k, v, _| {
         if k == b"finishedCompactRev" {
             match parse_rev_key(v) {
-                Some((rev, false)) => compact_revision = rev,
+                Some(RevKey { main, tombstone: false, .. }) => compact_revision = main,
                 _ => return Err(Error::Snapshot(format!("bad finishedCompactRev {v:02x?}"))),
             }
         }

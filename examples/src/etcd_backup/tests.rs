@@ -4,18 +4,21 @@ use super::*;
 
 fn v(key: &str, rev: i64, create: i64, version: i64, lease: i64) -> Version {
     let value = format!("{key}@{rev}").into_bytes();
-    Version { key: key.into(), mod_revision: rev, tombstone: false, create_revision: create, version, lease, value }
+    Version { key: key.into(), mod_revision: rev, create_revision: create, version, lease, value, ..Default::default() }
 }
 
 #[test]
 fn revision_keys_round_trip() {
-    assert_eq!(parse_rev_key(&rev_key(7, 3, false)), Some((7, false)));
-    assert_eq!(parse_rev_key(&rev_key(i64::MAX, 0, true)), Some((i64::MAX, true)));
+    assert_eq!(parse_rev_key(&rev_key(7, 3, false)), Some(RevKey { main: 7, sub: 3, tombstone: false }));
+    assert_eq!(parse_rev_key(&rev_key(i64::MAX, 0, true)), Some(RevKey { main: i64::MAX, sub: 0, tombstone: true }));
     assert_eq!(parse_rev_key(b"short"), None);
     let mut k = rev_key(1, 0, false);
     k[8] = b'-';
     assert_eq!(parse_rev_key(&k), None);
     assert_eq!(parse_rev_key(&[0xFF; 17]), None, "a main revision past i64::MAX");
+    let mut k = rev_key(1, 0, false);
+    k[9] = 0xFF;
+    assert_eq!(parse_rev_key(&k), None, "a sub revision past i64::MAX");
 }
 
 /// A store with history, a deletion, a lease and a compaction, written
@@ -25,7 +28,9 @@ fn a_member_store_survives_the_etcd_format() {
     let src = MemEngine::new();
     let mut imp = Importer::new(src.clone()).expect("importer");
     let tomb = Version { key: b"b".to_vec(), mod_revision: 4, tombstone: true, ..Default::default() };
-    let mut input = vec![v("a", 2, 2, 1, 0), v("b", 3, 3, 1, 7), tomb, v("a", 5, 2, 2, 0), v("c", 5, 5, 1, 7)];
+    // Revision 5 is a txn that wrote "c", then "a": sub revisions 0 and 1.
+    let a5 = Version { sub_revision: 1, ..v("a", 5, 2, 2, 0) };
+    let mut input = vec![v("a", 2, 2, 1, 0), v("b", 3, 3, 1, 7), tomb, a5, v("c", 5, 5, 1, 7)];
     for i in 0..3000 {
         input.push(v(&format!("bulk/{i:05}"), 6 + i, 6 + i, 1, 0));
     }
@@ -51,6 +56,38 @@ fn a_member_store_survives_the_etcd_format() {
     let got = read_snapshot(&path, verify_hash(&path, true).expect("no hash: skipped"), &mut imp).expect("read");
     assert_eq!(got, Restored { revision: 3005, compact_revision: 3, versions: input.len() as u64, leases: 1 });
     assert!(verify_hash(&path, false).is_err(), "a file without a trailer needs --skip-hash-check");
+
+    // The file keeps the txn's order at revision 5, with the sub revisions
+    // the member stored ...
+    let db = crate::bbolt::Reader::open(&path).expect("open");
+    let mut at5 = Vec::new();
+    db.walk(&db.bucket(b"key").expect("bucket").expect("key bucket"), &mut |k, v, _| {
+        let rk = parse_rev_key(k).expect("revision key");
+        if rk.main == 5 {
+            let kv = <raft_kv::pb::mvccpb::KeyValue as prost::Message>::decode(v).expect("kv");
+            at5.push((rk.sub, kv.key.to_vec()));
+        }
+        Ok(true)
+    })
+    .expect("walk");
+    assert_eq!(at5, vec![(0, b"c".to_vec()), (1, b"a".to_vec())]);
+    // ... and the store read back from it has them too.
+    imp.finish(&cfg, got.revision, got.compact_revision).expect("finish");
+    let node = raft_kv::Node::builder(cfg).engine(dst).start().expect("node");
+    let subs = node
+        .export(|ex| {
+            let mut subs = Vec::new();
+            ex.versions(|x| {
+                if x.mod_revision == 5 {
+                    subs.push((x.key, x.sub_revision));
+                }
+                Ok::<_, raft_kv::Error>(())
+            })
+            .map(|()| subs)
+        })
+        .expect("export");
+    node.shutdown();
+    assert_eq!(subs, vec![(b"a".to_vec(), 1), (b"c".to_vec(), 0)]);
 }
 
 /// A snapshot whose `authUsers` holds `value` under `key` (the buckets an

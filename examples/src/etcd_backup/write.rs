@@ -126,15 +126,21 @@ fn member_json(m: &raft_kv::Member) -> String {
     j.to_string()
 }
 
-/// Copies the revision and key of every version into a scratch store,
-/// revision first (values stay in the member's view: the scratch store
-/// holds only keys, so its size and memory do not grow with the values).
+/// Length of a scratch record's revisions: main and sub, 8 bytes each.
+const SCRATCH_REVS_LEN: usize = 16;
+
+/// Copies the revisions (main, sub) and key of every version into a
+/// scratch store, revisions first (values stay in the member's view: the
+/// scratch store holds only keys, so its size and memory do not grow with
+/// the values).
 fn sort_by_revision(ex: &Export, dir: &Path) -> Result<RocksEngine> {
     let scratch = RocksEngine::open(dir.join("sort"))?;
     let mut wb = WriteBatch::new();
     let mut staged = 0usize;
     ex.versions(|v| -> Result<()> {
-        let mut key = v.mod_revision.to_be_bytes().to_vec();
+        let mut key = Vec::with_capacity(SCRATCH_REVS_LEN + v.key.len());
+        key.extend_from_slice(&v.mod_revision.to_be_bytes());
+        key.extend_from_slice(&v.sub_revision.to_be_bytes());
         key.extend_from_slice(&v.key);
         staged += key.len();
         wb.put(Cf::Kv, key, Vec::new());
@@ -148,22 +154,22 @@ fn sort_by_revision(ex: &Export, dir: &Path) -> Result<RocksEngine> {
     Ok(scratch)
 }
 
-/// The `key` bucket in revision order (revisions from the scratch store,
-/// each version read back from the view); versions of one revision get sub
-/// revisions 0, 1, ... in key order.
+/// The `key` bucket in revision order, (main, sub) as the member stored
+/// them (revisions from the scratch store, each version read back from the
+/// view).
 fn write_keys(w: &mut Writer<BufWriter<File>>, ex: &Export, sorted: &RocksEngine) -> Result<()> {
     let mut bucket = w.bucket(b"key")?;
-    let mut last_main = -1i64;
-    let mut sub = 0u64;
     let mut failure = None;
     sorted.scan(Cf::Kv, b"", None, &mut |k, _| {
         let mut step = || -> Result<()> {
-            let (Some(main), Some(key)) = (k.get(..8), k.get(8..)) else {
-                return Err(Error::Snapshot("bad scratch record".into()));
+            let bad = || Error::Snapshot("bad scratch record".into());
+            let (Some(main), Some(sub), Some(key)) =
+                (k.get(..8), k.get(8..SCRATCH_REVS_LEN), k.get(SCRATCH_REVS_LEN..))
+            else {
+                return Err(bad());
             };
-            let main = i64::from_be_bytes(main.try_into().map_err(|_| Error::Snapshot("bad scratch record".into()))?);
-            sub = if main == last_main { sub + 1 } else { 0 };
-            last_main = main;
+            let main = i64::from_be_bytes(main.try_into().map_err(|_| bad())?);
+            let sub = i64::from_be_bytes(sub.try_into().map_err(|_| bad())?);
             let v = ex.version(key, main)?.ok_or_else(|| Error::Snapshot("a version vanished from the view".into()))?;
             bucket.put(&rev_key(main, sub, v.tombstone), &key_value(v).encode_to_vec())?;
             Ok(())

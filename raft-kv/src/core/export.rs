@@ -25,6 +25,9 @@ pub struct Version {
     pub key: Vec<u8>,
     /// The revision of the write (etcd's mod revision).
     pub mod_revision: i64,
+    /// The write's place among the writes of its revision, in the order
+    /// they applied (etcd's sub revision; 0 for the first).
+    pub sub_revision: i64,
     /// True for a deletion; the other fields are then 0 and empty.
     pub tombstone: bool,
     /// The revision that created the key.
@@ -153,6 +156,7 @@ fn version_of(key: Vec<u8>, mod_revision: i64, r: Record) -> Version {
     Version {
         key,
         mod_revision,
+        sub_revision: r.sub_revision,
         tombstone: r.tombstone,
         create_revision: r.create_revision,
         version: r.version,

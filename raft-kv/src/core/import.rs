@@ -66,9 +66,10 @@ impl<E: Engine> Importer<E> {
         })
     }
 
-    /// Adds one version of a key. A version must have a positive revision;
-    /// a live one was created at or before it, with a positive version
-    /// count and a lease id that is not negative.
+    /// Adds one version of a key. A version must have a positive revision
+    /// and a sub revision that is not negative; a live one was created at
+    /// or before it, with a positive version count and a lease id that is
+    /// not negative.
     pub fn version(&mut self, v: &Version) -> Result<()> {
         let bad = |why: &str| {
             Err(Error::invalid(format!(
@@ -83,8 +84,11 @@ impl<E: Engine> Importer<E> {
         if v.key.is_empty() {
             return bad("the key is empty");
         }
+        if v.sub_revision < 0 {
+            return bad("the sub revision is negative");
+        }
         let record = if v.tombstone {
-            Record::tombstone()
+            Record::tombstone(v.sub_revision)
         } else {
             if !(1..=v.mod_revision).contains(&v.create_revision) {
                 return bad("the create revision is not between 1 and the revision");
@@ -97,6 +101,7 @@ impl<E: Engine> Importer<E> {
                 create_revision: v.create_revision,
                 version: v.version,
                 lease: v.lease,
+                sub_revision: v.sub_revision,
                 value: v.value.clone(),
             }
         };
@@ -202,7 +207,15 @@ mod tests {
 
     fn v(key: &str, rev: i64, create: i64, version: i64, lease: i64) -> Version {
         let value = format!("{key}@{rev}").into_bytes();
-        Version { key: key.into(), mod_revision: rev, tombstone: false, create_revision: create, version, lease, value }
+        Version {
+            key: key.into(),
+            mod_revision: rev,
+            create_revision: create,
+            version,
+            lease,
+            value,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -210,7 +223,10 @@ mod tests {
         let engine = MemEngine::new();
         let mut imp = Importer::new(engine.clone()).expect("empty");
         let tomb = Version { key: b"b".to_vec(), mod_revision: 4, tombstone: true, ..Default::default() };
-        let input = [v("a", 2, 2, 1, 0), v("b", 3, 3, 1, 7), tomb.clone(), v("a", 5, 2, 2, 0)];
+        // "c" then "a" at revision 5, as a txn writes them.
+        let c5 = Version { sub_revision: 0, ..v("c", 5, 5, 1, 0) };
+        let a5 = Version { sub_revision: 1, ..v("a", 5, 2, 2, 0) };
+        let input = [v("a", 2, 2, 1, 0), v("b", 3, 3, 1, 7), tomb.clone(), a5, c5];
         for x in &input {
             imp.version(x).expect("version");
         }
@@ -241,15 +257,22 @@ mod tests {
             Ok::<_, Error>(())
         })
         .expect("versions");
-        assert_eq!(got, vec![input[3].clone(), input[0].clone(), tomb, input[1].clone()]);
+        assert_eq!(got, vec![input[3].clone(), input[0].clone(), tomb, input[1].clone(), input[4].clone()]);
         assert!(Importer::new(engine).is_err(), "a used store is refused");
     }
 
     #[test]
     fn bad_records_are_refused() {
         let mut imp = Importer::new(MemEngine::new()).expect("empty");
-        for bad in [v("a", 0, 0, 1, 0), v("a", 2, 3, 1, 0), v("a", 2, 2, 0, 0), v("a", 2, 2, 1, -1), v("", 2, 2, 1, 0)]
-        {
+        let negative_sub = Version { sub_revision: -1, ..v("a", 2, 2, 1, 0) };
+        for bad in [
+            v("a", 0, 0, 1, 0),
+            v("a", 2, 3, 1, 0),
+            v("a", 2, 2, 0, 0),
+            v("a", 2, 2, 1, -1),
+            v("", 2, 2, 1, 0),
+            negative_sub,
+        ] {
             assert!(imp.version(&bad).is_err(), "{bad:?}");
         }
         assert!(imp.lease(0, 5).is_err() && imp.lease(5, 0).is_err());

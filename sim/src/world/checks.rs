@@ -257,13 +257,18 @@ impl World {
 
     /// Every check runs on every seed, whatever failed before: a verdict
     /// hidden behind an earlier one is a verdict lost. Only the checks that
-    /// need converged members wait for convergence.
+    /// need converged members wait for convergence; the watch checks judge
+    /// what was delivered either way, against the converged members'
+    /// history or, on a run that did not converge, every running member's.
     pub(super) fn finish(mut self) -> RunReport {
         let current = std::mem::take(&mut self.converged);
         if !current.is_empty() {
             self.final_checks(&current);
-            self.check_watches(&current);
+            self.check_watches(&current, true);
             self.check_leases_expire(&current);
+        } else {
+            let running: Vec<usize> = (0..self.members.len()).filter(|&i| self.members[i].peer.is_some()).collect();
+            self.check_watches(&running, false);
         }
         self.check_leases();
         let found = check_history(&self.history);

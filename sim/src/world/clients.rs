@@ -159,6 +159,11 @@ impl World {
             }
             ClientState::Backoff { record } => self.attempt(c, record),
             ClientState::Lost { record } => {
+                // The answer was lost: a write is retried under its request
+                // id (if it has one), as after a timeout.
+                if !self.history[record].op.is_read() && self.retry_same_id(c, record) {
+                    return;
+                }
                 let outcome = if self.history[record].op.is_read() { Outcome::NotApplied } else { Outcome::Unknown };
                 self.finish_op(c, record, outcome);
             }

@@ -27,6 +27,9 @@ mod report;
 mod txns;
 mod watch_driver;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 
 use raft_kv::{Config, DiskWrite, Driver, Error, MemEngine, Peer, Response};
@@ -300,6 +303,13 @@ impl World {
     /// Runs the whole scenario: workload under faults, heal, convergence,
     /// final checks.
     pub fn run(mut self) -> RunReport {
+        self.simulate();
+        self.finish()
+    }
+
+    /// The scenario up to the end-of-run checks: it ends converged, or on a
+    /// violation (no convergence, a member that failed).
+    fn simulate(&mut self) {
         let ids: Vec<usize> = (0..self.members.len()).collect();
         for i in ids {
             self.start_member(i);
@@ -327,7 +337,6 @@ impl World {
                 self.next_check = self.now + 5 * TICK;
             }
         }
-        self.finish()
     }
 
     fn violate(&mut self, kind: ViolationKind, detail: String) {

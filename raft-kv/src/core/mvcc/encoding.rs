@@ -8,8 +8,14 @@
 //!   user keys (`"a" < "a\0" < "b"`) and keeps all versions of one key
 //!   contiguous. The inverted revision puts the newest version first.
 //! * **value**: a [`Record`]: format byte, flags, create revision, version and
-//!   lease (fixed-width big-endian), then the value bytes. The version's mod
-//!   revision is the revision in its key.
+//!   lease (fixed-width big-endian), then — only with the sub-revision flag —
+//!   the sub-revision (big-endian `i64`), then the value bytes. The
+//!   version's mod revision is the revision in its key; its sub-revision is
+//!   its place among the writes of that revision (etcd's `sub`: 0 for the
+//!   first write of a transaction, 1 for the next, ...). A record without
+//!   the flag has sub-revision 0: every record written before the flag
+//!   existed still decodes, and the first write of a revision (every put or
+//!   delete outside a transaction) is stored exactly as before.
 
 use crate::{Error, Result};
 
@@ -24,6 +30,12 @@ const REVISION_LEN: usize = 8;
 pub const RECORD_FORMAT: u8 = 1;
 /// Record flag: the version is a deletion marker.
 const FLAG_TOMBSTONE: u8 = 0x01;
+/// Record flag: a sub-revision (8 bytes) follows the fixed header.
+const FLAG_SUB_REVISION: u8 = 0x02;
+/// Every record flag this release knows.
+const KNOWN_FLAGS: u8 = FLAG_TOMBSTONE | FLAG_SUB_REVISION;
+/// Length of the optional sub-revision field.
+const SUB_REVISION_LEN: usize = 8;
 /// Length of a record's fixed header: format, flags, three `i64`.
 const RECORD_HEADER_LEN: usize = 2 + 3 * 8;
 
@@ -100,24 +112,36 @@ pub struct Record {
     pub version: i64,
     /// Attached lease, 0 for none.
     pub lease: i64,
+    /// The write's place among the writes of its revision (0 for the
+    /// first; etcd's sub-revision).
+    pub sub_revision: i64,
     /// The value.
     pub value: Vec<u8>,
 }
 
 impl Record {
-    /// The deletion marker.
-    pub fn tombstone() -> Self {
-        Record { tombstone: true, ..Default::default() }
+    /// The deletion marker of the write `sub_revision` of its revision.
+    pub fn tombstone(sub_revision: i64) -> Self {
+        Record { tombstone: true, sub_revision, ..Default::default() }
     }
 
-    /// Encodes the record as an engine value.
+    /// Encodes the record as an engine value (the sub-revision only when
+    /// it is not 0).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(RECORD_HEADER_LEN + self.value.len());
+        let with_sub = self.sub_revision != 0;
+        let mut out = Vec::with_capacity(RECORD_HEADER_LEN + SUB_REVISION_LEN + self.value.len());
         out.push(RECORD_FORMAT);
-        out.push(if self.tombstone { FLAG_TOMBSTONE } else { 0 });
+        let mut flags = if self.tombstone { FLAG_TOMBSTONE } else { 0 };
+        if with_sub {
+            flags |= FLAG_SUB_REVISION;
+        }
+        out.push(flags);
         out.extend_from_slice(&self.create_revision.to_be_bytes());
         out.extend_from_slice(&self.version.to_be_bytes());
         out.extend_from_slice(&self.lease.to_be_bytes());
+        if with_sub {
+            out.extend_from_slice(&self.sub_revision.to_be_bytes());
+        }
         out.extend_from_slice(&self.value);
         out
     }
@@ -132,19 +156,26 @@ impl Record {
             return Err(corrupt(&format!("unknown format {}", data[0])));
         }
         let flags = data[1];
-        if flags & !FLAG_TOMBSTONE != 0 {
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(corrupt(&format!("unknown flags {flags:#x}")));
         }
         let int_at = |at: usize| -> Result<i64> {
-            let bytes: [u8; 8] = data[at..at + 8].try_into().map_err(|_| corrupt("truncated"))?;
+            let bytes: [u8; 8] =
+                data.get(at..at + 8).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("truncated"))?;
             Ok(i64::from_be_bytes(bytes))
+        };
+        let (sub_revision, value_at) = if flags & FLAG_SUB_REVISION != 0 {
+            (int_at(RECORD_HEADER_LEN)?, RECORD_HEADER_LEN + SUB_REVISION_LEN)
+        } else {
+            (0, RECORD_HEADER_LEN)
         };
         Ok(Record {
             tombstone: flags & FLAG_TOMBSTONE != 0,
             create_revision: int_at(2)?,
             version: int_at(10)?,
             lease: int_at(18)?,
-            value: data[RECORD_HEADER_LEN..].to_vec(),
+            sub_revision,
+            value: data[value_at..].to_vec(),
         })
     }
 
@@ -233,12 +264,23 @@ mod tests {
 
     #[test]
     fn record_round_trips_and_rejects_garbage() {
-        let r = Record { tombstone: false, create_revision: 3, version: 7, lease: -1, value: b"v\0\xff".to_vec() };
+        let r = Record { create_revision: 3, version: 7, lease: -1, value: b"v\0\xff".to_vec(), ..Default::default() };
         assert_eq!(Record::decode(&r.encode()).unwrap(), r);
         assert!(!Record::is_tombstone(&r.encode()).unwrap());
-        let t = Record::tombstone();
+        let t = Record::tombstone(0);
         assert_eq!(Record::decode(&t.encode()).unwrap(), t);
         assert!(Record::is_tombstone(&t.encode()).unwrap());
+        for sub in [1, 2, i64::MAX] {
+            let with_sub = Record { sub_revision: sub, ..r.clone() };
+            assert_eq!(Record::decode(&with_sub.encode()).unwrap(), with_sub);
+            let t = Record::tombstone(sub);
+            assert_eq!(Record::decode(&t.encode()).unwrap(), t);
+            assert!(Record::is_tombstone(&t.encode()).unwrap());
+        }
+        // Sub-revision flag set but the field cut short.
+        let mut short_sub = r.encode()[..RECORD_HEADER_LEN + 2].to_vec();
+        short_sub[1] |= FLAG_SUB_REVISION;
+        assert!(matches!(Record::decode(&short_sub), Err(Error::Corruption(_))));
         let mut bad_format = r.encode();
         bad_format[0] = 2;
         let mut bad_flags = r.encode();
@@ -247,5 +289,20 @@ mod tests {
             assert!(matches!(Record::decode(bad), Err(Error::Corruption(_))));
         }
         assert!(Record::is_tombstone(b"\x01").is_err());
+    }
+
+    #[test]
+    fn records_without_a_sub_revision_decode_as_before() {
+        // A record as releases before the sub-revision flag wrote it: the
+        // fixed header, then the value.
+        let mut old = vec![RECORD_FORMAT, 0];
+        for n in [4i64, 2, 9] {
+            old.extend_from_slice(&n.to_be_bytes());
+        }
+        old.extend_from_slice(b"value");
+        let want = Record { create_revision: 4, version: 2, lease: 9, value: b"value".to_vec(), ..Default::default() };
+        assert_eq!(Record::decode(&old).unwrap(), want);
+        // Sub-revision 0 is still written that way.
+        assert_eq!(want.encode(), old);
     }
 }

@@ -424,7 +424,8 @@ fn history_window(
 }
 
 /// Every event on keys of `[key, range_end)` (etcd range rules) with
-/// revision in `[from, until]`, oldest first, each with its previous
+/// revision in `[from, until]`, oldest first and, within a revision, in the
+/// order the writes applied (sub-revision), each with its previous
 /// key-value, read from `history`.
 pub(super) fn history_events(
     history: &HistoryScan<'_>,
@@ -434,14 +435,15 @@ pub(super) fn history_events(
     until: i64,
 ) -> Result<Vec<Event>> {
     let range = KeyRange::new(key, range_end);
-    let mut events = Vec::new();
     if range.is_empty() {
-        return Ok(events);
+        return Ok(Vec::new());
     }
     let (start, end) = range.encoded();
     // Versions come newest first per key: an event's previous version is
-    // the next record of the same key.
-    let mut pending: Option<(Vec<u8>, Event)> = None;
+    // the next record of the same key. Each event waits with its
+    // sub-revision.
+    let mut pending: Option<(Vec<u8>, i64, Event)> = None;
+    let mut events: Vec<(i64, Event)> = Vec::new();
     history(&start, end.as_deref(), &mut |k, v| {
         let (user, rev) = decode_key(k)?;
         if pending.is_none() && (rev < from || rev > until) {
@@ -449,6 +451,7 @@ pub(super) fn history_events(
             return Ok(true);
         }
         let rec = Record::decode(v)?;
+        let sub = rec.sub_revision;
         let kv = KeyValue {
             key: Bytes::copy_from_slice(&user),
             create_revision: rec.create_revision,
@@ -457,11 +460,11 @@ pub(super) fn history_events(
             value: Bytes::from(rec.value),
             lease: rec.lease,
         };
-        if let Some((pkey, mut ev)) = pending.take() {
+        if let Some((pkey, psub, mut ev)) = pending.take() {
             if pkey == user && !rec.tombstone {
                 ev.prev_kv = Some(kv.clone());
             }
-            events.push(ev);
+            events.push((psub, ev));
         }
         if rev >= from && rev <= until {
             let ev = if rec.tombstone {
@@ -470,11 +473,14 @@ pub(super) fn history_events(
             } else {
                 Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None }
             };
-            pending = Some((user, ev));
+            pending = Some((user, sub, ev));
         }
         Ok(true)
     })?;
-    events.extend(pending.map(|(_, ev)| ev));
-    events.sort_by_key(|e| e.revision());
-    Ok(events)
+    events.extend(pending.map(|(_, sub, ev)| (sub, ev)));
+    // Records come in key order; a revision's writes in the order they
+    // applied. Stable: records written before sub-revisions were stored
+    // (all 0) keep key order.
+    events.sort_by_key(|(sub, e)| (e.revision(), *sub));
+    Ok(events.into_iter().map(|(_, e)| e).collect())
 }

@@ -18,16 +18,26 @@ use crate::engine::Engine;
 use crate::error::InvalidRequest;
 use crate::{Error, Result};
 
-/// The write context of one applied operation: all its writes share `rev`.
+/// The write context of one applied operation: all its writes share `rev`
+/// and are numbered in the order they apply (etcd's sub-revisions).
 #[derive(Debug)]
 struct Exec {
     /// The revision the operation's writes get.
     rev: i64,
+    /// The sub-revision of the operation's next write.
+    sub: i64,
     /// True once the operation has changed something.
     changed: bool,
 }
 
 impl Exec {
+    /// The sub-revision of a new write; the next one gets the one after.
+    fn next_sub(&mut self) -> i64 {
+        let sub = self.sub;
+        self.sub += 1;
+        sub
+    }
+
     /// The newest revision visible to reads made inside the operation.
     fn visible(&self) -> i64 {
         if self.changed {
@@ -59,7 +69,7 @@ impl<E: Engine> Mvcc<E> {
     // ---- applying -------------------------------------------------------
 
     fn apply_op(&mut self, op: &Op) -> Result<Response> {
-        let mut exec = Exec { rev: self.revision + 1, changed: false };
+        let mut exec = Exec { rev: self.revision + 1, sub: 0, changed: false };
         let response = match op {
             Op::Put(req) => {
                 let mut resp = self.put(req, &mut exec)?;
@@ -119,6 +129,7 @@ impl<E: Engine> Mvcc<E> {
             create_revision: meta.create_revision,
             version: meta.version,
             lease: meta.lease,
+            sub_revision: exec.next_sub(),
             value,
         };
         self.stage(encode_key(&req.key, exec.rev), Some(record.encode()));
@@ -137,9 +148,8 @@ impl<E: Engine> Mvcc<E> {
         for (key, meta) in &doomed {
             prevs.push(if req.prev_kv || self.prev_values { self.load_kv(key, *meta)? } else { meta.to_kv(key) });
         }
-        let tombstone = Record::tombstone().encode();
         for ((key, _), prev) in doomed.iter().zip(&prevs) {
-            self.stage(encode_key(key, exec.rev), Some(tombstone.clone()));
+            self.stage(encode_key(key, exec.rev), Some(Record::tombstone(exec.next_sub()).encode()));
             self.set_index(key.clone(), None);
             let kv = KeyValue { key: key.clone(), mod_revision: exec.rev, ..Default::default() };
             self.events.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: Some(prev.clone()) });

@@ -9,6 +9,7 @@ engine_tests!(
     txn_is_atomic_at_one_revision,
     nested_txn,
     duplicate_keys_in_txn_rejected,
+    txn_history_keeps_apply_order,
 );
 
 impl<E: Engine> H<E> {
@@ -233,4 +234,31 @@ fn duplicate_keys_in_txn_rejected<E: Engine>(h: &mut H<E>) {
         assert_eq!(Mvcc::<E>::validate(&op), Ok(()), "{op:?}");
         h.apply(op).unwrap();
     }
+}
+
+/// A txn's writes share a revision and come back from history in the order
+/// the txn applied them (etcd's sub-revisions), not in key order.
+fn txn_history_keeps_apply_order<E: Engine>(h: &mut H<E>) {
+    h.put("c", "old"); // 2
+    let t = TxnRequest::new()
+        .and_then(PutRequest::new(b("b"), b("1")))
+        .and_then(PutRequest::new(b("a"), b("1")))
+        .and_then(DeleteRangeRequest::key(b("c")))
+        .and_then(TxnRequest::new().and_then(PutRequest::new(b("aa"), b("1"))));
+    assert_eq!(h.txn(t).unwrap().revision(), 3);
+    let keys = |events: &[Event]| -> Vec<(String, i64)> {
+        events
+            .iter()
+            .map(|e| (String::from_utf8_lossy(&e.kv.as_ref().unwrap().key).into_owned(), e.revision()))
+            .collect()
+    };
+    let want = [("b".to_string(), 3), ("a".to_string(), 3), ("c".to_string(), 3), ("aa".to_string(), 3)];
+    assert_eq!(keys(&h.m.history_until(b"", &[0], 3, 3).unwrap()), want);
+    let all = h.m.history(b"", &[0], 1).unwrap();
+    assert_eq!(keys(&all)[1..], want);
+    // The delete still carries its previous value.
+    assert_eq!(all[3].prev_kv.as_ref().map(|kv| kv.value.clone()), Some(b("old")));
+    // A range of keys keeps the order among the keys it holds.
+    let only_a = h.m.history_until(b"a", b"b", 3, 3).unwrap();
+    assert_eq!(keys(&only_a), [("a".to_string(), 3), ("aa".to_string(), 3)]);
 }
