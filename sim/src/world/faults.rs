@@ -154,6 +154,13 @@ impl World {
                         if self.members[i].engine.corrupt_read(pick) {
                             self.stats.corrupt_reads += 1;
                             self.trace.event(now, format_args!("fault disk m{}: corrupt read", self.members[i].id));
+                            // Half the time a reader meets it at once: a
+                            // serializable scan of every key on the member
+                            // (the bit is the pick's, so no random stream
+                            // moves); otherwise the workload may, later.
+                            if (pick >> 40) & 1 == 0 {
+                                self.scan_after_corruption(i);
+                            }
                         }
                         return;
                     }

@@ -172,6 +172,19 @@ impl World {
         }
     }
 
+    /// Reads every key of member `i` on its own thread, as a serializable
+    /// range would: a corrupt version among them is refused, and the
+    /// member must then stop by itself.
+    pub(super) fn scan_after_corruption(&mut self, i: usize) {
+        let Some(peer) = self.members[i].peer.as_ref() else { return };
+        let all = raft_kv::RangeRequest::range(vec![0u8], vec![0u8]).serializable();
+        if let Err(raft_kv::Error::Corruption(_)) = peer.mvcc().range(&all) {
+            let id = self.members[i].id;
+            self.trace.event(self.now, format_args!("m{id} refuses a scan over a corrupt read"));
+            self.refused_corrupt_read(id);
+        }
+    }
+
     /// Flags (and then stops) the members still running past their
     /// deadline after refusing a corrupt read.
     pub(super) fn check_corrupt_refusals(&mut self) {

@@ -195,6 +195,11 @@ impl World {
                     slot.reopen_at = self.now + 1 + self.rng_work.below(2 * TICK);
                 }
                 self.trace.event(self.now, format_args!("w{w} on m{member} ends: {reason}"));
+                // A watch ended over a corrupt read: its member must stop.
+                let corrupted = self.index_of(member).is_some_and(|i| self.members[i].engine.corrupted());
+                if corrupted && reason.starts_with("corrupt data") {
+                    self.refused_corrupt_read(member);
+                }
                 continue;
             }
             let alive = self
