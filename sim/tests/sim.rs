@@ -105,6 +105,22 @@ fn snapshot_install_survives_a_stray_chunk() {
     }
 }
 
+/// Regression (core bug found by the simulator once its members kept only
+/// 4 entries in their log cache; first seeds 1751, 1950 and 1963 of the
+/// mixed sweep, after later changes 1290 with 3 members and 1621 with 5):
+/// "raft log entry 61 missing". raft-rs reads
+/// entries back as soon as a Ready is advanced (here a follower checking a
+/// duplicated append against them), but the cache evicted entries whose
+/// write was still in flight. The cache now keeps them until written.
+#[test]
+fn entries_of_a_write_in_flight_stay_readable() {
+    for (seed, members) in [(1290, 3), (1621, 5)] {
+        let cfg = SimConfig { members, ..SimConfig::default() };
+        let r = run(seed, &cfg);
+        assert!(r.passed(), "seed {seed}: {:#?}", r.violations);
+    }
+}
+
 /// Regressions (found by the simulator when keep-alives on the leader began
 /// renewing in place, fixed):
 /// - seed 2728 (3 members): a new leader renewed a lease in place that an
