@@ -3,6 +3,16 @@
 
 use sim::{run, Members, SimConfig, ViolationKind};
 
+/// Runs each (seed, members) with the default configuration and asserts
+/// that it passes (the regression seeds below).
+fn assert_seeds_pass(seeds: &[(u64, usize)]) {
+    for &(seed, members) in seeds {
+        let cfg = SimConfig { members, ..SimConfig::default() };
+        let r = run(seed, &cfg);
+        assert!(r.passed(), "seed {seed}: {:#?}", r.violations);
+    }
+}
+
 fn small() -> SimConfig {
     SimConfig { ops_per_client: 15, ..SimConfig::default() }
 }
@@ -98,11 +108,7 @@ fn duplicated_proposal_is_applied_once() {
 /// Received streams are now staged under their own local ids.
 #[test]
 fn snapshot_install_survives_a_stray_chunk() {
-    for (seed, members) in [(674, 3), (153, 5), (455, 5), (1060, 3)] {
-        let cfg = SimConfig { members, ..SimConfig::default() };
-        let r = run(seed, &cfg);
-        assert!(r.passed(), "seed {seed}: {:#?}", r.violations);
-    }
+    assert_seeds_pass(&[(674, 3), (153, 5), (455, 5), (1060, 3)]);
 }
 
 /// Regression (core bug found by the simulator once its members kept only
@@ -114,11 +120,7 @@ fn snapshot_install_survives_a_stray_chunk() {
 /// write was still in flight. The cache now keeps them until written.
 #[test]
 fn entries_of_a_write_in_flight_stay_readable() {
-    for (seed, members) in [(1290, 3), (1621, 5)] {
-        let cfg = SimConfig { members, ..SimConfig::default() };
-        let r = run(seed, &cfg);
-        assert!(r.passed(), "seed {seed}: {:#?}", r.violations);
-    }
+    assert_seeds_pass(&[(1290, 3), (1621, 5)]);
 }
 
 /// Regressions (found by the simulator when keep-alives on the leader began
@@ -132,11 +134,7 @@ fn entries_of_a_write_in_flight_stay_readable() {
 ///   lease its full TTL; the full TTLs now come first.
 #[test]
 fn keep_alives_in_place_never_outlive_a_revoke() {
-    for (seed, members) in [(2728, 3), (2991, 5)] {
-        let cfg = SimConfig { members, ..SimConfig::default() };
-        let r = run(seed, &cfg);
-        assert!(r.passed(), "seed {seed}: {:#?}", r.violations);
-    }
+    assert_seeds_pass(&[(2728, 3), (2991, 5)]);
 }
 
 /// Runs the default configuration on seeds `0..n` (3 and 5 members),
