@@ -145,8 +145,9 @@ impl Engine for RocksEngine {
     type Snapshot = RocksSnapshot;
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
-        let batch = checksum::seal_batch(batch);
         let mut wb = rocksdb::WriteBatch::default();
+        // Each value is sealed (checksum appended) as it is copied in.
+        let mut scratch = Vec::new();
         // Column family handles, looked up once per batch rather than per op.
         let mut handles: [Option<&rocksdb::ColumnFamily>; Cf::ALL.len()] = [None; Cf::ALL.len()];
         let mut handle = |cf: Cf| -> Result<&rocksdb::ColumnFamily> {
@@ -158,7 +159,7 @@ impl Engine for RocksEngine {
         };
         for op in batch.ops() {
             match op {
-                WriteOp::Put { cf, key, value } => wb.put_cf(handle(*cf)?, key, value),
+                WriteOp::Put { cf, key, value } => wb.put_cf(handle(*cf)?, key, checksum::sealed(value, &mut scratch)),
                 WriteOp::Delete { cf, key } => wb.delete_cf(handle(*cf)?, key),
                 WriteOp::DeleteRange { cf, start, end } => wb.delete_range_cf(handle(*cf)?, start, end),
             }

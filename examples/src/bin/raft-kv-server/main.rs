@@ -201,6 +201,22 @@ struct Flags {
     /// (appended to). `default` cannot be combined, as in etcd.
     #[arg(long, env = "RAFT_KV_LOG_OUTPUTS", default_value = "default", value_delimiter = ',')]
     log_outputs: Vec<String>,
+    /// Threads serving the client port (gRPC, the JSON gateway, TLS). 0:
+    /// half the machine's cores, at least one: the member's raft, log-writer,
+    /// reader and transport threads run beside them (see ARCHITECTURE.md,
+    /// "Performance").
+    #[arg(long, env = "RAFT_KV_CLIENT_THREADS", default_value_t = 0)]
+    client_threads: usize,
+}
+
+/// The client port's worker threads for `--client-threads` (0: half the
+/// cores, at least one).
+fn client_threads(flag: usize) -> usize {
+    if flag > 0 {
+        return flag;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / 2).max(1)
 }
 
 /// One entry of `--initial-cluster`.
@@ -399,7 +415,11 @@ fn main() -> Result<()> {
     for w in &prepared.warnings {
         tracing::warn!("{w}");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(client_threads(flags.client_threads))
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     runtime.block_on(run(flags))
 }
 
