@@ -66,7 +66,18 @@ impl Integrity {
     /// panicking on the storage error it was handed) becomes that
     /// corruption's error. Any other panic goes on unwinding: it is a bug.
     pub fn guard<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
-        match panic::catch_unwind(AssertUnwindSafe(f)) {
+        self.settle(Self::catch(f))
+    }
+
+    /// [`Integrity::guard`] in two halves, for a closure that needs the
+    /// whole of its owner mutably: runs `f`, catching a panic...
+    pub fn catch<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+        panic::catch_unwind(AssertUnwindSafe(f))
+    }
+
+    /// ...and judges the outcome as [`Integrity::guard`] does.
+    pub fn settle<R>(&self, caught: std::thread::Result<R>) -> Result<R> {
+        match caught {
             Ok(r) => Ok(r),
             Err(payload) => match self.failure() {
                 Some(e) => Err(e),

@@ -253,14 +253,8 @@ impl<E: Engine> RaftLog<E> {
     /// by the snapshot's index and term (the state-machine part is staged by
     /// the caller).
     pub fn apply_snapshot_meta(&mut self, meta: &SnapshotMetadata, wb: &mut WriteBatch) -> Result<()> {
-        let mut doomed = Vec::new();
-        self.engine.scan(Cf::Raft, &[keys::ENTRY_PREFIX], Some(&[keys::ENTRY_PREFIX + 1]), &mut |k, _| {
-            doomed.push(k.to_vec());
-            true
-        })?;
-        for k in doomed {
-            wb.delete(Cf::Raft, k);
-        }
+        // Every stored entry goes: one range delete, however long the log.
+        wb.delete_range(Cf::Raft, vec![keys::ENTRY_PREFIX], vec![keys::ENTRY_PREFIX + 1]);
         wb.put(Cf::Raft, keys::TRUNCATED.to_vec(), truncated_value(meta.index, meta.term));
         self.truncated = (meta.index, meta.term);
         self.last_index = meta.index;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::core::auth::AuthStore;
 use crate::core::batching::batch_appends;
 use crate::core::dedup::{AppliedIds, DEDUP_WINDOW};
+use crate::core::integrity::Integrity;
 use crate::core::lease::Lessor;
 use crate::core::membership::Members;
 use crate::core::mvcc::Mvcc;
@@ -58,8 +59,8 @@ impl<E: Engine, T> Peer<E, T> {
         if let Some(e) = self.integrity.failure() {
             return Err(e);
         }
-        let integrity = self.integrity.clone();
-        integrity.guard(|| self.next_ready())?
+        let caught = Integrity::catch(|| self.next_ready());
+        self.integrity.settle(caught)?
     }
 
     fn next_ready(&mut self) -> Result<Ready<E, T>> {
@@ -160,8 +161,8 @@ impl<E: Engine, T> Peer<E, T> {
     /// the entries, and a snapshot install among them replaces the state
     /// machine.
     pub fn persisted(&mut self, number: u64) -> Result<()> {
-        let integrity = self.integrity.clone();
-        integrity.guard(|| self.persisted_through(number))?
+        let caught = Integrity::catch(|| self.persisted_through(number));
+        self.integrity.settle(caught)?
     }
 
     fn persisted_through(&mut self, number: u64) -> Result<()> {
@@ -252,8 +253,8 @@ impl<E: Engine, T> Peer<E, T> {
     /// follower keeps rejecting appends and the leader streams a new
     /// snapshot.
     pub fn snapshot_chunks(&mut self, room: &mut dyn FnMut(u64) -> bool, max: usize) -> Result<Vec<Message>> {
-        let integrity = self.integrity.clone();
-        integrity.guard(|| self.next_chunks(room, max))?
+        let caught = Integrity::catch(|| self.next_chunks(room, max));
+        self.integrity.settle(caught)?
     }
 
     fn next_chunks(&mut self, room: &mut dyn FnMut(u64) -> bool, max: usize) -> Result<Vec<Message>> {
