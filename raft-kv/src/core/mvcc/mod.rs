@@ -122,6 +122,13 @@ impl KeyRange {
         (Bound::Included(&self.start[..]), end)
     }
 
+    /// The key, when the range is that one key.
+    fn single_key(&self) -> Option<&[u8]> {
+        let end = self.end.as_deref()?;
+        (end.len() == self.start.len() + 1 && end.starts_with(&self.start) && end.last() == Some(&0))
+            .then_some(&self.start[..])
+    }
+
     /// The range of engine keys holding every version of the range's keys.
     fn encoded(&self) -> (Vec<u8>, Option<Vec<u8>>) {
         (key_prefix(&self.start), self.end.as_deref().map(key_prefix))

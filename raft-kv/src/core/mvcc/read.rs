@@ -379,7 +379,14 @@ fn history_window(
     if range.is_empty() {
         return Ok((Vec::new(), 0));
     }
-    let (start, end) = range.encoded();
+    let (mut start, end) = range.encoded();
+    // One key: its versions are stored newest first, so seek straight to
+    // the newest at or below `rev` and read only that one (a point read
+    // costs one record, however long the key's history).
+    let single = range.single_key();
+    if let Some(key) = single {
+        start = encode_key(key, rev);
+    }
     let take = take.unwrap_or(usize::MAX);
     let mut window = std::collections::VecDeque::new();
     let mut count = 0usize;
@@ -414,7 +421,7 @@ fn history_window(
             }
         }
         group = Some(user);
-        Ok(true)
+        Ok(single.is_none())
     })?;
     let mut kvs: Vec<KeyValue> = window.into();
     if descending {

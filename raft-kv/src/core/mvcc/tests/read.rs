@@ -12,6 +12,7 @@ engine_tests!(
     limited_ranges_read_a_window,
     hash_job_hashes_what_hash_does,
     ranges_over_the_response_bound_fail,
+    point_reads_seek_the_version_at_the_revision,
 );
 
 fn range_shapes<E: Engine>(h: &mut H<E>) {
@@ -317,4 +318,36 @@ fn ranges_over_the_response_bound_fail<E: Engine>(h: &mut H<E>) {
     assert_eq!(h.range(RangeRequest { count_only: true, ..all() }).unwrap().count, 20);
     // The harness re-reads everything after the test.
     h.m.set_max_response_bytes(usize::MAX);
+}
+
+/// A single-key read seeks straight to the newest version at or below its
+/// revision (issue 17): at every revision, for keys that share prefixes and
+/// have puts and deletes, it answers what the whole-range read says of
+/// that key — on the store (history at past revisions) and on a view
+/// (history at every revision).
+fn point_reads_seek_the_version_at_the_revision<E: Engine>(h: &mut H<E>) {
+    let keys = ["a", "a\0", "ab", "b"];
+    for round in 0..4 {
+        for (i, k) in keys.iter().enumerate() {
+            if (round + i) % 3 == 2 {
+                let _ = h.del(DeleteRangeRequest::key(b(k)));
+            } else {
+                h.put(k, &format!("{k}{round}"));
+            }
+        }
+    }
+    h.m.commit(WriteBatch::new()).unwrap();
+    let view = h.m.view();
+    let current = h.m.revision();
+    for rev in 1..=current {
+        let all = h.range(RangeRequest::prefix(Bytes::new()).at_revision(rev)).unwrap();
+        for k in keys {
+            let want: Vec<KeyValue> = all.kvs.iter().filter(|kv| kv.key == k.as_bytes()).cloned().collect();
+            let req = RangeRequest::key(b(k)).at_revision(rev);
+            let got = h.range(req.clone()).unwrap();
+            assert_eq!((got.kvs.clone(), got.count), (want.clone(), want.len() as i64), "{k:?} at {rev}");
+            let seen = view.range(&req).unwrap();
+            assert_eq!((seen.kvs, seen.count), (want.clone(), want.len() as i64), "view: {k:?} at {rev}");
+        }
+    }
 }
