@@ -278,26 +278,54 @@ fn force_new_cluster_recovers_a_survivor_and_takes_members_back() {
     assert!(revision(&addr) >= survivor_rev);
     put(&addr, "/fnc/alone", "yes");
 
-    // Member 2 comes back on an empty data directory after `member add`.
-    let m = &c.members[1];
-    std::fs::remove_dir_all(&m.dir).expect("wipe m2");
-    etcdctl35(&ep0, &["member", "add", &m.name, &format!("--peer-urls={}", m.peer_url)]);
-    let ic = initial_cluster(&c.members[..2]);
-    c.members[1].child = Some(spawn(&c.members[1], &ic, "existing", &[]));
-    c.wait_healthy(&c.members[1], Duration::from_secs(30));
-    let ep1 = c.members[1].client_url.clone();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = etcdctl(&ep1, &["get", "/fnc/alone", "--consistency=s", "--print-value-only"]);
-        if got.trim() == "yes" {
-            break;
+    // Both lost members come back, one after the other, each on an empty
+    // data directory after `member add`, joining with state `existing`.
+    for i in 1..3 {
+        let (name, peer_url) = (c.members[i].name.clone(), c.members[i].peer_url.clone());
+        std::fs::remove_dir_all(&c.members[i].dir).expect("wipe the lost member");
+        etcdctl35(&ep0, &["member", "add", &name, &format!("--peer-urls={peer_url}")]);
+        let ic = initial_cluster(&c.members[..=i]);
+        c.members[i].child = Some(spawn(&c.members[i], &ic, "existing", &[]));
+        c.wait_healthy(&c.members[i], Duration::from_secs(30));
+        let ep = c.members[i].client_url.clone();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = etcdctl(&ep, &["get", "/fnc/alone", "--consistency=s", "--print-value-only"]);
+            if got.trim() == "yes" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "re-added {name} did not catch up");
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(Instant::now() < deadline, "the re-added member did not catch up");
-        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(etcdctl(&ep, &["member", "list"]).lines().count(), i + 1);
+        // A write through the newest member is read on the survivor.
+        let key = format!("/fnc/back{i}");
+        put(&c.members[i].client_addr(), &key, &i.to_string());
+        assert_eq!(etcdctl(&ep0, &["get", &key, "--print-value-only"]).trim(), i.to_string());
     }
-    assert_eq!(etcdctl(&ep1, &["member", "list"]).lines().count(), 2);
-    put(&c.members[1].client_addr(), "/fnc/two", "2");
-    assert_eq!(etcdctl(&ep0, &["get", "/fnc/two", "--print-value-only"]).trim(), "2");
+
+    // All three hold every key, and agree on the values and the revision
+    // (each read locally, serializable, once it has applied everything).
+    let want = etcdctl(&ep0, &["get", "/fnc/", "--prefix", "-w", "json"]);
+    let want: Value = serde_json::from_str(&want).expect("json");
+    let want_rev = want["header"]["revision"].as_i64().expect("revision");
+    assert_eq!(want["kvs"].as_array().map(Vec::len), Some(23), "{want}");
+    for m in &c.members {
+        let lists: Value =
+            serde_json::from_str(&etcdctl(&m.client_url, &["member", "list", "-w", "json"])).expect("json");
+        assert_eq!(lists["members"].as_array().map(Vec::len), Some(3), "{}: {lists}", m.name);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = etcdctl(&m.client_url, &["get", "/fnc/", "--prefix", "--consistency=s", "-w", "json"]);
+            let got: Value = serde_json::from_str(&got).expect("json");
+            if got["header"]["revision"].as_i64() == Some(want_rev) {
+                assert_eq!(got["kvs"], want["kvs"], "{}", m.name);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} stays at {} (want {want_rev})", m.name, got["header"]["revision"]);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
 #[test]
