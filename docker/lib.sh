@@ -41,6 +41,44 @@ seed_client() {
   echo "$out"
 }
 
+# `volume_data_dirs IMAGE`: as with etcd's image, a fresh named volume works
+# mounted at any path, with --data-dir given absolute (a directory inside the
+# volume) or relative to the working directory / (the mount point itself).
+# For each, a one-member cluster writes a key, then a new container on the
+# same volume reads it back. Containers and volumes carry the label
+# raft-kv-test=data-dir; volume_data_dirs_cleanup removes them.
+volume_data_dirs() {
+  local image=$1 spec mount data vol c ep round n=0
+  # MOUNT:DATA_DIR
+  for spec in /srv/etcd-volume:/srv/etcd-volume/data /var/lib/etcd-rel:var/lib/etcd-rel; do
+    mount=${spec%%:*} data=${spec#*:} n=$((n + 1))
+    vol=raft-kv-data-dir-$n
+    docker volume rm -f "$vol" >/dev/null 2>&1 || true
+    docker volume create --label raft-kv-test=data-dir "$vol" >/dev/null
+    for round in write read; do
+      c=$(docker run -d --label raft-kv-test=data-dir -p 127.0.0.1::2379 -v "$vol:$mount" "$image" \
+        etcd --name=solo --data-dir="$data" --listen-client-urls=http://0.0.0.0:2379 \
+        --advertise-client-urls=http://127.0.0.1:2379 --listen-peer-urls=http://0.0.0.0:2380 \
+        --initial-advertise-peer-urls=http://127.0.0.1:2380 --initial-cluster=solo=http://127.0.0.1:2380)
+      ep=$(docker port "$c" 2379/tcp | grep -m1 '^127\.0\.0\.1:')
+      if [ "$round" = write ]; then
+        wait_for 60 "a member on $vol at $mount, --data-dir=$data" etcdctl_ --endpoints="$ep" put /where "$data"
+      else
+        wait_for 60 "the member restarted on $vol" etcdctl_ --endpoints="$ep" get /where
+        [ "$(etcdctl_ --endpoints="$ep" get --print-value-only /where)" = "$data" ] ||
+          fail "--data-dir=$data on a volume at $mount: the key did not survive a new container"
+      fi
+      docker rm -f -v "$c" >/dev/null
+    done
+    docker volume rm "$vol" >/dev/null
+    echo "volume at $mount, --data-dir=$data: written, and read back by a new container"
+  done
+}
+volume_data_dirs_cleanup() {
+  docker ps -aq --filter label=raft-kv-test=data-dir | xargs -r docker rm -f -v >/dev/null 2>&1 || true
+  docker volume ls -q --filter label=raft-kv-test=data-dir | xargs -r docker volume rm >/dev/null 2>&1 || true
+}
+
 # ---- Compose tests (test.sh, tls-test.sh) ----------------------------------
 # `compose_prologue PROJECT DEFAULT_PORT`: what both set up before their own
 # steps: the images (RAFT_KV_IMAGE, NGINX_IMAGE), nginx's port on 127.0.0.1

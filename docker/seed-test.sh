@@ -5,7 +5,9 @@
 # --data-dir on fresh named volumes, the seed's nginx.conf unchanged on the
 # local nginx image, then the seed's Python etcd3 test through nginx must
 # print `hey key1` and `hey key2`. Also: the data lands in the volumes and
-# survives `restart` of every service. Tears down on exit, even on failure.
+# survives `restart` of every service; and a fresh volume mounted elsewhere
+# than /data.etcd works with --data-dir absolute inside it or relative from
+# / (one-member runs with `docker run`). Tears down on exit, even on failure.
 #
 # Environment: ETCD_IMAGE (raft-kv:latest), NGINX_IMAGE (raft-kv/nginx:local),
 # SKIP_BUILD=1, KEEP=1.
@@ -28,6 +30,7 @@ teardown() {
     compose logs --no-color --tail=30 >&2 2>&1 || true
   fi
   [ "${KEEP:-0}" = 1 ] || compose down -v --remove-orphans >/dev/null 2>&1 || true
+  volume_data_dirs_cleanup
   exit "$rc"
 }
 trap teardown EXIT
@@ -59,5 +62,8 @@ compose restart
 wait_for 120 "the cluster after restart" lb get /test/key1
 [ "$(lb get --print-value-only /test/key2)" = 'hey key2' ] || fail "/test/key2 after restart"
 seed_client "$VENV/bin/python" >/dev/null
+
+step "a fresh volume at another path: --data-dir absolute inside it, or relative from /"
+volume_data_dirs "$ETCD_IMAGE"
 
 step "PASS (total $(( $(date +%s) - T0 )) s)"

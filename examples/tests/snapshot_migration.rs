@@ -107,6 +107,37 @@ fn removed_members(file: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// What `snapshot status` computes over snapshot file `file`, worked out
+/// here from the file through raft-kv's own bbolt reader: the CRC-32C
+/// (Castagnoli) of every bucket's name followed by its keys and values, in
+/// order, and the number of keys in all buckets.
+fn status_hash(file: &Path) -> (u32, u64) {
+    let len = std::fs::metadata(file).expect("file").len() - 32;
+    let db = examples::bbolt::Reader::open_len(file, len).expect("bbolt");
+    let mut crc = !0u32;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            }
+        }
+    };
+    let mut keys = 0;
+    for name in db.bucket_names().expect("buckets") {
+        feed(&name);
+        let bucket = db.bucket(&name).expect("read").expect("bucket");
+        db.walk(&bucket, &mut |k, v, _| {
+            feed(k);
+            feed(v);
+            keys += 1;
+            Ok(true)
+        })
+        .expect("walk");
+    }
+    (!crc, keys)
+}
+
 /// A put through the JSON gateway (a value past the 128 KiB argument
 /// limit of a command line).
 fn put_large(ep: &str, key: &str, value: &str) {
@@ -166,22 +197,32 @@ fn raft_kv_snapshot_restores_into_real_etcd() {
     save(&ep, &file);
     assert_eq!(removed_members(&file), vec![(format!("{gone:x}"), "removed".to_string())]);
 
-    // etcdutl 3.5.1 and Debian's etcdctl 3.4 read it.
-    let st = etcdutl(&["snapshot", "status", "-w", "json", &file.to_string_lossy()]);
-    assert!(st.status.success(), "{st:?}");
-    let st: Value = serde_json::from_slice(&st.stdout).expect("status json");
-    assert_eq!(st["revision"], before["revision"], "{st}");
-    assert!(st["totalKey"].as_i64() > Some(300), "{st}");
-    let st34 = run(
-        30,
-        "etcdctl",
-        &["snapshot", "status", "-w", "json", &file.to_string_lossy()],
-        &[("ETCDCTL_API", "3")],
-        None,
-    );
-    assert!(st34.status.success(), "{st34:?}");
-    let st34: Value = serde_json::from_slice(&st34.stdout).expect("3.4 status json");
-    assert_eq!(st34["revision"], before["revision"]);
+    // etcdctl 3.5.1, etcdutl 3.5.1 and Debian's etcdctl 3.4 read it, and
+    // report what the file holds: the revision the cluster was at, etcd's
+    // hash and key count over every bucket, the database's size.
+    let (hash, total_key) = status_hash(&file);
+    assert!(total_key > 300, "{total_key} keys");
+    let size = std::fs::metadata(&file).expect("file").len() - 32;
+    let want = serde_json::json!({
+        "hash": hash, "revision": before["revision"], "totalKey": total_key, "totalSize": size,
+    });
+    let (etcdctl351, etcdutl351) = (etcd35("etcdctl"), etcd35("etcdutl"));
+    for (tool, bin) in
+        [("etcdctl 3.5.1", etcdctl351.as_path()), ("etcdutl 3.5.1", &etcdutl351), ("etcdctl 3.4", Path::new("etcdctl"))]
+    {
+        let status = |format: &str| {
+            let args = ["snapshot", "status", "-w", format, &file.to_string_lossy()];
+            let out = run(30, &bin.to_string_lossy(), &args, &[("ETCDCTL_API", "3")], None);
+            assert!(out.status.success(), "{tool} snapshot status: {out:?}");
+            out.stdout
+        };
+        let json: Value = serde_json::from_slice(&status("json")).expect("status json");
+        assert_eq!(json, want, "{tool}");
+        // The default output: hash (hex), revision, total keys, size.
+        let simple = String::from_utf8_lossy(&status("simple")).trim().to_string();
+        let want = format!("{hash:x}, {}, {total_key}, ", before["revision"]);
+        assert!(simple.starts_with(&want), "{tool}: {simple:?}, want {want:?}...");
+    }
     let file34 = c.tmp.path().join("raft-kv-34.db");
     let save34 = run(
         60,
@@ -213,11 +254,11 @@ fn raft_kv_snapshot_restores_into_real_etcd() {
     assert_eq!(view(&etcd.client_url, &lease, compact), before);
 }
 
-/// Restores `file` for every member of a new 3-member cluster with
+/// Restores `file` for every member of a new `n`-member cluster with
 /// raft-kv's `snapshot restore`, then starts them with the same flags.
-fn restore_cluster(file: &Path, extra: &[&str]) -> Cluster {
+fn restore_cluster(file: &Path, n: usize, extra: &[&str]) -> Cluster {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut members = members_in(tmp.path(), 3);
+    let mut members = members_in(tmp.path(), n);
     let ic = initial_cluster(&members);
     for m in &members {
         let mut args = vec!["snapshot".to_string(), "restore".into(), file.to_string_lossy().into()];
@@ -263,7 +304,7 @@ fn real_etcd_snapshot_restores_into_a_raft_kv_cluster() {
     drop(etcd);
     assert_eq!(removed_members(&file), vec![(gone, "removed".to_string())], "etcd 3.5.1's format");
 
-    let c = restore_cluster(&file, &[]);
+    let c = restore_cluster(&file, 3, &[]);
     for m in &c.members {
         assert_eq!(view(&m.client_url, &lease, compact), before, "{}", m.name);
     }
@@ -281,13 +322,142 @@ fn real_etcd_snapshot_restores_into_a_raft_kv_cluster() {
     // and marked compacted.
     let again = c.tmp.path().join("again.db");
     save(&c.members[0].client_url, &again);
-    let c2 = restore_cluster(&again, &["--bump-revision=1000", "--mark-compacted"]);
+    let c2 = restore_cluster(&again, 3, &["--bump-revision=1000", "--mark-compacted"]);
     let ep = &c2.members[0].client_url;
     let st: Value = serde_json::from_str(&ok(ep, &["get", "a", "-w", "json"])).expect("json");
     assert_eq!(st["header"]["revision"].as_i64(), Some(rev + 1 + 1000), "{st}");
     assert_eq!(st["kvs"][0], before["kvs"][0]);
     let below = ctl(ep, &["get", "a", "--rev", &(rev + 1000).to_string()]);
     assert!(String::from_utf8_lossy(&below.stderr).contains("compacted"), "{below:?}");
+}
+
+/// A real etcd 3.5.1 with [`write_history`] written, then stopped: its
+/// client view, its lease and compact revision, a snapshot saved from it
+/// (`saved`, with the sha256 trailer), and its database copied out of
+/// `member/snap/db` once it stopped (`copied`, no trailer).
+struct RealFiles {
+    tmp: tempfile::TempDir,
+    before: Value,
+    lease: String,
+    compact: i64,
+    saved: PathBuf,
+    copied: PathBuf,
+}
+
+fn real_etcd_files() -> RealFiles {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let dir = tmp.path().join("etcd");
+    let etcd = RealEtcd::start(&dir, "e1", &peer, &[]);
+    let (lease, compact) = write_history(&etcd.client_url);
+    let before = view(&etcd.client_url, &lease, compact);
+    let saved = tmp.path().join("saved.db");
+    save(&etcd.client_url, &saved);
+    etcd.stop();
+    let copied = tmp.path().join("copied.db");
+    std::fs::copy(dir.join("member/snap/db"), &copied).expect("copy member/snap/db");
+    assert_ne!(std::fs::metadata(&copied).expect("copied").len() % 512, 32, "a bbolt file has no trailer");
+    RealFiles { tmp, before, lease, compact, saved, copied }
+}
+
+/// etcdutl 3.5.1's `snapshot restore` of `file` into `dir` (one member),
+/// with `extra` flags.
+fn etcdutl_restore(file: &Path, dir: &Path, peer: &str, extra: &[&str]) -> Output {
+    let (file, dir) = (file.to_string_lossy(), dir.to_string_lossy());
+    let ic = format!("e1={peer}");
+    let args = ["snapshot", "restore", &file, "--data-dir", &dir, "--name", "e1", "--initial-cluster", &ic];
+    etcdutl(&[&args[..], &["--initial-advertise-peer-urls", peer], extra].concat())
+}
+
+#[test]
+fn a_database_copied_out_of_etcd_restores_with_skip_hash_check_as_with_etcdutl() {
+    let f = real_etcd_files();
+    let (view_of, before) = (|ep: &str| view(ep, &f.lease, f.compact), &f.before);
+    // The copied database is the same data as the saved snapshot.
+    let status = |file: &Path| {
+        let out = etcdutl(&["snapshot", "status", "-w", "json", &file.to_string_lossy()]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<Value>(&out.stdout).expect("status json")
+    };
+    assert_eq!(status(&f.copied)["revision"], before["revision"]);
+
+    // Without --skip-hash-check, etcdutl 3.5.1 and raft-kv refuse it with
+    // the same message (raft-kv leaves no directory behind; etcdutl 3.5.1
+    // leaves a partial `member/snap/db`).
+    const MISSING: &str = "snapshot missing hash but --skip-hash-check=false";
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let out = etcdutl_restore(&f.copied, &f.tmp.path().join("etcdutl-refused"), &peer, &[]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(MISSING), "{out:?}");
+    let raft_kv = f.tmp.path().join("out");
+    std::fs::create_dir(&raft_kv).expect("out dir");
+    refused(&f.copied, &raft_kv.join("data"), &[], MISSING);
+
+    // With it, both restore it, and etcd 3.5.1 and raft-kv serve the same
+    // data as the etcd it was copied from.
+    let dir = f.tmp.path().join("etcdutl-restored");
+    let out = etcdutl_restore(&f.copied, &dir, &peer, &["--skip-hash-check"]);
+    assert!(out.status.success(), "{out:?}");
+    let etcd = RealEtcd::start(&dir, "e1", &peer, &[]);
+    assert_eq!(&view_of(&etcd.client_url), before, "etcd 3.5.1 on etcdutl's restore");
+    drop(etcd);
+    let c = restore_cluster(&f.copied, 1, &["--skip-hash-check"]);
+    assert_eq!(&view_of(&c.members[0].client_url), before, "raft-kv on its restore");
+    drop(c);
+
+    // A saved snapshot whose trailer no longer matches: both refuse it,
+    // and both restore it with --skip-hash-check.
+    let mut bytes = std::fs::read(&f.saved).expect("read");
+    *bytes.last_mut().expect("trailer") ^= 0x01;
+    let bad = f.tmp.path().join("bad-trailer.db");
+    std::fs::write(&bad, &bytes).expect("write");
+    let out = etcdutl_restore(&bad, &f.tmp.path().join("etcdutl-bad"), &peer, &[]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("expected sha256"), "{out:?}");
+    refused(&bad, &raft_kv.join("data"), &[], "expected sha256");
+    let out = etcdutl_restore(&bad, &f.tmp.path().join("etcdutl-bad-skipped"), &peer, &["--skip-hash-check"]);
+    assert!(out.status.success(), "{out:?}");
+    let c = restore_cluster(&bad, 1, &["--skip-hash-check"]);
+    assert_eq!(&view_of(&c.members[0].client_url), before, "raft-kv on the skipped check");
+}
+
+#[test]
+fn bump_revision_and_mark_compacted_on_a_real_etcd_snapshot() {
+    let f = real_etcd_files();
+    // etcdutl 3.5.1 gives the file's revision; it has no --bump-revision
+    // or --mark-compacted (later 3.5 releases added them): raft-kv follows
+    // their semantics, latest revision + bump, marked compacted there.
+    let st = etcdutl(&["snapshot", "status", "-w", "json", &f.saved.to_string_lossy()]);
+    assert!(st.status.success(), "{st:?}");
+    let rev = serde_json::from_slice::<Value>(&st.stdout).expect("json")["revision"].as_i64().expect("revision");
+    assert_eq!(Some(rev), f.before["revision"].as_i64());
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let flags = ["--bump-revision=1000", "--mark-compacted"];
+    let out = etcdutl_restore(&f.saved, &f.tmp.path().join("etcdutl-bumped"), &peer, &flags);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("unknown flag: --bump-revision"), "{out:?}");
+
+    let c = restore_cluster(&f.saved, 3, &flags);
+    let bumped = rev + 1000;
+    for m in &c.members {
+        let ep = &m.client_url;
+        let all: Value = serde_json::from_str(&ok(ep, &["get", "--prefix", "", "-w", "json"])).expect("json");
+        assert_eq!(all["header"]["revision"].as_i64(), Some(bumped), "{}", m.name);
+        // Every key keeps its own revisions and versions.
+        assert_eq!(all["kvs"], f.before["kvs"], "{}", m.name);
+        // Compacted at the bumped revision: nothing older can be read, the
+        // bumped revision itself can.
+        let below = ctl(ep, &["get", "a", "--rev", &(bumped - 1).to_string()]);
+        let below = String::from_utf8_lossy(&below.stderr).to_string();
+        assert!(below.contains("required revision has been compacted"), "{}: {below}", m.name);
+        let at = ok(ep, &["get", "a", "--rev", &bumped.to_string(), "--print-value-only"]);
+        assert_eq!(at.trim(), "4", "{}", m.name);
+        let ttl: Value = serde_json::from_str(&ok(ep, &["lease", "timetolive", &f.lease, "-w", "json"])).expect("json");
+        assert_eq!(ttl["grantedTTL"], f.before["granted_ttl"], "{}", m.name);
+    }
+    // The next write comes after the bumped revision.
+    ok(&c.members[1].client_url, &["put", "after", "bump"]);
+    let got: Value =
+        serde_json::from_str(&ok(&c.members[2].client_url, &["get", "after", "-w", "json"])).expect("json");
+    assert_eq!(got["kvs"][0]["mod_revision"].as_i64(), Some(bumped + 1), "{got}");
 }
 
 /// `snapshot restore` of `file` into `dir`: must fail with `want` in its
