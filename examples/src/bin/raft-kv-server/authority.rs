@@ -531,7 +531,7 @@ mod tests {
         let mut input = PREFACE.to_vec();
         input.extend(frame(HEADERS, END_HEADERS, 1, &block));
         assert!(run(&input).is_ok());
-        let err = run_with(&input, 4 << 10).expect_err("over a 4 KiB limit");
+        let Err(err) = run_with(&input, 4 << 10) else { panic!("a 10 KiB header passed a 4 KiB limit") };
         assert!(err.to_string().contains("larger than the limit"), "{err}");
     }
 
@@ -541,7 +541,7 @@ mod tests {
         // refused now, not buffered until its payload is complete.
         let mut input = PREFACE.to_vec();
         input.extend([0xff, 0xff, 0xff, 0x0, 0x0, 0, 0, 0, 1]);
-        let err = run(&input).expect_err("refused");
+        let Err(err) = run(&input) else { panic!("a 16 MiB frame header passed") };
         assert!(err.to_string().contains("larger than the advertised maximum"), "{err}");
         // A frame of exactly the maximum passes.
         let mut input = PREFACE.to_vec();
