@@ -38,10 +38,13 @@ test: lint
 
 # Hostile input against real processes on loopback (issue 13): forged peer
 # frames and connections, an HPACK bomb, extreme numbers, oversized
-# requests; then every member up, no term moved, RSS bounded, a put at once.
-# Also fuzzes the peer frame decoder and the JSON decoding (bounded time).
+# requests; then every member up, no term moved, RSS bounded, a put at once,
+# nothing stored lost. Then the client listener's bounds (server_limits:
+# streams, connections, header read time and size, response size). Also
+# fuzzes the peer frame decoder and the JSON decoding (bounded time).
 adversarial: deps
 	$(CARGO) test -p examples --test adversarial -- --nocapture
+	$(CARGO) test -p examples --test server_limits
 	$(CARGO) test -p transport-tcp --test fuzz_frames
 	$(CARGO) test -p examples --test fuzz_json
 

@@ -3,7 +3,8 @@
 //! frames in a member's name, forged and idle peer connections, an HPACK
 //! bomb, extreme lease TTLs and oversized requests. Afterwards every member
 //! is up and healthy, no term moved, RSS grew by less than a stated bound,
-//! and a put completes at once.
+//! a put completes at once, and every member still holds every key written
+//! before the attacks, with its value and revision.
 
 mod common;
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use raft::eraftpb::{Entry, MessageType, Snapshot};
 use raft_kv::RaftMessage;
-use serde_json::Value;
+use serde_json::{json, Value};
 use transport_tcp::frame::encode_message;
 use transport_tcp::handshake::{Handshake, Lane, Verdict};
 
@@ -100,7 +101,16 @@ fn hostile_input_leaves_every_member_up_and_serving() {
     let l = c.leader();
     let f = (l + 1) % 3;
     let leader_addr = c.members[l].client_addr();
-    put(&leader_addr, "/adv/before", "1");
+    // What is stored before the attacks, with the revision of each write:
+    // afterwards every member must still hold exactly this.
+    let mut before: Vec<(String, String, i64)> = Vec::new();
+    for (key, value) in [("/adv/before".to_string(), "1".to_string())]
+        .into_iter()
+        .chain((0..20).map(|i| (format!("/adv/k{i:02}"), format!("value {i} ").repeat(i + 1))))
+    {
+        let rev = put(&c.members[before.len() % 3].client_addr(), &key, &value);
+        before.push((key, value, rev));
+    }
     let st = status(&c.members[f].client_addr());
     let (cluster, follower) = (id_of(&st["header"]["cluster_id"]), id_of(&st["header"]["member_id"]));
     let leader = id_of(&st["leader"]);
@@ -161,4 +171,31 @@ fn hostile_input_leaves_every_member_up_and_serving() {
     let started = Instant::now();
     put(&leader_addr, "/adv/after", "1");
     assert!(started.elapsed() < Duration::from_secs(5), "a put took {:?}", started.elapsed());
+
+    // Nothing stored is lost: every member serves every key written before
+    // the attacks with its value and revision, and nothing the attacks sent
+    // (the oversized put) was stored.
+    for (i, m) in c.members.iter().enumerate() {
+        let got = post_ok(
+            &m.client_addr(),
+            "/v3/kv/range",
+            &json!({"key": b64("/adv/"), "range_end": b64("/adv0")}).to_string(),
+        );
+        let kvs: Vec<(String, String, i64)> = got["kvs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("member {i}: no kvs in {got}"))
+            .iter()
+            .map(|kv| {
+                (
+                    unb64(kv["key"].as_str().expect("key")),
+                    unb64(kv["value"].as_str().unwrap_or("")),
+                    num(&kv["mod_revision"]),
+                )
+            })
+            .filter(|(k, _, _)| k != "/adv/after")
+            .collect();
+        let mut want = before.clone();
+        want.sort();
+        assert_eq!(kvs, want, "member {i} does not hold what was stored before the attacks");
+    }
 }

@@ -101,9 +101,9 @@ async fn watch_prefix(channel: Channel, prefix: &[u8]) -> (WatchStream, i64) {
 
 const STREAMS: usize = 1_000;
 const WATCHES_PER_STREAM: usize = 100;
-/// HTTP/2 connections the streams are spread over. The server (hyper's
-/// default) allows 200 concurrent streams per connection; 25 per connection
-/// stays well below.
+/// HTTP/2 connections the streams are spread over. The server allows
+/// 1 000 concurrent streams per connection (`--max-concurrent-streams`);
+/// 25 per connection stays well below.
 const CONNECTIONS: usize = 40;
 /// How long creating every watch may take. Generous: on a 2-core machine
 /// a debug build of the member took 227-300 s (a release build 12-14 s),

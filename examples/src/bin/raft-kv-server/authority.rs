@@ -16,15 +16,23 @@
 //! state the server's decoder mirrors. Every other frame passes unchanged.
 //! Malformed input closes the connection, as h2 itself would.
 //!
+//! Until a connection has shown its protocol (the first bytes of HTTP/1.1,
+//! or HTTP/2's preface and first frame) it must do so within a deadline:
+//! hyper's own header read timeout starts only once hyper knows the
+//! protocol, so without it a client that sends nothing, or half the
+//! preface, would hold its connection slot for ever.
+//!
 //! A client dials one connection per authority, so the first header block
 //! decides: if its `:authority` is already clean (every client but
 //! etcdctl's per-endpoint calls), that block and the rest of the connection
 //! pass through untouched. Decoding and re-encoding every request cost about
 //! a quarter of the server's gRPC CPU under load (perf, issue 7).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -36,15 +44,19 @@ const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
-/// Largest frame payload we emit (HTTP/2's default SETTINGS_MAX_FRAME_SIZE).
-const MAX_FRAME: usize = 16_384;
+/// Largest frame payload we emit or accept: HTTP/2's default
+/// SETTINGS_MAX_FRAME_SIZE, which the server advertises and never raises, so
+/// a client may not send more (RFC 9113 4.2). A longer frame is refused from
+/// its header, before its payload is buffered.
+pub const MAX_FRAME: usize = 16_384;
 /// Largest header block we reassemble before giving up on the connection.
 const MAX_BLOCK: usize = 1 << 20;
-/// Largest decoded header list accepted (RFC 7541 sizes: name + value + 32
-/// per field), the same bound the server's HTTP/2 layer advertises. A small
-/// block can reference one large literal thousands of times; the decoded
-/// size, not the block's, is what is bounded.
-pub const MAX_HEADER_LIST: usize = 256 << 10;
+/// The default bound on a decoded header list, `--max-header-list-bytes`
+/// (RFC 7541 sizes: name and value plus 32 per field): the same bound the
+/// server's HTTP/2 layer advertises. A small block can reference one large
+/// literal thousands of times; the decoded size, not the block's, is what
+/// is bounded.
+pub const DEFAULT_MAX_HEADER_LIST: u32 = 256 << 10;
 /// The HPACK dynamic table a client may ask for: HTTP/2's default
 /// SETTINGS_HEADER_TABLE_SIZE, which the server does not raise.
 const MAX_TABLE: usize = 4096;
@@ -82,12 +94,22 @@ pub struct AuthorityFix<S> {
     rewriting: bool,
     decoder: fluke_hpack::Decoder<'static>,
     encoder: fluke_hpack::Encoder<'static>,
+    /// Largest decoded header list accepted.
+    max_header_list: usize,
+    /// Whether a whole HTTP/2 frame has arrived after the preface.
+    framed: bool,
+    /// How long the client has to show its protocol.
+    handshake_timeout: Duration,
+    /// The running deadline, started at the first read.
+    handshake_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     eof: bool,
 }
 
 impl<S> AuthorityFix<S> {
-    /// Wraps an accepted connection.
-    pub fn new(inner: S) -> Self {
+    /// Wraps an accepted connection whose decoded header lists may hold at
+    /// most `max_header_list` bytes, and which must show its protocol
+    /// within `handshake_timeout` of its first read.
+    pub fn new(inner: S, max_header_list: usize, handshake_timeout: Duration) -> Self {
         AuthorityFix {
             inner,
             mode: Mode::Sniff,
@@ -102,6 +124,10 @@ impl<S> AuthorityFix<S> {
                 d
             },
             encoder: fluke_hpack::Encoder::new(),
+            max_header_list,
+            framed: false,
+            handshake_timeout,
+            handshake_deadline: None,
             eof: false,
         }
     }
@@ -130,6 +156,30 @@ impl<S> AuthorityFix<S> {
         }
     }
 
+    /// While the client has not shown its protocol, the deadline for it:
+    /// `Pending` until it passes, then a TimedOut error that closes the
+    /// connection.
+    fn poll_handshake_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let handshaking = match self.mode {
+            Mode::Sniff => true,
+            Mode::Http2 => !self.framed,
+            Mode::Passthrough => false,
+        };
+        if !handshaking {
+            self.handshake_deadline = None;
+            return Poll::Pending;
+        }
+        let timeout = self.handshake_timeout;
+        let deadline = self.handshake_deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not show its protocol within the header read timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     fn frames(&mut self) -> io::Result<()> {
         let mut at = 0;
         while self.input.len() - at >= 9 {
@@ -137,6 +187,9 @@ impl<S> AuthorityFix<S> {
             let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
             let (kind, flags) = (h[3], h[4]);
             let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+            if len > MAX_FRAME {
+                return Err(malformed("frame larger than the advertised maximum"));
+            }
             if self.input.len() - at < 9 + len {
                 break;
             }
@@ -183,6 +236,7 @@ impl<S> AuthorityFix<S> {
                 }
             }
             at += 9 + len;
+            self.framed = true;
         }
         self.input.drain(..at);
         Ok(())
@@ -193,8 +247,8 @@ impl<S> AuthorityFix<S> {
     /// first block with a clean `:authority`, emits it unchanged and returns
     /// false: the connection needs no rewriting.
     fn rewrite(&mut self, p: Pending) -> io::Result<bool> {
-        let decoder = &mut self.decoder;
-        // Decoded fields are kept only up to MAX_HEADER_LIST; the rest of the
+        let (decoder, max) = (&mut self.decoder, self.max_header_list);
+        // Decoded fields are kept only up to `max`; the rest of the
         // block is still decoded (the client's table must stay in step) but
         // referenced, not copied. The decoder can panic on some malformed
         // size updates: contain it.
@@ -203,14 +257,14 @@ impl<S> AuthorityFix<S> {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             decoder.decode_with_cb(&p.block, |name, value| {
                 size = size.saturating_add(name.len() + value.len() + 32);
-                if size <= MAX_HEADER_LIST {
+                if size <= max {
                     decoded.push((name.into_owned(), value.into_owned()));
                 }
             })
         }))
         .map_err(|_| malformed("undecodable header block"))?;
         result.map_err(|e| malformed(&format!("header block: {e:?}")))?;
-        if size > MAX_HEADER_LIST {
+        if size > max {
             return Err(malformed("header list larger than the limit"));
         }
         if !self.rewriting {
@@ -308,7 +362,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
             let mut chunk = [0u8; 16 * 1024];
             let mut rb = ReadBuf::new(&mut chunk);
             match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => return this.poll_handshake_deadline(cx),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {
                     if rb.filled().is_empty() {
@@ -362,7 +416,11 @@ mod tests {
     }
 
     fn run(input: &[u8]) -> io::Result<Vec<u8>> {
-        let mut f = AuthorityFix::new(());
+        run_with(input, DEFAULT_MAX_HEADER_LIST as usize)
+    }
+
+    fn run_with(input: &[u8], max_header_list: usize) -> io::Result<Vec<u8>> {
+        let mut f = AuthorityFix::new((), max_header_list, Duration::from_secs(10));
         // Feed byte by byte: frames split anywhere must still work.
         for b in input {
             f.input.push(*b);
@@ -462,6 +520,33 @@ mod tests {
         hpack_int(0x20, 5, 65536, &mut update);
         input.extend(frame(HEADERS, END_HEADERS, 1, &update));
         assert!(run(&input).is_err());
+    }
+
+    #[test]
+    fn the_header_list_limit_is_the_configured_one() {
+        // A 10 KiB header: under the default limit, over a 4 KiB one.
+        let mut enc = fluke_hpack::Encoder::new();
+        let value = vec![b'v'; 10 << 10];
+        let block = enc.encode(vec![(&b":authority"[..], &b"http://127.0.0.1:2379"[..]), (b"x-big", &value[..])]);
+        let mut input = PREFACE.to_vec();
+        input.extend(frame(HEADERS, END_HEADERS, 1, &block));
+        assert!(run(&input).is_ok());
+        let Err(err) = run_with(&input, 4 << 10) else { panic!("a 10 KiB header passed a 4 KiB limit") };
+        assert!(err.to_string().contains("larger than the limit"), "{err}");
+    }
+
+    #[test]
+    fn a_frame_over_the_maximum_size_is_refused_from_its_header() {
+        // Only the 9-byte header of a 16 MiB DATA frame has arrived: it is
+        // refused now, not buffered until its payload is complete.
+        let mut input = PREFACE.to_vec();
+        input.extend([0xff, 0xff, 0xff, 0x0, 0x0, 0, 0, 0, 1]);
+        let Err(err) = run(&input) else { panic!("a 16 MiB frame header passed") };
+        assert!(err.to_string().contains("larger than the advertised maximum"), "{err}");
+        // A frame of exactly the maximum passes.
+        let mut input = PREFACE.to_vec();
+        input.extend(frame(0x0, 0, 1, &[0u8; MAX_FRAME]));
+        assert_eq!(run(&input).unwrap(), input);
     }
 
     #[test]

@@ -332,18 +332,38 @@ impl ValueEnd {
 /// The request body as a stream of JSON requests, decoded as the bytes
 /// arrive. A request larger than `limit` (or malformed) ends the stream
 /// with an error.
+///
+/// The future resolves if the body fails rather than ends (the client went
+/// away mid-body or broke the chunked framing): the response can no longer
+/// be delivered, so the streaming routes end theirs then. Otherwise an
+/// HTTP/1.1 watch whose client left would hold its connection slot until
+/// its next event. It never resolves when the body ends cleanly (a client
+/// may send its requests, end the body and keep watching).
 fn json_requests<T: DeserializeOwned + Send + 'static>(
     body: Body,
     limit: usize,
-) -> impl Stream<Item = Result<T, Status>> + Send + Unpin + 'static {
+) -> (impl Stream<Item = Result<T, Status>> + Send + Unpin + 'static, impl Future<Output = ()> + Send + 'static) {
     struct St {
         data: axum::body::BodyDataStream,
         buf: Vec<u8>,
         end: ValueEnd,
         done: bool,
+        failed: Option<tokio::sync::oneshot::Sender<()>>,
     }
-    let st = St { data: body.into_data_stream(), buf: Vec::new(), end: ValueEnd::default(), done: false };
-    Box::pin(futures_util::stream::unfold(st, move |mut st| async move {
+    let (fail, on_failure) = tokio::sync::oneshot::channel();
+    let failed = async move {
+        if on_failure.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let st = St {
+        data: body.into_data_stream(),
+        buf: Vec::new(),
+        end: ValueEnd::default(),
+        done: false,
+        failed: Some(fail),
+    };
+    let requests = Box::pin(futures_util::stream::unfold(st, move |mut st| async move {
         loop {
             if st.done {
                 return None;
@@ -378,7 +398,12 @@ fn json_requests<T: DeserializeOwned + Send + 'static>(
             }
             match st.data.next().await {
                 Some(Ok(chunk)) => st.buf.extend_from_slice(&chunk),
-                Some(Err(_)) | None => {
+                end => {
+                    if end.is_some() {
+                        if let Some(failed) = st.failed.take() {
+                            let _ = failed.send(());
+                        }
+                    }
                     st.done = true;
                     if st.buf.iter().any(|b| !b.is_ascii_whitespace()) {
                         return Some((Err(Status::invalid_argument("unexpected end of JSON input")), st));
@@ -387,15 +412,17 @@ fn json_requests<T: DeserializeOwned + Send + 'static>(
                 }
             }
         }
-    }))
+    }));
+    (requests, failed)
 }
 
 /// A streaming response: one `{"result": ...}` line per message, or an
-/// `{"error": ...}` line that ends it.
+/// `{"error": ...}` line that ends it; it also ends when `until` resolves.
 fn json_lines<T: Serialize + Send + 'static>(
     stream: impl Stream<Item = Result<T, Status>> + Send + 'static,
+    until: impl Future<Output = ()> + Send + 'static,
 ) -> Response {
-    let lines = stream.map(|r| {
+    let lines = stream.take_until(until).map(|r| {
         let line = match r {
             Ok(m) => json!({ "result": m }),
             Err(s) => json!({ "error": {
@@ -417,8 +444,8 @@ fn json_lines<T: Serialize + Send + 'static>(
 async fn watch(State(g): State<Gw>, req: HttpRequest) -> Response {
     g.ctx.metrics.request("Watch(HTTP)");
     let id = Identity::of_http(req.headers(), req.extensions());
-    let input = json_requests::<pb::WatchRequest>(req.into_body(), g.ctx.max_request_bytes * 2);
-    json_lines(watch_stream(g.ctx.clone(), id, input, false))
+    let (input, failed) = json_requests::<pb::WatchRequest>(req.into_body(), g.ctx.max_request_bytes * 2);
+    json_lines(watch_stream(g.ctx.clone(), id, input, false), failed)
 }
 
 async fn keep_alive(State(g): State<Gw>, req: HttpRequest) -> Response {
@@ -426,8 +453,8 @@ async fn keep_alive(State(g): State<Gw>, req: HttpRequest) -> Response {
     if let Err(s) = g.ctx.auth.check_user(&g.ctx.node, &Identity::of_http(req.headers(), req.extensions())) {
         return error_response(&s);
     }
-    let input = json_requests::<pb::LeaseKeepAliveRequest>(req.into_body(), 64 << 10);
-    json_lines(keep_alive_stream(g.ctx.clone(), input))
+    let (input, failed) = json_requests::<pb::LeaseKeepAliveRequest>(req.into_body(), 64 << 10);
+    json_lines(keep_alive_stream(g.ctx.clone(), input), failed)
 }
 
 async fn snapshot(
@@ -448,7 +475,7 @@ async fn snapshot(
         return error_response(&s);
     }
     match snapshot_stream(g.ctx.clone()).await {
-        Ok(stream) => json_lines(stream),
+        Ok(stream) => json_lines(stream, std::future::pending()),
         Err(s) => error_response(&s),
     }
 }

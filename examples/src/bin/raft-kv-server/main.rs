@@ -145,6 +145,19 @@ struct Flags {
     /// connections wait in the listen backlog.
     #[arg(long, env = "RAFT_KV_MAX_CLIENT_CONNECTIONS", default_value_t = 4096)]
     max_client_connections: usize,
+    /// Largest decoded HTTP/2 header list of a client request, in bytes
+    /// (name + value + 32 per field, as HTTP/2 counts them). Advertised as
+    /// SETTINGS_MAX_HEADER_LIST_SIZE; a larger list is refused. etcd (grpc-go)
+    /// allows 16 MiB.
+    #[arg(long, env = "RAFT_KV_MAX_HEADER_LIST_BYTES", default_value_t = authority::DEFAULT_MAX_HEADER_LIST,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_header_list_bytes: u32,
+    /// How long an HTTP/1.1 client may take to send its request headers
+    /// (`10s`, `500ms`); past it the connection is closed. A new connection
+    /// must also show its protocol (HTTP/1.1's first bytes, or HTTP/2's
+    /// preface and first frame) within it. etcd has no such bound.
+    #[arg(long, env = "RAFT_KV_HTTP1_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    http1_header_read_timeout: Duration,
     /// Auth tokens: `simple`, or
     /// `jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256|ES256|...,ttl=5m`.
     #[arg(long, env = "RAFT_KV_AUTH_TOKEN", default_value = "simple")]
@@ -522,6 +535,8 @@ async fn run(flags: Flags) -> Result<()> {
         let limits = Limits {
             max_concurrent_streams: flags.max_concurrent_streams.max(1),
             max_connections: flags.max_client_connections.max(1),
+            max_header_list: flags.max_header_list_bytes,
+            header_read_timeout: flags.http1_header_read_timeout,
         };
         let tls = if url.starts_with("https://") { client_tls.clone() } else { None };
         servers.push(tokio::spawn(serve(listener, gateway::router(ctx.clone()), tls, limits, stop_rx.clone())));
@@ -531,7 +546,12 @@ async fn run(flags: Flags) -> Result<()> {
         let addr = url_addr(url)?;
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {url}"))?;
         tracing::info!(%url, "serving metrics");
-        let limits = Limits { max_concurrent_streams: 100, max_connections: 64 };
+        let limits = Limits {
+            max_concurrent_streams: 100,
+            max_connections: 64,
+            max_header_list: flags.max_header_list_bytes,
+            header_read_timeout: flags.http1_header_read_timeout,
+        };
         // An https:// metrics URL uses the client TLS settings, as etcd's.
         let tls = if url.starts_with("https://") { client_tls.clone() } else { None };
         servers.push(tokio::spawn(serve(listener, gateway::metrics_router(ctx.clone()), tls, limits, stop_rx.clone())));
@@ -558,19 +578,29 @@ async fn run(flags: Flags) -> Result<()> {
 /// Bounds of one client listener.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
+    /// HTTP/2 streams open at once per connection.
     max_concurrent_streams: u32,
+    /// Connections served at once.
     max_connections: usize,
+    /// Largest decoded header list of a request (HTTP/2 sizes).
+    max_header_list: u32,
+    /// Time an HTTP/1.1 client has to send its request headers.
+    header_read_timeout: Duration,
 }
 
-/// How long an HTTP/1.1 client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest HTTP/2 frame payload a client may send: HTTP/2's default
+/// SETTINGS_MAX_FRAME_SIZE, which etcd 3.5 (grpc-go) advertises too. Set
+/// explicitly so the bound is stated; the `:authority` fix-up refuses
+/// larger frames before buffering them.
+const MAX_FRAME_SIZE: u32 = authority::MAX_FRAME as u32;
 
 /// Serves one client listener: every connection gets HTTP/1.1 or HTTP/2
 /// (prior knowledge) from hyper, behind the `:authority` fix-up (etcdctl's
 /// per-endpoint calls send a URL there; see authority.rs). hyper's limits
-/// are set, not left open: concurrent streams, the decoded header list
-/// (the same bound the fix-up applies), HTTP/1.1 header read time, and the
-/// number of connections (past it, new ones wait in the backlog). A failed
+/// are set, not left open: concurrent streams, frame size, the decoded
+/// header list (the same bound the fix-up applies), HTTP/1.1 header read
+/// time, and the number of connections (past it, new ones wait in the
+/// backlog). A failed
 /// accept (EMFILE, ...) backs off instead of spinning. With `tls`, each
 /// connection's TLS handshake runs first, in its task and its connection
 /// slot. On `stop`, connections are closed gracefully, waiting at most 2 s
@@ -583,12 +613,13 @@ async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_header_list_size(authority::MAX_HEADER_LIST as u32);
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_header_list_size(limits.max_header_list);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut backoff = Duration::from_millis(5);
@@ -613,9 +644,9 @@ async fn serve(
                 let (builder, watcher, app, tls) = (builder.clone(), graceful.watcher(), app.clone(), tls.clone());
                 tokio::spawn(async move {
                     match tls {
-                        None => serve_conn(&builder, watcher, stream, app, None).await,
+                        None => serve_conn(&builder, watcher, stream, app, None, limits).await,
                         Some(tls) => match tls.accept(stream).await {
-                            Ok((stream, cn)) => serve_conn(&builder, watcher, stream, app, cn).await,
+                            Ok((stream, cn)) => serve_conn(&builder, watcher, stream, app, cn, limits).await,
                             Err(e) => tracing::debug!(error = %e, "client TLS handshake failed"),
                         },
                     }
@@ -629,7 +660,9 @@ async fn serve(
 }
 
 /// Serves one client connection (cleartext or TLS) behind the `:authority`
-/// fix-up; `cn` (a verified client certificate's CN) goes into every
+/// fix-up (which applies `limits`' header-list bound, and its header read
+/// timeout to the connection's first bytes, before hyper knows the
+/// protocol); `cn` (a verified client certificate's CN) goes into every
 /// request's extensions.
 async fn serve_conn<I>(
     builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
@@ -637,6 +670,7 @@ async fn serve_conn<I>(
     io: I,
     app: axum::Router,
     cn: Option<identity::ClientCertCn>,
+    limits: Limits,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -646,7 +680,8 @@ async fn serve_conn<I>(
         }
         req
     });
-    let io = TokioIo::new(authority::AuthorityFix::new(io));
+    let fix = authority::AuthorityFix::new(io, limits.max_header_list as usize, limits.header_read_timeout);
+    let io = TokioIo::new(fix);
     let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app));
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(error = %e, "client connection ended with an error");
