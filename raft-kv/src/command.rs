@@ -315,6 +315,9 @@ pub enum Response {
     Auth(u64),
     /// Of an alarm request.
     Alarm(AlarmResponse),
+    /// Of a read barrier: the applied index the member had reached, at or
+    /// past the read index.
+    ReadIndex(u64),
 }
 
 #[cfg(test)]

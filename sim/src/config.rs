@@ -323,6 +323,12 @@ pub struct SimConfig {
     pub max_attempts: u32,
     /// The deliberately broken mode: linearizable reads served locally.
     pub unsafe_local_reads: bool,
+    /// Half the linearizable point reads go as the server sends them: a
+    /// read barrier ([`raft_kv::Peer::read_barrier`]), then the read on the
+    /// client's side from a view of the member's applied state taken when
+    /// the barrier completes. Off: every read is a range job (the traces of
+    /// seeds pinned before barriers existed).
+    pub barrier_reads: bool,
     /// Also require an acknowledged keep-alive to grant a full TTL (on by
     /// default: the core makes an expiry revoke conditional on no keep-alive
     /// having applied since; see [`crate::leases`]).
@@ -352,6 +358,7 @@ impl Default for SimConfig {
             think: (0, 2 * TICK),
             max_attempts: 20,
             unsafe_local_reads: false,
+            barrier_reads: true,
             strict_keep_alive: true,
             workload_time: 3_000 * TICK,
             heal_time: 1_000 * TICK,

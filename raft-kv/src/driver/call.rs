@@ -8,6 +8,12 @@
 //! cores, a channel's spin-then-yield cost more CPU than raft itself,
 //! measured with `perf`, see ARCHITECTURE.md), and an async caller needs no
 //! particular runtime.
+//!
+//! A responder may also complete a call with work to do ([`Value::Later`]):
+//! the caller's thread runs it when it takes the outcome. A linearizable
+//! point read completes that way: the node thread confirms the read index
+//! and hands over a view of the applied state, and the read itself runs on
+//! the caller's thread, with no hand-off to a reader.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,8 +30,24 @@ struct Slot<T> {
     filled: Condvar,
 }
 
+/// A call's outcome: ready, or to compute on the caller's thread.
+enum Value<T> {
+    Now(Result<T>),
+    Later(Box<dyn FnOnce() -> Result<T> + Send>),
+}
+
+impl<T> Value<T> {
+    /// The outcome (running a `Later` here: call with no lock held).
+    fn take(self) -> Result<T> {
+        match self {
+            Value::Now(v) => v,
+            Value::Later(f) => f(),
+        }
+    }
+}
+
 struct State<T> {
-    value: Option<Result<T>>,
+    value: Option<Value<T>>,
     /// The responder was dropped without answering.
     abandoned: bool,
     waker: Option<Waker>,
@@ -50,7 +72,15 @@ impl<T> Responder<T> {
     /// Completes the call with `value`.
     pub(crate) fn send(mut self, value: Result<T>) {
         if let Some(slot) = self.slot.take() {
-            slot.finish(Some(value));
+            slot.finish(Some(Value::Now(value)));
+        }
+    }
+
+    /// Completes the call with `f`, which the caller's thread runs when it
+    /// takes the outcome (see the module docs).
+    pub(crate) fn send_later(mut self, f: impl FnOnce() -> Result<T> + Send + 'static) {
+        if let Some(slot) = self.slot.take() {
+            slot.finish(Some(Value::Later(Box::new(f))));
         }
     }
 
@@ -90,7 +120,7 @@ impl<T> Drop for Responder<T> {
 }
 
 impl<T> Slot<T> {
-    fn finish(&self, value: Option<Result<T>>) {
+    fn finish(&self, value: Option<Value<T>>) {
         let waker = {
             let mut s = self.state.lock();
             match value {
@@ -129,13 +159,17 @@ impl<T> Call<T> {
         let mut s = self.slot.state.lock();
         loop {
             if let Some(v) = s.value.take() {
-                return v;
+                drop(s);
+                return v.take();
             }
             if s.abandoned {
                 return Err(Error::Stopped);
             }
             if self.slot.filled.wait_until(&mut s, deadline).timed_out() {
-                return s.value.take().unwrap_or(Err(if s.abandoned { Error::Stopped } else { Error::Timeout }));
+                let v = s.value.take();
+                let gone = if s.abandoned { Error::Stopped } else { Error::Timeout };
+                drop(s);
+                return v.map_or(Err(gone), Value::take);
             }
         }
     }
@@ -147,7 +181,8 @@ impl<T> Future for Call<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let mut s = self.slot.state.lock();
         if let Some(v) = s.value.take() {
-            return Poll::Ready(v);
+            drop(s);
+            return Poll::Ready(v.take());
         }
         if s.abandoned {
             return Poll::Ready(Err(Error::Stopped));

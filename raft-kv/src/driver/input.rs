@@ -25,6 +25,8 @@ pub(crate) enum Input {
     /// A write, with the client it runs as (if any).
     Propose(Op, Option<crate::command::AuthInfo>, Callback),
     Read(RangeRequest, Callback),
+    /// A linearizable read's barrier ([`Peer::read_barrier`]).
+    Barrier(Callback),
     /// Runs a closure on the member (status, watches, lease queries...).
     Local(LocalFn),
     /// Move leadership to the member and answer once it has it (or

@@ -15,6 +15,13 @@
 //! The answer is the one the node thread would have given: a serializable
 //! range is served from this member's applied state as it is when the read
 //! arrives, unchecked against the leader.
+//!
+//! A linearizable point read uses the same view: the node thread only
+//! confirms the read index ([`Peer::read_barrier`]) and, once this member
+//! has applied up to it, hands the caller the latest view — published at
+//! that applied index or later — to read on its own thread
+//! (`AsyncNode::range`). Before, it cost a hand-off to a reader and a
+//! wake-up of the caller from there.
 
 use std::sync::Arc;
 
@@ -62,7 +69,12 @@ impl LocalReads {
 
     /// The latest view, if the member is running.
     pub(crate) fn latest(&self) -> Option<Arc<dyn RangeView>> {
-        self.latest.read().as_ref().map(|(_, v)| Arc::clone(v))
+        self.latest_at().map(|(_, v)| v)
+    }
+
+    /// The latest view with the applied index it was taken at.
+    pub(crate) fn latest_at(&self) -> Option<(u64, Arc<dyn RangeView>)> {
+        self.latest.read().as_ref().map(|(at, v)| (*at, Arc::clone(v)))
     }
 
     /// Drops the published view (the member stopped): its engine snapshot

@@ -169,7 +169,7 @@ pub(super) fn run<E: Engine>(
     pending.extend(inbox.close());
     for input in pending {
         match input {
-            Input::Propose(_, _, cb) | Input::Read(_, cb) => cb(Err(Error::Stopped)),
+            Input::Propose(_, _, cb) | Input::Read(_, cb) | Input::Barrier(cb) => cb(Err(Error::Stopped)),
             // Dropping a responder completes its call with `Stopped`.
             _ => {}
         }
@@ -190,6 +190,7 @@ fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input, metrics: &NodeM
         }
         Input::Propose(op, auth, cb) => peer.propose_as(op, auth, cb),
         Input::Read(req, cb) => peer.read(req, cb),
+        Input::Barrier(cb) => peer.read_barrier(cb),
         Input::Local(f) => f(peer),
         Input::History(read) => peer.history_read(read),
         Input::Shutdown => return true,

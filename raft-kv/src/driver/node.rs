@@ -28,7 +28,7 @@ use crate::core::auth::{AuthShared, AuthState, SimpleTokens};
 use crate::core::status::{MemberState, Status};
 use crate::core::watch::{WatchRequest, Watcher};
 use crate::driver::background::Background;
-use crate::driver::call::{call, Call, SharedResponder};
+use crate::driver::call::{call, Call, Responder, SharedResponder};
 use crate::driver::inbox::{Inbox, INBOX_LIMIT};
 use crate::driver::input::{Callback, Input, Local, LocalFn, ScanJob};
 use crate::driver::local_reads::LocalReads;
@@ -323,20 +323,51 @@ impl AsyncNode {
         self.propose_as(Op::Put(req))
     }
 
-    /// Reads a range (linearizable unless the request is serializable).
+    /// Reads a range (linearizable unless the request is serializable). A
+    /// linearizable read of one key runs on the thread that takes the
+    /// outcome, once the node thread has confirmed its read index
+    /// (`local_reads.rs`).
     pub fn range(&self, req: RangeRequest) -> Call<RangeResponse> {
-        let (tx, rx) = call();
-        self.range_with(req, Box::new(move |r| tx.send(r.and_then(RangeResponse::from_response))));
-        rx
+        self.read_as(req, |r| r)
     }
 
     /// Reads one key (linearizably).
     pub fn get(&self, key: impl Into<Bytes>) -> Call<Option<KeyValue>> {
+        self.read_as(RangeRequest::key(key), |r| r.kvs.into_iter().next())
+    }
+
+    /// Reads `req`, answering with `shape` of its response.
+    fn read_as<T: Send + 'static>(&self, req: RangeRequest, shape: fn(RangeResponse) -> T) -> Call<T> {
         let (tx, rx) = call();
-        let done: Callback = Box::new(move |r| {
-            tx.send(r.and_then(RangeResponse::from_response).map(|r| r.kvs.into_iter().next()));
+        let through_node = move |tx: Responder<T>| -> Callback {
+            Box::new(move |r| tx.send(r.and_then(RangeResponse::from_response).map(shape)))
+        };
+        if req.serializable || !req.range_end.is_empty() {
+            self.range_with(req, through_node(tx));
+            return rx;
+        }
+        let (local_reads, inbox) = (Arc::clone(&self.shared.local_reads), Arc::clone(&self.shared.inbox));
+        let done: Callback = Box::new(move |r| match r {
+            // The view published at or after the read index (the node thread
+            // publishes one whenever its applied index moves, before it
+            // completes anything): read it on the caller's thread.
+            Ok(Response::ReadIndex(index)) => match local_reads.latest_at() {
+                Some((at, view)) if at >= index => tx.send_later(move || view.range(&req).map(shape)),
+                // No view at the index (never expected): read on the node's
+                // readers instead, after a second ReadIndex round.
+                _ => {
+                    let again = through_node(tx);
+                    if let Err((Input::Read(_, again), why)) = inbox.push_within(Input::Read(req, again), INBOX_LIMIT) {
+                        again(Err(why));
+                    }
+                }
+            },
+            Ok(other) => tx.send(RangeResponse::from_response(other).map(shape)),
+            Err(e) => tx.send(Err(e)),
         });
-        self.range_with(RangeRequest::key(key), done);
+        if let Err((Input::Barrier(done), why)) = self.shared.inbox.push_within(Input::Barrier(done), INBOX_LIMIT) {
+            done(Err(why));
+        }
         rx
     }
 

@@ -238,7 +238,18 @@ impl World {
                 if !linearizable {
                     req = req.serializable();
                 }
-                peer.read(req, token);
+                // Deterministic (no draw from the rng): every other record.
+                let barrier = self.cfg.barrier_reads
+                    && *linearizable
+                    && keys.len() == 1
+                    && !self.range_limits.contains_key(&record)
+                    && record.is_multiple_of(2);
+                if barrier {
+                    self.barrier_reads.insert(record, req);
+                    peer.read_barrier(token);
+                } else {
+                    peer.read(req, token);
+                }
                 None
             }
             Op::Range { keys, query } => {
@@ -310,6 +321,23 @@ impl World {
         true
     }
 
+    /// A read barrier completed at applied index `at`: the client reads the
+    /// member's applied state as the server's caller thread would (a view
+    /// published at `at` or later: the member's applied state now).
+    fn read_after_barrier(&mut self, record: usize, at: u64) -> raft_kv::Result<Response> {
+        let Some(req) = self.barrier_reads.get(&record).cloned() else {
+            return Err(Error::Corruption(format!("read index {at} for #{record}, which sent no barrier")));
+        };
+        let member = self.history[record].member;
+        let Some(peer) = self.index_of(member).and_then(|i| self.members[i].peer.as_ref()) else {
+            return Err(Error::Stopped);
+        };
+        let applied = peer.applied_index();
+        assert!(applied >= at, "member {member} answered a barrier at {at} with its applied index at {applied}");
+        self.stats.barrier_reads += 1;
+        peer.mvcc().view().range(&req).map(Response::Range)
+    }
+
     pub(super) fn on_completion(&mut self, token: OpId, result: raft_kv::Result<Response>) {
         if token.record == ADMIN_RECORD {
             self.admin_completion(token, result);
@@ -324,6 +352,11 @@ impl World {
             self.trace.event(self.now, format_args!("stale completion #{record}/{}", token.attempt));
             return;
         }
+        let result = match result {
+            Ok(Response::ReadIndex(at)) => self.read_after_barrier(record, at),
+            other => other,
+        };
+        let rec = &self.history[record];
         let is_read = rec.op.is_read();
         if matches!(result, Err(Error::Timeout | Error::Stopped)) && !is_read && self.retry_same_id(c, record) {
             return;

@@ -142,6 +142,9 @@ pub struct World {
     removal_targets: Vec<u64>,
     /// The limit of each limited range read, by history record.
     range_limits: BTreeMap<usize, i64>,
+    /// Linearizable point reads issued as a read barrier, by history
+    /// record: the read to run once the barrier completes.
+    barrier_reads: BTreeMap<usize, raft_kv::RangeRequest>,
     /// Members the clients are cut off from, until when.
     client_cut: BTreeMap<u64, u64>,
     /// What the clients know of each member's peer URLs.
@@ -289,6 +292,7 @@ impl World {
             converged: Vec::new(),
             removal_targets: Vec::new(),
             range_limits: BTreeMap::new(),
+            barrier_reads: BTreeMap::new(),
             client_cut: BTreeMap::new(),
             peer_urls: BTreeMap::new(),
             url_updates: 0,

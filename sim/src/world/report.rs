@@ -85,6 +85,8 @@ pub struct RunStats {
     pub progress_requests: u64,
     /// Writes re-proposed under their request id.
     pub same_id_retries: u64,
+    /// Linearizable point reads served after a read barrier.
+    pub barrier_reads: u64,
     /// Members that lost their data directory (and rejoined).
     pub dir_losses: u64,
     /// Snapshot chunks the full snapshot transport refused (sent later).

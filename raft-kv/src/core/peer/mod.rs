@@ -60,7 +60,8 @@ struct ReadBatch<T> {
     /// The tick its ReadIndex went out.
     issued: u64,
     deadline: u64,
-    reads: Vec<(RangeRequest, T)>,
+    /// Each read, or `None` for a barrier ([`Peer::read_barrier`]).
+    reads: Vec<(Option<RangeRequest>, T)>,
 }
 
 /// While a ReadIndex issued less than this many ticks ago is in flight, new
@@ -105,8 +106,8 @@ pub struct Peer<E: Engine, T> {
     /// Log index → request id of proposals this member appended as leader,
     /// to detect ones overwritten by a later leader.
     by_index: BTreeMap<u64, u64>,
-    /// Reads not yet sent for a ReadIndex.
-    queued_reads: Vec<(RangeRequest, T)>,
+    /// Reads (and barriers: `None`) not yet sent for a ReadIndex.
+    queued_reads: Vec<(Option<RangeRequest>, T)>,
     /// Read batches waiting for their ReadIndex, by context.
     inflight_reads: BTreeMap<u64, ReadBatch<T>>,
     /// Read batches with a read index, waiting for apply to reach it.

@@ -224,7 +224,23 @@ impl<E: Engine, T> Peer<E, T> {
         {
             self.range_jobs.push(RangeJob { token, req, view: Arc::new(self.mvcc.view()) });
         } else {
-            self.queued_reads.push((req, token));
+            self.queued_reads.push((Some(req), token));
+        }
+    }
+
+    /// A linearizable read's barrier, without the read: joins the next
+    /// ReadIndex round like [`Peer::read`] and completes with
+    /// [`Response::ReadIndex`] (this member's applied index, at or past the
+    /// read index) once this member has applied up to the read index. The
+    /// caller then reads any view of the applied state at that index or
+    /// later, on its own thread: a linearizable point read without a
+    /// hand-off to a reader. Fails as a linearizable read would (no leader,
+    /// timeout).
+    pub fn read_barrier(&mut self, token: T) {
+        if self.cfg.unsafe_local_reads || crate::mutation::active("local-linearizable-reads") {
+            self.completions.push((token, Ok(Response::ReadIndex(self.applied_index))));
+        } else {
+            self.queued_reads.push((None, token));
         }
     }
 
@@ -278,13 +294,19 @@ impl<E: Engine, T> Peer<E, T> {
     }
 
     /// Hands out the read batches whose read index is applied, every read
-    /// over `view` (taken here if `None`: one engine snapshot for the step).
+    /// over `view` (taken here if `None`: one engine snapshot for the step),
+    /// and completes their barriers.
     pub(super) fn serve_reads(&mut self, view: &mut Option<Arc<MvccView<E::Snapshot>>>) {
         while self.ready_reads.front().is_some_and(|(idx, _)| *idx <= self.applied_index) {
             let Some((_, batch)) = self.ready_reads.pop_front() else { break };
-            let view = view.get_or_insert_with(|| Arc::new(self.mvcc.view()));
             for (req, token) in batch.reads {
-                self.range_jobs.push(RangeJob { token, req, view: Arc::clone(view) });
+                match req {
+                    Some(req) => {
+                        let view = view.get_or_insert_with(|| Arc::new(self.mvcc.view()));
+                        self.range_jobs.push(RangeJob { token, req, view: Arc::clone(view) });
+                    }
+                    None => self.completions.push((token, Ok(Response::ReadIndex(self.applied_index)))),
+                }
             }
         }
     }

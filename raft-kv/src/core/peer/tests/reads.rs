@@ -201,3 +201,55 @@ fn linearizable_read_without_a_leader_fails() {
     assert!(matches!(rd.completions[..], [(8, Err(Error::NoLeader))]), "{rd:?}");
     assert!(rd.messages.is_empty());
 }
+
+/// A barrier is a linearizable read without the read: it takes the same
+/// ReadIndex round and completes on the peer's thread — with the applied
+/// index, no range job — only once apply reaches the read index.
+#[test]
+fn a_barrier_completes_with_the_applied_index_once_apply_reaches_the_read_index() {
+    let mut c = with_k();
+    // `k` = `v2` commits on 1 and 2; everything to member 3 is held back.
+    c.peer(1).propose(put("k", "v2"), 101);
+    c.run(1, Write::Persist);
+    c.deliver(to(2));
+    c.run(2, Write::Persist);
+    c.deliver(to(1));
+    c.run(1, Write::Persist);
+    let read_index = c.peer(1).member_state().commit_index;
+
+    c.peer(3).read_barrier(9);
+    let rd = c.ready(3);
+    assert_eq!(types(&rd.messages), vec![(MsgReadIndex, 1)]);
+    assert!(rd.completions.is_empty() && rd.ranges.is_empty());
+    c.execute(3, rd, Write::Persist);
+    c.deliver(to_of(1, MsgReadIndex));
+    c.run(1, Write::Persist);
+    c.deliver(to_of(2, MsgHeartbeat));
+    c.run(2, Write::Persist);
+    c.deliver(to(1));
+    c.run(1, Write::Persist);
+    assert_eq!(c.deliver(to_of(3, MsgReadIndexResp)), 1);
+    // The read index is known, the entry is not applied: no completion.
+    let t = c.run(3, Write::Persist);
+    assert!(t.completions.is_empty(), "{t:?}");
+    assert!(c.deliver(to(3)) > 0);
+    c.run(3, Write::Persist);
+    let t = c.run(3, Write::Persist);
+    assert!(t.completions.is_empty(), "completed in the step that applied: {t:?}");
+    assert_eq!(c.peer(3).member_state().applied_index, read_index);
+    let rd = c.ready(3);
+    assert!(rd.ranges.is_empty(), "a barrier hands out no range job: {rd:?}");
+    match &rd.completions[..] {
+        [(9, Ok(Response::ReadIndex(at)))] => assert_eq!(*at, read_index),
+        other => panic!("expected the barrier's completion, got {other:?}"),
+    }
+}
+
+/// With no leader a barrier fails as a linearizable read does.
+#[test]
+fn a_barrier_without_a_leader_fails() {
+    let mut c = Cluster::new(3);
+    c.peer(2).read_barrier(7);
+    let rd = c.ready(2);
+    assert!(matches!(&rd.completions[..], [(7, Err(Error::NoLeader))]), "{rd:?}");
+}
