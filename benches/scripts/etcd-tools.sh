@@ -73,7 +73,9 @@ etcd_benchmark_bin() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $ETCD_BENCHMARK_APT >&2 ||
       die "installing the Go build dependencies failed"
     rm -rf "$dir" && mkdir -p "$dir/apt/lists/partial"
+    # Absolute: `go build -o` runs from inside the source tree.
     dir=$(cd "$dir" && pwd)
+    bin="$dir/benchmark"
     # Debian's source index through a private sources list and list dir:
     # the system's apt configuration stays as it is.
     echo "deb-src http://deb.debian.org/debian bookworm main" >"$dir/apt/sources.list"
