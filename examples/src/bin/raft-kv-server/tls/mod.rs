@@ -84,7 +84,8 @@ pub fn client(flags: &TlsFlags, data_dir: &Path, listen: &[String], advertise: &
         auto::hosts(listen.iter().chain(advertise)),
         flags.self_signed_cert_validity,
     )?;
-    // As etcd: a trusted CA alone also requires client certificates.
+    // As etcd: a trusted CA alone also requires client certificates (but
+    // only --client-cert-auth makes their CN the user).
     let cert_auth = flags.client_cert_auth || flags.trusted_ca_file.is_some();
     let verifier: Arc<dyn ClientCertVerifier> = if cert_auth {
         let inner = client_verifier(
@@ -112,7 +113,7 @@ pub fn client(flags: &TlsFlags, data_dir: &Path, listen: &[String], advertise: &
         .with_single_cert(certs, key)
         .context("--cert-file/--key-file: the key does not match the certificate or is unsupported")?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Some(ClientTls::new(Arc::new(cfg), cert_auth)))
+    Ok(Some(ClientTls::new(Arc::new(cfg), flags.client_cert_auth)))
 }
 
 /// The peer transport's TLS, when the listen peer URL is `https://`; auto
