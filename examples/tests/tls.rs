@@ -653,3 +653,146 @@ fn the_client_certificate_cn_is_the_user_as_in_etcd_3_5_1() {
     let o = ctl(true, ep, &pki.client_args("nocn"), &["put", "/app/n", "1"]);
     assert_eq!(outcome(&o), "Error: etcdserver: user name is empty");
 }
+
+/// Dials the peer port at `addr` (`host:port`) over TLS as certificate
+/// `who` (trusting the test CA), and sends a raft-kv handshake inside: the
+/// acceptor's two-byte verdict when the TLS handshake passed (the
+/// handshake decoder was reached), else the TLS error.
+fn dial_peer(pki: &Pki, addr: &str, who: &str) -> Result<Vec<u8>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(pki.path("ca.pem")).expect("ca")).expect("root");
+    let certs = vec![CertificateDer::from_pem_file(pki.path(&format!("{who}.pem"))).expect("cert")];
+    let key = PrivateKeyDer::from_pem_file(pki.path(&format!("{who}.key"))).expect("key");
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .expect("client config");
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("127.0.0.1").expect("name"))
+        .expect("connection");
+    let sock = TcpStream::connect(addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    sock.set_write_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let hs = transport_tcp::handshake::Handshake::new(transport_tcp::handshake::Lane::Raft, 1, 99, 1);
+    tls.write_all(&hs.encode()).and_then(|()| tls.flush()).map_err(|e| e.to_string())?;
+    let mut reply = [0u8; transport_tcp::handshake::REPLY_LEN];
+    tls.read_exact(&mut reply).map_err(|e| e.to_string())?;
+    Ok(reply.to_vec())
+}
+
+/// A member's counter from its `/metrics` (0 when absent).
+fn metric(client_args: &[String], m: &Member, name: &str) -> f64 {
+    let text =
+        String::from_utf8_lossy(&curl(client_args, &format!("{}/metrics", m.client_url), None).stdout).to_string();
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// The peer port refuses, in the TLS handshake, a member certificate that
+/// expired, one `--peer-crl-file` revokes, and one not valid for
+/// `--peer-cert-allowed-hostname`: no raft-kv handshake verdict comes back
+/// (the bytes sent inside TLS never reach the handshake or frame decoders),
+/// the refusal is logged, no raft message is received, and the member keeps
+/// serving and still accepts a good certificate.
+#[test]
+fn peer_port_refuses_expired_revoked_and_misnamed_certificates_before_the_decoders() {
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(pki_dir.path());
+    let good = pki.client_args("client");
+    let (cert, key, ca) = (pki.path("member.pem"), pki.path("member.key"), pki.path("ca.pem"));
+    let flags: Vec<String> = [
+        ("--cert-file", cert.as_str()),
+        ("--key-file", key.as_str()),
+        ("--trusted-ca-file", ca.as_str()),
+        ("--peer-cert-file", cert.as_str()),
+        ("--peer-key-file", key.as_str()),
+        ("--peer-trusted-ca-file", ca.as_str()),
+        ("--peer-crl-file", &pki.path("crl.pem")),
+        ("--peer-cert-allowed-hostname", "localhost"),
+    ]
+    .iter()
+    .map(|(f, v)| format!("{f}={v}"))
+    .chain(["--peer-client-cert-auth".to_string()])
+    .collect();
+    let c = tls_cluster(1, &flags, &good);
+    let m = &c.members[0];
+    let peer = m.peer_url.replace("https://", "");
+    // The member's own certificate (valid for localhost) passes TLS and
+    // gets a verdict from the handshake decoder.
+    let verdict = dial_peer(&pki, &peer, "member");
+    assert!(matches!(&verdict, Ok(r) if r.len() == 2), "a good certificate got no verdict: {verdict:?}");
+    for (who, alert) in [
+        ("peer-expired", "CertificateExpired"),
+        ("peer-revoked", "CertificateRevoked"),
+        ("peer-elsewhere", "BadCertificate"),
+    ] {
+        let refused = dial_peer(&pki, &peer, who);
+        match &refused {
+            Err(e) => assert!(e.contains(alert), "{who}: refused with {e:?}, wanted the alert {alert:?}"),
+            Ok(reply) => panic!("{who} reached the handshake decoder: verdict {reply:?}"),
+        }
+    }
+    // One TLS refusal logged per bad certificate (the member logs it once
+    // the connection is closed, maybe after the dialer saw the alert).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let log = loop {
+        let log = std::fs::read_to_string(m.dir.with_extension("log")).expect("log");
+        if log.matches("TLS handshake failed").count() >= 3 || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rejected: Vec<&str> =
+        log.lines().filter(|l| l.contains("rejected peer connection") && l.contains("TLS handshake failed")).collect();
+    assert_eq!(rejected.len(), 3, "one TLS refusal per bad certificate:\n{log}");
+    for why in ["certificate expired", "Revoked", "not valid for name \"localhost\""] {
+        assert!(rejected.iter().any(|l| l.contains(why)), "no refusal for {why:?} in:\n{}", rejected.join("\n"));
+    }
+    assert_eq!(log.matches("refusing peer handshake").count(), 1, "only the good dial was decoded:\n{log}");
+    assert_eq!(metric(&good, m, "raft_kv_transport_messages_received_total"), 0.0);
+    // Still serving, and still taking a good certificate.
+    ctl_ok(true, &m.client_url, &good, &["put", "/peer/after", "still serving"]);
+    assert!(matches!(dial_peer(&pki, &peer, "member"), Ok(r) if r.len() == 2));
+}
+
+/// `--client-cert-allowed-hostname`: a client certificate chaining to the
+/// CA but not valid for that host is refused at the TLS handshake.
+/// `--self-signed-cert-validity`: the auto-TLS certificate is valid from
+/// its making for that many years of 365 days.
+#[test]
+fn client_cert_allowed_hostname_and_self_signed_cert_validity_follow_the_flags() {
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(pki_dir.path());
+    let good = pki.client_args("client");
+    let flags = [
+        format!("--cert-file={}", pki.path("member.pem")),
+        format!("--key-file={}", pki.path("member.key")),
+        format!("--trusted-ca-file={}", pki.path("ca.pem")),
+        "--client-cert-auth".to_string(),
+        "--client-cert-allowed-hostname=localhost".to_string(),
+        "--peer-auto-tls".to_string(),
+        "--self-signed-cert-validity=2".to_string(),
+    ];
+    let c = tls_cluster(1, &flags, &good);
+    let m = &c.members[0];
+    ctl_ok(true, &m.client_url, &good, &["put", "/host", "ok"]);
+    // Same CA, valid for n9.example only.
+    let elsewhere = pki.client_args("peer-elsewhere");
+    let out = curl(&elsewhere, &format!("{}/health", m.client_url), None);
+    assert!(!out.status.success(), "a certificate for another host was served: {}", text(&out));
+    let out = ctl(true, &m.client_url, &elsewhere, &["--command-timeout=4s", "get", "/host"]);
+    assert!(!out.status.success(), "etcdctl with a certificate for another host was served: {}", text(&out));
+
+    let pem = std::fs::read(m.dir.join("fixtures/peer/cert.pem")).expect("auto TLS certificate");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).expect("pem");
+    let cert = pem.parse_x509().expect("certificate");
+    let (from, to) = (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    assert!((now - 600..=now).contains(&from), "valid from {from}, not from its making ({now})");
+    assert_eq!(to - from, 2 * 365 * 86_400, "not valid for 2 years");
+}
