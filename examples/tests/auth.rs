@@ -158,8 +158,14 @@ fn etcdctl_user_role_and_auth_commands_end_to_end_and_after_a_full_restart() {
         let log = std::fs::read_to_string(m.dir.with_extension("log")).unwrap_or_default();
         assert!(!log.contains("alicepw") && !log.contains("rootpw") && !log.contains("$2b$"), "{log}");
     }
-    let metrics = run(10, "curl", &["-s", &format!("{}/metrics", c.members[0].client_url)], &[], None);
-    assert!(!String::from_utf8_lossy(&metrics.stdout).contains("alicepw"));
+    for m in &c.members {
+        let metrics = run(10, "curl", &["-s", &format!("{}/metrics", m.client_url)], &[], None);
+        let metrics = String::from_utf8_lossy(&metrics.stdout);
+        assert!(metrics.contains("etcd_server_id"), "no metrics from {}", m.name);
+        for secret in ["alicepw", "rootpw", "$2b$", "$2a$", "$2y$"] {
+            assert!(!metrics.contains(secret), "{secret:?} in {}'s /metrics", m.name);
+        }
+    }
 
     ok34(&ep, &r(&["auth", "disable"]));
     assert!(ok34(&ep, &["get", "/app/x"]).contains('1'), "auth disabled: anyone reads");
@@ -315,23 +321,6 @@ fn a_member_restored_by_snapshot_enforces_auth() {
     assert!(ok34(&ep3, &[&alice[..], &["get", "/ro/k"]].concat()).contains("seed"));
     fails34(&ep3, &[&alice[..], &["get", "/fill/1"]].concat(), "permission denied");
     fails34(&ep3, &["get", "/ro/k", "--consistency=s"], "user name is empty");
-}
-
-/// `--auth-token` for JWTs signed RS256 with a key pair made (openssl) in
-/// `dir`, valid for `ttl`.
-fn jwt_spec(dir: &std::path::Path, ttl: &str) -> String {
-    let (private, public) = (dir.join("jwt.key"), dir.join("jwt.pub"));
-    let gen = run(60, "openssl", &["genrsa", "-out", &private.to_string_lossy(), "2048"], &[], None);
-    assert!(gen.status.success(), "{}", text(&gen));
-    let o = run(
-        60,
-        "openssl",
-        &["rsa", "-in", &private.to_string_lossy(), "-pubout", "-out", &public.to_string_lossy()],
-        &[],
-        None,
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    format!("jwt,pub-key={},priv-key={},sign-method=RS256,ttl={ttl}", public.display(), private.display())
 }
 
 /// `--auth-token jwt`: tokens any member verifies with the public key; a

@@ -796,3 +796,108 @@ fn client_cert_allowed_hostname_and_self_signed_cert_validity_follow_the_flags()
     assert!((now - 600..=now).contains(&from), "valid from {from}, not from its making ({now})");
     assert_eq!(to - from, 2 * 365 * 86_400, "not valid for 2 years");
 }
+
+/// Token shapes in `text`: JWTs (`eyJ...`, a JSON header in base64) and
+/// etcd simple tokens (16 random letters and digits, `.`, a counter).
+fn token_shapes(text: &str) -> Vec<String> {
+    let mut found: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'))
+        .filter(|w| w.starts_with("eyJ") && w.matches('.').count() >= 2)
+        .map(str::to_string)
+        .collect();
+    for w in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.')) {
+        if let Some((random, n)) = w.split_once('.') {
+            let mixed =
+                random.chars().any(|c| c.is_ascii_uppercase()) && random.chars().any(|c| c.is_ascii_lowercase());
+            let alnum = random.len() == 16 && random.chars().all(|c| c.is_ascii_alphanumeric());
+            if alnum && mixed && !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) {
+                found.push(w.to_string());
+            }
+        }
+    }
+    found
+}
+
+/// The base64 lines of the PEM private key in `path` (each unique to it).
+fn key_lines(path: &Path) -> Vec<String> {
+    let pem = std::fs::read_to_string(path).expect("key");
+    pem.lines().filter(|l| !l.starts_with("-----") && l.len() >= 32).map(str::to_string).collect()
+}
+
+/// No secret reaches a member's log (at debug level) or its `/metrics`
+/// after a session over mutual TLS on both ports that signs in with
+/// passwords (etcdctl and the gateway), uses the tokens (simple, then
+/// JWT), changes a password, fails a sign-in and sends a forged token: no
+/// password, bcrypt hash, token (those seen, and anything shaped like one)
+/// or line of the member's or the JWT's private key.
+#[test]
+fn no_secret_reaches_logs_or_metrics_under_tls_and_auth() {
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(pki_dir.path());
+    let good = pki.client_args("client");
+    let jwt = jwt_spec(pki_dir.path(), "5m");
+    for (kind, tokens) in [("simple", "simple"), ("jwt", jwt.as_str())] {
+        let (root_pw, alice_pw, new_pw, wrong_pw) = ("R00t-Pw-x1", "Al1ce-Pw-x2", "Al1ce-N3w-x3", "Wr0ng-Pw-x4");
+        let flags = [pki.member_flags(), vec!["--bcrypt-cost=4".into(), format!("--auth-token={tokens}")]].concat();
+        let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let c = Cluster::start_as(3, "https", &flag_refs, &[("RUST_LOG", "debug")], &|m| tls_healthy(m, &good));
+        wait_published(&c, &good);
+        let eps = c.endpoints();
+        let ep = c.members[1].client_url.as_str();
+        for args in [
+            &["user", "add", &format!("root:{root_pw}")][..],
+            &["role", "add", "app"],
+            &["role", "grant-permission", "app", "readwrite", "/app/", "--prefix"],
+            &["user", "add", &format!("alice:{alice_pw}")],
+            &["user", "grant-role", "alice", "app"],
+            &["auth", "enable"],
+        ] {
+            ctl_ok(true, &eps, &good, args);
+        }
+        // etcdctl signs in (a token each time) and uses its tokens.
+        let alice = format!("alice:{alice_pw}");
+        ctl_ok(true, &eps, &good, &["--user", &alice, "put", "/app/a", "1"]);
+        ctl_ok(false, ep, &good, &["--user", &alice, "get", "/app/a"]);
+        let root = format!("root:{root_pw}");
+        let o = ctl_in(ep, &good, &["--user", &root, "user", "passwd", "alice", "--interactive=false"], Some(new_pw));
+        assert!(o.status.success(), "{}", text(&o));
+        let o = ctl(true, ep, &good, &["--user", &format!("alice:{wrong_pw}"), "get", "/app/a"]);
+        assert!(text(&o).contains("authentication failed"), "{}", text(&o));
+        // The gateway (a certificate without a CN, as etcd's wants): sign
+        // in, use the token on every member, then a forged one.
+        let signin = format!(r#"{{"name":"alice","password":"{new_pw}"}}"#);
+        let (code, body) = gw_as(&pki, ep, "nocn", "/v3/auth/authenticate", Some(&signin), None);
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let token = v["token"].as_str().expect("token").to_string();
+        let put = format!(r#"{{"key":"{}","value":"{}"}}"#, b64("/app/gw"), b64("v"));
+        for m in &c.members {
+            let (code, body) = gw_as(&pki, &m.client_url, "nocn", "/v3/kv/put", Some(&put), Some(&token));
+            assert_eq!(code, 200, "{body}");
+        }
+        let forged = format!("{}x", &token[..token.len() - 1]);
+        let (code, _) = gw_as(&pki, ep, "nocn", "/v3/kv/put", Some(&put), Some(&forged));
+        assert_eq!(code, 401);
+
+        let mut secrets: Vec<String> =
+            [root_pw, alice_pw, new_pw, wrong_pw, "$2a$", "$2b$", "$2y$", "PRIVATE KEY"].map(String::from).to_vec();
+        secrets.extend([token.clone(), forged.clone()]);
+        // The random part of a simple token, the signature of a JWT.
+        secrets.extend(token.split('.').filter(|p| p.len() >= 16).map(str::to_string));
+        secrets.extend(key_lines(&pki.dir.join("member.key")));
+        secrets.extend(key_lines(&pki_dir.path().join("jwt.key")));
+        for m in &c.members {
+            let log = std::fs::read_to_string(m.dir.with_extension("log")).expect("log");
+            assert!(log.lines().count() > 50 && log.contains("DEBUG"), "{} logged too little to tell", m.name);
+            let metrics = text(&curl(&good, &format!("{}/metrics", m.client_url), None));
+            assert!(metrics.contains("etcd_server_id"), "no metrics from {}: {metrics}", m.name);
+            for (what, text) in [("log", &log), ("/metrics", &metrics)] {
+                for s in &secrets {
+                    assert!(!text.contains(s.as_str()), "{kind}: {}'s {what} holds the secret {s:?}", m.name);
+                }
+                let shapes = token_shapes(text);
+                assert!(shapes.is_empty(), "{kind}: {}'s {what} holds tokens {shapes:?}", m.name);
+            }
+        }
+    }
+}

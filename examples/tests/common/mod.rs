@@ -82,8 +82,9 @@ pub fn spawn_env(m: &Member, initial_cluster: &str, state: &str, extra: &[&str],
     command(m, initial_cluster, state, extra, env).spawn().expect("spawn raft-kv-server")
 }
 
-/// The command [`spawn_env`] runs (logging at `RUST_LOG=info` to the
-/// member's log file), for a test that changes it before spawning.
+/// The command [`spawn_env`] runs (logging at `RUST_LOG=info` unless `env`
+/// sets it, to the member's log file), for a test that changes it before
+/// spawning.
 pub fn command(m: &Member, initial_cluster: &str, state: &str, extra: &[&str], env: &[(&str, &str)]) -> Command {
     let log = std::fs::File::create(m.dir.with_extension("log")).expect("log file");
     let mut cmd = Command::new(binary());
@@ -95,8 +96,8 @@ pub fn command(m: &Member, initial_cluster: &str, state: &str, extra: &[&str], e
         .args(["--initial-cluster", initial_cluster, "--initial-cluster-state", state])
         .args(["--initial-cluster-token", TOKEN])
         .args(extra)
-        .envs(env.iter().copied())
         .env("RUST_LOG", "info,slog=warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log);
     cmd
@@ -903,4 +904,21 @@ impl Drop for RealEtcd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `--auth-token` for JWTs signed RS256 with a key pair made (openssl) in
+/// `dir`, valid for `ttl`.
+pub fn jwt_spec(dir: &std::path::Path, ttl: &str) -> String {
+    let (private, public) = (dir.join("jwt.key"), dir.join("jwt.pub"));
+    let gen = run(60, "openssl", &["genrsa", "-out", &private.to_string_lossy(), "2048"], &[], None);
+    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    let o = run(
+        60,
+        "openssl",
+        &["rsa", "-in", &private.to_string_lossy(), "-pubout", "-out", &public.to_string_lossy()],
+        &[],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    format!("jwt,pub-key={},priv-key={},sign-method=RS256,ttl={ttl}", public.display(), private.display())
 }
