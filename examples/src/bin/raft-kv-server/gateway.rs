@@ -19,6 +19,11 @@
 //! with the backup's chunks. Errors use grpc-gateway's body
 //! (`{"error","code","message"}`) and its gRPC → HTTP status mapping; an
 //! unknown route gets 404 with such a body.
+//!
+//! As etcd's gateway, it takes the user from the `Authorization` token only,
+//! never from a client certificate's CN: with auth enabled under
+//! `--client-cert-auth`, a request over a certificate with a CN is refused
+//! with etcd's HTTP 400 ([`CN_REFUSED`]).
 
 use std::convert::Infallible;
 use std::future::Future;
