@@ -250,6 +250,10 @@ async fn cn_refused(State(ctx): State<Shared>, req: HttpRequest, next: axum::mid
     let api = path.starts_with("/v3/") || path.starts_with("/v3beta/");
     let cn = req.extensions().get::<ClientCertCn>().is_some_and(|c| !c.0.is_empty());
     if api && cn && ctx.node.auth_state().enabled() {
+        // Read the request body (up to a bound) before answering: a client
+        // still sending it can lose a response that comes first (curl
+        // over HTTP/2 reports a stream error).
+        let _ = axum::body::to_bytes(req.into_body(), 1 << 20).await;
         let headers =
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")];
         return (StatusCode::BAD_REQUEST, headers, format!("{CN_REFUSED}\n")).into_response();
