@@ -7,8 +7,10 @@
 #
 # Usage: docker/tls-certs.sh [DIR]   (default docker/tls; kept if present,
 #        FORCE=1 remakes)
-# The keys are made readable by the image's user (UID 10001) through the
-# bind mount; for production, hand them in as secrets (see tls-stack.yaml).
+# The keys are left world-readable (0644) so that the container, which runs
+# as root like etcd's, reads them through the bind mount even where its root
+# is not the host's (rootless or user-namespaced engines); for production,
+# hand them in as secrets (see tls-stack.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-docker/tls}

@@ -1,8 +1,11 @@
 //! Client and peer TLS end to end (issue 14): real `raft-kv-server`
 //! processes with `https://` client and peer URLs and a PKI made here with
-//! rcgen (a CA, a member certificate for 127.0.0.1/localhost, a client, a
-//! client of another CA, an expired client, a revoked client and its CRL),
-//! driven by etcdctl 3.4 and 3.5.1, Python `etcd3` and curl.
+//! rcgen (a CA, a member certificate for 127.0.0.1/localhost, clients with
+//! the CN of a user, of no user and without a CN, a client of another CA,
+//! an expired client, a revoked client and its CRL, and member certificates
+//! expired, revoked or for another host), driven by etcdctl 3.4
+//! and 3.5.1, Python `etcd3` and curl; the client certificate's CN as the
+//! user is compared with real etcd 3.5.1.
 
 mod common;
 
@@ -14,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
+    SerialNumber,
 };
 
 /// A certificate authority that writes what it signs as PEM files.
@@ -34,11 +38,16 @@ impl Ca {
         Ca { cert: p.self_signed(&key).expect("self-signed"), key }
     }
 
-    /// Signs a leaf for `sans` with common name `cn` (server and client
-    /// use), edited by `edit`; writes `<dir>/<name>.pem` and `.key`.
+    /// Signs a leaf for 127.0.0.1 and localhost with common name `cn` (none
+    /// when empty; server and client use), edited by `edit`; writes
+    /// `<dir>/<name>.pem` and `.key`.
     fn leaf(&self, dir: &Path, name: &str, cn: &str, edit: impl FnOnce(&mut CertificateParams)) {
         let mut p = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("params");
-        p.distinguished_name.push(DnType::CommonName, cn);
+        // rcgen's default subject has a CN of its own.
+        p.distinguished_name = DistinguishedName::new();
+        if !cn.is_empty() {
+            p.distinguished_name.push(DnType::CommonName, cn);
+        }
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         edit(&mut p);
         let key = KeyPair::generate().expect("key");
@@ -54,6 +63,8 @@ struct Pki {
 }
 
 const REVOKED_SERIAL: u64 = 0x5EED;
+/// The serial of `peer-revoked.pem`, a member certificate the CRL lists.
+const REVOKED_PEER_SERIAL: u64 = 0x5EEE;
 
 impl Pki {
     fn new(dir: &Path) -> Pki {
@@ -61,22 +72,38 @@ impl Pki {
         std::fs::write(dir.join("ca.pem"), ca.cert.pem()).expect("write ca");
         ca.leaf(dir, "member", "member", |_| {});
         ca.leaf(dir, "client", "alice", |_| {});
+        ca.leaf(dir, "root", "root", |_| {});
+        ca.leaf(dir, "mallory", "mallory", |_| {});
+        ca.leaf(dir, "nocn", "", |_| {});
         ca.leaf(dir, "expired", "alice", |p| {
             p.not_before = rcgen::date_time_ymd(2001, 1, 1);
             p.not_after = rcgen::date_time_ymd(2002, 1, 1);
         });
         ca.leaf(dir, "revoked", "alice", |p| p.serial_number = Some(SerialNumber::from(REVOKED_SERIAL)));
+        // Member certificates a peer port must refuse: expired, revoked,
+        // valid for another host only.
+        ca.leaf(dir, "peer-expired", "member", |p| {
+            p.not_before = rcgen::date_time_ymd(2001, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2002, 1, 1);
+        });
+        ca.leaf(dir, "peer-revoked", "member", |p| p.serial_number = Some(SerialNumber::from(REVOKED_PEER_SERIAL)));
+        ca.leaf(dir, "peer-elsewhere", "member", |p| {
+            p.subject_alt_names = vec![rcgen::SanType::DnsName("n9.example".try_into().expect("dns name"))];
+        });
         let crl = CertificateRevocationListParams {
             this_update: rcgen::date_time_ymd(2024, 1, 1),
             next_update: rcgen::date_time_ymd(2100, 1, 1),
             crl_number: SerialNumber::from(1u64),
             issuing_distribution_point: None,
-            revoked_certs: vec![RevokedCertParams {
-                serial_number: SerialNumber::from(REVOKED_SERIAL),
-                revocation_time: rcgen::date_time_ymd(2024, 1, 1),
-                reason_code: Some(RevocationReason::KeyCompromise),
-                invalidity_date: None,
-            }],
+            revoked_certs: [REVOKED_SERIAL, REVOKED_PEER_SERIAL]
+                .into_iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from(serial),
+                    revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
             key_identifier_method: KeyIdMethod::Sha256,
         }
         .signed_by(&ca.cert, &ca.key)
@@ -170,6 +197,13 @@ fn ctl(v35: bool, endpoints: &str, tls: &[String], args: &[&str]) -> Output {
     } else {
         etcdctl_raw(endpoints, &all, None)
     }
+}
+
+/// etcdctl 3.5.1 with TLS arguments, feeding `stdin`.
+fn ctl_in(endpoints: &str, tls: &[String], args: &[&str], stdin: Option<&str>) -> Output {
+    let mut all: Vec<&str> = tls.iter().map(String::as_str).collect();
+    all.extend_from_slice(args);
+    etcdctl35_raw(endpoints, &all, stdin)
 }
 
 fn ctl_ok(v35: bool, endpoints: &str, tls: &[String], args: &[&str]) -> String {
@@ -441,5 +475,434 @@ fn tls_versions_and_cipher_suites_follow_the_flags() {
         };
         let log = std::fs::read_to_string(m.dir.with_extension("log")).unwrap_or_default();
         assert!(!status.success() && log.contains(says), "{flags:?}: {status:?}\n{log}");
+    }
+}
+
+/// One step of [`cn_script`] per line: `name: outcome`.
+type Steps = Vec<String>;
+
+/// curl on the gateway of `ep` as certificate `who`, with `token` in
+/// `Authorization`: the HTTP status, and the body unless it is 200 (whose
+/// headers carry member ids).
+fn gw_as(pki: &Pki, ep: &str, who: &str, path: &str, body: Option<&str>, token: Option<&str>) -> (u16, String) {
+    let mut tls = pki.client_args(who);
+    tls.extend(["-w".to_string(), "\n%{http_code}".to_string()]);
+    if let Some(t) = token {
+        tls.extend(["-H".to_string(), format!("Authorization: {t}")]);
+    }
+    let out = curl(&tls, &format!("{ep}{path}"), body);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let code: u16 = code.parse().unwrap_or_else(|_| panic!("curl {ep}{path}: {}", self::text(&out)));
+    if code == 0 {
+        // No response: curl's error is the outcome.
+        return (0, self::text(&out).trim().to_string());
+    }
+    // JSON in one key order (grpc-gateway's and serde's differ).
+    let body = serde_json::from_str::<serde_json::Value>(body).map_or(body.trim().to_string(), |v| v.to_string());
+    (code, body)
+}
+
+/// A fixed script under `--client-cert-auth`, run on one member at `ep`
+/// with etcdctl 3.5.1 and curl: users set up, auth enabled, then calls
+/// with no token or password, each as a client certificate: alice's (CN of
+/// a user with readwrite on `/app/`), mallory's (CN of no user), root's,
+/// one without a CN; a token beside a certificate; the gateway.
+fn cn_script(ep: &str, pki: &Pki, scratch: &Path) -> Steps {
+    let mut out = Steps::new();
+    let mut step = |name: &str, who: &str, args: &[&str]| {
+        let o = ctl(true, ep, &pki.client_args(who), args);
+        out.push(format!("{name}: {}", outcome(&o).replace(ep, "<endpoint>")));
+    };
+    for (name, args) in [
+        ("user add root", &["user", "add", "root:rootpw"][..]),
+        ("grant root", &["user", "grant-role", "root", "root"]),
+        ("role add app", &["role", "add", "app"]),
+        ("grant rw", &["role", "grant-permission", "app", "readwrite", "/app/", "--prefix"]),
+        ("user add alice", &["user", "add", "alice:alicepw"]),
+        ("grant-role alice", &["user", "grant-role", "alice", "app"]),
+        ("seed", &["put", "/other", "seed"]),
+        ("auth enable", &["auth", "enable"]),
+    ] {
+        step(name, "client", args);
+    }
+    let snap = scratch.join(format!("cn-{}.db", free_port()));
+    let snap = snap.to_string_lossy();
+    let calls: [(&str, &[&str]); 21] = [
+        ("put", &["put", "/app/x", "1"]),
+        ("get", &["get", "/app/x"]),
+        ("put outside", &["put", "/other", "1"]),
+        ("get outside", &["get", "/other"]),
+        ("del outside", &["del", "/other"]),
+        ("txn outside", &["txn"]),
+        ("watch outside", &["watch", "/other"]),
+        ("member list", &["member", "list"]),
+        ("member add", &["member", "add", "x", "--peer-urls=http://127.0.0.1:1"]),
+        ("status", &["endpoint", "status"]),
+        ("hashkv", &["endpoint", "hashkv"]),
+        ("defrag", &["defrag"]),
+        ("snapshot", &["snapshot", "save", &snap]),
+        ("alarm list", &["alarm", "list"]),
+        ("user list", &["user", "list"]),
+        ("user get", &["user", "get", "alice"]),
+        ("role list", &["role", "list"]),
+        ("auth status", &["auth", "status"]),
+        ("user add", &["user", "add", "bob:x"]),
+        ("role add", &["role", "add", "x"]),
+        ("auth disable", &["auth", "disable"]),
+    ];
+    // (A certificate without a CN is left out here: etcd 3.5.1 takes it
+    // for a user named "" that does not exist, raft-kv for no user; both
+    // refuse it, with "permission denied" and "user name is empty".)
+    for who in ["client", "mallory"] {
+        for (name, args) in calls {
+            // txn reads its operations from stdin: a write outside /app/.
+            let stdin = (name == "txn outside").then_some("\n\nput /other 2\n\n\n");
+            let o = ctl_in(ep, &pki.client_args(who), args, stdin);
+            out.push(format!("{who} {name}: {}", outcome(&o).replace(ep, "<endpoint>")));
+        }
+    }
+    let mut step = |name: &str, who: &str, args: &[&str]| {
+        let o = ctl(true, ep, &pki.client_args(who), args);
+        out.push(format!("{name}: {}", outcome(&o).replace(ep, "<endpoint>")));
+    };
+    step("root user list", "root", &["user", "list"]);
+    step("root get outside", "root", &["get", "/other"]);
+    // A token (or a password) wins over the certificate.
+    step("alice cert, root password", "client", &["--user", "root:rootpw", "user", "list"]);
+    step("mallory cert, alice password", "mallory", &["--user", "alice:alicepw", "put", "/app/m", "1"]);
+    step("alice cert, wrong password", "client", &["--user", "alice:wrong", "get", "/app/x"]);
+    // The gateway takes no CN for the user: a certificate with one is
+    // refused, whatever token comes with it; one without a CN signs in.
+    let read = format!(r#"{{"key":"{}"}}"#, b64("/app/x"));
+    let (code, body) =
+        gw_as(pki, ep, "nocn", "/v3/auth/authenticate", Some(r#"{"name":"alice","password":"alicepw"}"#), None);
+    out.push(format!("gw nocn authenticate: {code}"));
+    let token = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["token"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    for (name, who, token) in [
+        ("gw alice cert", "client", None),
+        ("gw alice cert with token", "client", Some(token.as_str())),
+        ("gw mallory cert", "mallory", None),
+        ("gw nocn cert", "nocn", None),
+        ("gw nocn cert with token", "nocn", Some(token.as_str())),
+    ] {
+        let (code, body) = gw_as(pki, ep, who, "/v3/kv/range", Some(&read), token);
+        out.push(format!("{name}: {code} {}", if code == 200 { "" } else { &body }));
+    }
+    let (code, _) = gw_as(pki, ep, "client", "/health", None, None);
+    out.push(format!("gw alice cert /health: {code}"));
+    out
+}
+
+/// Under `--client-cert-auth` with auth enabled the client certificate's
+/// CN is the user when a request carries no token: alice's certificate
+/// alone puts in `/app/` and is refused elsewhere with `etcdserver:
+/// permission denied`; a certificate naming no user, one without a CN, and
+/// the gateway (which never takes a CN as the user) get what etcd 3.5.1
+/// gives, call for call, against a real etcd 3.5.1 over the same PKI.
+#[test]
+fn the_client_certificate_cn_is_the_user_as_in_etcd_3_5_1() {
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(pki_dir.path());
+    let good = pki.client_args("client");
+    let client_tls = [
+        format!("--cert-file={}", pki.path("member.pem")),
+        format!("--key-file={}", pki.path("member.key")),
+        format!("--trusted-ca-file={}", pki.path("ca.pem")),
+        "--client-cert-auth".to_string(),
+    ];
+    let etcd_flags: Vec<&str> = client_tls.iter().map(String::as_str).collect();
+    let ready = |url: &str| {
+        let out = curl(&good, &format!("{url}/health"), None);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"true\"")
+    };
+    let etcd = RealEtcd::start_temp_as("https", &etcd_flags, &ready);
+    let flags = [&client_tls[..], &["--peer-auto-tls".to_string(), "--bcrypt-cost=4".to_string()]].concat();
+    let c = tls_cluster(1, &flags, &good);
+    let ep = c.members[0].client_url.as_str();
+    let (want, got) = std::thread::scope(|s| {
+        let want = s.spawn(|| cn_script(&etcd.client_url, &pki, pki_dir.path()));
+        let got = cn_script(ep, &pki, pki_dir.path());
+        (want.join().expect("etcd's script"), got)
+    });
+    let diff: Vec<String> =
+        want.iter().zip(&got).filter(|(w, g)| w != g).map(|(w, g)| format!("etcd:    {w}\nraft-kv: {g}")).collect();
+    assert!(diff.is_empty() && want.len() == got.len(), "{}\n\nall of etcd's:\n{}", diff.join("\n"), want.join("\n"));
+    // What the issue asks of alice's certificate alone, and of a CN that
+    // names no user.
+    for line in [
+        "client put: ok",
+        "client put outside: Error: etcdserver: permission denied",
+        "mallory put: Error: etcdserver: permission denied",
+        "mallory user list: Error: etcdserver: user name not found",
+    ] {
+        assert!(got.iter().any(|g| g == line), "missing {line:?} in:\n{}", got.join("\n"));
+    }
+    let alice = ctl_ok(true, ep, &good, &["get", "/app/x", "--print-value-only"]);
+    assert_eq!(alice.trim(), "1");
+
+    // Where raft-kv is stricter than 3.5.1: a certificate naming no user
+    // may not grant leases or compact (etcd 3.5.1 checks neither).
+    let mallory = pki.client_args("mallory");
+    for args in [&["lease", "grant", "60"][..], &["compaction", "1"]] {
+        let o = ctl(true, &etcd.client_url, &mallory, args);
+        assert!(o.status.success(), "etcd 3.5.1 {args:?}: {}", text(&o));
+        let o = ctl(true, ep, &mallory, args);
+        assert!(!o.status.success() && text(&o).contains("etcdserver: permission denied"), "{args:?}: {}", text(&o));
+    }
+    // A certificate without a CN is nobody to raft-kv.
+    let o = ctl(true, ep, &pki.client_args("nocn"), &["put", "/app/n", "1"]);
+    assert_eq!(outcome(&o), "Error: etcdserver: user name is empty");
+}
+
+/// Dials the peer port at `addr` (`host:port`) over TLS as certificate
+/// `who` (trusting the test CA), and sends a raft-kv handshake inside: the
+/// acceptor's two-byte verdict when the TLS handshake passed (the
+/// handshake decoder was reached), else the TLS error.
+fn dial_peer(pki: &Pki, addr: &str, who: &str) -> Result<Vec<u8>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(pki.path("ca.pem")).expect("ca")).expect("root");
+    let certs = vec![CertificateDer::from_pem_file(pki.path(&format!("{who}.pem"))).expect("cert")];
+    let key = PrivateKeyDer::from_pem_file(pki.path(&format!("{who}.key"))).expect("key");
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .expect("client config");
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("127.0.0.1").expect("name"))
+        .expect("connection");
+    let sock = TcpStream::connect(addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    sock.set_write_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let hs = transport_tcp::handshake::Handshake::new(transport_tcp::handshake::Lane::Raft, 1, 99, 1);
+    tls.write_all(&hs.encode()).and_then(|()| tls.flush()).map_err(|e| e.to_string())?;
+    let mut reply = [0u8; transport_tcp::handshake::REPLY_LEN];
+    tls.read_exact(&mut reply).map_err(|e| e.to_string())?;
+    Ok(reply.to_vec())
+}
+
+/// A member's counter from its `/metrics` (0 when absent).
+fn metric(client_args: &[String], m: &Member, name: &str) -> f64 {
+    let text =
+        String::from_utf8_lossy(&curl(client_args, &format!("{}/metrics", m.client_url), None).stdout).to_string();
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// The peer port refuses, in the TLS handshake, a member certificate that
+/// expired, one `--peer-crl-file` revokes, and one not valid for
+/// `--peer-cert-allowed-hostname`: no raft-kv handshake verdict comes back
+/// (the bytes sent inside TLS never reach the handshake or frame decoders),
+/// the refusal is logged, no raft message is received, and the member keeps
+/// serving and still accepts a good certificate.
+#[test]
+fn peer_port_refuses_expired_revoked_and_misnamed_certificates_before_the_decoders() {
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(pki_dir.path());
+    let good = pki.client_args("client");
+    let (cert, key, ca) = (pki.path("member.pem"), pki.path("member.key"), pki.path("ca.pem"));
+    let flags: Vec<String> = [
+        ("--cert-file", cert.as_str()),
+        ("--key-file", key.as_str()),
+        ("--trusted-ca-file", ca.as_str()),
+        ("--peer-cert-file", cert.as_str()),
+        ("--peer-key-file", key.as_str()),
+        ("--peer-trusted-ca-file", ca.as_str()),
+        ("--peer-crl-file", &pki.path("crl.pem")),
+        ("--peer-cert-allowed-hostname", "localhost"),
+    ]
+    .iter()
+    .map(|(f, v)| format!("{f}={v}"))
+    .chain(["--peer-client-cert-auth".to_string()])
+    .collect();
+    let c = tls_cluster(1, &flags, &good);
+    let m = &c.members[0];
+    let peer = m.peer_url.replace("https://", "");
+    // The member's own certificate (valid for localhost) passes TLS and
+    // gets a verdict from the handshake decoder.
+    let verdict = dial_peer(&pki, &peer, "member");
+    assert!(matches!(&verdict, Ok(r) if r.len() == 2), "a good certificate got no verdict: {verdict:?}");
+    for (who, alert) in [
+        ("peer-expired", "CertificateExpired"),
+        ("peer-revoked", "CertificateRevoked"),
+        ("peer-elsewhere", "BadCertificate"),
+    ] {
+        let refused = dial_peer(&pki, &peer, who);
+        match &refused {
+            Err(e) => assert!(e.contains(alert), "{who}: refused with {e:?}, wanted the alert {alert:?}"),
+            Ok(reply) => panic!("{who} reached the handshake decoder: verdict {reply:?}"),
+        }
+    }
+    // One TLS refusal logged per bad certificate (the member logs it once
+    // the connection is closed, maybe after the dialer saw the alert).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let log = loop {
+        let log = std::fs::read_to_string(m.dir.with_extension("log")).expect("log");
+        let logged = log.matches("TLS handshake failed").count() >= 3 && log.contains("refusing peer handshake");
+        if logged || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rejected: Vec<&str> =
+        log.lines().filter(|l| l.contains("rejected peer connection") && l.contains("TLS handshake failed")).collect();
+    assert_eq!(rejected.len(), 3, "one TLS refusal per bad certificate:\n{log}");
+    for why in ["certificate expired", "Revoked", "not valid for name \"localhost\""] {
+        assert!(rejected.iter().any(|l| l.contains(why)), "no refusal for {why:?} in:\n{}", rejected.join("\n"));
+    }
+    assert_eq!(log.matches("refusing peer handshake").count(), 1, "only the good dial was decoded:\n{log}");
+    assert_eq!(metric(&good, m, "raft_kv_transport_messages_received_total"), 0.0);
+    // Still serving, and still taking a good certificate.
+    ctl_ok(true, &m.client_url, &good, &["put", "/peer/after", "still serving"]);
+    assert!(matches!(dial_peer(&pki, &peer, "member"), Ok(r) if r.len() == 2));
+}
+
+/// `--client-cert-allowed-hostname`: a client certificate chaining to the
+/// CA but not valid for that host is refused at the TLS handshake.
+/// `--self-signed-cert-validity`: the auto-TLS certificate is valid from
+/// its making for that many years of 365 days.
+#[test]
+fn client_cert_allowed_hostname_and_self_signed_cert_validity_follow_the_flags() {
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(pki_dir.path());
+    let good = pki.client_args("client");
+    let flags = [
+        format!("--cert-file={}", pki.path("member.pem")),
+        format!("--key-file={}", pki.path("member.key")),
+        format!("--trusted-ca-file={}", pki.path("ca.pem")),
+        "--client-cert-auth".to_string(),
+        "--client-cert-allowed-hostname=localhost".to_string(),
+        "--peer-auto-tls".to_string(),
+        "--self-signed-cert-validity=2".to_string(),
+    ];
+    let c = tls_cluster(1, &flags, &good);
+    let m = &c.members[0];
+    ctl_ok(true, &m.client_url, &good, &["put", "/host", "ok"]);
+    // Same CA, valid for n9.example only.
+    let elsewhere = pki.client_args("peer-elsewhere");
+    let out = curl(&elsewhere, &format!("{}/health", m.client_url), None);
+    assert!(!out.status.success(), "a certificate for another host was served: {}", text(&out));
+    let out = ctl(true, &m.client_url, &elsewhere, &["--command-timeout=4s", "get", "/host"]);
+    assert!(!out.status.success(), "etcdctl with a certificate for another host was served: {}", text(&out));
+
+    let pem = std::fs::read(m.dir.join("fixtures/peer/cert.pem")).expect("auto TLS certificate");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).expect("pem");
+    let cert = pem.parse_x509().expect("certificate");
+    let (from, to) = (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    assert!((now - 600..=now).contains(&from), "valid from {from}, not from its making ({now})");
+    assert_eq!(to - from, 2 * 365 * 86_400, "not valid for 2 years");
+}
+
+/// Token shapes in `text`: JWTs (`eyJ...`, a JSON header in base64) and
+/// etcd simple tokens (16 random letters and digits, `.`, a counter).
+fn token_shapes(text: &str) -> Vec<String> {
+    let mut found: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'))
+        .filter(|w| w.starts_with("eyJ") && w.matches('.').count() >= 2)
+        .map(str::to_string)
+        .collect();
+    for w in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.')) {
+        if let Some((random, n)) = w.split_once('.') {
+            let mixed =
+                random.chars().any(|c| c.is_ascii_uppercase()) && random.chars().any(|c| c.is_ascii_lowercase());
+            let alnum = random.len() == 16 && random.chars().all(|c| c.is_ascii_alphanumeric());
+            if alnum && mixed && !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) {
+                found.push(w.to_string());
+            }
+        }
+    }
+    found
+}
+
+/// The base64 lines of the PEM private key in `path` (each unique to it).
+fn key_lines(path: &Path) -> Vec<String> {
+    let pem = std::fs::read_to_string(path).expect("key");
+    pem.lines().filter(|l| !l.starts_with("-----") && l.len() >= 32).map(str::to_string).collect()
+}
+
+/// No secret reaches a member's log (at debug level) or its `/metrics`
+/// after a session over mutual TLS on both ports that signs in with
+/// passwords (etcdctl and the gateway), uses the tokens (simple, then
+/// JWT), changes a password, fails a sign-in and sends a forged token: no
+/// password, bcrypt hash, token (those seen, and anything shaped like one)
+/// or line of the member's or the JWT's private key.
+#[test]
+fn no_secret_reaches_logs_or_metrics_under_tls_and_auth() {
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(pki_dir.path());
+    let good = pki.client_args("client");
+    let jwt = jwt_spec(pki_dir.path(), "5m");
+    for (kind, tokens) in [("simple", "simple"), ("jwt", jwt.as_str())] {
+        let (root_pw, alice_pw, new_pw, wrong_pw) = ("R00t-Pw-x1", "Al1ce-Pw-x2", "Al1ce-N3w-x3", "Wr0ng-Pw-x4");
+        let flags = [pki.member_flags(), vec!["--bcrypt-cost=4".into(), format!("--auth-token={tokens}")]].concat();
+        let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let c = Cluster::start_as(3, "https", &flag_refs, &[("RUST_LOG", "debug")], &|m| tls_healthy(m, &good));
+        wait_published(&c, &good);
+        let eps = c.endpoints();
+        let ep = c.members[1].client_url.as_str();
+        for args in [
+            &["user", "add", &format!("root:{root_pw}")][..],
+            &["role", "add", "app"],
+            &["role", "grant-permission", "app", "readwrite", "/app/", "--prefix"],
+            &["user", "add", &format!("alice:{alice_pw}")],
+            &["user", "grant-role", "alice", "app"],
+            &["auth", "enable"],
+        ] {
+            ctl_ok(true, &eps, &good, args);
+        }
+        // etcdctl signs in (a token each time) and uses its tokens.
+        let alice = format!("alice:{alice_pw}");
+        ctl_ok(true, &eps, &good, &["--user", &alice, "put", "/app/a", "1"]);
+        ctl_ok(false, ep, &good, &["--user", &alice, "get", "/app/a"]);
+        let root = format!("root:{root_pw}");
+        let o = ctl_in(ep, &good, &["--user", &root, "user", "passwd", "alice", "--interactive=false"], Some(new_pw));
+        assert!(o.status.success(), "{}", text(&o));
+        let o = ctl(true, ep, &good, &["--user", &format!("alice:{wrong_pw}"), "get", "/app/a"]);
+        assert!(text(&o).contains("authentication failed"), "{}", text(&o));
+        // The gateway (a certificate without a CN, as etcd's wants): sign
+        // in, use the token on every member, then a forged one.
+        let signin = format!(r#"{{"name":"alice","password":"{new_pw}"}}"#);
+        let (code, body) = gw_as(&pki, ep, "nocn", "/v3/auth/authenticate", Some(&signin), None);
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let token = v["token"].as_str().expect("token").to_string();
+        let put = format!(r#"{{"key":"{}","value":"{}"}}"#, b64("/app/gw"), b64("v"));
+        for m in &c.members {
+            let (code, body) = gw_as(&pki, &m.client_url, "nocn", "/v3/kv/put", Some(&put), Some(&token));
+            assert_eq!(code, 200, "{body}");
+        }
+        let forged = format!("{}x", &token[..token.len() - 1]);
+        let (code, _) = gw_as(&pki, ep, "nocn", "/v3/kv/put", Some(&put), Some(&forged));
+        assert_eq!(code, 401);
+
+        let mut secrets: Vec<String> =
+            [root_pw, alice_pw, new_pw, wrong_pw, "$2a$", "$2b$", "$2y$", "PRIVATE KEY"].map(String::from).to_vec();
+        secrets.extend([token.clone(), forged.clone()]);
+        // The random part of a simple token, the signature of a JWT.
+        secrets.extend(token.split('.').filter(|p| p.len() >= 16).map(str::to_string));
+        secrets.extend(key_lines(&pki.dir.join("member.key")));
+        secrets.extend(key_lines(&pki_dir.path().join("jwt.key")));
+        for m in &c.members {
+            let log = std::fs::read_to_string(m.dir.with_extension("log")).expect("log");
+            assert!(log.lines().count() > 50 && log.contains("DEBUG"), "{} logged too little to tell", m.name);
+            let metrics = text(&curl(&good, &format!("{}/metrics", m.client_url), None));
+            assert!(metrics.contains("etcd_server_id"), "no metrics from {}: {metrics}", m.name);
+            for (what, text) in [("log", &log), ("/metrics", &metrics)] {
+                for s in &secrets {
+                    assert!(!text.contains(s.as_str()), "{kind}: {}'s {what} holds the secret {s:?}", m.name);
+                }
+                let shapes = token_shapes(text);
+                assert!(shapes.is_empty(), "{kind}: {}'s {what} holds tokens {shapes:?}", m.name);
+            }
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Peer TLS between transports on loopback: mutual TLS carries raft
-//! messages; a dialer without a certificate, with one from another CA, or
-//! speaking cleartext is refused before any frame is decoded; idle and
-//! garbage hellos do not lock a member out.
+//! messages; a dialer without a certificate, with one from another CA, an
+//! expired one or one its CRL revokes, or speaking cleartext is refused
+//! before any frame is decoded (and the member still takes good dialers);
+//! idle and garbage hellos do not lock a member out.
 
 mod common;
 
@@ -12,8 +13,11 @@ use std::time::Duration;
 
 use common::*;
 use raft_kv::{Config, Node, NodeBuilder, Transport};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
+};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use transport_tcp::handshake::{Handshake, Lane};
@@ -43,19 +47,65 @@ impl Ca {
 
     /// A member certificate (server and client use) and its key.
     fn member(&self, cn: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        self.member_with(cn, |_| {})
+    }
+
+    /// [`Ca::member`] with its parameters edited by `edit` (validity,
+    /// serial).
+    fn member_with(
+        &self,
+        cn: &str,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
         p.distinguished_name.push(DnType::CommonName, cn);
+        edit(&mut p);
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let key = KeyPair::generate().expect("key");
         let cert = p.signed_by(&key, &self.cert, &self.key).expect("sign");
         (vec![cert.der().clone()], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
+    }
+
+    /// A revocation list of this CA listing `serial`.
+    fn crl(&self, serial: u64) -> CertificateRevocationListDer<'static> {
+        let crl = CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: rcgen::date_time_ymd(2100, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(serial),
+                revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.cert, &self.key)
+        .expect("crl");
+        crl.der().clone()
     }
 }
 
 /// Mutual TLS trusting `trust`, presenting `ident` (none: no client
 /// certificate when dialing).
 fn peer_tls(trust: &Ca, ident: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), present: bool) -> PeerTls {
-    let verifier = WebPkiClientVerifier::builder(trust.roots()).build().expect("verifier");
+    peer_tls_with_crls(trust, ident, present, Vec::new())
+}
+
+/// [`peer_tls`] whose acceptor also checks `crls` (as raft-kv-server's
+/// `--peer-crl-file`: certificates the lists do not cover pass).
+fn peer_tls_with_crls(
+    trust: &Ca,
+    ident: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    present: bool,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> PeerTls {
+    let mut verifier = WebPkiClientVerifier::builder(trust.roots());
+    if !crls.is_empty() {
+        verifier = verifier.with_crls(crls).allow_unknown_revocation_status();
+    }
+    let verifier = verifier.build().expect("verifier");
     let server = ServerConfig::builder()
         .with_client_cert_verifier(verifier)
         .with_single_cert(ident.0.clone(), ident.1.clone_key())
@@ -79,11 +129,15 @@ fn local() -> SocketAddr {
 
 /// Member 2 with mutual TLS under `ca`, and member 1 dialing it with `tls`.
 fn pair(ca: &Ca, tls: Option<PeerTls>) -> (TcpTransport, TcpTransport, [NodeBuilder<()>; 2]) {
+    pair_with(peer_tls(ca, ca.member("n2"), true), tls)
+}
+
+/// Member 2 with TLS `b_tls`, and member 1 dialing it with `tls`.
+fn pair_with(b_tls: PeerTls, tls: Option<PeerTls>) -> (TcpTransport, TcpTransport, [NodeBuilder<()>; 2]) {
     init_logs();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let builders = [idle_builder(1), idle_builder(2)];
-    let b = TcpTransport::start(tcp_config(2, local()).tls(peer_tls(ca, ca.member("n2"), true)), builders[1].mailbox())
-        .expect("start b");
+    let b = TcpTransport::start(tcp_config(2, local()).tls(b_tls), builders[1].mailbox()).expect("start b");
     let mut cfg = tcp_config(1, local()).peer(2, b.local_addr().to_string());
     cfg.tls = tls;
     let a = TcpTransport::start(cfg, builders[0].mailbox()).expect("start a");
@@ -125,6 +179,47 @@ fn a_certificate_from_another_ca_is_refused() {
     let (mut a, b, _builders) = pair(&ca, Some(peer_tls(&ca, other.member("n1"), true)));
     assert_refused(&mut a, &b);
     assert_eq!(a.metrics().messages_sent, 0);
+}
+
+/// After refusals, `b` still takes a member with a good certificate: a
+/// new dialer presenting `good` gets messages through.
+fn still_serves(b: &TcpTransport, ca: &Ca, good: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)) {
+    let builder = idle_builder(1);
+    let mut c = TcpTransport::start(
+        tcp_config(1, local()).peer(2, b.local_addr().to_string()).tls(peer_tls(ca, good, true)),
+        builder.mailbox(),
+    )
+    .expect("start c");
+    assert!(eventually(WAIT, || {
+        c.send(vec![heartbeat(1, 2, 1)]);
+        b.metrics().messages_received >= 1
+    }));
+}
+
+#[test]
+fn an_expired_certificate_is_refused_before_the_frame_decoder() {
+    let ca = Ca::new("ca");
+    let expired = ca.member_with("n1", |p| {
+        p.not_before = rcgen::date_time_ymd(2001, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2002, 1, 1);
+    });
+    let (mut a, b, _builders) = pair(&ca, Some(peer_tls(&ca, expired, true)));
+    assert_refused(&mut a, &b);
+    assert_eq!(a.metrics().messages_sent, 0);
+    still_serves(&b, &ca, ca.member("n1"));
+}
+
+#[test]
+fn a_revoked_certificate_is_refused_before_the_frame_decoder() {
+    const SERIAL: u64 = 0x5EED;
+    let ca = Ca::new("ca");
+    let b_tls = peer_tls_with_crls(&ca, ca.member("n2"), true, vec![ca.crl(SERIAL)]);
+    let revoked = ca.member_with("n1", |p| p.serial_number = Some(SerialNumber::from(SERIAL)));
+    let (mut a, b, _builders) = pair_with(b_tls, Some(peer_tls(&ca, revoked, true)));
+    assert_refused(&mut a, &b);
+    assert_eq!(a.metrics().messages_sent, 0);
+    // The list revokes that certificate only.
+    still_serves(&b, &ca, ca.member("n1"));
 }
 
 #[test]

@@ -82,8 +82,9 @@ pub fn spawn_env(m: &Member, initial_cluster: &str, state: &str, extra: &[&str],
     command(m, initial_cluster, state, extra, env).spawn().expect("spawn raft-kv-server")
 }
 
-/// The command [`spawn_env`] runs (logging at `RUST_LOG=info` to the
-/// member's log file), for a test that changes it before spawning.
+/// The command [`spawn_env`] runs (logging at `RUST_LOG=info` unless `env`
+/// sets it, to the member's log file), for a test that changes it before
+/// spawning.
 pub fn command(m: &Member, initial_cluster: &str, state: &str, extra: &[&str], env: &[(&str, &str)]) -> Command {
     let log = std::fs::File::create(m.dir.with_extension("log")).expect("log file");
     let mut cmd = Command::new(binary());
@@ -95,8 +96,8 @@ pub fn command(m: &Member, initial_cluster: &str, state: &str, extra: &[&str], e
         .args(["--initial-cluster", initial_cluster, "--initial-cluster-state", state])
         .args(["--initial-cluster-token", TOKEN])
         .args(extra)
-        .envs(env.iter().copied())
         .env("RUST_LOG", "info,slog=warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log);
     cmd
@@ -810,7 +811,26 @@ impl RealEtcd {
     /// `extra` flags; waits (bounded) until it is healthy. Its log goes
     /// beside `data_dir`.
     pub fn start(data_dir: &Path, name: &str, peer_url: &str, extra: &[&str]) -> RealEtcd {
-        let client_url = format!("http://127.0.0.1:{}", free_port());
+        // `/health`, which (unlike `etcdctl endpoint health`) needs no user
+        // when auth is on.
+        let healthy =
+            |url: &str| http(&addr_of(url), "GET", "/health", "").is_ok_and(|(c, b)| c == 200 && b.contains("true"));
+        RealEtcd::start_as(data_dir, name, peer_url, "http", extra, &healthy)
+    }
+
+    /// [`RealEtcd::start`] with a client URL of `scheme` (`http`, or
+    /// `https` with the TLS flags in `extra`), waiting until `ready` holds
+    /// for the client URL (a TLS member is probed with a client
+    /// certificate).
+    pub fn start_as(
+        data_dir: &Path,
+        name: &str,
+        peer_url: &str,
+        scheme: &str,
+        extra: &[&str],
+        ready: &dyn Fn(&str) -> bool,
+    ) -> RealEtcd {
+        let client_url = format!("{scheme}://127.0.0.1:{}", free_port());
         let log = std::fs::File::create(data_dir.with_extension("etcd.log")).expect("log");
         let child = Command::new(etcd35("etcd"))
             .arg("--data-dir")
@@ -825,11 +845,7 @@ impl RealEtcd {
             .expect("spawn etcd 3.5.1");
         let e = RealEtcd { child, client_url, _tmp: None };
         let deadline = Instant::now() + Duration::from_secs(30);
-        // `/health`, which (unlike `etcdctl endpoint health`) needs no user
-        // when auth is on.
-        let healthy =
-            || http(&e.client_addr(), "GET", "/health", "").is_ok_and(|(c, b)| c == 200 && b.contains("true"));
-        while !healthy() {
+        while !ready(&e.client_url) {
             let log = std::fs::read_to_string(data_dir.with_extension("etcd.log")).unwrap_or_default();
             assert!(Instant::now() < deadline, "etcd 3.5.1 did not become healthy:\n{log}");
             std::thread::sleep(Duration::from_millis(200));
@@ -846,9 +862,19 @@ impl RealEtcd {
         e
     }
 
+    /// [`RealEtcd::start_temp`] with a client URL of `scheme`, ready when
+    /// `ready` holds (see [`RealEtcd::start_as`]).
+    pub fn start_temp_as(scheme: &str, extra: &[&str], ready: &dyn Fn(&str) -> bool) -> RealEtcd {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        let mut e = RealEtcd::start_as(&tmp.path().join("etcd"), "default", &peer, scheme, extra, ready);
+        e._tmp = Some(tmp);
+        e
+    }
+
     /// `host:port` of its client URL.
     pub fn client_addr(&self) -> String {
-        self.client_url.trim_start_matches("http://").to_string()
+        addr_of(&self.client_url)
     }
 
     /// Stops it cleanly (SIGTERM, as an operator would before copying its
@@ -864,9 +890,47 @@ impl RealEtcd {
     }
 }
 
+/// `host:port` of an `http://` or `https://` URL.
+fn addr_of(url: &str) -> String {
+    url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).unwrap_or(url).to_string()
+}
+
+/// What a user sees of one etcdctl run: `ok`, or its `Error:` lines (a
+/// command that reports failure without one, such as defrag, gives its last
+/// line).
+pub fn outcome(o: &Output) -> String {
+    if o.status.success() {
+        return "ok".into();
+    }
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("Error:")).collect();
+    if lines.is_empty() {
+        format!("failed: {}", err.lines().last().unwrap_or_default())
+    } else {
+        lines.join(" | ")
+    }
+}
+
 impl Drop for RealEtcd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `--auth-token` for JWTs signed RS256 with a key pair made (openssl) in
+/// `dir`, valid for `ttl`.
+pub fn jwt_spec(dir: &std::path::Path, ttl: &str) -> String {
+    let (private, public) = (dir.join("jwt.key"), dir.join("jwt.pub"));
+    let gen = run(60, "openssl", &["genrsa", "-out", &private.to_string_lossy(), "2048"], &[], None);
+    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    let o = run(
+        60,
+        "openssl",
+        &["rsa", "-in", &private.to_string_lossy(), "-pubout", "-out", &public.to_string_lossy()],
+        &[],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    format!("jwt,pub-key={},priv-key={},sign-method=RS256,ttl={ttl}", public.display(), private.display())
 }

@@ -174,6 +174,11 @@ pub const NO_OPS: &[NoOp] = &[
         only: None,
     },
     NoOp { name: "experimental-compaction-batch-limit", why: "RocksDB compacts in the background", only: None },
+    NoOp {
+        name: "experimental-peer-skip-client-san-verification",
+        why: "raft-kv never checks a dialing member's certificate SANs against its address",
+        only: Some(BOOL_TRUE),
+    },
     NoOp { name: "experimental-warning-apply-duration", why: "raft-kv logs no slow-apply warnings", only: None },
     NoOp {
         name: "experimental-txn-mode-write-with-shared-buffer",
@@ -191,12 +196,6 @@ pub const NO_OPS: &[NoOp] = &[
 /// ignored: ignoring it would change what the operator asked for.
 pub fn refused_why(name: &str) -> &'static str {
     match name {
-        n if ["cert", "tls", "key-file", "crl", "ca-file", "cipher", "san-verification"]
-            .iter()
-            .any(|t| n.contains(t)) =>
-        {
-            "raft-kv serves plain http:// here"
-        }
         n if n.starts_with("discovery") => "bootstrap with --initial-cluster",
         n if n.starts_with("proxy") => "raft-kv has no v2 proxy",
         "wal-dir" => "the log is in --data-dir",
@@ -461,6 +460,12 @@ mod tests {
         assert!(e.contains("--enable-v2=true"), "{e}");
         let e = run(&["--wal-dir=/w"], &[]).unwrap_err().to_string();
         assert!(e.contains("flag --wal-dir is an etcd flag raft-kv does not implement"), "{e}");
+        // raft-kv never checks a dialing member's SANs: skipping is all it
+        // does, asking for the check is refused.
+        let (_, w) = run(&["--experimental-peer-skip-client-san-verification"], &[]).unwrap();
+        assert!(w[0].contains("never checks a dialing member's certificate SANs"), "{w:?}");
+        let e = run(&["--experimental-peer-skip-client-san-verification=false"], &[]).unwrap_err().to_string();
+        assert!(e.contains("is not supported by raft-kv"), "{e}");
         let e = run(&["--experimental-foo"], &[]).unwrap_err().to_string();
         assert!(e.contains("unexpected argument"), "an unknown flag is clap's error: {e}");
     }

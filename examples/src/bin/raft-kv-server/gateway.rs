@@ -19,6 +19,11 @@
 //! with the backup's chunks. Errors use grpc-gateway's body
 //! (`{"error","code","message"}`) and its gRPC → HTTP status mapping; an
 //! unknown route gets 404 with such a body.
+//!
+//! As etcd's gateway, it takes the user from the `Authorization` token only,
+//! never from a client certificate's CN: with auth enabled under
+//! `--client-cert-auth`, a request over a certificate with a CN is refused
+//! with etcd's HTTP 400 ([`CN_REFUSED`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,7 +33,6 @@ use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
-use axum::Extension;
 use axum::Router;
 use futures_core::Stream;
 use futures_util::StreamExt;
@@ -93,6 +97,7 @@ pub fn router(ctx: Shared) -> Router {
         // then held to --max-request-bytes like a gRPC one.
         .layer(DefaultBodyLimit::max(ctx.max_request_bytes * 2 + (64 << 10)))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), cn_refused))
         .with_state(Gw { api: api.clone(), ctx });
     macro_rules! grpc {
         ($r:expr, $server:ty, $svc:expr) => {
@@ -230,6 +235,32 @@ fn http_status(code: Code) -> StatusCode {
     }
 }
 
+/// etcd's refusal of a gateway request over a client certificate with a CN
+/// (`--client-cert-auth` with auth enabled): the gateway cannot carry the
+/// CN as the user, so etcd refuses instead of serving it as nobody.
+pub const CN_REFUSED: &str =
+    "CommonName of client sending a request against gateway will be ignored and not used as expected";
+
+/// Refuses, as etcd 3.5 does, a `/v3/` (or `/v3beta/`) request whose
+/// verified client certificate has a CN while auth is enabled under
+/// `--client-cert-auth` (the only case the TLS acceptor records a CN): HTTP
+/// 400 with Go's plain-text error body, whatever token the request carries.
+async fn cn_refused(State(ctx): State<Shared>, req: HttpRequest, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path();
+    let api = path.starts_with("/v3/") || path.starts_with("/v3beta/");
+    let cn = req.extensions().get::<ClientCertCn>().is_some_and(|c| !c.0.is_empty());
+    if api && cn && ctx.node.auth_state().enabled() {
+        // Read the request body (up to a bound) before answering: a client
+        // still sending it can lose a response that comes first (curl
+        // over HTTP/2 reports a stream error).
+        let _ = axum::body::to_bytes(req.into_body(), 1 << 20).await;
+        let headers =
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")];
+        return (StatusCode::BAD_REQUEST, headers, format!("{CN_REFUSED}\n")).into_response();
+    }
+    next.run(req).await
+}
+
 /// grpc-gateway's error body and status.
 fn error_response(s: &Status) -> Response {
     let body = json!({ "error": s.message(), "code": s.code() as i32, "message": s.message() });
@@ -243,16 +274,11 @@ fn json_response<T: Serialize>(v: &T) -> Response {
     }
 }
 
-/// Carries the gateway request's identity (the `Authorization` header, the
-/// client certificate's CN) into the gRPC request the service sees, so
-/// both paths run the same checks.
-fn with_identity<T>(mut req: Request<T>, headers: &HeaderMap, cn: Option<Extension<ClientCertCn>>) -> Request<T> {
-    let mut ext = axum::http::Extensions::new();
-    if let Some(Extension(cn)) = cn {
-        ext.insert(cn.clone());
-        req.extensions_mut().insert(cn);
-    }
-    let id = Identity::of_http(headers, &ext);
+/// Carries the gateway request's identity (the `Authorization` header) into
+/// the gRPC request the service sees, so both paths run the same checks.
+/// As etcd's gateway, it never passes on the client certificate's CN.
+fn with_identity<T>(mut req: Request<T>, headers: &HeaderMap) -> Request<T> {
+    let id = Identity::of_http(headers);
     if let Some(t) = id.token.and_then(|t| tonic::metadata::MetadataValue::try_from(t).ok()) {
         req.metadata_mut().insert("token", t);
     }
@@ -267,12 +293,12 @@ where
     F: Fn(Api, Request<Req>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
 {
-    post(move |State(g): State<Gw>, headers: HeaderMap, cn: Option<Extension<ClientCertCn>>, body: Bytes| async move {
+    post(move |State(g): State<Gw>, headers: HeaderMap, body: Bytes| async move {
         let req = match decode::<Req>(&body) {
             Ok(r) => r,
             Err(s) => return error_response(&s),
         };
-        match f(g.api.clone(), with_identity(Request::new(req), &headers, cn)).await {
+        match f(g.api.clone(), with_identity(Request::new(req), &headers)).await {
             Ok(resp) => json_response(&resp),
             Err(s) => error_response(&s),
         }
@@ -443,32 +469,23 @@ fn json_lines<T: Serialize + Send + 'static>(
 
 async fn watch(State(g): State<Gw>, req: HttpRequest) -> Response {
     g.ctx.metrics.request("Watch(HTTP)");
-    let id = Identity::of_http(req.headers(), req.extensions());
+    let id = Identity::of_http(req.headers());
     let (input, failed) = json_requests::<pb::WatchRequest>(req.into_body(), g.ctx.max_request_bytes * 2);
     json_lines(watch_stream(g.ctx.clone(), id, input, false), failed)
 }
 
 async fn keep_alive(State(g): State<Gw>, req: HttpRequest) -> Response {
     g.ctx.metrics.request("LeaseKeepAlive(HTTP)");
-    if let Err(s) = g.ctx.auth.check_user(&g.ctx.node, &Identity::of_http(req.headers(), req.extensions())) {
+    if let Err(s) = g.ctx.auth.check_user(&g.ctx.node, &Identity::of_http(req.headers())) {
         return error_response(&s);
     }
     let (input, failed) = json_requests::<pb::LeaseKeepAliveRequest>(req.into_body(), 64 << 10);
     json_lines(keep_alive_stream(g.ctx.clone(), input), failed)
 }
 
-async fn snapshot(
-    State(g): State<Gw>,
-    headers: HeaderMap,
-    cn: Option<Extension<ClientCertCn>>,
-    body: Bytes,
-) -> Response {
+async fn snapshot(State(g): State<Gw>, headers: HeaderMap, body: Bytes) -> Response {
     g.ctx.metrics.request("Snapshot(HTTP)");
-    let mut ext = axum::http::Extensions::new();
-    if let Some(Extension(cn)) = cn {
-        ext.insert(cn);
-    }
-    if let Err(s) = g.ctx.auth.check_maintenance(&g.ctx.node, &Identity::of_http(&headers, &ext)) {
+    if let Err(s) = g.ctx.auth.check_maintenance(&g.ctx.node, &Identity::of_http(&headers)) {
         return error_response(&s);
     }
     if let Err(s) = decode::<pb::SnapshotRequest>(&body) {

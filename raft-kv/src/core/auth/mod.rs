@@ -148,10 +148,22 @@ impl AuthState {
         Ok(())
     }
 
-    /// With auth enabled, refuses anyone but a root user (admin calls).
+    /// With auth enabled, refuses anyone but a root user (admin calls), in
+    /// etcd's words: no user ([`AuthError::UserEmpty`]), a user that does
+    /// not exist (a client certificate's CN may name anyone:
+    /// [`AuthError::UserNotFound`]), a user without the root role
+    /// ([`AuthError::PermissionDenied`]).
     pub fn check_admin(&self, user: &str) -> Result<()> {
-        self.check_user(user)?;
-        if self.enabled && !self.is_root(user) {
+        if !self.enabled {
+            return Ok(());
+        }
+        if user.is_empty() {
+            return Err(AuthError::UserEmpty.into());
+        }
+        if !self.users.contains_key(user) {
+            return Err(AuthError::UserNotFound.into());
+        }
+        if !self.is_root(user) {
             return Err(AuthError::PermissionDenied.into());
         }
         Ok(())

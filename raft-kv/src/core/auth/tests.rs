@@ -207,3 +207,25 @@ fn commands_are_checked_as_they_apply() {
     assert!(st.permitted("alice", Access::Read, b"/ro/", b"/ro0"));
     assert!(!st.permitted("alice", Access::Write, b"/ro/", b"/ro0"));
 }
+
+/// The admin check in etcd's words: no user, a user that does not exist
+/// (a client certificate's CN can name anyone), a user without root.
+#[test]
+fn admin_refusals_say_why() {
+    let e = MemEngine::new();
+    let mut s = store(&e);
+    let admin_err = |s: &AuthStore, user: &str| match s.state().check_admin(user) {
+        Err(Error::Auth(e)) => Some(e),
+        _ => None,
+    };
+    assert_eq!(admin_err(&s, "mallory"), None, "auth disabled: anyone");
+    for c in [user_add("root"), grant_role("root", ROOT), user_add("alice"), AuthChange::Enable(Default::default())] {
+        apply(&mut s, &e, c).unwrap();
+    }
+    assert_eq!(admin_err(&s, ""), Some(AuthError::UserEmpty));
+    assert_eq!(admin_err(&s, "mallory"), Some(AuthError::UserNotFound));
+    assert_eq!(admin_err(&s, "alice"), Some(AuthError::PermissionDenied));
+    assert_eq!(admin_err(&s, "root"), None);
+    // Key ranges and other user checks still say permission denied.
+    assert!(matches!(s.state().check_user("mallory"), Err(Error::Auth(AuthError::PermissionDenied))));
+}

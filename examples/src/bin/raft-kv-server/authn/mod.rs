@@ -39,13 +39,16 @@ impl Identity {
         Identity { token, cn: req.extensions().get::<ClientCertCn>().map(|c| c.0.clone()) }
     }
 
-    /// The identity of a gateway request (`Authorization: <token>`).
-    pub fn of_http(headers: &axum::http::HeaderMap, extensions: &axum::http::Extensions) -> Self {
+    /// The identity of a gateway request (`Authorization: <token>`). As in
+    /// etcd, a client certificate's CN never names the user there (the
+    /// gateway refuses such a certificate while auth is enabled: see
+    /// `gateway::cn_refused`).
+    pub fn of_http(headers: &axum::http::HeaderMap) -> Self {
         let token = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         // etcd's gateway passes the header through as is; accept a
         // `Bearer` prefix as well.
         let token = token.map(|t| t.strip_prefix("Bearer ").unwrap_or(t).trim().to_owned()).filter(|t| !t.is_empty());
-        Identity { token, cn: extensions.get::<ClientCertCn>().map(|c| c.0.clone()) }
+        Identity { token, cn: None }
     }
 }
 
@@ -140,10 +143,15 @@ impl Authn {
     /// itself (defragment, hash, hash-kv, snapshot, move-leader,
     /// downgrade): etcd passes its auth package's error through unmapped
     /// there, so the client sees code Unknown and `auth: permission denied`
-    /// (`auth: user name is empty`, ...) instead of `etcdserver: ...`.
+    /// (`auth: user name is empty`, `auth: user not found`, ...) instead of
+    /// `etcdserver: ...`.
     pub fn check_maintenance(&self, node: &AsyncNode, id: &Identity) -> Result<String, Status> {
         self.check_admin(node, id).map_err(|s| {
-            let why = s.message().strip_prefix("etcdserver: ").unwrap_or(s.message());
+            let why = match s.message() {
+                // The one the auth package words differently.
+                "etcdserver: user name not found" => "user not found",
+                m => m.strip_prefix("etcdserver: ").unwrap_or(m),
+            };
             Status::unknown(format!("auth: {why}"))
         })
     }

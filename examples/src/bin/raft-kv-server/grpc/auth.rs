@@ -44,8 +44,10 @@ impl services::auth_server::Auth for Api {
         Ok(Reply::new(pb::AuthDisableResponse { header }))
     }
 
-    async fn auth_status(&self, _req: Request<pb::AuthStatusRequest>) -> Result<Reply<pb::AuthStatusResponse>, Status> {
+    /// Root only while auth is enabled, as in etcd 3.5.
+    async fn auth_status(&self, req: Request<pb::AuthStatusRequest>) -> Result<Reply<pb::AuthStatusResponse>, Status> {
         self.count("AuthStatus");
+        self.ctx.auth.check_admin(&self.ctx.node, &Identity::of(&req))?;
         let st = self.ctx.node.auth_state();
         Ok(Reply::new(pb::AuthStatusResponse {
             header: self.ctx.header(0),
@@ -74,10 +76,11 @@ impl services::auth_server::Auth for Api {
         Ok(Reply::new(pb::AuthRoleListResponse { header: self.ctx.header(0), roles }))
     }
 
-    /// A user may read their own record; root may read anyone's.
+    /// A user may read their own record; root may read anyone's (anyone
+    /// else gets the admin check's refusal, as in etcd).
     async fn user_get(&self, req: Request<pb::AuthUserGetRequest>) -> Result<Reply<pb::AuthUserGetResponse>, Status> {
         self.count("UserGet");
-        let caller = self.ctx.auth.check_user(&self.ctx.node, &Identity::of(&req))?;
+        let caller = self.ctx.auth.user(&self.ctx.node, &Identity::of(&req))?;
         let name = req.into_inner().name;
         let st = self.ctx.node.auth_state();
         if caller != name {
@@ -87,10 +90,11 @@ impl services::auth_server::Auth for Api {
         Ok(Reply::new(pb::AuthUserGetResponse { header: self.ctx.header(0), roles: user.roles.clone() }))
     }
 
-    /// A user may read the roles they have; root may read any.
+    /// A user may read the roles they have; root may read any (anyone else
+    /// gets the admin check's refusal, as in etcd).
     async fn role_get(&self, req: Request<pb::AuthRoleGetRequest>) -> Result<Reply<pb::AuthRoleGetResponse>, Status> {
         self.count("RoleGet");
-        let caller = self.ctx.auth.check_user(&self.ctx.node, &Identity::of(&req))?;
+        let caller = self.ctx.auth.user(&self.ctx.node, &Identity::of(&req))?;
         let name = req.into_inner().role;
         let st = self.ctx.node.auth_state();
         let has = st.user(&caller).is_some_and(|u| u.roles.contains(&name));

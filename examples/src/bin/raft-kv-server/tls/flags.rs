@@ -31,6 +31,10 @@ pub struct TlsFlags {
     /// Certificate revocation list (PEM) checked on client certificates.
     #[arg(long, env = "RAFT_KV_CLIENT_CRL_FILE")]
     pub client_crl_file: Option<String>,
+    /// Accept only client certificates valid for this host name (a SAN);
+    /// needs `--trusted-ca-file`.
+    #[arg(long, env = "RAFT_KV_CLIENT_CERT_ALLOWED_HOSTNAME")]
+    pub client_cert_allowed_hostname: Option<String>,
     /// Peer TLS certificate (PEM), served and presented to other members.
     #[arg(long, env = "RAFT_KV_PEER_CERT_FILE")]
     pub peer_cert_file: Option<String>,
@@ -58,6 +62,10 @@ pub struct TlsFlags {
     /// Accept only peer certificates valid for this host name (a SAN).
     #[arg(long, env = "RAFT_KV_PEER_CERT_ALLOWED_HOSTNAME")]
     pub peer_cert_allowed_hostname: Option<String>,
+    /// Validity of the certificates `--auto-tls` and `--peer-auto-tls`
+    /// make, in years (365 days each) from their making; at least 1.
+    #[arg(long, env = "RAFT_KV_SELF_SIGNED_CERT_VALIDITY", default_value_t = 1)]
+    pub self_signed_cert_validity: u32,
     /// Lowest TLS version served: TLS1.2 or TLS1.3 (TLS1.0 and TLS1.1 are
     /// taken as TLS1.2: rustls does not speak them).
     #[arg(long, env = "RAFT_KV_TLS_MIN_VERSION", default_value = "TLS1.2")]

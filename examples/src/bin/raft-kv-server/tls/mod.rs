@@ -34,16 +34,18 @@ pub fn any_https(urls: &[String]) -> bool {
 }
 
 /// One side's certificate: from files, or auto TLS's kept in `auto_dir`
-/// (`<data-dir>/fixtures/client` or `peer`, as etcd).
+/// (`<data-dir>/fixtures/client` or `peer`, as etcd), made valid for
+/// `validity_years` (`--self-signed-cert-validity`).
 fn identity(
     (cert_flag, cert): (&str, &Option<String>),
     (key_flag, key): (&str, &Option<String>),
     (auto, auto_dir): (bool, &Path),
     hosts: Vec<String>,
+    validity_years: u32,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     match (cert, key) {
         (Some(c), Some(k)) => Ok((pem::certs(cert_flag, c)?, pem::key(key_flag, k)?)),
-        (None, None) if auto => auto::kept_in(auto_dir, hosts),
+        (None, None) if auto => auto::kept_in(auto_dir, hosts, validity_years),
         (None, None) => bail!("--{cert_flag} and --{key_flag} (or auto TLS) are needed for https:// URLs"),
         _ => bail!("--{cert_flag} and --{key_flag} go together"),
     }
@@ -80,16 +82,28 @@ pub fn client(flags: &TlsFlags, data_dir: &Path, listen: &[String], advertise: &
         ("key-file", &flags.key_file),
         (flags.auto_tls, &data_dir.join("fixtures").join("client")),
         auto::hosts(listen.iter().chain(advertise)),
+        flags.self_signed_cert_validity,
     )?;
-    // As etcd: a trusted CA alone also requires client certificates.
+    // As etcd: a trusted CA alone also requires client certificates (but
+    // only --client-cert-auth makes their CN the user).
     let cert_auth = flags.client_cert_auth || flags.trusted_ca_file.is_some();
     let verifier: Arc<dyn ClientCertVerifier> = if cert_auth {
-        client_verifier(
+        let inner = client_verifier(
             &provider,
             ("trusted-ca-file", &flags.trusted_ca_file),
             ("client-crl-file", &flags.client_crl_file),
-        )?
+        )?;
+        match &flags.client_cert_allowed_hostname {
+            Some(h) => {
+                let hostname = ServerName::try_from(h.clone()).context("--client-cert-allowed-hostname")?;
+                Arc::new(verify::AllowedNames { inner, cn: None, hostname: Some(hostname) })
+            }
+            None => inner,
+        }
     } else {
+        if flags.client_cert_allowed_hostname.is_some() {
+            bail!("--client-cert-allowed-hostname needs --trusted-ca-file");
+        }
         Arc::new(NoClientAuth)
     };
     let mut cfg = ServerConfig::builder_with_provider(provider)
@@ -99,7 +113,7 @@ pub fn client(flags: &TlsFlags, data_dir: &Path, listen: &[String], advertise: &
         .with_single_cert(certs, key)
         .context("--cert-file/--key-file: the key does not match the certificate or is unsupported")?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Some(ClientTls::new(Arc::new(cfg), cert_auth)))
+    Ok(Some(ClientTls::new(Arc::new(cfg), flags.client_cert_auth)))
 }
 
 /// The peer transport's TLS, when the listen peer URL is `https://`; auto
@@ -118,6 +132,7 @@ pub fn peer(flags: &TlsFlags, data_dir: &Path, listen: &[String], advertise: &[S
         ("peer-key-file", &flags.peer_key_file),
         (flags.peer_auto_tls, &data_dir.join("fixtures").join("peer")),
         auto::hosts(listen.iter().chain(advertise)),
+        flags.self_signed_cert_validity,
     )?;
     let auto_only = flags.peer_auto_tls && flags.peer_cert_file.is_none();
     let names_checked = flags.peer_cert_allowed_cn.is_some() || flags.peer_cert_allowed_hostname.is_some();

@@ -8,7 +8,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
 /// The subject common name of a DER certificate.
 pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
@@ -47,15 +47,19 @@ impl ClientCertVerifier for AllowedNames {
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
         let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        // Either refusal reaches the peer as a `bad_certificate` alert, as
+        // Go's TLS sends when etcd's own check of the name fails.
         if let Some(cn) = &self.cn {
-            if common_name(end_entity).as_deref() != Some(cn.as_str()) {
-                return Err(Error::General(format!("peer certificate's CN is not the allowed {cn:?}")));
+            let presented = common_name(end_entity);
+            if presented.as_deref() != Some(cn.as_str()) {
+                tracing::warn!(allowed = %cn, ?presented, "a certificate's CN is not the allowed one");
+                return Err(Error::InvalidCertificate(CertificateError::NotValidForName));
             }
         }
         if let Some(host) = &self.hostname {
+            // rustls's error names the host wanted and those presented.
             let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
-            rustls::client::verify_server_name(&parsed, host)
-                .map_err(|_| Error::General(format!("peer certificate is not valid for the allowed host {host:?}")))?;
+            rustls::client::verify_server_name(&parsed, host)?;
         }
         Ok(verified)
     }
