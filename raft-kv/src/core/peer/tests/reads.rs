@@ -122,10 +122,10 @@ fn the_reads_served_in_one_step_share_one_engine_snapshot() {
     assert!(rd.ranges.iter().all(|job| Arc::ptr_eq(&job.view, &rd.ranges[0].view)), "a view per read");
 }
 
-#[test]
-fn linearizable_read_is_served_only_once_applied_reaches_the_read_index() {
+/// [`with_k`], then `k` = `v2` committed on members 1 and 2 while
+/// everything to member 3 is held back; and the read index that gives.
+fn with_member_3_behind() -> (Cluster, u64) {
     let mut c = with_k();
-    // `k` = `v2` commits on 1 and 2; everything to member 3 is held back.
     c.peer(1).propose(put("k", "v2"), 101);
     c.run(1, Write::Persist);
     c.deliver(to(2));
@@ -133,6 +133,25 @@ fn linearizable_read_is_served_only_once_applied_reaches_the_read_index() {
     c.deliver(to(1));
     c.run(1, Write::Persist);
     let read_index = c.peer(1).member_state().commit_index;
+    (c, read_index)
+}
+
+/// Member 3's ReadIndex goes to the leader, which confirms its leadership
+/// with member 2 only and answers member 3.
+fn confirm_read_index_of_3(c: &mut Cluster) {
+    c.deliver(to_of(1, MsgReadIndex));
+    c.run(1, Write::Persist);
+    c.deliver(to_of(2, MsgHeartbeat));
+    c.run(2, Write::Persist);
+    c.deliver(to(1));
+    let t = c.run(1, Write::Persist);
+    assert_eq!(t.messages, vec![(MsgReadIndexResp, 3)]);
+    assert_eq!(c.deliver(to_of(3, MsgReadIndexResp)), 1);
+}
+
+#[test]
+fn linearizable_read_is_served_only_once_applied_reaches_the_read_index() {
+    let (mut c, read_index) = with_member_3_behind();
     assert_eq!(c.peer(3).member_state().applied_index, read_index - 1);
 
     // Member 3 asks the leader for a read index.
@@ -141,15 +160,7 @@ fn linearizable_read_is_served_only_once_applied_reaches_the_read_index() {
     assert_eq!(types(&rd.messages), vec![(MsgReadIndex, 1)]);
     assert!(rd.completions.is_empty());
     c.execute(3, rd, Write::Persist);
-    c.deliver(to_of(1, MsgReadIndex));
-    c.run(1, Write::Persist);
-    // The leader confirms its leadership with member 2 only.
-    c.deliver(to_of(2, MsgHeartbeat));
-    c.run(2, Write::Persist);
-    c.deliver(to(1));
-    let t = c.run(1, Write::Persist);
-    assert_eq!(t.messages, vec![(MsgReadIndexResp, 3)]);
-    assert_eq!(c.deliver(to_of(3, MsgReadIndexResp)), 1);
+    confirm_read_index_of_3(&mut c);
 
     // Member 3 knows the read index but lacks the entry: nothing to serve.
     let t = c.run(3, Write::Persist);
@@ -207,28 +218,14 @@ fn linearizable_read_without_a_leader_fails() {
 /// index, no range job — only once apply reaches the read index.
 #[test]
 fn a_barrier_completes_with_the_applied_index_once_apply_reaches_the_read_index() {
-    let mut c = with_k();
-    // `k` = `v2` commits on 1 and 2; everything to member 3 is held back.
-    c.peer(1).propose(put("k", "v2"), 101);
-    c.run(1, Write::Persist);
-    c.deliver(to(2));
-    c.run(2, Write::Persist);
-    c.deliver(to(1));
-    c.run(1, Write::Persist);
-    let read_index = c.peer(1).member_state().commit_index;
+    let (mut c, read_index) = with_member_3_behind();
 
     c.peer(3).read_barrier(9);
     let rd = c.ready(3);
     assert_eq!(types(&rd.messages), vec![(MsgReadIndex, 1)]);
     assert!(rd.completions.is_empty() && rd.ranges.is_empty());
     c.execute(3, rd, Write::Persist);
-    c.deliver(to_of(1, MsgReadIndex));
-    c.run(1, Write::Persist);
-    c.deliver(to_of(2, MsgHeartbeat));
-    c.run(2, Write::Persist);
-    c.deliver(to(1));
-    c.run(1, Write::Persist);
-    assert_eq!(c.deliver(to_of(3, MsgReadIndexResp)), 1);
+    confirm_read_index_of_3(&mut c);
     // The read index is known, the entry is not applied: no completion.
     let t = c.run(3, Write::Persist);
     assert!(t.completions.is_empty(), "{t:?}");
