@@ -53,6 +53,7 @@
 
 mod config;
 mod ctx;
+mod doorbell;
 mod error;
 pub mod frame;
 mod groups;

@@ -13,16 +13,25 @@ use raft_kv::{Mailbox, RaftMessage, Transport};
 
 use crate::config::{normalize_addr, TcpConfig};
 use crate::ctx::Ctx;
+use crate::doorbell::Doorbell;
 use crate::error::TransportError;
 use crate::handshake::Lane;
 use crate::metrics::{Counter, Metrics, Tally};
 use crate::reader::accept_loop;
 use crate::writer::{ConnSlot, PeerAddr, Writer};
 
+/// One lane's way to its writer thread: the queue, the connection slot
+/// (so shutdown can interrupt a write) and the writer's doorbell.
+struct Outbox {
+    tx: Sender<RaftMessage>,
+    slot: ConnSlot,
+    bell: Arc<Doorbell>,
+}
+
 /// One peer's outbound lanes.
 struct PeerEntry {
     addr: Arc<PeerAddr>,
-    lanes: [(Sender<RaftMessage>, ConnSlot); 2],
+    lanes: [Outbox; 2],
     tally: Tally,
 }
 
@@ -30,10 +39,11 @@ impl PeerEntry {
     /// Interrupts the lanes' connections; writers exit once the entry (and
     /// so their queue senders) is dropped.
     fn close(&self) {
-        for (_, slot) in &self.lanes {
-            if let Some(s) = slot.lock().take() {
+        for lane in &self.lanes {
+            if let Some(s) = lane.slot.lock().take() {
                 let _ = s.shutdown(Shutdown::Both);
             }
+            lane.bell.ring();
         }
     }
 }
@@ -71,17 +81,12 @@ impl Inner {
 
     /// Starts the writer of one lane to peer `id`; returns its queue and
     /// connection slot.
-    fn spawn_writer(
-        &self,
-        id: u64,
-        lane: Lane,
-        addr: &Arc<PeerAddr>,
-        tally: &Tally,
-    ) -> Result<(Sender<RaftMessage>, ConnSlot), TransportError> {
+    fn spawn_writer(&self, id: u64, lane: Lane, addr: &Arc<PeerAddr>, tally: &Tally) -> Result<Outbox, TransportError> {
         let cfg = &self.ctx.cfg;
         let cap = if lane == Lane::Snapshot { cfg.snapshot_queue_capacity } else { cfg.queue_capacity };
         let (tx, rx) = crossbeam_channel::bounded(cap);
         let slot = ConnSlot::default();
+        let bell = Arc::new(Doorbell::default());
         let writer = Writer {
             ctx: self.ctx.clone(),
             peer: id,
@@ -89,11 +94,12 @@ impl Inner {
             rx,
             addr: addr.clone(),
             slot: slot.clone(),
+            bell: Arc::clone(&bell),
             tally: tally.clone(),
         };
         let lane_name = if lane == Lane::Snapshot { "snap" } else { "raft" };
         self.ctx.spawn(format!("raft-kv-tcp-out-{id}-{lane_name}"), move || writer.run())?;
-        Ok((tx, slot))
+        Ok(Outbox { tx, slot, bell })
     }
 
     /// True when peer `to`'s snapshot lane has queue space (or the peer is
@@ -101,7 +107,7 @@ impl Inner {
     fn snapshot_room(&self, to: u64) -> bool {
         let peers = self.peers.lock();
         peers.get(&to).is_none_or(|p| {
-            let (tx, _) = &p.lanes[Lane::Snapshot.index()];
+            let tx = &p.lanes[Lane::Snapshot.index()].tx;
             tx.len() < tx.capacity().unwrap_or(usize::MAX)
         })
     }
@@ -120,9 +126,9 @@ impl Inner {
                 self.ctx.totals.add(Counter::Dropped, 1);
                 continue;
             };
-            let (tx, _) = &p.lanes[Lane::of(&msg).index()];
-            match tx.try_send(msg) {
-                Ok(()) => {}
+            let lane = &p.lanes[Lane::of(&msg).index()];
+            match lane.tx.try_send(msg) {
+                Ok(()) => lane.bell.ring(),
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => p.tally.add(Counter::Dropped, 1),
             }
         }

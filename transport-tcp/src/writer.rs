@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use parking_lot::Mutex;
 use raft::eraftpb::MessageType;
 use raft_kv::RaftMessage;
 
 use crate::ctx::Ctx;
+use crate::doorbell::Doorbell;
 use crate::frame::encode_message;
 use crate::handshake::{Handshake, HandshakeError, Lane, Verdict, REPLY_LEN};
 use crate::metrics::{Counter, Tally};
@@ -67,6 +68,8 @@ pub(crate) struct Writer {
     pub(crate) rx: Receiver<RaftMessage>,
     pub(crate) addr: Arc<PeerAddr>,
     pub(crate) slot: ConnSlot,
+    /// Where senders wake this writer (it parks on an empty queue).
+    pub(crate) bell: Arc<Doorbell>,
     pub(crate) tally: Tally,
 }
 
@@ -93,16 +96,24 @@ impl Writer {
         };
         let mut buf = Vec::new();
         loop {
-            let first = match self.rx.recv_timeout(IDLE_POLL) {
+            let first = match self.rx.try_recv() {
                 Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.ctx.is_shutdown() {
-                        break;
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    // Parks at once (no spin); a sender rings.
+                    self.bell.sleep(IDLE_POLL, || !self.rx.is_empty());
+                    match self.rx.try_recv() {
+                        Ok(m) => m,
+                        Err(TryRecvError::Disconnected) => break,
+                        Err(TryRecvError::Empty) => {
+                            if self.ctx.is_shutdown() {
+                                break;
+                            }
+                            self.follow_address(&mut conn);
+                            continue;
+                        }
                     }
-                    self.follow_address(&mut conn);
-                    continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
             };
             if self.ctx.is_shutdown() {
                 break;
