@@ -204,20 +204,20 @@ fn wait_compacted(ep: &str, key: &str, rev: i64, within: Duration) {
     }
 }
 
+/// Revision-mode auto-compaction keeping 5 revisions, checked every second.
+const KEEP_5_EVERY_SECOND: [&str; 6] = [
+    "--auto-compaction-mode",
+    "revision",
+    "--auto-compaction-retention",
+    "5",
+    "--auto-compaction-revision-interval",
+    "1s",
+];
+
 #[test]
 fn auto_compaction_periodic_and_revision() {
     let periodic = Cluster::start_with(1, &["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "2s"]);
-    let revision_mode = Cluster::start_with(
-        3,
-        &[
-            "--auto-compaction-mode",
-            "revision",
-            "--auto-compaction-retention",
-            "5",
-            "--auto-compaction-revision-interval",
-            "1s",
-        ],
-    );
+    let revision_mode = Cluster::start_with(3, &KEEP_5_EVERY_SECOND);
 
     let (ep, addr) = (periodic.members[0].client_url.clone(), periodic.members[0].client_addr());
     let first = put(&addr, "/p", "0");
@@ -298,15 +298,7 @@ fn auto_compactions(c: &Cluster, m: &Member) -> Vec<i64> {
 fn auto_compaction_is_proposed_by_the_leader_only() {
     // etcd pauses its compactor on every member but the leader; raft-kv's
     // runs only while the member leads. Checked every second here.
-    let flags = [
-        "--auto-compaction-mode",
-        "revision",
-        "--auto-compaction-retention",
-        "5",
-        "--auto-compaction-revision-interval",
-        "1s",
-    ];
-    let mut c = Cluster::start_with(3, &flags);
+    let mut c = Cluster::start_with(3, &KEEP_5_EVERY_SECOND);
     let leader = c.leader();
     let addr = c.members[leader].client_addr();
     let mut last = 0;
@@ -331,7 +323,7 @@ fn auto_compaction_is_proposed_by_the_leader_only() {
     // afresh, but it does not lead.
     let f = c.follower();
     c.kill(f);
-    c.restart_with(f, &flags);
+    c.restart_with(f, &KEEP_5_EVERY_SECOND);
     c.wait_healthy(&c.members[f], Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(3));
     wait_compact_revision(&c, last - 5, Duration::from_secs(1));
