@@ -40,8 +40,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Sending never blocks the node: messages go into bounded per-peer queues
-//! that writer threads drain; when a queue is full or its peer unreachable,
+//! Sending never blocks the node: a raft message to an idle connection is
+//! written at once with a non-blocking send, others go into bounded
+//! per-peer queues that writer threads drain; when a queue is full or its peer unreachable,
 //! messages are dropped and counted in [`Metrics`] (raft resends). Peers can
 //! be added, moved and removed at runtime through a [`TcpHandle`], which
 //! stays usable after the transport has been handed to the node.
@@ -58,6 +59,7 @@ mod error;
 pub mod frame;
 mod groups;
 pub mod handshake;
+mod link;
 mod metrics;
 mod reader;
 mod rtt;

@@ -118,6 +118,87 @@ fn drive<D: SideData>(conn: &mut ConnectionCommon<D>, sock: &mut TcpStream, dead
     Ok(())
 }
 
+impl PeerStream {
+    /// Writes as much of `buf` as the socket takes without waiting and
+    /// returns how many bytes of `buf` were taken; 0 when the socket is
+    /// full. With TLS, taken bytes may still sit encrypted in rustls
+    /// ([`has_unsent`](Self::has_unsent)) until a [`flush`](Write::flush).
+    pub(crate) fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            PeerStream::Plain(s) => write_now_plain(s, buf),
+            PeerStream::Server(s) => write_now_tls(&mut s.conn, &s.sock, buf),
+            PeerStream::Client(s) => write_now_tls(&mut s.conn, &s.sock, buf),
+        }
+    }
+
+    /// TLS records written into rustls but not yet onto the socket.
+    pub(crate) fn has_unsent(&self) -> bool {
+        match self {
+            PeerStream::Plain(_) => false,
+            PeerStream::Server(s) => s.conn.wants_write(),
+            PeerStream::Client(s) => s.conn.wants_write(),
+        }
+    }
+}
+
+/// One non-blocking `send`: `Err(WouldBlock)` when the socket buffer is
+/// full, whatever the socket's own blocking mode (a writer thread uses it
+/// blocking, with a timeout).
+fn send_now(sock: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    socket2::SockRef::from(sock).send_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+}
+
+fn write_now_plain(sock: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    let mut taken = 0;
+    while taken < buf.len() {
+        match send_now(sock, &buf[taken..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => taken += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(taken)
+}
+
+/// Hands `buf` to rustls as far as its buffer takes it, pushing records to
+/// the socket without waiting as they form.
+fn write_now_tls<D: SideData>(conn: &mut ConnectionCommon<D>, sock: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    let mut taken = 0;
+    loop {
+        while conn.wants_write() {
+            match conn.write_tls(&mut NoWait(sock)) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(taken),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if taken == buf.len() {
+            return Ok(taken);
+        }
+        match conn.writer().write(&buf[taken..])? {
+            0 => return Ok(taken),
+            n => taken += n,
+        }
+    }
+}
+
+/// A socket seen through [`send_now`], for rustls's `write_tls`.
+struct NoWait<'a>(&'a TcpStream);
+
+impl Write for NoWait<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        send_now(self.0, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Read for PeerStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {

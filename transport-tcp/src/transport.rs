@@ -16,14 +16,18 @@ use crate::ctx::Ctx;
 use crate::doorbell::Doorbell;
 use crate::error::TransportError;
 use crate::handshake::Lane;
+use crate::link::{Direct, Outlet};
 use crate::metrics::{Counter, Metrics, Tally};
 use crate::reader::accept_loop;
 use crate::writer::{ConnSlot, PeerAddr, Writer};
 
-/// One lane's way to its writer thread: the queue, the connection slot
-/// (so shutdown can interrupt a write) and the writer's doorbell.
+/// One lane's way to its writer thread: the queue, the connection it
+/// shares with senders (who write to an idle lane themselves), the
+/// connection slot (so shutdown can interrupt a write) and the writer's
+/// doorbell.
 struct Outbox {
     tx: Sender<RaftMessage>,
+    outlet: Arc<Outlet>,
     slot: ConnSlot,
     bell: Arc<Doorbell>,
 }
@@ -87,19 +91,21 @@ impl Inner {
         let (tx, rx) = crossbeam_channel::bounded(cap);
         let slot = ConnSlot::default();
         let bell = Arc::new(Doorbell::default());
+        let outlet = Arc::new(Outlet::default());
         let writer = Writer {
             ctx: self.ctx.clone(),
             peer: id,
             lane,
             rx,
             addr: addr.clone(),
+            outlet: Arc::clone(&outlet),
             slot: slot.clone(),
             bell: Arc::clone(&bell),
             tally: tally.clone(),
         };
         let lane_name = if lane == Lane::Snapshot { "snap" } else { "raft" };
         self.ctx.spawn(format!("raft-kv-tcp-out-{id}-{lane_name}"), move || writer.run())?;
-        Ok(Outbox { tx, slot, bell })
+        Ok(Outbox { tx, outlet, slot, bell })
     }
 
     /// True when peer `to`'s snapshot lane has queue space (or the peer is
@@ -120,16 +126,51 @@ impl Inner {
 
     fn send(&self, msgs: Vec<RaftMessage>) {
         let peers = self.peers.lock();
+        // Each peer's raft messages of this call, in order, for one direct
+        // write; snapshot chunks always go through their lane's queue.
+        let mut raft: Vec<(u64, Vec<RaftMessage>)> = Vec::new();
         for msg in msgs {
-            let Some(p) = peers.get(&msg.to) else {
+            if !peers.contains_key(&msg.to) {
                 tracing::debug!(to = msg.to, "no address for peer; dropping message");
                 self.ctx.totals.add(Counter::Dropped, 1);
                 continue;
-            };
-            let lane = &p.lanes[Lane::of(&msg).index()];
-            match lane.tx.try_send(msg) {
-                Ok(()) => lane.bell.ring(),
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => p.tally.add(Counter::Dropped, 1),
+            }
+            if Lane::of(&msg) == Lane::Snapshot {
+                Self::enqueue(&peers[&msg.to], Lane::Snapshot, msg);
+                continue;
+            }
+            match raft.iter_mut().find(|(to, _)| *to == msg.to) {
+                Some((_, batch)) => batch.push(msg),
+                None => raft.push((msg.to, vec![msg])),
+            }
+        }
+        let cfg = &self.ctx.cfg;
+        for (to, batch) in raft {
+            let p = &peers[&to];
+            let lane = &p.lanes[Lane::Raft.index()];
+            let sample = cfg.on_round_trip.is_some();
+            match lane.outlet.write_now(&batch, p.addr.generation(), cfg.max_frame_bytes, sample, &p.tally) {
+                Direct::Done => {}
+                Direct::RingWriter => lane.bell.ring(),
+                Direct::Queue => {
+                    for msg in batch {
+                        Self::enqueue(p, Lane::Raft, msg);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands `msg` to the writer of `p`'s `lane`; drops and counts it if the
+    /// queue is full.
+    fn enqueue(p: &PeerEntry, lane: Lane, msg: RaftMessage) {
+        let lane = &p.lanes[lane.index()];
+        lane.outlet.queued.fetch_add(1, Ordering::AcqRel);
+        match lane.tx.try_send(msg) {
+            Ok(()) => lane.bell.ring(),
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                lane.outlet.queued.fetch_sub(1, Ordering::AcqRel);
+                p.tally.add(Counter::Dropped, 1);
             }
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! The thread waits for a queued message, dials when it has no connection
 //! (and its backoff has expired), drains everything queued into one buffer
-//! and writes it with one `write_all`. While the peer is unreachable, queued
+//! and writes it with one `write_all`. It shares the connection with
+//! senders, which write to an idle lane themselves ([`crate::link`]). While the peer is unreachable, queued
 //! messages are dropped and counted: raft resends what matters.
 
 use std::io::{Read, Write};
@@ -20,6 +21,7 @@ use crate::ctx::Ctx;
 use crate::doorbell::Doorbell;
 use crate::frame::encode_message;
 use crate::handshake::{Handshake, HandshakeError, Lane, Verdict, REPLY_LEN};
+use crate::link::{Link, Outlet};
 use crate::metrics::{Counter, Tally};
 use crate::tls::PeerStream;
 
@@ -52,7 +54,7 @@ impl PeerAddr {
         (cur.clone(), self.generation.load(Ordering::Acquire))
     }
 
-    fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 }
@@ -67,15 +69,16 @@ pub(crate) struct Writer {
     pub(crate) lane: Lane,
     pub(crate) rx: Receiver<RaftMessage>,
     pub(crate) addr: Arc<PeerAddr>,
+    /// The connection, shared with senders that write to an idle lane.
+    pub(crate) outlet: Arc<Outlet>,
     pub(crate) slot: ConnSlot,
     /// Where senders wake this writer (it parks on an empty queue).
     pub(crate) bell: Arc<Doorbell>,
     pub(crate) tally: Tally,
 }
 
+/// The writer's own view of its connection: the dialing schedule.
 struct Conn {
-    stream: Option<PeerStream>,
-    generation: u64,
     backoff: Duration,
     retry_at: Instant,
     ever_connected: bool,
@@ -83,86 +86,124 @@ struct Conn {
     failure_logged: bool,
 }
 
+/// Writes what a sender left on the link, then `buf`, then flushes (TLS
+/// records buffered in rustls).
+fn write_link(link: &mut Link, buf: &[u8]) -> std::io::Result<()> {
+    let Some(stream) = link.stream.as_mut() else { return Ok(()) };
+    stream.write_all(&link.rest)?;
+    link.rest.clear();
+    stream.write_all(buf)?;
+    stream.flush()
+}
+
 impl Writer {
     pub(crate) fn run(self) {
         let cfg = &self.ctx.cfg;
         let mut conn = Conn {
-            stream: None,
-            generation: self.addr.generation(),
             backoff: cfg.backoff_initial,
             retry_at: Instant::now(),
             ever_connected: false,
             failure_logged: false,
         };
+        self.outlet.link.lock().generation = self.addr.generation();
         let mut buf = Vec::new();
         loop {
+            if self.outlet.needs_writer.load(Ordering::Acquire) {
+                self.finish(&mut conn);
+            }
             let first = match self.rx.try_recv() {
                 Ok(m) => m,
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
                     // Parks at once (no spin); a sender rings.
-                    self.bell.sleep(IDLE_POLL, || !self.rx.is_empty());
-                    match self.rx.try_recv() {
-                        Ok(m) => m,
-                        Err(TryRecvError::Disconnected) => break,
-                        Err(TryRecvError::Empty) => {
-                            if self.ctx.is_shutdown() {
-                                break;
-                            }
-                            self.follow_address(&mut conn);
-                            continue;
-                        }
+                    self.bell
+                        .sleep(IDLE_POLL, || !self.rx.is_empty() || self.outlet.needs_writer.load(Ordering::Acquire));
+                    if self.ctx.is_shutdown() {
+                        break;
                     }
+                    if self.rx.is_empty() {
+                        self.follow_address(&mut conn);
+                    }
+                    continue;
                 }
             };
             if self.ctx.is_shutdown() {
                 break;
             }
             self.follow_address(&mut conn);
-            if conn.stream.is_none() && !self.connect(&mut conn) {
-                let dropped = 1 + self.rx.try_iter().count() as u64;
-                self.tally.add(Counter::Dropped, dropped);
+            if !self.connected() && !self.connect(&mut conn) {
+                let dropped = 1 + self.rx.try_iter().count();
+                self.outlet.queued.fetch_sub(dropped, Ordering::AcqRel);
+                self.tally.add(Counter::Dropped, dropped as u64);
                 continue;
             }
-            let (count, bytes, heartbeat) = self.coalesce(first, &mut buf);
-            if count == 0 {
-                continue;
-            }
-            let Some(stream) = conn.stream.as_mut() else { continue };
-            // Sampled before the write, so an answer can never beat it.
-            let sampled =
-                heartbeat && self.ctx.cfg.on_round_trip.is_some() && self.tally.peer.heartbeat.sending(Instant::now());
-            match stream.write_all(&buf).and_then(|()| stream.flush()) {
-                Ok(()) => {
-                    self.tally.add(Counter::Sent, count);
-                    self.tally.add(Counter::SentBytes, bytes);
-                    conn.backoff = cfg.backoff_initial;
-                    conn.failure_logged = false;
-                }
-                Err(e) => {
-                    if sampled {
-                        self.tally.peer.heartbeat.failed();
+            let (popped, count, bytes, heartbeat) = self.coalesce(first, &mut buf);
+            let mut link = self.outlet.link.lock();
+            let failed = count > 0 && {
+                // Sampled before the write, so an answer can never beat it.
+                let sampled = heartbeat
+                    && self.ctx.cfg.on_round_trip.is_some()
+                    && self.tally.peer.heartbeat.sending(Instant::now());
+                match write_link(&mut link, &buf) {
+                    Ok(()) => {
+                        self.tally.add(Counter::Sent, count);
+                        self.tally.add(Counter::SentBytes, bytes);
+                        conn.backoff = cfg.backoff_initial;
+                        conn.failure_logged = false;
+                        false
                     }
-                    tracing::warn!(peer = self.peer, lane = ?self.lane, error = %e, "write failed; reconnecting");
-                    self.tally.add(Counter::Dropped, count);
-                    self.disconnect(&mut conn);
-                    self.back_off(&mut conn);
-                    conn.failure_logged = true;
+                    Err(e) => {
+                        if sampled {
+                            self.tally.peer.heartbeat.failed();
+                        }
+                        tracing::warn!(peer = self.peer, lane = ?self.lane, error = %e, "write failed; reconnecting");
+                        self.tally.add(Counter::Dropped, count);
+                        true
+                    }
                 }
+            };
+            self.outlet.queued.fetch_sub(popped, Ordering::AcqRel);
+            if failed {
+                self.disconnect(&mut link);
+                drop(link);
+                self.back_off(&mut conn);
+                conn.failure_logged = true;
             }
         }
-        self.disconnect(&mut conn);
+        self.disconnect(&mut self.outlet.link.lock());
+    }
+
+    /// Finishes what a sender left on the link: the tail of a frame, TLS
+    /// records still in rustls, or a connection whose write failed.
+    fn finish(&self, conn: &mut Conn) {
+        let mut link = self.outlet.link.lock();
+        self.outlet.needs_writer.store(false, Ordering::Release);
+        let failed = link.broken || write_link(&mut link, &[]).is_err();
+        if failed {
+            if !link.broken {
+                tracing::warn!(peer = self.peer, lane = ?self.lane, "write failed; reconnecting");
+            }
+            self.disconnect(&mut link);
+            drop(link);
+            self.back_off(conn);
+        }
+    }
+
+    fn connected(&self) -> bool {
+        self.outlet.link.lock().stream.is_some()
     }
 
     /// Encodes `first` and whatever else is queued (up to `max_write_bytes`)
-    /// into `buf`; returns (messages, bytes, whether a heartbeat is among
-    /// them). Messages over the frame limit are dropped here.
-    fn coalesce(&self, first: RaftMessage, buf: &mut Vec<u8>) -> (u64, u64, bool) {
+    /// into `buf`; returns (messages taken from the queue, messages encoded,
+    /// bytes, whether a heartbeat is among them). Messages over the frame
+    /// limit are dropped here.
+    fn coalesce(&self, first: RaftMessage, buf: &mut Vec<u8>) -> (usize, u64, u64, bool) {
         let cfg = &self.ctx.cfg;
         buf.clear();
-        let (mut count, mut heartbeat) = (0, false);
+        let (mut popped, mut count, mut heartbeat) = (0, 0, false);
         let mut next = Some(first);
         while let Some(msg) = next.take() {
+            popped += 1;
             match encode_message(&msg, cfg.max_frame_bytes, buf) {
                 Ok(_) => {
                     count += 1;
@@ -177,15 +218,16 @@ impl Writer {
                 next = self.rx.try_recv().ok();
             }
         }
-        (count, buf.len() as u64, heartbeat)
+        (popped, count, buf.len() as u64, heartbeat)
     }
 
     /// Reconnects to a changed address at once.
     fn follow_address(&self, conn: &mut Conn) {
         let generation = self.addr.generation();
-        if generation != conn.generation {
-            conn.generation = generation;
-            self.disconnect(conn);
+        let mut link = self.outlet.link.lock();
+        if generation != link.generation {
+            link.generation = generation;
+            self.disconnect(&mut link);
             conn.backoff = self.ctx.cfg.backoff_initial;
             conn.retry_at = Instant::now();
         }
@@ -197,7 +239,6 @@ impl Writer {
             return false;
         }
         let (addr, generation) = self.addr.get();
-        conn.generation = generation;
         match self.dial(&addr) {
             Ok(stream) => {
                 if conn.ever_connected {
@@ -207,7 +248,9 @@ impl Writer {
                 tracing::debug!(peer = self.peer, lane = ?self.lane, %addr, "connected");
                 conn.ever_connected = true;
                 *self.slot.lock() = stream.tcp().try_clone().ok();
-                conn.stream = Some(stream);
+                let mut link = self.outlet.link.lock();
+                link.stream = Some(stream);
+                link.generation = generation;
                 true
             }
             Err(e) => {
@@ -229,10 +272,16 @@ impl Writer {
         conn.backoff = (conn.backoff * 2).min(self.ctx.cfg.backoff_max);
     }
 
-    fn disconnect(&self, conn: &mut Conn) {
-        if let Some(s) = conn.stream.take() {
+    /// Drops the link's connection and whatever was left unwritten on it.
+    fn disconnect(&self, link: &mut Link) {
+        if let Some(s) = link.stream.take() {
             let _ = s.tcp().shutdown(Shutdown::Both);
         }
+        if !link.rest.is_empty() {
+            link.rest.clear();
+            self.tally.add(Counter::Dropped, 1);
+        }
+        link.broken = false;
         *self.slot.lock() = None;
     }
 

@@ -288,3 +288,79 @@ fn idle_and_garbage_hellos_do_not_lock_members_out() {
     assert!(eventually(WAIT, || b.metrics().handshakes_rejected >= 3 + 8));
     drop(idle);
 }
+
+/// Over TLS, senders write to an idle raft lane themselves too (rustls
+/// buffers what the socket does not take, and the writer flushes it): a
+/// peer that reads nothing, then slowly, gets every message whole and in
+/// order while they keep coming.
+#[test]
+fn a_tls_raft_lane_to_a_slow_reader_keeps_every_message_in_order() {
+    use transport_tcp::frame::FrameDecoder;
+    use transport_tcp::handshake::{Verdict, HANDSHAKE_LEN};
+    const PAYLOAD: usize = 32 << 10;
+    const COUNT: u64 = 600;
+    init_logs();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = Ca::new("ca");
+    let server_tls = peer_tls(&ca, ca.member("n2"), true).server;
+    let listener = std::net::TcpListener::bind(local()).expect("bind");
+    let builder = idle_builder(1);
+    let cfg = tcp_config(1, local()).peer(2, listener.local_addr().expect("addr").to_string()).tls(peer_tls(
+        &ca,
+        ca.member("n1"),
+        true,
+    ));
+    let mut a = TcpTransport::start(cfg, builder.mailbox()).expect("start a");
+    let append = |index: u64, payload: usize| {
+        let mut m = heartbeat(1, 2, 1);
+        m.set_msg_type(raft::eraftpb::MessageType::MsgAppend);
+        m.index = index;
+        m.mut_entries().push(raft::eraftpb::Entry {
+            index: index + 1,
+            data: vec![5; payload].into(),
+            ..Default::default()
+        });
+        m
+    };
+    a.send(vec![append(0, 10)]);
+    // Member 2, played here: TLS, then the raft-kv handshake.
+    let (sock, _) = listener.accept().expect("accept");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let conn = rustls::ServerConnection::new(server_tls).expect("server connection");
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let mut hs = [0u8; HANDSHAKE_LEN];
+    tls.read_exact(&mut hs).expect("handshake");
+    assert_eq!(Handshake::decode(&hs).expect("decode").lane, Lane::Raft);
+    tls.write_all(&Verdict::Accepted.reply()).expect("reply");
+    tls.flush().expect("flush");
+
+    let sender = std::thread::spawn(move || {
+        for i in 1..=COUNT {
+            a.send(vec![append(i, PAYLOAD)]);
+            if i % 20 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        a
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let mut dec = FrameDecoder::new(64 << 20);
+    let mut buf = vec![0u8; 16 << 10];
+    let mut next = 0;
+    while next <= COUNT {
+        while let Some(m) = dec.next_message().expect("frame") {
+            assert_eq!(m.index, next, "out of order");
+            next += 1;
+        }
+        if next > COUNT {
+            break;
+        }
+        let n = tls.read(&mut buf).expect("read");
+        assert!(n > 0, "closed after {next} messages");
+        dec.extend(&buf[..n]);
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let a = sender.join().expect("sender");
+    assert_eq!(a.metrics().messages_dropped, 0);
+    assert_eq!(a.metrics().messages_sent, COUNT + 1);
+}

@@ -83,6 +83,14 @@ fn a_stale_address_reaching_another_member_is_refused_then_updated() {
     assert!(matches!(handle.add_peer(4, "no port"), Err(TransportError::InvalidAddress(_))));
 }
 
+/// Member 1's transport with member 2 at `listener` (played by the test),
+/// and the builder whose mailbox it delivers into.
+fn member_1_dialing(listener: &TcpListener) -> (TcpTransport, NodeBuilder<()>) {
+    let b = idle_builder(1);
+    let cfg = tcp_config(1, local()).peer(2, listener.local_addr().expect("addr").to_string());
+    (TcpTransport::start(cfg, b.mailbox()).expect("start member 1"), b)
+}
+
 /// Accepts one connection as member 2 and answers its handshake.
 fn accept_lane(listener: &TcpListener) -> (TcpStream, Handshake) {
     let (mut s, _) = listener.accept().expect("accept");
@@ -99,12 +107,7 @@ fn accept_lane(listener: &TcpListener) -> (TcpStream, Handshake) {
 fn heartbeats_flow_while_a_large_snapshot_is_in_flight() {
     const BIG: usize = 24 << 20;
     let listener = TcpListener::bind(local()).expect("bind");
-    let ba = idle_builder(1);
-    let mut a = TcpTransport::start(
-        tcp_config(1, local()).peer(2, listener.local_addr().expect("addr").to_string()),
-        ba.mailbox(),
-    )
-    .expect("start a");
+    let (mut a, _ba) = member_1_dialing(&listener);
     a.send(vec![snapshot_message(1, 2, BIG), heartbeat(1, 2, 1)]);
     let (first, hs1) = accept_lane(&listener);
     let (second, hs2) = accept_lane(&listener);
@@ -141,6 +144,82 @@ fn heartbeats_flow_while_a_large_snapshot_is_in_flight() {
     assert_eq!(got.get_msg_type(), MessageType::MsgSnapshot);
     assert_eq!(got.get_snapshot().data.len(), BIG);
     assert!(eventually(WAIT, || a.metrics().messages_sent >= 51));
+}
+
+/// An append of one entry of `payload` bytes, told apart by `index`.
+fn append(from: u64, to: u64, index: u64, payload: usize) -> RaftMessage {
+    let mut m = RaftMessage::default();
+    m.set_msg_type(MessageType::MsgAppend);
+    m.from = from;
+    m.to = to;
+    m.term = 1;
+    m.index = index;
+    m.mut_entries().push(raft::eraftpb::Entry {
+        index: index + 1,
+        term: 1,
+        data: vec![3; payload].into(),
+        ..Default::default()
+    });
+    m
+}
+
+/// Senders write to an idle raft lane themselves (link.rs); a peer that
+/// stops reading fills the socket, the writer finishes the frame a sender
+/// started and drains the queue behind it. Every message arrives whole and
+/// in order, and the lane goes back to direct writes once it is read.
+#[test]
+fn a_raft_lane_to_a_slow_reader_keeps_every_message_in_order() {
+    const PAYLOAD: usize = 32 << 10;
+    let listener = TcpListener::bind(local()).expect("bind");
+    let (mut a, _ba) = member_1_dialing(&listener);
+    // The first message dials (it goes through the queue: no connection yet).
+    a.send(vec![append(1, 2, 0, 10)]);
+    let (mut raft, hs) = accept_lane(&listener);
+    assert_eq!(hs.lane, Lane::Raft);
+    let mut dec = FrameDecoder::new(64 << 20);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut next = 0u64;
+    let mut read_until = |raft: &mut TcpStream, n: u64| {
+        while next < n {
+            while let Some(m) = dec.next_message().expect("frame") {
+                assert_eq!(m.index, next, "out of order");
+                assert!(m.index == 0 || m.get_entries()[0].data.len() == PAYLOAD);
+                next += 1;
+            }
+            if next == n {
+                break;
+            }
+            let got = raft.read(&mut buf).expect("read raft lane");
+            assert!(got > 0, "raft lane closed after {next} messages");
+            dec.extend(&buf[..got]);
+        }
+    };
+    read_until(&mut raft, 1);
+    // 1,000 × 32 KiB, sent while the peer first reads nothing, then reads
+    // slowly: the socket fills and drains while messages keep coming.
+    let sender = std::thread::spawn(move || {
+        for i in 1..=1_000 {
+            a.send(vec![append(1, 2, i, PAYLOAD)]);
+            if i % 20 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        a
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    for n in (2..=1_001).step_by(5) {
+        read_until(&mut raft, n);
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    read_until(&mut raft, 1_001);
+    let mut a = sender.join().expect("sender");
+    // Read as they come: back to one message at a time.
+    for i in 1_001..=1_100 {
+        a.send(vec![append(1, 2, i, PAYLOAD)]);
+        read_until(&mut raft, i + 1);
+    }
+    assert_eq!(a.metrics().messages_dropped, 0);
+    assert_eq!(a.metrics().messages_sent, 1_101);
 }
 
 #[test]
