@@ -514,7 +514,11 @@ fn open_shared(name: &str, dir: &Path, sm_writer: bool) -> (Box<dyn SharedLog>, 
 fn group_commit(c: &mut Criterion) {
     let mut group = c.benchmark_group("logstore_append_256B_8way");
     configure(&mut group);
-    for store_name in ["shared-rocksdb", #[cfg(feature = "raft-engine")] "raft-engine"] {
+    for store_name in [
+        "shared-rocksdb",
+        #[cfg(feature = "raft-engine")]
+        "raft-engine",
+    ] {
         for (sm_writer, load) in [(false, "idle"), (true, "sm-writer")] {
             let dir = scratch_dir();
             let (log, sm) = open_shared(store_name, dir.path(), sm_writer);
