@@ -42,8 +42,9 @@
 //!
 //! Sending never blocks the node: a raft message to an idle connection is
 //! written at once with a non-blocking send, others go into bounded
-//! per-peer queues that writer threads drain; when a queue is full or its peer unreachable,
-//! messages are dropped and counted in [`Metrics`] (raft resends). Peers can
+//! per-peer queues that writer threads drain; when a queue is full or its
+//! peer unreachable, messages are dropped and counted in [`Metrics`] (raft
+//! resends). Peers can
 //! be added, moved and removed at runtime through a [`TcpHandle`], which
 //! stays usable after the transport has been handed to the node.
 //!

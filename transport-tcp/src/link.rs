@@ -8,9 +8,10 @@
 //! hand-offs on the put's critical path. Now a sender that finds the lane
 //! idle encodes the message and writes it with a non-blocking `send`
 //! ([`Outlet::write_now`]; one `send` for all of a step's messages to the
-//! peer, as the writer coalesces what queued up). It never waits: if the writer holds the link
-//! (it is writing), anything is queued, the link has no connection, or the
-//! socket is full from the start, the message goes down the queue as before.
+//! peer, as the writer coalesces what queued up). It never waits: if the
+//! writer holds the link (it is writing), anything is queued, the link has
+//! no connection, or the socket is full from the start, the message goes
+//! down the queue as before.
 //! What a full socket does not take of a started frame stays in the link,
 //! and the writer, rung, finishes it before anything else.
 //!
@@ -65,6 +66,32 @@ impl Link {
     }
 }
 
+/// Messages encoded into one write buffer, by the writer or a sender.
+#[derive(Debug, Default)]
+pub(crate) struct Frames {
+    /// Messages encoded.
+    pub(crate) count: u64,
+    /// Whether a heartbeat is among them (for the round-trip sample).
+    pub(crate) heartbeat: bool,
+}
+
+impl Frames {
+    /// Encodes `msg` as a frame onto `buf`; a message over
+    /// `max_frame_bytes` is dropped and counted instead.
+    pub(crate) fn add(&mut self, msg: &RaftMessage, max_frame_bytes: usize, buf: &mut Vec<u8>, tally: &Tally) {
+        match encode_message(msg, max_frame_bytes, buf) {
+            Ok(_) => {
+                self.count += 1;
+                self.heartbeat |= msg.get_msg_type() == MessageType::MsgHeartbeat;
+            }
+            Err(e) => {
+                tracing::warn!(to = msg.to, msg_type = ?msg.get_msg_type(), error = %e, "dropping message");
+                tally.add(Counter::Dropped, 1);
+            }
+        }
+    }
+}
+
 /// What [`Outlet::write_now`] did with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Direct {
@@ -88,9 +115,6 @@ impl Outlet {
         sample_heartbeats: bool,
         tally: &Tally,
     ) -> Direct {
-        if self.queued.load(Ordering::Acquire) != 0 {
-            return Direct::Queue;
-        }
         let Some(mut guard) = self.link.try_lock() else { return Direct::Queue };
         let link = &mut *guard;
         if self.queued.load(Ordering::Acquire) != 0 || !link.is_clear() || link.generation != generation {
@@ -98,19 +122,11 @@ impl Outlet {
         }
         let Some(stream) = link.stream.as_mut() else { return Direct::Queue };
         link.scratch.clear();
-        let (mut count, mut heartbeat) = (0u64, false);
+        let mut frames = Frames::default();
         for msg in msgs {
-            match encode_message(msg, max_frame_bytes, &mut link.scratch) {
-                Ok(_) => {
-                    count += 1;
-                    heartbeat |= msg.get_msg_type() == MessageType::MsgHeartbeat;
-                }
-                Err(e) => {
-                    tracing::warn!(to = msg.to, msg_type = ?msg.get_msg_type(), error = %e, "dropping message");
-                    tally.add(Counter::Dropped, 1);
-                }
-            }
+            frames.add(msg, max_frame_bytes, &mut link.scratch, tally);
         }
+        let Frames { count, heartbeat } = frames;
         if count == 0 {
             return Direct::Done;
         }

@@ -130,13 +130,13 @@ impl Inner {
         // write; snapshot chunks always go through their lane's queue.
         let mut raft: Vec<(u64, Vec<RaftMessage>)> = Vec::new();
         for msg in msgs {
-            if !peers.contains_key(&msg.to) {
+            let Some(p) = peers.get(&msg.to) else {
                 tracing::debug!(to = msg.to, "no address for peer; dropping message");
                 self.ctx.totals.add(Counter::Dropped, 1);
                 continue;
-            }
+            };
             if Lane::of(&msg) == Lane::Snapshot {
-                Self::enqueue(&peers[&msg.to], Lane::Snapshot, msg);
+                Self::enqueue(p, Lane::Snapshot, msg);
                 continue;
             }
             match raft.iter_mut().find(|(to, _)| *to == msg.to) {

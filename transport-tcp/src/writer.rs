@@ -3,8 +3,9 @@
 //! The thread waits for a queued message, dials when it has no connection
 //! (and its backoff has expired), drains everything queued into one buffer
 //! and writes it with one `write_all`. It shares the connection with
-//! senders, which write to an idle lane themselves ([`crate::link`]). While the peer is unreachable, queued
-//! messages are dropped and counted: raft resends what matters.
+//! senders, which write to an idle lane themselves ([`crate::link`]).
+//! While the peer is unreachable, queued messages are dropped and counted:
+//! raft resends what matters.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -14,14 +15,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use parking_lot::Mutex;
-use raft::eraftpb::MessageType;
 use raft_kv::RaftMessage;
 
 use crate::ctx::Ctx;
 use crate::doorbell::Doorbell;
-use crate::frame::encode_message;
 use crate::handshake::{Handshake, HandshakeError, Lane, Verdict, REPLY_LEN};
-use crate::link::{Link, Outlet};
+use crate::link::{Frames, Link, Outlet};
 use crate::metrics::{Counter, Tally};
 use crate::tls::PeerStream;
 
@@ -200,25 +199,16 @@ impl Writer {
     fn coalesce(&self, first: RaftMessage, buf: &mut Vec<u8>) -> (usize, u64, u64, bool) {
         let cfg = &self.ctx.cfg;
         buf.clear();
-        let (mut popped, mut count, mut heartbeat) = (0, 0, false);
+        let (mut popped, mut frames) = (0, Frames::default());
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             popped += 1;
-            match encode_message(&msg, cfg.max_frame_bytes, buf) {
-                Ok(_) => {
-                    count += 1;
-                    heartbeat |= msg.get_msg_type() == MessageType::MsgHeartbeat;
-                }
-                Err(e) => {
-                    tracing::warn!(peer = self.peer, msg_type = ?msg.get_msg_type(), error = %e, "dropping message");
-                    self.tally.add(Counter::Dropped, 1);
-                }
-            }
+            frames.add(&msg, cfg.max_frame_bytes, buf, &self.tally);
             if buf.len() < cfg.max_write_bytes {
                 next = self.rx.try_recv().ok();
             }
         }
-        (popped, count, buf.len() as u64, heartbeat)
+        (popped, frames.count, buf.len() as u64, frames.heartbeat)
     }
 
     /// Reconnects to a changed address at once.
