@@ -23,6 +23,7 @@
 pub mod encoding;
 
 mod compaction;
+mod index;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -41,6 +42,7 @@ use crate::keys;
 use crate::{Error, Result};
 
 use encoding::{decode_key, key_prefix, Record};
+use index::LiveKeys;
 
 pub use compaction::Compaction;
 pub(crate) use compaction::KeepRule;
@@ -60,9 +62,9 @@ struct KeyMeta {
 
 impl KeyMeta {
     /// The key-value for `key` with this metadata and an empty value.
-    fn to_kv(self, key: &Bytes) -> KeyValue {
+    fn to_kv(self, key: &[u8]) -> KeyValue {
         KeyValue {
-            key: key.clone(),
+            key: Bytes::copy_from_slice(key),
             create_revision: self.create_revision,
             mod_revision: self.mod_revision,
             version: self.version,
@@ -142,7 +144,7 @@ impl KeyRange {
 pub struct Mvcc<E: Engine> {
     engine: E,
     /// Live keys at the current revision, staged writes included.
-    index: BTreeMap<Bytes, KeyMeta>,
+    index: LiveKeys,
     /// Staged `Cf::Kv` changes not yet committed: `Some` puts, `None` deletes.
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Current revision, staged writes included.
@@ -191,7 +193,7 @@ impl<E: Engine> Mvcc<E> {
                 "mvcc revision {revision} / compact revision {compact_revision} are inconsistent"
             )));
         }
-        let mut index = BTreeMap::new();
+        let mut index = LiveKeys::default();
         let mut newest_seen = 0;
         let mut group: Option<Vec<u8>> = None;
         engine.try_scan(Cf::Kv, b"", None, &mut |k, v| {
@@ -209,7 +211,7 @@ impl<E: Engine> Mvcc<E> {
                     version: rec.version,
                     lease: rec.lease,
                 };
-                index.insert(Bytes::copy_from_slice(&user), meta);
+                index.insert(&user, meta);
             }
             group = Some(user);
             Ok(true)
@@ -318,7 +320,7 @@ impl<E: Engine> Mvcc<E> {
 
     /// Every live key that has a lease, with its lease.
     pub fn leased_keys(&self) -> Vec<(Bytes, i64)> {
-        self.index.iter().filter(|(_, m)| m.lease != 0).map(|(k, m)| (k.clone(), m.lease)).collect()
+        self.index.iter().filter(|(_, m)| m.lease != 0).map(|(k, m)| (Bytes::copy_from_slice(k), m.lease)).collect()
     }
 }
 

@@ -84,7 +84,7 @@ impl<E: Engine> Mvcc<E> {
         if range.is_empty() {
             return Vec::new();
         }
-        self.index.range::<[u8], _>(range.bounds()).map(|(k, m)| (k.clone(), *m)).collect()
+        self.index.range(range.bounds()).map(|(k, m)| (Bytes::copy_from_slice(k), m)).collect()
     }
 
     /// Visits the engine keys of `Cf::Kv` in `[start, end)` in order, with
@@ -224,7 +224,7 @@ impl<E: Engine> LiveIndex for Mvcc<E> {
         if range.is_empty() {
             return (Vec::new(), 0);
         }
-        let keys = self.index.range::<[u8], _>(range.bounds());
+        let keys = self.index.range(range.bounds());
         let take = take.unwrap_or(usize::MAX);
         let (kvs, rest): (Vec<KeyValue>, usize) = if descending {
             let mut keys = keys.rev();

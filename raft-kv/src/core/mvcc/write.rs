@@ -103,7 +103,7 @@ impl<E: Engine> Mvcc<E> {
     }
 
     fn put(&mut self, req: &PutRequest, exec: &mut Exec) -> Result<PutResponse> {
-        let prev = self.index.get(&req.key).copied();
+        let prev = self.index.get(&req.key);
         if (req.ignore_value || req.ignore_lease) && prev.is_none() {
             return Err(InvalidRequest::KeyNotFound.into());
         }
@@ -239,7 +239,7 @@ impl<E: Engine> Mvcc<E> {
 
     fn set_index(&mut self, key: Bytes, meta: Option<KeyMeta>) {
         let old = match meta {
-            Some(meta) => self.index.insert(key.clone(), meta),
+            Some(meta) => self.index.insert(&key, meta),
             None => self.index.remove(&key),
         };
         self.undo.push(Undo::Index(key, old));
@@ -250,7 +250,7 @@ impl<E: Engine> Mvcc<E> {
         while let Some(undo) = self.undo.pop() {
             match undo {
                 Undo::Index(key, Some(meta)) => {
-                    self.index.insert(key, meta);
+                    self.index.insert(&key, meta);
                 }
                 Undo::Index(key, None) => {
                     self.index.remove(&key);
