@@ -8,13 +8,15 @@
 //! key, behind a 16-byte pointer: about 68 bytes per 8-byte key.
 //!
 //! Layout of an entry: `[n: u8][n bytes: create, mod, version, lease as
-//! LEB128 varints of their two's-complement u64][key]`. Entries order by
+//! protobuf varints of their two's-complement u64][key]`. Entries order by
 //! their key alone, so the set can be searched with a plain `&[u8]`.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::ops::Bound;
+
+use prost::encoding::{decode_varint, encode_varint};
 
 use super::KeyMeta;
 
@@ -80,7 +82,7 @@ impl Entry {
         let mut packed = Vec::with_capacity(1 + 4 * 10 + key.len());
         packed.push(0);
         for field in [meta.create_revision, meta.mod_revision, meta.version, meta.lease] {
-            put_varint(&mut packed, field as u64);
+            encode_varint(field as u64, &mut packed);
         }
         // At most 4 varints of 10 bytes: the length fits in the first byte.
         packed[0] = (packed.len() - 1) as u8;
@@ -94,7 +96,7 @@ impl Entry {
 
     fn meta(&self) -> KeyMeta {
         let mut rest = &self.0[1..1 + self.0[0] as usize];
-        let mut next = || take_varint(&mut rest) as i64;
+        let mut next = || decode_varint(&mut rest).expect("entries are packed by Entry::new") as i64;
         KeyMeta { create_revision: next(), mod_revision: next(), version: next(), lease: next() }
     }
 }
@@ -124,30 +126,6 @@ impl Borrow<[u8]> for Entry {
     fn borrow(&self) -> &[u8] {
         self.key()
     }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Reads one varint written by [`put_varint`]; entries are only built by
-/// [`Entry::new`], so the bytes are always well formed.
-fn take_varint(bytes: &mut &[u8]) -> u64 {
-    let mut v = 0u64;
-    let mut shift = 0;
-    while let Some((&b, rest)) = bytes.split_first() {
-        *bytes = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            break;
-        }
-        shift += 7;
-    }
-    v
 }
 
 #[cfg(test)]

@@ -62,9 +62,9 @@ struct KeyMeta {
 
 impl KeyMeta {
     /// The key-value for `key` with this metadata and an empty value.
-    fn to_kv(self, key: &[u8]) -> KeyValue {
+    fn to_kv(self, key: Bytes) -> KeyValue {
         KeyValue {
-            key: Bytes::copy_from_slice(key),
+            key,
             create_revision: self.create_revision,
             mod_revision: self.mod_revision,
             version: self.version,

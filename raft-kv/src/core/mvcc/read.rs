@@ -152,7 +152,7 @@ impl<E: Engine> Mvcc<E> {
 
     /// The full key-value of a live key.
     pub(super) fn load_kv(&self, key: &Bytes, meta: KeyMeta) -> Result<KeyValue> {
-        let mut kv = meta.to_kv(key);
+        let mut kv = meta.to_kv(key.clone());
         kv.value = Bytes::from(self.load_value(key, meta)?);
         Ok(kv)
     }
@@ -228,11 +228,11 @@ impl<E: Engine> LiveIndex for Mvcc<E> {
         let take = take.unwrap_or(usize::MAX);
         let (kvs, rest): (Vec<KeyValue>, usize) = if descending {
             let mut keys = keys.rev();
-            let kvs = keys.by_ref().take(take).map(|(k, m)| m.to_kv(k)).collect();
+            let kvs = keys.by_ref().take(take).map(|(k, m)| m.to_kv(Bytes::copy_from_slice(k))).collect();
             (kvs, keys.count())
         } else {
             let mut keys = keys;
-            let kvs = keys.by_ref().take(take).map(|(k, m)| m.to_kv(k)).collect();
+            let kvs = keys.by_ref().take(take).map(|(k, m)| m.to_kv(Bytes::copy_from_slice(k))).collect();
             (kvs, keys.count())
         };
         let count = kvs.len() + rest;
@@ -240,7 +240,7 @@ impl<E: Engine> LiveIndex for Mvcc<E> {
     }
 
     fn all(&self, range: &KeyRange) -> Vec<KeyValue> {
-        self.live_keys(range).iter().map(|(key, meta)| meta.to_kv(key)).collect()
+        self.live_keys(range).into_iter().map(|(key, meta)| meta.to_kv(key)).collect()
     }
 
     fn fill_values(&self, kvs: &mut [KeyValue], bound: usize) -> Result<()> {

@@ -135,9 +135,9 @@ impl<E: Engine> Mvcc<E> {
         self.stage(encode_key(&req.key, exec.rev), Some(record.encode()));
         self.set_index(req.key.clone(), Some(meta));
         exec.changed = true;
-        let mut kv = meta.to_kv(&req.key);
+        let mut kv = meta.to_kv(req.key.clone());
         kv.value = Bytes::from(record.value);
-        let event_prev = prev_kv.clone().or_else(|| prev.map(|p| p.to_kv(&req.key)));
+        let event_prev = prev_kv.clone().or_else(|| prev.map(|p| p.to_kv(req.key.clone())));
         self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: event_prev });
         Ok(PutResponse { header: crate::api::header(exec.rev), prev_kv: prev_kv.filter(|_| req.prev_kv) })
     }
@@ -146,7 +146,11 @@ impl<E: Engine> Mvcc<E> {
         let doomed = self.live_keys(&KeyRange::new(&req.key, &req.range_end));
         let mut prevs = Vec::with_capacity(doomed.len());
         for (key, meta) in &doomed {
-            prevs.push(if req.prev_kv || self.prev_values { self.load_kv(key, *meta)? } else { meta.to_kv(key) });
+            prevs.push(if req.prev_kv || self.prev_values {
+                self.load_kv(key, *meta)?
+            } else {
+                meta.to_kv(key.clone())
+            });
         }
         for ((key, _), prev) in doomed.iter().zip(&prevs) {
             self.stage(encode_key(key, exec.rev), Some(Record::tombstone(exec.next_sub()).encode()));
