@@ -33,6 +33,7 @@
 mod authn;
 mod authority;
 mod autocompact;
+mod coalesce;
 mod etcd;
 mod etcd_flags;
 mod gateway;
@@ -681,7 +682,8 @@ async fn serve_conn<I>(
         req
     });
     let fix = authority::AuthorityFix::new(io, limits.max_header_list as usize, limits.header_read_timeout);
-    let io = TokioIo::new(fix);
+    // Responses finished together leave in one write (coalesce.rs).
+    let io = TokioIo::new(coalesce::Coalesce::new(fix));
     let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app));
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(error = %e, "client connection ended with an error");
