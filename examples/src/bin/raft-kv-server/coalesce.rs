@@ -44,7 +44,7 @@ pub const BATCH: usize = 16 * 1024;
 pub const MAX_TURNS: u8 = 4;
 
 /// A writer that gathers what is written to it and writes it out on flush,
-/// one scheduler turn late (see the module docs).
+/// up to [`MAX_TURNS`] scheduler turns late (see the module docs).
 #[derive(Debug)]
 pub struct Coalesce<S> {
     inner: S,
@@ -84,36 +84,24 @@ impl<S: AsyncWrite + Unpin> Coalesce<S> {
         Poll::Ready(Ok(()))
     }
 
-    /// Accepts as much of `bufs` as the batch has room for, draining a full
-    /// batch first. A write as large as a batch, with nothing gathered,
+    /// Accepts all of `bufs`, draining the batch first when they would not
+    /// fit beside it. A write as large as a batch, with nothing gathered,
     /// goes straight through.
     fn poll_gather(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         if self.pending() > 0 && self.buf.len() + total > BATCH {
             ready!(self.poll_drain(cx))?;
         }
-        if self.pending() == 0 {
-            // Drained (or never filled): start the batch at the front.
-            self.buf.clear();
-            self.written = 0;
-            if total >= BATCH {
-                return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-            }
+        // `pending() == 0` means the batch is empty: only a drain moves
+        // `written`, and a finished drain clears the batch.
+        if self.pending() == 0 && total >= BATCH {
+            return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         }
-        let mut taken = 0;
+        // Everything fits now: the batch was drained, or it had room.
         for b in bufs {
-            let room = BATCH.saturating_sub(self.buf.len());
-            if room == 0 {
-                break;
-            }
-            let n = b.len().min(room);
-            self.buf.extend_from_slice(&b[..n]);
-            taken += n;
-            if n < b.len() {
-                break;
-            }
+            self.buf.extend_from_slice(b);
         }
-        Poll::Ready(Ok(taken))
+        Poll::Ready(Ok(total))
     }
 }
 
