@@ -543,6 +543,12 @@ impl World {
     /// be dropped whole by recovery); otherwise a prefix of the unsynced
     /// batches survives, half the time none. Schedules the restart; returns what survived.
     fn crash_down(&mut self, i: usize) -> String {
+        // Faults that fired in the incarnation going down are settled by its
+        // going down: one that stopped on a corrupt read may have had a
+        // write fail in the same step, and must not be taken on restart
+        // for a member that went on after it.
+        let fired = self.members[i].engine.faults_fired();
+        self.members[i].faults_seen = fired;
         let engine = &self.members[i].engine;
         let unsynced = engine.unsynced_batches() as u64;
         // Half the crashes land inside the tail write: every batch before it

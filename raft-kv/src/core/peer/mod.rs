@@ -62,7 +62,18 @@ struct ReadBatch<T> {
     deadline: u64,
     /// Each read, or `None` for a barrier ([`Peer::read_barrier`]).
     reads: Vec<(Option<RangeRequest>, T)>,
+    /// Followers' ReadIndex requests this leader answers with the round's
+    /// read index ([`Peer::hold_forwarded_read`]), and the term it issued
+    /// the round in: they are answered only while that term lasts.
+    forwarded: Vec<Message>,
+    term: u64,
 }
+
+/// Followers' ReadIndex requests a leader holds for its next round at most:
+/// each follower has one round in flight at a time, so more are forged or a
+/// flood, and are refused (the follower's read times out, as when raft-rs
+/// drops a request).
+const MAX_FORWARDED_READS: usize = 256;
 
 /// While a ReadIndex issued less than this many ticks ago is in flight, new
 /// linearizable reads wait for the next one: one confirmation round at a
@@ -112,6 +123,8 @@ pub struct Peer<E: Engine, T> {
     inflight_reads: BTreeMap<u64, ReadBatch<T>>,
     /// Read batches with a read index, waiting for apply to reach it.
     ready_reads: VecDeque<(u64, ReadBatch<T>)>,
+    /// Followers' ReadIndex requests held for this leader's next round.
+    queued_forwarded: Vec<Message>,
     next_read_ctx: u64,
     /// Ranges served, to read off this thread (the next Ready's `ranges`).
     range_jobs: Vec<RangeJob<E::Snapshot, T>>,
@@ -261,6 +274,7 @@ impl<E: Engine, T> Peer<E, T> {
             queued_reads: Vec::new(),
             inflight_reads: BTreeMap::new(),
             ready_reads: VecDeque::new(),
+            queued_forwarded: Vec::new(),
             next_read_ctx: 0,
             range_jobs: Vec::new(),
             applied_index,

@@ -102,7 +102,7 @@ impl<E: Engine, T> Peer<E, T> {
         if !rd.messages().is_empty() {
             self.send(rd.take_messages(), messages);
         }
-        self.take_read_states(&mut rd);
+        self.take_read_states(&mut rd, messages);
         let mut log = WriteBatch::new();
         let snap = rd.snapshot();
         let installs = if snap.is_empty() {

@@ -41,6 +41,12 @@ impl<E: Engine, T> Peer<E, T> {
                 }
             }
         }
+        // raft-rs reads a ReadIndex request's (and answer's) one context
+        // entry without looking: none at all would panic it.
+        let read_index = matches!(msg.get_msg_type(), MessageType::MsgReadIndex | MessageType::MsgReadIndexResp);
+        if read_index && msg.entries.len() != 1 {
+            return bad(format!("ReadIndex message with {} context entries", msg.entries.len()));
+        }
         if msg.get_msg_type() == MessageType::MsgSnapshot && !snapshot::is_chunk(msg) {
             return bad("snapshot outside a chunk stream".into());
         }
@@ -68,6 +74,9 @@ impl<E: Engine, T> Peer<E, T> {
         } else {
             msg
         };
+        if msg.get_msg_type() == MessageType::MsgReadIndex && msg.from != self.cfg.id && self.is_leader() {
+            return self.hold_forwarded_read(msg);
+        }
         // raft-rs reads its log from storage to answer (or to send more).
         let stepped = self.integrity.guard(|| self.raw.step(msg))?;
         self.lead_leases();

@@ -250,3 +250,110 @@ fn a_barrier_without_a_leader_fails() {
     let rd = c.ready(2);
     assert!(matches!(&rd.completions[..], [(7, Err(Error::NoLeader))]), "{rd:?}");
 }
+
+/// The completed tokens of `traces`, sorted.
+fn completed_tokens(traces: &[Trace]) -> Vec<u32> {
+    let mut tokens: Vec<u32> = traces.iter().flat_map(|t| t.completions.iter().map(|(tok, _)| *tok)).collect();
+    tokens.sort();
+    tokens
+}
+
+/// The followers' ReadIndex requests and the leader's own reads that reach
+/// the leader before a step share one heartbeat round: raft-rs alone would
+/// start one per request.
+#[test]
+fn followers_read_index_requests_join_the_leaders_round() {
+    let mut c = with_k();
+    c.peer(2).read(RangeRequest::key("k"), 2);
+    c.peer(3).read(RangeRequest::key("k"), 3);
+    c.run(2, Write::Persist);
+    c.run(3, Write::Persist);
+    assert_eq!(c.deliver(to_of(1, MsgReadIndex)), 2);
+    c.peer(1).read(RangeRequest::key("k"), 1);
+    let t = c.run(1, Write::Persist);
+    assert_eq!(t.messages, vec![(MsgHeartbeat, 2), (MsgHeartbeat, 3)], "one round for the three reads");
+    c.deliver(to_of(2, MsgHeartbeat));
+    c.deliver(to_of(3, MsgHeartbeat));
+    c.run(2, Write::Persist);
+    c.run(3, Write::Persist);
+    c.deliver(to(1));
+    let t = c.run(1, Write::Persist);
+    let mut answers = t.messages.clone();
+    answers.sort_by_key(|(_, to)| *to);
+    assert_eq!(answers, vec![(MsgReadIndexResp, 2), (MsgReadIndexResp, 3)]);
+    assert_eq!(completed_tokens(&c.settle()), [1, 2, 3]);
+    for (id, token) in [(1, 1), (2, 2), (3, 3)] {
+        assert_eq!(values(&c.take_completion(id, token).expect("served")), ["v1"]);
+    }
+}
+
+/// A follower's request that arrives while the leader's round is in flight
+/// waits for the next round: the round in flight may have confirmed
+/// leadership before the request existed.
+#[test]
+fn a_forwarded_read_index_request_waits_for_the_next_round() {
+    let mut c = with_k();
+    c.peer(1).read(RangeRequest::key("k"), 1);
+    let t = c.run(1, Write::Persist);
+    assert_eq!(t.messages.len(), 2, "the leader's round: {t:?}");
+    c.peer(2).read(RangeRequest::key("k"), 2);
+    c.run(2, Write::Persist);
+    assert_eq!(c.deliver(to_of(1, MsgReadIndex)), 1);
+    let t = c.run(1, Write::Persist);
+    assert!(t.messages.is_empty(), "no second round while one is in flight: {t:?}");
+    // The first round's acknowledgements answer the leader's read only.
+    c.deliver(to_of(2, MsgHeartbeat));
+    c.deliver(to_of(3, MsgHeartbeat));
+    c.run(2, Write::Persist);
+    c.run(3, Write::Persist);
+    c.deliver(to(1));
+    let t = c.run(1, Write::Persist);
+    assert!(!t.messages.contains(&(MsgReadIndexResp, 2)), "answered by a round older than the request: {t:?}");
+    // The next step serves the leader's read and starts the follower's
+    // round.
+    let t = c.run(1, Write::Persist);
+    assert_eq!(t.messages, vec![(MsgHeartbeat, 2), (MsgHeartbeat, 3)], "{t:?}");
+    assert_eq!(completed_tokens(std::slice::from_ref(&t)), [1]);
+    assert_eq!(completed_tokens(&c.settle()), [2]);
+}
+
+/// raft-rs reads a ReadIndex message's one context entry unchecked: a
+/// request or an answer without it is refused before it reaches raft, and
+/// a leader holds a bounded number of requests for its next round.
+#[test]
+fn malformed_and_excess_read_index_requests_are_refused() {
+    let mut c = with_k();
+    let mut bare = Message::default();
+    bare.set_msg_type(MsgReadIndex);
+    bare.from = 2;
+    bare.to = 1;
+    assert!(matches!(c.peer(1).step(bare.clone()), Err(Error::BadPeerMessage(_))));
+    bare.set_msg_type(MsgReadIndexResp);
+    bare.to = 2;
+    bare.from = 1;
+    bare.term = c.peer(2).term();
+    assert!(matches!(c.peer(2).step(bare), Err(Error::BadPeerMessage(_))));
+
+    let request = |n: u64| {
+        let mut m = Message::default();
+        m.set_msg_type(MsgReadIndex);
+        m.from = 2;
+        m.to = 1;
+        let e = raft::eraftpb::Entry { data: n.to_be_bytes().to_vec().into(), ..Default::default() };
+        m.set_entries(vec![e].into());
+        m
+    };
+    for n in 0..super::super::MAX_FORWARDED_READS as u64 {
+        c.peer(1).step(request(n)).expect("held");
+    }
+    assert!(matches!(c.peer(1).step(request(u64::MAX)), Err(Error::BadPeerMessage(_))));
+    // The held ones are answered by one round.
+    let t = c.run(1, Write::Persist);
+    assert_eq!(t.messages, vec![(MsgHeartbeat, 2), (MsgHeartbeat, 3)]);
+    c.deliver(to_of(2, MsgHeartbeat));
+    c.run(2, Write::Persist);
+    c.deliver(to_of(1, MsgHeartbeatResponse));
+    let t = c.run(1, Write::Persist);
+    assert_eq!(t.messages.len(), super::super::MAX_FORWARDED_READS, "{:?}", &t.messages[..2]);
+    assert!(t.messages.iter().all(|m| *m == (MsgReadIndexResp, 2)));
+}
