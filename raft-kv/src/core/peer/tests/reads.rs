@@ -258,6 +258,17 @@ fn completed_tokens(traces: &[Trace]) -> Vec<u32> {
     tokens
 }
 
+/// Members 2 and 3 acknowledge the leader's heartbeat round; the leader's
+/// step that takes their answers.
+fn acknowledge_round(c: &mut Cluster) -> Trace {
+    c.deliver(to_of(2, MsgHeartbeat));
+    c.deliver(to_of(3, MsgHeartbeat));
+    c.run(2, Write::Persist);
+    c.run(3, Write::Persist);
+    c.deliver(to(1));
+    c.run(1, Write::Persist)
+}
+
 /// The followers' ReadIndex requests and the leader's own reads that reach
 /// the leader before a step share one heartbeat round: raft-rs alone would
 /// start one per request.
@@ -272,12 +283,7 @@ fn followers_read_index_requests_join_the_leaders_round() {
     c.peer(1).read(RangeRequest::key("k"), 1);
     let t = c.run(1, Write::Persist);
     assert_eq!(t.messages, vec![(MsgHeartbeat, 2), (MsgHeartbeat, 3)], "one round for the three reads");
-    c.deliver(to_of(2, MsgHeartbeat));
-    c.deliver(to_of(3, MsgHeartbeat));
-    c.run(2, Write::Persist);
-    c.run(3, Write::Persist);
-    c.deliver(to(1));
-    let t = c.run(1, Write::Persist);
+    let t = acknowledge_round(&mut c);
     let mut answers = t.messages.clone();
     answers.sort_by_key(|(_, to)| *to);
     assert_eq!(answers, vec![(MsgReadIndexResp, 2), (MsgReadIndexResp, 3)]);
@@ -302,12 +308,7 @@ fn a_forwarded_read_index_request_waits_for_the_next_round() {
     let t = c.run(1, Write::Persist);
     assert!(t.messages.is_empty(), "no second round while one is in flight: {t:?}");
     // The first round's acknowledgements answer the leader's read only.
-    c.deliver(to_of(2, MsgHeartbeat));
-    c.deliver(to_of(3, MsgHeartbeat));
-    c.run(2, Write::Persist);
-    c.run(3, Write::Persist);
-    c.deliver(to(1));
-    let t = c.run(1, Write::Persist);
+    let t = acknowledge_round(&mut c);
     assert!(!t.messages.contains(&(MsgReadIndexResp, 2)), "answered by a round older than the request: {t:?}");
     // The next step serves the leader's read and starts the follower's
     // round.
