@@ -125,7 +125,14 @@ pub(super) fn run<E: Engine>(
                         transfers.waiting.push((to, deadline, tx));
                     }
                 }
-                input => stop |= handle(&mut peer, input, metrics),
+                input => match handle(&mut peer, input, metrics) {
+                    Ok(shutdown) => stop |= shutdown,
+                    Err(e) => {
+                        tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
+                        fatal = Some(e);
+                        stop = true;
+                    }
+                },
             }
         }
         let now = Instant::now();
@@ -179,25 +186,36 @@ pub(super) fn run<E: Engine>(
     fatal
 }
 
-/// Handles one input; returns true on shutdown.
-fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input, metrics: &NodeMetrics) -> bool {
+/// Handles one input; returns true on shutdown, and the error of a step
+/// that failed on this member's own storage (fatal: the member stops).
+fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input, metrics: &NodeMetrics) -> crate::Result<bool> {
     match input {
-        Input::Raft(msg) => {
-            if let Err(e) = peer.step(msg) {
+        Input::Raft(msg) => match peer.step(msg) {
+            Ok(()) => {}
+            Err(e) if is_fatal_step_error(&e) => return Err(e),
+            Err(e) => {
                 metrics.refused_peer_messages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(id = peer.id(), error = %e, "dropped raft message");
             }
-        }
+        },
         Input::Propose(op, auth, cb) => peer.propose_as(op, auth, cb),
         Input::Read(req, cb) => peer.read(req, cb),
         Input::Barrier(cb) => peer.read_barrier(cb),
         Input::Local(f) => f(peer),
         Input::History(read) => peer.history_read(read),
-        Input::Shutdown => return true,
+        Input::Shutdown => return Ok(true),
         // Handled by the loop in `run`.
         Input::Persisted(_) | Input::WriteFailed(_) | Input::MoveLeader(..) => {}
     }
-    false
+    Ok(false)
+}
+
+/// Whether a failed step is this member's fault rather than the message's:
+/// a write that failed (staging a snapshot chunk) is, and stops the member
+/// as a failed log write does; anything else — a refused, malformed or
+/// stale message — drops the message and is counted.
+fn is_fatal_step_error(e: &Error) -> bool {
+    matches!(e, Error::Storage(_))
 }
 
 /// The node thread's [`Io`]: the transport, the log writer thread, the
@@ -251,5 +269,27 @@ impl<E: Engine> Io<E, Callback> for NodeIo<'_> {
     }
     fn applied(&mut self, peer: &Peer<E, Callback>) {
         self.local_reads.publish(peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_fatal_step_error;
+    use crate::Error;
+
+    /// A step that failed writing to this member's own disk stops it; one
+    /// that refused what a peer sent (even bytes that fail to decode) only
+    /// drops the message, so no peer can stop a member by sending garbage.
+    #[test]
+    fn only_a_failed_write_in_a_step_is_fatal() {
+        assert!(is_fatal_step_error(&Error::storage("injected: write failed")));
+        for refused in [
+            Error::BadPeerMessage("term implausibly far".into()),
+            Error::FromRemovedMember(7),
+            Error::Corruption("snapshot chunk that does not decode".into()),
+            Error::Raft("step local message".into()),
+        ] {
+            assert!(!is_fatal_step_error(&refused), "{refused:?}");
+        }
     }
 }

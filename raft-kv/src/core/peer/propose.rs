@@ -283,6 +283,9 @@ impl<E: Engine, T> Peer<E, T> {
         // read times out, as when raft-rs drops a request).
         let forwarded = if self.is_leader() { std::mem::take(&mut self.queued_forwarded) } else { Vec::new() };
         self.queued_forwarded.clear();
+        if self.queued_reads.is_empty() && forwarded.is_empty() {
+            return;
+        }
         if self.raw.raft.leader_id == INVALID_ID {
             for (_, token) in self.queued_reads.drain(..) {
                 self.completions.push((token, Err(Error::NoLeader)));
