@@ -81,7 +81,8 @@ pub(super) fn run<E: Engine>(
     let mut pending: std::collections::VecDeque<Input> = std::collections::VecDeque::new();
     let mut compactions = Compactions::default();
     let mut taken = Vec::new();
-    while !stop {
+    // `stop`: shut down as asked; `fatal`: the error the member stops on.
+    while !stop && fatal.is_none() {
         if pending.is_empty() {
             let mut wait = next_tick.saturating_duration_since(Instant::now());
             if peer.has_ready() {
@@ -107,16 +108,10 @@ pub(super) fn run<E: Engine>(
             match input {
                 Input::Persisted(number) => {
                     if let Err(e) = driver.persisted(&mut peer, number, &mut io) {
-                        tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
-                        fatal = Some(e);
-                        stop = true;
+                        fatal = Some(stopping_on(cfg.id, "storage failure", e));
                     }
                 }
-                Input::WriteFailed(e) => {
-                    tracing::error!(id = cfg.id, error = %e, "log write failed; stopping member");
-                    fatal = Some(e);
-                    stop = true;
-                }
+                Input::WriteFailed(e) => fatal = Some(stopping_on(cfg.id, "log write failed", e)),
                 Input::MoveLeader(to, deadline, tx) => {
                     if !peer.is_leader() {
                         tx.send(Err(Error::not_leader(peer.leader().unwrap_or(0))));
@@ -127,11 +122,7 @@ pub(super) fn run<E: Engine>(
                 }
                 input => match handle(&mut peer, input, metrics) {
                     Ok(shutdown) => stop |= shutdown,
-                    Err(e) => {
-                        tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
-                        fatal = Some(e);
-                        stop = true;
-                    }
+                    Err(e) => fatal = Some(stopping_on(cfg.id, "storage failure", e)),
                 },
             }
         }
@@ -147,19 +138,13 @@ pub(super) fn run<E: Engine>(
         // Idle: nothing else queued, so a log write may be done inline.
         let idle = pending.is_empty() && inbox.is_empty();
         if let Err(e) = driver.step(&mut peer, idle, &mut io) {
-            tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
-            fatal = Some(e);
-            stop = true;
+            fatal = Some(stopping_on(cfg.id, "storage failure", e));
         }
         if peer.is_streaming_snapshots() {
             match peer.snapshot_chunks(&mut |to| transport.snapshot_room(to), 4) {
                 Ok(chunks) if !chunks.is_empty() => transport.send(chunks),
                 Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(id = cfg.id, error = %e, "storage failure; stopping member");
-                    fatal = Some(e);
-                    stop = true;
-                }
+                Err(e) => fatal = Some(stopping_on(cfg.id, "storage failure", e)),
             }
         }
         transfers.check(&mut peer, ticked);
@@ -208,6 +193,12 @@ fn handle<E: Engine>(peer: &mut Peer<E, Callback>, input: Input, metrics: &NodeM
         Input::Persisted(_) | Input::WriteFailed(_) | Input::MoveLeader(..) => {}
     }
     Ok(false)
+}
+
+/// Logs the fatal error member `id` stops on, and returns it.
+fn stopping_on(id: u64, what: &str, e: Error) -> Error {
+    tracing::error!(id, error = %e, "{what}; stopping member");
+    e
 }
 
 /// Whether a failed step is this member's fault rather than the message's:

@@ -281,8 +281,10 @@ impl<E: Engine, T> Peer<E, T> {
         // Followers' requests are answered only by the leader that held
         // them; one that is no longer leader drops them (the follower's
         // read times out, as when raft-rs drops a request).
-        let forwarded = if self.is_leader() { std::mem::take(&mut self.queued_forwarded) } else { Vec::new() };
-        self.queued_forwarded.clear();
+        let mut forwarded = std::mem::take(&mut self.queued_forwarded);
+        if !self.is_leader() {
+            forwarded.clear();
+        }
         if self.queued_reads.is_empty() && forwarded.is_empty() {
             return;
         }
