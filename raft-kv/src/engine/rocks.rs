@@ -4,11 +4,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    BottommostLevelCompaction, ColumnFamilyDescriptor, CompactOptions, DBCompressionType, Options, ReadOptions,
-    SnapshotWithThreadMode, WriteOptions, DB,
+    BlockBasedOptions, BottommostLevelCompaction, ColumnFamilyDescriptor, CompactOptions, DBCompressionType, Options,
+    ReadOptions, SliceTransform, SnapshotWithThreadMode, WriteOptions, DB,
 };
 
-use super::{checksum, Cf, DbSize, Engine, Maintain, ReadView, WriteBatch, WriteOp};
+use super::{checksum, prefix_end, Cf, DbSize, Engine, Maintain, ReadView, WriteBatch, WriteOp};
+use crate::core::mvcc::encoding::version_group;
 use crate::{Error, Result};
 
 impl From<rocksdb::Error> for Error {
@@ -66,7 +67,10 @@ impl RocksEngine {
                     o.set_compression_type(DBCompressionType::None);
                     o.set_write_buffer_size(64 << 20);
                 }
-                Cf::Kv => o.set_write_buffer_size(64 << 20),
+                Cf::Kv => {
+                    o.set_write_buffer_size(64 << 20);
+                    filter_by_version_group(&mut o);
+                }
                 Cf::Meta | Cf::Lease => o.set_write_buffer_size(4 << 20),
                 Cf::Staging => o.set_compression_type(DBCompressionType::None),
             }
@@ -79,6 +83,35 @@ impl RocksEngine {
     fn handle(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily> {
         cf_handle(&self.db, cf)
     }
+}
+
+/// Bits per key of the `Cf::Kv` filters (RocksDB's usual choice: ~1% false
+/// positives).
+const FILTER_BITS_PER_KEY: f64 = 10.0;
+
+/// Gives the `Cf::Kv` family bloom filters over whole keys (a point `get`
+/// of one version) and over version groups (every version of one user key,
+/// [`version_group`]). A point range scans one group; without the filters
+/// its seek consulted every memtable, every level-0 file and every level,
+/// and a serializable point read after 300,000 puts served ~15% fewer reads
+/// a second than on a fresh store (issue 17).
+fn filter_by_version_group(o: &mut Options) {
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(FILTER_BITS_PER_KEY, false);
+    table.set_whole_key_filtering(true);
+    o.set_block_based_table_factory(&table);
+    o.set_prefix_extractor(SliceTransform::create("raft-kv.version-group", group_of, Some(has_group)));
+}
+
+/// The prefix-filter key of a `Cf::Kv` key: its version group (RocksDB asks
+/// only for keys [`has_group`] accepts; any other key is its own prefix).
+fn group_of(key: &[u8]) -> &[u8] {
+    version_group(key).unwrap_or(key)
+}
+
+/// Whether a `Cf::Kv` key belongs to a version group (is a version key).
+fn has_group(key: &[u8]) -> bool {
+    version_group(key).is_some()
 }
 
 /// The size of the write-ahead log files (`*.log`) in the database
@@ -98,6 +131,10 @@ fn cf_handle(db: &DB, cf: Cf) -> Result<&rocksdb::ColumnFamily> {
 }
 
 /// Scans `[start, end)` of `cf` with `opts` (which may pin a snapshot).
+///
+/// A scan of `Cf::Kv` whose bounds lie inside one version group seeks with
+/// the group filters; every other scan seeks in total order (a prefix seek
+/// may skip files holding keys past the seek key's group).
 fn scan_with(
     db: &DB,
     cf: Cf,
@@ -112,6 +149,11 @@ fn scan_with(
         }
         opts.set_iterate_upper_bound(e.to_vec());
     }
+    if within_one_group(cf, start, end) {
+        opts.set_prefix_same_as_start(true);
+    } else {
+        opts.set_total_order_seek(true);
+    }
     let mut it = db.raw_iterator_cf_opt(cf_handle(db, cf)?, opts);
     it.seek(start);
     while it.valid() {
@@ -123,6 +165,18 @@ fn scan_with(
     }
     it.status()?;
     Ok(())
+}
+
+/// True when every key of `[start, end)` in `cf` starts with `start`'s
+/// version group: the scan then sees the same keys with or without the
+/// group filters.
+fn within_one_group(cf: Cf, start: &[u8], end: Option<&[u8]>) -> bool {
+    if cf != Cf::Kv {
+        return false;
+    }
+    let (Some(group), Some(end)) = (version_group(start), end) else { return false };
+    // Every key in `[group, prefix_end(group))` starts with `group`.
+    prefix_end(group).is_some_and(|group_end| end <= &group_end[..])
 }
 
 impl ReadView for RocksEngine {
@@ -304,6 +358,50 @@ mod tests {
         assert_eq!(e.get(Cf::Meta, b"m").unwrap(), Some(b"1".to_vec()));
         assert_eq!(e.get(Cf::Kv, b"a").unwrap(), None);
         assert_eq!(e.get(Cf::Kv, b"c").unwrap(), Some(b"c".to_vec()));
+    }
+
+    #[test]
+    fn group_filters_skip_nothing_a_scan_should_see() {
+        use crate::core::mvcc::encoding::{encode_key, group_end, key_prefix};
+        let dir = tempfile::tempdir().unwrap();
+        let e = RocksEngine::open(dir.path()).unwrap();
+        let keys: [&[u8]; 4] = [b"a", b"a\0", b"b", b"c"];
+        // Each key's versions in files of their own, so the filters of
+        // every file but one say "not here" for a group.
+        for (i, key) in keys.iter().enumerate() {
+            let mut b = WriteBatch::new();
+            for rev in [10 * i as i64 + 1, 10 * i as i64 + 2] {
+                b.put(Cf::Kv, encode_key(key, rev), rev.to_be_bytes().to_vec());
+            }
+            e.write(b, true).unwrap();
+            e.db.flush_cf(e.handle(Cf::Kv).unwrap()).unwrap();
+        }
+        let scan = |view: &dyn ReadView, start: &[u8], end: Option<&[u8]>| {
+            let mut seen = Vec::new();
+            view.scan(Cf::Kv, start, end, &mut |k, _| {
+                seen.push(k.to_vec());
+                true
+            })
+            .unwrap();
+            seen
+        };
+        let snap = e.snapshot();
+        for view in [&e as &dyn ReadView, &snap] {
+            for (i, key) in keys.iter().enumerate() {
+                let newest = encode_key(key, 10 * i as i64 + 2);
+                let older = encode_key(key, 10 * i as i64 + 1);
+                // A point read: inside the key's group.
+                assert!(within_one_group(Cf::Kv, &newest, Some(&group_end(key))));
+                assert_eq!(scan(view, &newest, Some(&group_end(key))), vec![newest.clone(), older.clone()]);
+                // From a version key onwards, past its group: every later key.
+                let rest = scan(view, &older, None);
+                assert_eq!(rest.len(), 1 + 2 * (keys.len() - 1 - i), "{key:?}");
+                // A range of user keys starts at a bare prefix.
+                assert_eq!(scan(view, &key_prefix(key), Some(&key_prefix(b"c"))).len(), 2 * (3 - i.min(3)));
+            }
+            // A group nothing was written to.
+            assert!(scan(view, &encode_key(b"bb", 5), Some(&group_end(b"bb"))).is_empty());
+        }
     }
 
     #[test]

@@ -59,6 +59,32 @@ pub fn key_prefix(user_key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The version group of an engine key: the [`key_prefix`] that every
+/// version of its user key shares (the key without its revision suffix),
+/// or `None` for a key not shaped `escaped key ‖ terminator ‖ revision`.
+///
+/// The RocksDB engine files `Cf::Kv` keys under their group in its prefix
+/// filters, so a scan confined to one group (a point read) skips every
+/// file that holds no version of that key.
+pub fn version_group(key: &[u8]) -> Option<&[u8]> {
+    let group = &key[..key.len().checked_sub(REVISION_LEN)?];
+    // An escaped key never holds `0x00 0x01`, so the terminator can only
+    // be where a version key has it.
+    group.ends_with(&TERMINATOR).then_some(group)
+}
+
+/// The smallest engine key above every version of `user_key`: the scan
+/// `[encode_key(user_key, rev), group_end(user_key))` stays inside the key's
+/// [`version_group`].
+pub fn group_end(user_key: &[u8]) -> Vec<u8> {
+    let mut end = key_prefix(user_key);
+    // The prefix ends with the terminator's 0x01: one more ends the group.
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
 /// Encodes the engine key of `user_key`'s version at revision `rev`
 /// (`rev >= 0`).
 pub fn encode_key(user_key: &[u8], rev: i64) -> Vec<u8> {
@@ -193,6 +219,27 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn every_version_key_is_in_its_group_and_no_prefix_is_a_version_key() {
+        let keys = [&b""[..], b"a", b"\0", b"\0\0", b"a\0b", b"\xff", b"\0\x01", b"\x01\0\x01", b"0123456789"];
+        for key in keys {
+            let group = key_prefix(key);
+            // A range start or end (a bare prefix) belongs to no group.
+            assert_eq!(version_group(&group), None, "{key:?}");
+            let end = group_end(key);
+            for rev in [0, 1, 256, i64::MAX] {
+                let k = encode_key(key, rev);
+                assert_eq!(version_group(&k), Some(&group[..]), "{key:?}@{rev}");
+                assert!(k < end, "{key:?}@{rev}");
+            }
+            // Every other key's versions sort outside the group's scan.
+            for other in keys.iter().filter(|o| **o != key) {
+                let k = encode_key(other, 7);
+                assert!(k < encode_key(key, i64::MAX) || k >= end, "{other:?} inside {key:?}");
+            }
+        }
+    }
 
     #[test]
     fn key_round_trips() {

@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
-use super::encoding::{decode_key, encode_key, Record};
+use super::encoding::{decode_key, encode_key, group_end, Record};
 use super::validate::validate_range;
 use super::{KeepRule, KeyMeta, KeyRange, Mvcc};
 use crate::api::{Event, EventType, KeyValue, RangeRequest, RangeResponse, SortOrder, SortTarget};
@@ -379,13 +379,16 @@ fn history_window(
     if range.is_empty() {
         return Ok((Vec::new(), 0));
     }
-    let (mut start, end) = range.encoded();
+    let (mut start, mut end) = range.encoded();
     // One key: its versions are stored newest first, so seek straight to
     // the newest at or below `rev` and read only that one (a point read
-    // costs one record, however long the key's history).
+    // costs one record, however long the key's history). The scan ends
+    // where the key's version group does, which lets the engine skip the
+    // files that hold none of it (`encoding::version_group`).
     let single = range.single_key();
     if let Some(key) = single {
         start = encode_key(key, rev);
+        end = Some(group_end(key));
     }
     let take = take.unwrap_or(usize::MAX);
     let mut window = std::collections::VecDeque::new();
