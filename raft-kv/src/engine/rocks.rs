@@ -167,6 +167,31 @@ fn scan_with(
     Ok(())
 }
 
+/// The operations of a batch in the order they are inserted into the
+/// memtables: each run of puts and deletes (up to a range delete) sorted by
+/// family and key, stably, so operations on one key keep their order and
+/// the batch leaves the same state. An apply batch's versions arrive in
+/// the clients' random key order, and each insert searched a 64 MiB skip
+/// list from its top (`FindSpliceForLevel`: 14% of the members' CPU under
+/// 64-client puts); in key order, RocksDB starts each search from where
+/// the previous insert ended, at the lowest level that still brackets the
+/// key.
+fn in_insert_order(ops: &[WriteOp]) -> Vec<&WriteOp> {
+    let mut ordered: Vec<&WriteOp> = ops.iter().collect();
+    for run in ordered.split_mut(|op| point_key(op).is_none()) {
+        run.sort_by(|a, b| point_key(a).cmp(&point_key(b)));
+    }
+    ordered
+}
+
+/// The family and key a put or delete writes (`None` for a range delete).
+fn point_key(op: &WriteOp) -> Option<(Cf, &[u8])> {
+    match op {
+        WriteOp::Put { cf, key, .. } | WriteOp::Delete { cf, key } => Some((*cf, key.as_slice())),
+        WriteOp::DeleteRange { .. } => None,
+    }
+}
+
 /// True when every key of `[start, end)` in `cf` starts with `start`'s
 /// version group: the scan then sees the same keys with or without the
 /// group filters.
@@ -211,7 +236,7 @@ impl Engine for RocksEngine {
                 None => Ok(*slot.insert(self.handle(cf)?)),
             }
         };
-        for op in batch.ops() {
+        for op in in_insert_order(batch.ops()) {
             match op {
                 WriteOp::Put { cf, key, value } => wb.put_cf(handle(*cf)?, key, checksum::sealed(value, &mut scratch)),
                 WriteOp::Delete { cf, key } => wb.delete_cf(handle(*cf)?, key),
@@ -402,6 +427,51 @@ mod tests {
             // A group nothing was written to.
             assert!(scan(view, &encode_key(b"bb", 5), Some(&group_end(b"bb"))).is_empty());
         }
+    }
+
+    #[test]
+    fn a_batch_is_inserted_in_key_order_and_leaves_the_state_its_order_gives() {
+        let mut b = WriteBatch::new();
+        b.put(Cf::Kv, b"b".to_vec(), b"1".to_vec());
+        b.put(Cf::Meta, b"m".to_vec(), b"1".to_vec());
+        b.put(Cf::Kv, b"a".to_vec(), b"1".to_vec());
+        b.delete(Cf::Kv, b"b".to_vec());
+        b.put(Cf::Kv, b"b".to_vec(), b"2".to_vec());
+        b.delete_range(Cf::Kv, b"a".to_vec(), b"b".to_vec());
+        b.put(Cf::Kv, b"c".to_vec(), b"1".to_vec());
+        b.put(Cf::Kv, b"a".to_vec(), b"3".to_vec());
+        let order: Vec<String> = in_insert_order(b.ops())
+            .iter()
+            .map(|op| match op {
+                WriteOp::Put { cf, key, value } => {
+                    format!("put {} {}={}", cf.name(), String::from_utf8_lossy(key), String::from_utf8_lossy(value))
+                }
+                WriteOp::Delete { cf, key } => format!("delete {} {}", cf.name(), String::from_utf8_lossy(key)),
+                WriteOp::DeleteRange { .. } => "range".to_string(),
+            })
+            .collect();
+        // Runs sorted by family and key, one key's operations in their
+        // order, nothing moved across the range delete.
+        assert_eq!(
+            order,
+            [
+                "put kv a=1",
+                "put kv b=1",
+                "delete kv b",
+                "put kv b=2",
+                "put meta m=1",
+                "range",
+                "put kv a=3",
+                "put kv c=1"
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let e = RocksEngine::open(dir.path()).unwrap();
+        e.write(b, true).unwrap();
+        assert_eq!(e.get(Cf::Kv, b"a").unwrap(), Some(b"3".to_vec()));
+        assert_eq!(e.get(Cf::Kv, b"b").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(e.get(Cf::Kv, b"c").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(e.get(Cf::Meta, b"m").unwrap(), Some(b"1".to_vec()));
     }
 
     #[test]
