@@ -77,12 +77,9 @@ pub fn version_group(key: &[u8]) -> Option<&[u8]> {
 /// `[encode_key(user_key, rev), group_end(user_key))` stays inside the key's
 /// [`version_group`].
 pub fn group_end(user_key: &[u8]) -> Vec<u8> {
-    let mut end = key_prefix(user_key);
-    // The prefix ends with the terminator's 0x01: one more ends the group.
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
-    end
+    let prefix = key_prefix(user_key);
+    // The prefix ends with the terminator's 0x01, so it has an end.
+    crate::engine::prefix_end(&prefix).unwrap_or(prefix)
 }
 
 /// Encodes the engine key of `user_key`'s version at revision `rev`
