@@ -40,14 +40,12 @@ use raft_kv::pb::etcdserverpb as pb;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
-use tonic::server::NamedService;
 use tonic::{Code, Request, Status};
 
 use crate::authn::Identity;
 use crate::etcd::{Shared, CLUSTER_VERSION, ETCD_VERSION};
 use crate::grpc::{keep_alive_stream, snapshot_stream, watch_stream, Api};
 use crate::identity::ClientCertCn;
-use examples::services;
 use examples::services::auth_server::Auth;
 use examples::services::cluster_server::Cluster;
 use examples::services::kv_server::Kv;
@@ -76,13 +74,11 @@ pub fn metrics_router(ctx: Shared) -> Router {
         .with_state(Gw { api: Api::new(ctx.clone()), ctx })
 }
 
-/// The router for one client URL: gRPC services and HTTP routes together
-/// (gRPC requests are HTTP/2 with `/etcdserverpb.*` paths; everything else is
-/// the gateway).
+/// The router for one client URL's HTTP routes: everything but the gRPC
+/// calls, which [`crate::dispatch::Dispatch`] hands to their services.
 pub fn router(ctx: Shared) -> Router {
     let api = Api::new(ctx.clone());
     let ctx_for_layer = ctx.clone();
-    let limit = ctx.max_request_bytes + 512 * 1024;
     let mut r = Router::new();
     for prefix in PREFIXES {
         r = r.merge(json_routes(prefix));
@@ -98,46 +94,8 @@ pub fn router(ctx: Shared) -> Router {
         .layer(DefaultBodyLimit::max(ctx.max_request_bytes * 2 + (64 << 10)))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), cn_refused))
-        .with_state(Gw { api: api.clone(), ctx });
-    macro_rules! grpc {
-        ($r:expr, $server:ty, $svc:expr) => {
-            $r.route_service(&format!("/{}/{{*rest}}", <$server as NamedService>::NAME), $svc)
-        };
-    }
-    let r = grpc!(
-        r,
-        services::kv_server::KvServer<Api>,
-        services::kv_server::KvServer::new(api.clone()).max_decoding_message_size(limit)
-    );
-    let r = grpc!(
-        r,
-        services::watch_server::WatchServer<Api>,
-        services::watch_server::WatchServer::new(api.clone()).max_decoding_message_size(limit)
-    );
-    let r = grpc!(
-        r,
-        services::lease_server::LeaseServer<Api>,
-        services::lease_server::LeaseServer::new(api.clone()).max_decoding_message_size(limit)
-    );
-    let r = grpc!(
-        r,
-        services::cluster_server::ClusterServer<Api>,
-        services::cluster_server::ClusterServer::new(api.clone()).max_decoding_message_size(limit)
-    );
-    let r = grpc!(
-        r,
-        services::maintenance_server::MaintenanceServer<Api>,
-        services::maintenance_server::MaintenanceServer::new(api.clone()).max_decoding_message_size(limit)
-    );
-    let r = grpc!(
-        r,
-        services::auth_server::AuthServer<Api>,
-        services::auth_server::AuthServer::new(api).max_decoding_message_size(limit)
-    );
-    // As etcd's interceptors: a request refused for want of a leader is not
-    // counted in grpc_server_*.
-    r.layer(axum::middleware::from_fn_with_state(ctx_for_layer.clone(), crate::grpc_metrics::count))
-        .layer(axum::middleware::from_fn_with_state(ctx_for_layer, crate::require_leader::check))
+        .with_state(Gw { api, ctx });
+    r.layer(axum::middleware::from_fn_with_state(ctx_for_layer, crate::require_leader::check))
 }
 
 /// A unary gateway route calling service method `$m` of `$svc`.

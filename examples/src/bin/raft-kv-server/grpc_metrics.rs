@@ -1,6 +1,6 @@
 //! `grpc_server_started_total` and `grpc_server_handled_total`, as etcd
 //! exports them (go-grpc-prometheus): by `grpc_type`, `grpc_service`,
-//! `grpc_method` and, for handled, `grpc_code`. Counted by a middleware on
+//! `grpc_method` and, for handled, `grpc_code`. Counted by [`crate::dispatch`] on
 //! the gRPC routes; the code is read from the response's `grpc-status`
 //! (headers for a trailers-only answer, else the trailers at the end of the
 //! body), and a stream the client abandons counts as `Canceled`.
@@ -14,8 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::Response;
 use http_body::Frame;
 
@@ -138,28 +136,32 @@ impl GrpcMetrics {
     }
 }
 
-/// The middleware: counts the start of a known gRPC method and, when its
-/// response ends, its code.
-pub async fn count(State(ctx): State<Shared>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let Some(method) = path
-        .strip_prefix('/')
-        .and_then(|p| p.split_once('/'))
-        .and_then(|(svc, m)| METHODS.iter().position(|(s, n, _)| *s == svc && *n == m))
-    else {
-        return next.run(req).await;
-    };
-    ctx.metrics.grpc.started[method].fetch_add(1, Ordering::Relaxed);
-    let resp = next.run(req).await;
-    // A trailers-only answer (an error before any message) has the code in
-    // its headers.
+/// The index of the known gRPC method `path` names (`/service/method`).
+pub fn method_of(path: &str) -> Option<usize> {
+    let (svc, m) = path.strip_prefix('/')?.split_once('/')?;
+    METHODS.iter().position(|(s, n, _)| *s == svc && *n == m)
+}
+
+impl GrpcMetrics {
+    /// Counts the start of a call of `method` (from [`method_of`]).
+    pub fn started(&self, method: usize) {
+        self.started[method].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts the end of a call of `method` with answer `resp`: now, for a
+/// trailers-only answer (an error before any message, its code in the
+/// headers), else when its body ends (the code in the trailers).
+pub fn observe<B>(ctx: Shared, method: usize, resp: Response<B>) -> Response
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     if let Some(code) = grpc_status(resp.headers()) {
         ctx.metrics.grpc.handled(method, code);
-        return resp;
+        return resp.map(Body::new);
     }
-    let (parts, body) = resp.into_parts();
-    let body = Observed { inner: body, pending: Some((ctx, method)) };
-    Response::from_parts(parts, Body::new(body))
+    resp.map(|body| Body::new(Observed { inner: body, pending: Some((ctx, method)) }))
 }
 
 fn grpc_status(h: &axum::http::HeaderMap) -> Option<usize> {
@@ -168,12 +170,12 @@ fn grpc_status(h: &axum::http::HeaderMap) -> Option<usize> {
 
 /// A response body that records the code from its trailers when it ends,
 /// or `Canceled` if it is dropped before (the client went away).
-struct Observed {
-    inner: Body,
+struct Observed<B> {
+    inner: B,
     pending: Option<(Shared, usize)>,
 }
 
-impl Observed {
+impl<B> Observed<B> {
     fn record(&mut self, code: usize) {
         if let Some((ctx, method)) = self.pending.take() {
             ctx.metrics.grpc.handled(method, code);
@@ -181,11 +183,11 @@ impl Observed {
     }
 }
 
-impl http_body::Body for Observed {
+impl<B: http_body::Body<Data = Bytes> + Unpin> http_body::Body for Observed<B> {
     type Data = Bytes;
-    type Error = axum::Error;
+    type Error = B::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
         match &r {
             Poll::Ready(Some(Ok(f))) => {
@@ -209,7 +211,7 @@ impl http_body::Body for Observed {
     }
 }
 
-impl Drop for Observed {
+impl<B> Drop for Observed<B> {
     fn drop(&mut self) {
         self.record(CANCELED);
     }

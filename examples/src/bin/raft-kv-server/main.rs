@@ -34,6 +34,7 @@ mod authn;
 mod authority;
 mod autocompact;
 mod coalesce;
+mod dispatch;
 mod etcd;
 mod etcd_flags;
 mod gateway;
@@ -540,7 +541,13 @@ async fn run(flags: Flags) -> Result<()> {
             header_read_timeout: flags.http1_header_read_timeout,
         };
         let tls = if url.starts_with("https://") { client_tls.clone() } else { None };
-        servers.push(tokio::spawn(serve(listener, gateway::router(ctx.clone()), tls, limits, stop_rx.clone())));
+        servers.push(tokio::spawn(serve(
+            listener,
+            dispatch::Dispatch::client(ctx.clone()),
+            tls,
+            limits,
+            stop_rx.clone(),
+        )));
     }
 
     for url in &flags.listen_metrics_urls {
@@ -555,7 +562,13 @@ async fn run(flags: Flags) -> Result<()> {
         };
         // An https:// metrics URL uses the client TLS settings, as etcd's.
         let tls = if url.starts_with("https://") { client_tls.clone() } else { None };
-        servers.push(tokio::spawn(serve(listener, gateway::metrics_router(ctx.clone()), tls, limits, stop_rx.clone())));
+        servers.push(tokio::spawn(serve(
+            listener,
+            dispatch::Dispatch::metrics(ctx.clone()),
+            tls,
+            limits,
+            stop_rx.clone(),
+        )));
     }
 
     let failed = tokio::select! {
@@ -608,7 +621,7 @@ const MAX_FRAME_SIZE: u32 = authority::MAX_FRAME as u32;
 /// for streams (watches) to end.
 async fn serve(
     listener: tokio::net::TcpListener,
-    app: axum::Router,
+    app: dispatch::Dispatch,
     tls: Option<tls::ClientTls>,
     limits: Limits,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -669,18 +682,13 @@ async fn serve_conn<I>(
     builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     io: I,
-    app: axum::Router,
+    app: dispatch::Dispatch,
     cn: Option<identity::ClientCertCn>,
     limits: Limits,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let app = tower::ServiceExt::map_request(app, move |mut req: hyper::Request<hyper::body::Incoming>| {
-        if let Some(cn) = &cn {
-            req.extensions_mut().insert(cn.clone());
-        }
-        req
-    });
+    let app = app.with_cn(cn);
     let fix = authority::AuthorityFix::new(io, limits.max_header_list as usize, limits.header_read_timeout);
     // Responses finished together leave in one write (coalesce.rs).
     let io = TokioIo::new(coalesce::Coalesce::new(fix));

@@ -29,13 +29,24 @@ pub fn no_leader() -> Status {
 #[derive(Debug, Clone, Copy)]
 pub struct RequireLeader;
 
-/// The middleware (on every route; only gRPC clients send the metadata).
-pub async fn check(State(ctx): State<Shared>, mut req: Request, next: Next) -> Response {
+/// The check, for any request: `Err` with etcd's refusal when the request
+/// asks for a leader and the member knows none; else `Ok`, the request
+/// tagged with [`RequireLeader`] if it asked.
+pub fn admit<B>(ctx: &Shared, req: &mut axum::http::Request<B>) -> Result<(), Status> {
     if req.headers().get(KEY).is_some_and(|v| v.as_bytes() == b"true") {
         if ctx.node.state().leader == 0 {
-            return no_leader().into_http();
+            return Err(no_leader());
         }
         req.extensions_mut().insert(RequireLeader);
     }
-    next.run(req).await
+    Ok(())
+}
+
+/// The middleware, on the gateway's routes (gRPC calls are checked by
+/// [`crate::dispatch`]).
+pub async fn check(State(ctx): State<Shared>, mut req: Request, next: Next) -> Response {
+    match admit(&ctx, &mut req) {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused.into_http(),
+    }
 }
