@@ -3,9 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use rocksdb::{
-    BlockBasedOptions, BottommostLevelCompaction, ColumnFamilyDescriptor, CompactOptions, DBCompressionType, Options,
-    ReadOptions, SliceTransform, SnapshotWithThreadMode, WriteOptions, DB,
+    BlockBasedOptions, BottommostLevelCompaction, ColumnFamilyDescriptor, CompactOptions, DBCompressionType,
+    DBRawIteratorWithThreadMode, Options, ReadOptions, SliceTransform, SnapshotWithThreadMode, WriteOptions, DB,
 };
 
 use super::{checksum, prefix_end, Cf, DbSize, Engine, Maintain, ReadView, WriteBatch, WriteOp};
@@ -262,7 +263,7 @@ impl Engine for RocksEngine {
         // in the same struct). Fields drop in declaration order, so `snap` is
         // released before the Arc; the DB therefore outlives the snapshot.
         let snap: SnapshotWithThreadMode<'static, DB> = unsafe { std::mem::transmute(snap) };
-        RocksSnapshot { snap, db: Arc::clone(&self.db) }
+        RocksSnapshot { group_iters: Mutex::new(Vec::new()), snap, db: Arc::clone(&self.db) }
     }
 }
 
@@ -311,16 +312,73 @@ impl Maintain for RocksEngine {
 
 /// A point-in-time view of a [`RocksEngine`] (a RocksDB snapshot).
 pub struct RocksSnapshot {
-    // Declared before `db` so it is dropped first (see `RocksEngine::snapshot`).
+    // Fields drop in declaration order: the pooled iterators (which read
+    // `snap` and borrow `db`) first, then the snapshot, then the DB.
+    group_iters: Mutex<Vec<GroupIter>>,
     snap: SnapshotWithThreadMode<'static, DB>,
     db: Arc<DB>,
 }
+
+/// The group-scan iterators one snapshot keeps for reuse, at most.
+const POOLED_ITERATORS: usize = 8;
+
+/// An iterator over `Cf::Kv` at a snapshot, seeking with the group filters
+/// and without an upper bound (the scan checks its end itself), so any
+/// group scan of that snapshot can reuse it ([`RocksSnapshot::scan_group`]).
+struct GroupIter(DBRawIteratorWithThreadMode<'static, DB>);
+
+// SAFETY: a RocksDB iterator may be used from any thread, one at a time;
+// the pool hands each to one scan at a time.
+unsafe impl Send for GroupIter {}
 
 impl RocksSnapshot {
     fn read_opts(&self) -> ReadOptions {
         let mut o = ReadOptions::default();
         o.set_snapshot(&self.snap);
         o
+    }
+
+    /// Scans `[start, end)` of `Cf::Kv`, bounds inside one version group
+    /// ([`within_one_group`]), with an iterator of the pool.
+    ///
+    /// A view published by the node serves every serializable range until
+    /// the next apply. Creating and destroying an iterator per point read
+    /// was 3.3% of a member's samples under 64 clients' serializable
+    /// ranges, RocksDB's share 9.3% in all; with the pool, 0.2% and 5.4%
+    /// (issue 17, `perf`). A reused iterator only seeks again; it reads the
+    /// same snapshot, so it sees what a new one would.
+    fn scan_group(&self, start: &[u8], end: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        let pooled = self.group_iters.lock().pop();
+        let mut it = match pooled {
+            Some(it) => it,
+            None => {
+                let mut opts = self.read_opts();
+                opts.set_prefix_same_as_start(true);
+                let it = self.db.raw_iterator_cf_opt(cf_handle(&self.db, Cf::Kv)?, opts);
+                // SAFETY: the iterator borrows the DB, which `db` keeps alive
+                // (an Arc in the same struct, dropped after the pool), and
+                // reads `snap`, also dropped after the pool.
+                GroupIter(unsafe {
+                    std::mem::transmute::<DBRawIteratorWithThreadMode<'_, DB>, DBRawIteratorWithThreadMode<'static, DB>>(
+                        it,
+                    )
+                })
+            }
+        };
+        it.0.seek(start);
+        while it.0.valid() {
+            let (Some(k), Some(v)) = (it.0.key(), it.0.value()) else { break };
+            if k >= end || !visit(k, v) {
+                break;
+            }
+            it.0.next();
+        }
+        it.0.status()?;
+        let mut pool = self.group_iters.lock();
+        if pool.len() < POOLED_ITERATORS {
+            pool.push(it);
+        }
+        Ok(())
     }
 }
 
@@ -336,7 +394,12 @@ impl ReadView for RocksSnapshot {
         end: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        checksum::scan_unsealed(cf, visit, |v| scan_with(&self.db, cf, self.read_opts(), start, end, v))
+        match end {
+            Some(end) if within_one_group(cf, start, Some(end)) && start < end => {
+                checksum::scan_unsealed(cf, visit, |v| self.scan_group(start, end, v))
+            }
+            _ => checksum::scan_unsealed(cf, visit, |v| scan_with(&self.db, cf, self.read_opts(), start, end, v)),
+        }
     }
 }
 
@@ -427,6 +490,53 @@ mod tests {
             // A group nothing was written to.
             assert!(scan(view, &encode_key(b"bb", 5), Some(&group_end(b"bb"))).is_empty());
         }
+    }
+
+    #[test]
+    fn pooled_group_iterators_read_their_snapshot_and_nothing_later() {
+        use crate::core::mvcc::encoding::{encode_key, group_end};
+        let dir = tempfile::tempdir().unwrap();
+        let e = RocksEngine::open(dir.path()).unwrap();
+        let put = |key: &[u8], rev: i64| {
+            let mut b = WriteBatch::new();
+            b.put(Cf::Kv, encode_key(key, rev), rev.to_be_bytes().to_vec());
+            e.write(b, true).unwrap();
+        };
+        let revs = |view: &dyn ReadView, key: &[u8]| {
+            let mut seen = Vec::new();
+            view.scan(Cf::Kv, &encode_key(key, i64::MAX), Some(&group_end(key)), &mut |_, v| {
+                seen.push(i64::from_be_bytes(v.try_into().unwrap()));
+                true
+            })
+            .unwrap();
+            seen
+        };
+        put(b"k", 1);
+        let snap = e.snapshot();
+        assert_eq!(revs(&snap, b"k"), vec![1]);
+        assert_eq!(snap.group_iters.lock().len(), 1, "the scan's iterator went back to the pool");
+        // Later writes, in the memtable and in a file, stay out of the
+        // snapshot's scans, whichever pooled iterator serves them.
+        put(b"k", 2);
+        put(b"j", 3);
+        e.db.flush_cf(e.handle(Cf::Kv).unwrap()).unwrap();
+        assert_eq!(revs(&snap, b"k"), vec![1]);
+        assert!(revs(&snap, b"j").is_empty());
+        assert_eq!(revs(&e.snapshot(), b"k"), vec![2, 1]);
+        // A scan its visitor stops still returns its iterator, and scans on
+        // many threads at once each get their own.
+        snap.scan(Cf::Kv, &encode_key(b"k", 9), Some(&group_end(b"k")), &mut |_, _| false).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        assert_eq!(revs(&snap, b"k"), vec![1]);
+                        assert!(revs(&snap, b"j").is_empty());
+                    }
+                });
+            }
+        });
+        assert!(snap.group_iters.lock().len() <= POOLED_ITERATORS);
     }
 
     #[test]
