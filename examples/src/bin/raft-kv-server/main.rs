@@ -541,13 +541,8 @@ async fn run(flags: Flags) -> Result<()> {
             header_read_timeout: flags.http1_header_read_timeout,
         };
         let tls = if url.starts_with("https://") { client_tls.clone() } else { None };
-        servers.push(tokio::spawn(serve(
-            listener,
-            dispatch::Dispatch::client(ctx.clone()),
-            tls,
-            limits,
-            stop_rx.clone(),
-        )));
+        let app = dispatch::Dispatch::client(ctx.clone());
+        servers.push(tokio::spawn(serve(listener, app, tls, limits, stop_rx.clone())));
     }
 
     for url in &flags.listen_metrics_urls {
@@ -562,13 +557,8 @@ async fn run(flags: Flags) -> Result<()> {
         };
         // An https:// metrics URL uses the client TLS settings, as etcd's.
         let tls = if url.starts_with("https://") { client_tls.clone() } else { None };
-        servers.push(tokio::spawn(serve(
-            listener,
-            dispatch::Dispatch::metrics(ctx.clone()),
-            tls,
-            limits,
-            stop_rx.clone(),
-        )));
+        let app = dispatch::Dispatch::metrics(ctx.clone());
+        servers.push(tokio::spawn(serve(listener, app, tls, limits, stop_rx.clone())));
     }
 
     let failed = tokio::select! {
