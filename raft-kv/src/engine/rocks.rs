@@ -156,11 +156,23 @@ fn scan_with(
         opts.set_total_order_seek(true);
     }
     let mut it = db.raw_iterator_cf_opt(cf_handle(db, cf)?, opts);
+    visit_from(&mut it, start, None, visit)
+}
+
+/// Seeks `it` to `start` and hands `visit` each key-value from there until
+/// `visit` says stop, the iterator ends, or a key reaches `end` (for an
+/// iterator without an upper bound of its own).
+fn visit_from(
+    it: &mut DBRawIteratorWithThreadMode<'_, DB>,
+    start: &[u8],
+    end: Option<&[u8]>,
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) -> Result<()> {
     it.seek(start);
     while it.valid() {
         let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
-        if !visit(k, v) {
-            return Ok(());
+        if end.is_some_and(|end| k >= end) || !visit(k, v) {
+            break;
         }
         it.next();
     }
@@ -365,15 +377,7 @@ impl RocksSnapshot {
                 })
             }
         };
-        it.0.seek(start);
-        while it.0.valid() {
-            let (Some(k), Some(v)) = (it.0.key(), it.0.value()) else { break };
-            if k >= end || !visit(k, v) {
-                break;
-            }
-            it.0.next();
-        }
-        it.0.status()?;
+        visit_from(&mut it.0, start, Some(end), visit)?;
         let mut pool = self.group_iters.lock();
         if pool.len() < POOLED_ITERATORS {
             pool.push(it);
