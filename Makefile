@@ -70,7 +70,7 @@ bench-vs-etcd: deps
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq etcd-server; }
 	$(CARGO) build --release -p examples --bin raft-kv-server
-	$(CARGO) build --release -p benches --bin raft-kv-bench
+	$(CARGO) build --release -p benches --bin raft-kv-bench --bin inproc-load
 	benches/scripts/bench-vs-etcd.sh
 
 # Soak: a 3-member raft-kv cluster under steady puts for SOAK_SECS (default

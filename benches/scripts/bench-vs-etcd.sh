@@ -22,10 +22,15 @@
 #                      ops per run of each row (defaults aim at 5-15 s a run)
 #   KEY_SPACE=100000   keys of the matrix (8-byte keys, 256-byte values)
 #   RSS_KEYS=1000000   distinct keys loaded before the RSS sample (0: skip)
+#   CHECK_PERF=1       etcdctl 3.5.1's `check perf --load=l` against each
+#                      system after the matrix (1 minute each; QUICK=1: 0)
+#   INPROC=1           the library's in-process rows (inproc-load: 3 members
+#                      in one process, 1 caller and 256 in flight; QUICK=1: 0)
 #   CLIENTS=64 CONNS=8 the 64-client rows; WIDE_CLIENTS=256 WIDE_CONNS=32
 #                      the all-members put row
 #   SNAPSHOT_COUNT=10000, OUT=target/bench-vs-etcd,
 #   SERVER=target/release/raft-kv-server, BENCH=target/release/raft-kv-bench,
+#   INPROC_BIN=target/release/inproc-load,
 #   ETCD_BIN=etcd (3.4), ETCDCTL_BIN=etcdctl
 #
 # Output: a markdown table on stdout and in $OUT/table.md (ratios against
@@ -40,6 +45,10 @@ QUICK=${QUICK:-0}
 ROUNDS=${ROUNDS:-1}
 TOOLS=${TOOLS:-benchmark raft-kv-bench}
 read -r -a SYSTEMS <<<"${SYSTEMS:-etcd35 etcd34 raft-kv}"
+if [ "$QUICK" = 1 ]; then QUICK_SKIPS=0; else QUICK_SKIPS=1; fi
+CHECK_PERF=${CHECK_PERF:-$QUICK_SKIPS}
+INPROC=${INPROC:-$QUICK_SKIPS}
+INPROC_BIN=${INPROC_BIN:-target/release/inproc-load}
 CLIENTS=${CLIENTS:-64}
 CONNS=${CONNS:-8}
 WIDE_CLIENTS=${WIDE_CLIENTS:-256}
@@ -84,6 +93,7 @@ ROWS=(
 # shellcheck source=etcd-tools.sh
 . benches/scripts/etcd-tools.sh
 
+[ "$INPROC" = 1 ] && { [ -x "$INPROC_BIN" ] || die "$INPROC_BIN not built (make bench-vs-etcd builds it)"; }
 for f in "$SERVER" "$BENCH"; do [ -x "$f" ] || die "$f not built (make bench-vs-etcd builds it)"; done
 command -v "$ETCD_BIN" >/dev/null || die "$ETCD_BIN not found (Debian: apt-get install etcd-server)"
 command -v "$ETCDCTL_BIN" >/dev/null || die "$ETCDCTL_BIN not found (Debian: apt-get install etcd-client)"
@@ -251,6 +261,48 @@ if [ "$RSS_KEYS" -gt 0 ]; then
   rss_sample "after $RSS_KEYS keys"
 fi
 
+# The checks beyond the matrix. etcdctl's `check perf --load=l` (500
+# clients, 8,000 puts/s offered for 60 s, 276-byte keys, 1 KiB values; it
+# deletes its keys at the end) against each cluster as the matrix left it;
+# its verdict is a result, not a failure of this script.
+if [ "$CHECK_PERF" = 1 ]; then
+  ctl35=$(etcd35_bin etcdctl)
+  for sys in "${SYSTEMS[@]}"; do
+    log "$sys: etcdctl check perf --load=l"
+    "$ctl35" --endpoints "${ENDPOINTS_OF[$sys]}" check perf --load=l >"$OUT/logs/check-perf-$sys.log" 2>&1 || true
+    line=$(python3 - "$OUT/logs/check-perf-$sys.log" <<'PY'
+import json, re, sys
+text = open(sys.argv[1], errors="replace").read().replace("\r", "\n")
+def num(pat):
+    m = re.search(pat, text)
+    return float(m.group(1)) if m else None
+verdict = re.findall(r"^(PASS|FAIL)\s*$", text, re.M)
+print(json.dumps({"ops_per_sec": num(r"Throughput (?:is|too low:) (\d+) writes/s"),
+                  "slowest_s": num(r"Slowest request took (?:too long: )?([0-9.]+)s"),
+                  "stddev_s": num(r"Stddev (?:is|too high:) ([0-9.]+)s"),
+                  "pass": bool(verdict) and verdict[-1] == "PASS"}))
+PY
+    )
+    # No verdict at all: etcdctl could not run the check.
+    case $line in *'"ops_per_sec": null'*) rc=1 ;; *) rc=0 ;; esac
+    [ "$rc" = 0 ] || { log "$sys: check perf gave no verdict (log: $OUT/logs/check-perf-$sys.log)"; FAILED=1; }
+    record check-perf etcdctl "$sys" "check perf --load=l" 1 "$rc" "$line"
+  done
+fi
+# The library in process (3 members in one process on RocksDB, fsync on):
+# one caller, and 256 requests in flight from one thread.
+if [ "$INPROC" = 1 ]; then
+  for spec in "1 caller|1|20000" "256 in flight|256|200000"; do
+    IFS='|' read -r row callers total <<<"$spec"
+    for rnd in $(seq 1 "$ROUNDS"); do
+      log "in process: $row, round $rnd"
+      line=$("$INPROC_BIN" "$callers" "$total" callbacks 2>>"$OUT/logs/inproc-load.log" | tail -n 1) && rc=0 || rc=$?
+      [ "$rc" = 0 ] || FAILED=1
+      record inproc inproc-load raft-kv "in process, $row" "$rnd" "$rc" "$line"
+    done
+  done
+fi
+
 HEADER="3 members each on loopback, heartbeat ${HEARTBEAT} ms, election ${ELECTION} ms, snapshot count ${SNAPSHOT_COUNT}; ${KEY_SIZE}-byte keys, ${VAL_SIZE}-byte values, key space ${KEY_SPACE} (prefilled); ${ROUNDS} round(s), medians; QUICK=${QUICK}. ${VERSIONS}; $(nproc) cores, $(uname -r)."
 python3 - "$RESULTS" "$OUT/table.md" "$HEADER" "${SYSTEMS[*]}" "${ROWS[@]}" <<'PY'
 import json, statistics, sys
@@ -289,6 +341,28 @@ if loads:
     out.append("|---|" + "---:|" * len(systems))
     for row in dict.fromkeys(r["row"] for r in loads):
         out.append(f"| {row} | " + " | ".join(f(median([r for r in loads if r['row'] == row and r['system'] == s], 'ops_per_sec'), '{:,.0f}') for s in systems) + " |")
+    out.append("")
+checks = [r for r in recs if r["kind"] == "check-perf"]
+inproc = [r for r in recs if r["kind"] == "inproc"]
+if checks or inproc:
+    out.append("| beyond the matrix | " + " | ".join(names.get(s, s) for s in systems) + " | target |")
+    out.append("|---|" + "---:|" * len(systems) + "---|")
+    if checks:
+        def verdict(s):
+            x = [r for r in checks if r["system"] == s and r.get("rc") == 0]
+            if not x:
+                return "n/a"
+            r = x[0]
+            return f"{r['ops_per_sec']:,.0f}/s, slowest {r['slowest_s']:.2f} s, " + ("PASS" if r["pass"] else "**FAIL**")
+        out.append("| `etcdctl check perf --load=l` | " + " | ".join(verdict(s) for s in systems) + " | passes |")
+    goal = {"in process, 1 caller": 2500, "in process, 256 in flight": 100000}
+    for row in dict.fromkeys(r["row"] for r in inproc):
+        k = median([r for r in inproc if r["row"] == row], "ops_per_sec")
+        cpu = median([r for r in inproc if r["row"] == row], "cpu_us_per_op")
+        cell = "n/a" if k is None else f"{k:,.0f}/s ({cpu:.1f} µs CPU a write)"
+        if k is not None and k < goal.get(row, 0):
+            cell = f"**{cell}**"
+        out.append(f"| {row} | " + " | ".join(cell if s == "raft-kv" else "–" for s in systems) + f" | ≥ {goal.get(row, 0):,}/s |")
     out.append("")
 rss = [r for r in recs if r["kind"] == "rss"]
 if rss:
